@@ -1,0 +1,172 @@
+//! The admin HTTP listener: the GraphQL API at `/api/graphql` and `/health`.
+//!
+//! Only this module knows GraphQL. It follows MongooseIM's HTTP rules: 401 with
+//! `no_permissions` or `wrong_credentials` before anything runs, 400 for requests that cannot be
+//! parsed or whose arguments cannot be coerced (`parser_error`, `input_coercion`), and 200 with a
+//! null field and an `extensions.code` for operation errors.
+
+mod auth;
+mod scalars;
+mod schema;
+
+use std::net::SocketAddr;
+
+use serde_json::json;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use warp::Filter;
+use warp::http::StatusCode;
+use warp::reply::{Reply, Response};
+
+pub use auth::Credentials;
+pub use schema::{AdminSchema, build as build_schema};
+
+use crate::xmpp::Connection;
+
+/// What the listener serves.
+#[derive(Clone)]
+pub struct AdminApi {
+    pub schema: AdminSchema,
+    pub credentials: Credentials,
+    pub connection: Connection,
+}
+
+/// Largest request body accepted.
+const MAX_BODY: u64 = 256 * 1024;
+
+impl AdminApi {
+    /// Serves until `stop` fires. The listener is bound by the caller, so that a port in use is
+    /// reported at start-up.
+    pub async fn serve(self, listener: TcpListener, stop: CancellationToken) {
+        let api = self.clone();
+        let graphql = warp::path!("api" / "graphql")
+            .and(warp::post())
+            .and(warp::header::optional::<String>("authorization"))
+            .and(warp::body::content_length_limit(MAX_BODY))
+            .and(warp::body::bytes())
+            .then(move |authorization: Option<String>, body: bytes::Bytes| {
+                let api = api.clone();
+                async move { api.graphql(authorization.as_deref(), &body).await }
+            });
+        let connection = self.connection.clone();
+        let health = warp::path!("health").and(warp::get()).map(move || {
+            let xmpp = if connection.is_connected() {
+                "connected"
+            } else {
+                "disconnected"
+            };
+            warp::reply::json(&json!({ "status": "ok", "xmpp": xmpp }))
+        });
+        let routes = graphql.or(health);
+        warp::serve(routes)
+            .incoming(listener)
+            .graceful(async move { stop.cancelled().await })
+            .run()
+            .await;
+    }
+
+    async fn graphql(&self, authorization: Option<&str>, body: &[u8]) -> Response {
+        let request: async_graphql::Request = match serde_json::from_slice(body) {
+            Ok(request) => request,
+            Err(_) => {
+                return error_reply(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_json_body",
+                    "Invalid JSON body",
+                    None,
+                );
+            }
+        };
+        let operation = request
+            .operation_name
+            .clone()
+            .unwrap_or_else(|| "ROOT".to_owned());
+        if let Err(denied) = self.credentials.check(authorization, &operation) {
+            return denied.into_response();
+        }
+        if request.query.trim().is_empty() {
+            return error_reply(
+                StatusCode::BAD_REQUEST,
+                "no_query_supplied",
+                "No query supplied",
+                None,
+            );
+        }
+        if let Err(err) = async_graphql::parser::parse_query(&request.query) {
+            return error_reply(
+                StatusCode::BAD_REQUEST,
+                "parser_error",
+                &err.to_string(),
+                None,
+            );
+        }
+        let response = self.schema.execute(request).await;
+        let status = classify(&response);
+        let mut reply = serde_json::to_value(&response).unwrap_or_else(|_| json!({}));
+        if status == StatusCode::BAD_REQUEST {
+            mark_request_errors(&mut reply);
+        }
+        warp::reply::with_status(warp::reply::json(&reply), status).into_response()
+    }
+}
+
+/// 200 when every error is an operation error (it carries a code); 400 when the request itself
+/// was wrong: unknown fields, bad argument values and the like.
+fn classify(response: &async_graphql::Response) -> StatusCode {
+    let request_error = response.errors.iter().any(|err| {
+        err.extensions
+            .as_ref()
+            .is_none_or(|extensions| extensions.get("code").is_none())
+    });
+    if request_error {
+        StatusCode::BAD_REQUEST
+    } else {
+        StatusCode::OK
+    }
+}
+
+/// Gives each error without a code MongooseIM's: `input_coercion` for a value that does not fit
+/// its type, `validation_error` for anything else wrong with the document.
+fn mark_request_errors(reply: &mut serde_json::Value) {
+    let Some(errors) = reply.get_mut("errors").and_then(|e| e.as_array_mut()) else {
+        return;
+    };
+    for error in errors {
+        if error.pointer("/extensions/code").is_some() {
+            continue;
+        }
+        let message = error["message"].as_str().unwrap_or_default();
+        let code = if message.contains("Failed to parse")
+            || message.contains("Invalid value for argument")
+        {
+            "input_coercion"
+        } else {
+            "validation_error"
+        };
+        error["extensions"] = json!({ "code": code });
+    }
+}
+
+fn error_reply(
+    status: StatusCode,
+    code: &str,
+    message: &str,
+    path: Option<Vec<String>>,
+) -> Response {
+    let mut error = json!({ "message": message, "extensions": { "code": code } });
+    if let Some(path) = path {
+        error["path"] = json!(path);
+    }
+    warp::reply::with_status(warp::reply::json(&json!({ "errors": [error] })), status)
+        .into_response()
+}
+
+/// Binds the admin listener, with a message that names the key on failure.
+pub async fn bind(address: SocketAddr) -> std::io::Result<TcpListener> {
+    TcpListener::bind(address).await.map_err(|err| {
+        std::io::Error::new(
+            err.kind(),
+            format!("cannot listen on admin.listen = {address}: {err}"),
+        )
+    })
+}

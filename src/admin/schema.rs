@@ -1,0 +1,313 @@
+//! The GraphQL schema: MongooseIM's `broadcast` admin category, field for field.
+//!
+//! Domain types are converted to GraphQL types here, and domain errors to MongooseIM's error
+//! codes and messages (`extensions.code`, plus the operation's arguments as context).
+
+use async_graphql::{
+    Context, EmptySubscription, Enum, ErrorExtensions, Object, Schema, SimpleObject,
+};
+
+use super::scalars::{BareJid, DateTime, DomainName, Jid, NonNegInt, PosInt};
+use crate::broadcast::{
+    self, BroadcastRequest, Broadcasts, InvalidRequest, Job, QueryError, StartError,
+};
+
+/// The admin schema served at `/api/graphql`.
+pub type AdminSchema = Schema<Query, Mutation, EmptySubscription>;
+
+/// Builds the schema; `broadcasts` is `None` only to print the SDL.
+pub fn build(broadcasts: Option<Broadcasts>) -> AdminSchema {
+    let builder = Schema::build(Query, Mutation, EmptySubscription);
+    match broadcasts {
+        Some(broadcasts) => builder.data(broadcasts).finish(),
+        None => builder.finish(),
+    }
+}
+
+/// Admin queries.
+pub struct Query;
+
+#[Object(name = "AdminQuery")]
+impl Query {
+    /// Message broadcast management
+    async fn broadcast(&self) -> Option<BroadcastAdminQuery> {
+        Some(BroadcastAdminQuery)
+    }
+}
+
+/// Admin mutations.
+pub struct Mutation;
+
+#[Object(name = "AdminMutation")]
+impl Mutation {
+    /// Message broadcast management
+    async fn broadcast(&self) -> Option<BroadcastAdminMutation> {
+        Some(BroadcastAdminMutation)
+    }
+}
+
+/// Queries about broadcast jobs.
+pub struct BroadcastAdminQuery;
+
+#[Object]
+impl BroadcastAdminQuery {
+    /// Get the broadcast jobs of a domain, newest first
+    async fn get_broadcasts(
+        &self,
+        ctx: &Context<'_>,
+        domain: DomainName,
+        #[graphql(default_with = "Some(PosInt(50))")] limit: Option<PosInt>,
+        #[graphql(default_with = "Some(NonNegInt(0))")] index: Option<NonNegInt>,
+    ) -> async_graphql::Result<Option<Vec<Broadcast>>> {
+        let context = [("domain", domain.0.clone().into())];
+        let jobs = service(ctx)
+            .list(
+                &domain.0,
+                limit.map_or(50, |limit| limit.0),
+                index.map_or(0, |index| index.0),
+            )
+            .await
+            .map_err(|err| query_error(err, &context))?;
+        Ok(Some(jobs.into_iter().map(Broadcast).collect()))
+    }
+
+    /// Get a broadcast job by its id
+    async fn get_broadcast(
+        &self,
+        ctx: &Context<'_>,
+        domain: DomainName,
+        id: i32,
+    ) -> async_graphql::Result<Option<Broadcast>> {
+        let context = [("domain", domain.0.clone().into()), ("id", id.into())];
+        let job = service(ctx)
+            .get(&domain.0, i64::from(id))
+            .await
+            .map_err(|err| query_error(err, &context))?;
+        Ok(Some(Broadcast(job)))
+    }
+}
+
+/// Mutations of broadcast jobs.
+pub struct BroadcastAdminMutation;
+
+#[Object]
+impl BroadcastAdminMutation {
+    /// Start a broadcast job for a domain. Only one job may run per domain at a time
+    #[allow(clippy::too_many_arguments)]
+    async fn start_broadcast(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "Name of the job, for the operators")] name: String,
+        #[graphql(desc = "Domain whose users receive the message")] domain: DomainName,
+        #[graphql(desc = "Subject of the message (may be empty)")] message_subject: String,
+        #[graphql(desc = "Body of the message")] message_body: String,
+        #[graphql(desc = "Bare JID used as the sender; it must be an account of the domain")]
+        sender_jid: BareJid,
+        #[graphql(desc = "Messages per second, 1-1000")] message_rate: PosInt,
+        #[graphql(desc = "Who receives the message")] recipient_group: BroadcastRecipientGroup,
+    ) -> async_graphql::Result<Option<BroadcastMutationResult>> {
+        let context = [
+            ("domain", domain.0.clone().into()),
+            ("name", name.clone().into()),
+        ];
+        let request = BroadcastRequest {
+            name,
+            domain: domain.0,
+            subject: message_subject,
+            body: message_body,
+            sender: sender_jid.0,
+            rate: message_rate.0,
+            recipient_group: recipient_group.into(),
+        };
+        let id = service(ctx)
+            .start(request)
+            .await
+            .map_err(|err| start_error(err, &context))?;
+        Ok(Some(BroadcastMutationResult {
+            message: "Broadcast job started".to_owned(),
+            ids: vec![graphql_id(id)],
+        }))
+    }
+}
+
+/// The outcome of a broadcast mutation.
+#[derive(SimpleObject)]
+pub struct BroadcastMutationResult {
+    /// What was done
+    message: String,
+    /// The jobs concerned
+    ids: Vec<i32>,
+}
+
+/// Recipients of a broadcast.
+#[derive(Enum, Clone, Copy, PartialEq, Eq)]
+pub enum BroadcastRecipientGroup {
+    /// Every registered user of the domain when the job is created
+    AllUsersInDomain,
+}
+
+impl From<BroadcastRecipientGroup> for broadcast::RecipientGroup {
+    fn from(group: BroadcastRecipientGroup) -> Self {
+        match group {
+            BroadcastRecipientGroup::AllUsersInDomain => {
+                broadcast::RecipientGroup::AllUsersInDomain
+            }
+        }
+    }
+}
+
+/// The state of a broadcast job.
+#[derive(Enum, Clone, Copy, PartialEq, Eq)]
+pub enum BroadcastJobState {
+    /// Sending
+    Running,
+    /// Every recipient was processed
+    Finished,
+    /// Stopped by an error
+    AbortError,
+    /// Stopped by an administrator
+    AbortAdmin,
+}
+
+impl From<broadcast::ExecutionState> for BroadcastJobState {
+    fn from(state: broadcast::ExecutionState) -> Self {
+        match state {
+            broadcast::ExecutionState::Running => BroadcastJobState::Running,
+            broadcast::ExecutionState::Finished => BroadcastJobState::Finished,
+            broadcast::ExecutionState::AbortError => BroadcastJobState::AbortError,
+            broadcast::ExecutionState::AbortAdmin => BroadcastJobState::AbortAdmin,
+        }
+    }
+}
+
+/// A broadcast job.
+pub struct Broadcast(Job);
+
+#[Object]
+impl Broadcast {
+    async fn id(&self) -> i32 {
+        graphql_id(self.0.id)
+    }
+
+    async fn name(&self) -> &str {
+        &self.0.name
+    }
+
+    async fn domain(&self) -> DomainName {
+        DomainName(self.0.domain.clone())
+    }
+
+    async fn message_subject(&self) -> &str {
+        &self.0.subject
+    }
+
+    async fn message_body(&self) -> &str {
+        &self.0.body
+    }
+
+    async fn sender_jid(&self) -> Jid {
+        Jid(self.0.sender_jid.clone())
+    }
+
+    async fn message_rate(&self) -> PosInt {
+        PosInt(i64::from(self.0.rate))
+    }
+
+    /// The instance running the job, or "undefined" when none does
+    async fn owner_node(&self) -> &str {
+        self.0.owner.as_deref().unwrap_or("undefined")
+    }
+
+    async fn create_timestamp(&self) -> DateTime {
+        DateTime(self.0.created_at)
+    }
+
+    async fn start_timestamp(&self) -> Option<DateTime> {
+        self.0.started_at.map(DateTime)
+    }
+
+    async fn stop_timestamp(&self) -> Option<DateTime> {
+        self.0.stopped_at.map(DateTime)
+    }
+
+    async fn execution_state(&self) -> BroadcastJobState {
+        self.0.state.into()
+    }
+
+    async fn abortion_reason(&self) -> Option<&str> {
+        self.0.abortion_reason.as_deref()
+    }
+
+    async fn recipient_group(&self) -> BroadcastRecipientGroup {
+        BroadcastRecipientGroup::AllUsersInDomain
+    }
+
+    async fn recipient_count(&self) -> PosInt {
+        PosInt(self.0.recipient_count)
+    }
+
+    async fn recipients_processed(&self) -> NonNegInt {
+        NonNegInt(self.0.recipients_processed)
+    }
+}
+
+fn service<'a>(ctx: &Context<'a>) -> &'a Broadcasts {
+    ctx.data_unchecked::<Broadcasts>()
+}
+
+/// Job ids are GraphQL `Int`s, as in MongooseIM.
+fn graphql_id(id: i64) -> i32 {
+    i32::try_from(id).unwrap_or(i32::MAX)
+}
+
+type ErrorContext<'a> = [(&'static str, async_graphql::Value)];
+
+fn operation_error(
+    code: &str,
+    message: String,
+    context: &ErrorContext<'_>,
+) -> async_graphql::Error {
+    async_graphql::Error::new(message).extend_with(|_, extensions| {
+        extensions.set("code", code);
+        for (key, value) in context {
+            extensions.set(*key, value.clone());
+        }
+    })
+}
+
+fn start_error(err: StartError, context: &ErrorContext<'_>) -> async_graphql::Error {
+    let code = match &err {
+        StartError::DomainNotFound => "domain_not_found",
+        StartError::Invalid(InvalidRequest::BadParameter(_)) => "bad_parameter",
+        StartError::Invalid(InvalidRequest::SenderNotInDomain) | StartError::SenderNotFound => {
+            "sender_not_found"
+        }
+        StartError::NoRecipients => "no_recipients",
+        StartError::RunningJobLimitExceeded => "running_job_limit_exceeded",
+        StartError::Store(_) | StartError::Directory(_) => {
+            tracing::error!(error = %err, "startBroadcast failed");
+            return operation_error(
+                "temporarily_unavailable",
+                "Broadcast manager is temporarily unavailable".to_owned(),
+                context,
+            );
+        }
+    };
+    operation_error(code, err.to_string(), context)
+}
+
+fn query_error(err: QueryError, context: &ErrorContext<'_>) -> async_graphql::Error {
+    let code = match &err {
+        QueryError::DomainNotFound => "domain_not_found",
+        QueryError::NotFound => "broadcast_not_found",
+        QueryError::Store(_) => {
+            tracing::error!(error = %err, "reading broadcasts failed");
+            return operation_error(
+                "database_error",
+                "The job database cannot be read".to_owned(),
+                context,
+            );
+        }
+    };
+    operation_error(code, err.to_string(), context)
+}

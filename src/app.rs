@@ -1,0 +1,90 @@
+//! `serve`: wires the store, the user directory, the XMPP connection, the manager and the admin
+//! API together, and takes them down in order on SIGTERM or SIGINT.
+
+use anyhow::Context as _;
+use tokio_util::sync::CancellationToken;
+
+use crate::admin::{self, AdminApi, Credentials};
+use crate::broadcast::{Broadcasts, Manager};
+use crate::config::Config;
+use crate::directory::Directory;
+use crate::store::Store;
+use crate::xmpp::Connection;
+
+/// Runs the component until a termination signal arrives.
+pub async fn serve(config: Config) -> anyhow::Result<()> {
+    let stop = CancellationToken::new();
+    tokio::spawn(cancel_on_signal(stop.clone()));
+
+    let store = Store::connect(
+        config.database.url.expose(),
+        config.database.max_connections,
+    )
+    .await
+    .context("cannot open the job database (database.url)")?;
+    let directory = Directory::connect(&config.users)
+        .await
+        .context("cannot read the XMPP server's users (users.url, users.schema)")?;
+    let listener = admin::bind(config.admin.listen).await?;
+
+    let connection_stop = CancellationToken::new();
+    let (connection, connection_task) =
+        Connection::start(config.component.clone(), connection_stop.clone());
+    let manager = Manager::new(
+        store.clone(),
+        connection.clone(),
+        config.node_name.clone(),
+        config.lease_time,
+    );
+    let resumed = manager
+        .resume_owned_jobs()
+        .await
+        .context("cannot resume this instance's jobs")?;
+    manager.spawn_lease_renewal();
+
+    let broadcasts = Broadcasts::new(
+        store.clone(),
+        directory,
+        manager.clone(),
+        config.domains.clone(),
+    );
+    let api = AdminApi {
+        schema: admin::build_schema(Some(broadcasts)),
+        credentials: Credentials::new(&config.admin.username, config.admin.password.expose()),
+        connection,
+    };
+    tracing::info!(
+        node = %config.node_name,
+        admin = %config.admin.listen,
+        component = %config.component.jid,
+        resumed,
+        "xmpp-broadcast is serving"
+    );
+    let http = tokio::spawn(api.serve(listener, stop.clone()));
+
+    stop.cancelled().await;
+    tracing::info!("shutting down");
+    manager.shutdown().await;
+    connection_stop.cancel();
+    let _ = connection_task.await;
+    let _ = http.await;
+    store.close().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn cancel_on_signal(stop: CancellationToken) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut terminate), Ok(mut interrupt)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::error!("cannot listen for termination signals");
+        return;
+    };
+    tokio::select! {
+        _ = terminate.recv() => {}
+        _ = interrupt.recv() => {}
+    }
+    stop.cancel();
+}

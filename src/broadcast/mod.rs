@@ -1,0 +1,14 @@
+//! The broadcast domain: requests and their validation, jobs, the worker that sends one job, the
+//! manager that runs this instance's workers, and the operations the admin API calls.
+
+mod job;
+mod manager;
+mod service;
+pub mod spec;
+mod worker;
+
+pub use job::{ExecutionState, Job, JobId, Lease};
+pub use manager::Manager;
+pub use service::{Broadcasts, QueryError, StartError};
+pub use spec::{BroadcastRequest, InvalidRequest, JobSpec, Parameter, RecipientGroup};
+pub use worker::WorkerEnd;

@@ -1,0 +1,133 @@
+//! The operations behind the admin API: start, read and list broadcasts.
+//!
+//! Starting validates everything first and writes once: the job, its lease and its recipient
+//! snapshot in one transaction; then this instance's manager runs it.
+
+use std::time::Duration;
+
+use crate::broadcast::spec::{BroadcastRequest, InvalidRequest, JobSpec};
+use crate::broadcast::{Job, JobId, Lease, Manager};
+use crate::directory::{Directory, DirectoryError};
+use crate::store::{Store, StoreError};
+
+/// Why a broadcast could not be started. Nothing was written in any case.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("Domain not found")]
+    DomainNotFound,
+    #[error(transparent)]
+    Invalid(#[from] InvalidRequest),
+    #[error("Sender account does not exist")]
+    SenderNotFound,
+    #[error("Recipient group is empty")]
+    NoRecipients,
+    #[error("Cannot start new broadcast job: running job limit exceeded")]
+    RunningJobLimitExceeded,
+    #[error(transparent)]
+    Store(StoreError),
+    #[error(transparent)]
+    Directory(#[from] DirectoryError),
+}
+
+impl From<StoreError> for StartError {
+    fn from(err: StoreError) -> Self {
+        match err {
+            StoreError::RunningJobExists => StartError::RunningJobLimitExceeded,
+            other => StartError::Store(other),
+        }
+    }
+}
+
+/// Why a job could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum QueryError {
+    #[error("Domain not found")]
+    DomainNotFound,
+    #[error("Broadcast job not found")]
+    NotFound,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// The broadcast operations of this instance.
+#[derive(Clone)]
+pub struct Broadcasts {
+    store: Store,
+    directory: Directory,
+    manager: Manager,
+    domains: Vec<String>,
+}
+
+impl Broadcasts {
+    pub fn new(store: Store, directory: Directory, manager: Manager, domains: Vec<String>) -> Self {
+        Broadcasts {
+            store,
+            directory,
+            manager,
+            domains,
+        }
+    }
+
+    /// Validates a request, fixes its recipients, stores the job and starts sending.
+    pub async fn start(&self, request: BroadcastRequest) -> Result<JobId, StartError> {
+        self.check_domain(&request.domain)
+            .map_err(|_| StartError::DomainNotFound)?;
+        let spec = JobSpec::parse(request)?;
+        let sender = spec.sender.node().map(|node| node.as_str()).unwrap_or("");
+        if !self.directory.user_exists(&spec.domain, sender).await? {
+            return Err(StartError::SenderNotFound);
+        }
+        let recipients = self.directory.snapshot(&spec.domain).await?;
+        if recipients.is_empty() {
+            return Err(StartError::NoRecipients);
+        }
+        let node = self.manager.node();
+        let lease_time: Duration = self.manager.lease_time();
+        let id = self
+            .store
+            .create_job(&spec, node, lease_time, &recipients)
+            .await?;
+        tracing::info!(job_id = id, domain = %spec.domain, name = %spec.name, recipients = recipients.len(), rate = spec.rate, "broadcast started");
+        match self.store.get_job(id).await {
+            Ok(Some(job)) => {
+                let lease = Lease {
+                    job_id: id,
+                    owner: node.to_owned(),
+                    epoch: 1,
+                };
+                self.manager.launch(job, lease);
+            }
+            // The job is stored and owned; the manager resumes it at its next start.
+            Ok(None) | Err(_) => {
+                tracing::error!(
+                    job_id = id,
+                    "cannot read the new job back; it resumes at restart"
+                )
+            }
+        }
+        Ok(id)
+    }
+
+    /// One job of `domain`.
+    pub async fn get(&self, domain: &str, id: JobId) -> Result<Job, QueryError> {
+        self.check_domain(domain)?;
+        match self.store.get_job(id).await? {
+            Some(job) if job.domain == domain => Ok(job),
+            _ => Err(QueryError::NotFound),
+        }
+    }
+
+    /// Jobs of `domain`, newest first, skipping `index` and returning at most `limit`.
+    pub async fn list(&self, domain: &str, limit: i64, index: i64) -> Result<Vec<Job>, QueryError> {
+        self.check_domain(domain)?;
+        Ok(self.store.list_jobs(domain, limit, index).await?)
+    }
+
+    fn check_domain(&self, domain: &str) -> Result<(), QueryError> {
+        if self.domains.iter().any(|served| served == domain) {
+            Ok(())
+        } else {
+            Err(QueryError::DomainNotFound)
+        }
+    }
+}

@@ -1,0 +1,247 @@
+//! What an operator asks for: a broadcast request, parsed and validated once into a [`JobSpec`].
+//!
+//! Every limit of the request is checked here, before anything is written, so that code further
+//! down can trust a `JobSpec` (design invariant 8). Lengths count grapheme clusters, the unit
+//! operators see; characters that XML 1.0 cannot carry are refused because a single one would
+//! break the component's stream for every job.
+
+use jid::BareJid;
+use unicode_segmentation::UnicodeSegmentation;
+
+/// Allowed number of characters in a job name.
+pub const NAME_LENGTH: std::ops::RangeInclusive<usize> = 1..=250;
+/// Allowed number of characters in a subject (it may be empty).
+pub const SUBJECT_LENGTH: std::ops::RangeInclusive<usize> = 0..=1024;
+/// Allowed number of characters in a body.
+pub const BODY_LENGTH: std::ops::RangeInclusive<usize> = 1..=16_000;
+/// Allowed message rate, in messages per second.
+pub const RATE: std::ops::RangeInclusive<u32> = 1..=1000;
+
+/// A request field that failed validation; the names are MongooseIM's (`bad_parameter`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Parameter {
+    MessageRate,
+    Name,
+    Subject,
+    Body,
+}
+
+impl Parameter {
+    /// The parameter's name in error messages, as MongooseIM spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Parameter::MessageRate => "message_rate",
+            Parameter::Name => "name",
+            Parameter::Subject => "subject",
+            Parameter::Body => "body",
+        }
+    }
+}
+
+/// Why a request was refused before anything was written.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidRequest {
+    #[error("Invalid parameter: {}", .0.as_str())]
+    BadParameter(Parameter),
+    /// The sender is not an account of the broadcast domain.
+    #[error("Sender account does not exist")]
+    SenderNotInDomain,
+}
+
+/// The recipients of a broadcast; MongooseIM's `BroadcastRecipientGroup`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecipientGroup {
+    AllUsersInDomain,
+}
+
+impl RecipientGroup {
+    pub fn as_db_str(self) -> &'static str {
+        match self {
+            RecipientGroup::AllUsersInDomain => "all_users_in_domain",
+        }
+    }
+}
+
+/// A broadcast request as it arrives, with the domain already known to be served.
+#[derive(Debug, Clone)]
+pub struct BroadcastRequest {
+    pub name: String,
+    pub domain: String,
+    pub subject: String,
+    pub body: String,
+    pub sender: BareJid,
+    pub rate: i64,
+    pub recipient_group: RecipientGroup,
+}
+
+/// A validated broadcast: every field is within its limits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobSpec {
+    pub name: String,
+    pub domain: String,
+    pub subject: String,
+    pub body: String,
+    pub sender: BareJid,
+    pub rate: u32,
+    pub recipient_group: RecipientGroup,
+}
+
+impl JobSpec {
+    /// Checks a request in MongooseIM's order: rate, sender, then name, subject and body.
+    pub fn parse(request: BroadcastRequest) -> Result<Self, InvalidRequest> {
+        let rate = u32::try_from(request.rate)
+            .ok()
+            .filter(|rate| RATE.contains(rate))
+            .ok_or(InvalidRequest::BadParameter(Parameter::MessageRate))?;
+        if request.sender.node().is_none() || request.sender.domain().as_str() != request.domain {
+            return Err(InvalidRequest::SenderNotInDomain);
+        }
+        check_text(&request.name, NAME_LENGTH, Parameter::Name)?;
+        check_text(&request.subject, SUBJECT_LENGTH, Parameter::Subject)?;
+        check_text(&request.body, BODY_LENGTH, Parameter::Body)?;
+        Ok(JobSpec {
+            name: request.name,
+            domain: request.domain,
+            subject: request.subject,
+            body: request.body,
+            sender: request.sender,
+            rate,
+            recipient_group: request.recipient_group,
+        })
+    }
+
+    /// Recipients per batch: ten seconds of sending, as in MongooseIM.
+    pub fn batch_size(&self) -> u32 {
+        batch_size(self.rate)
+    }
+}
+
+/// Recipients per batch for a rate: ten seconds of sending.
+pub fn batch_size(rate: u32) -> u32 {
+    rate * 10
+}
+
+fn check_text(
+    text: &str,
+    allowed: std::ops::RangeInclusive<usize>,
+    parameter: Parameter,
+) -> Result<(), InvalidRequest> {
+    let length = text.graphemes(true).count();
+    if allowed.contains(&length) && text.chars().all(is_xml_char) {
+        Ok(())
+    } else {
+        Err(InvalidRequest::BadParameter(parameter))
+    }
+}
+
+/// Whether XML 1.0 allows this character in a document (the `Char` production).
+pub fn is_xml_char(c: char) -> bool {
+    matches!(c, '\u{9}' | '\u{A}' | '\u{D}' | '\u{20}'..='\u{D7FF}' | '\u{E000}'..='\u{FFFD}' | '\u{10000}'..)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request() -> BroadcastRequest {
+        BroadcastRequest {
+            name: "maintenance".into(),
+            domain: "example.com".into(),
+            subject: "Tonight".into(),
+            body: "The server restarts at 22:00.".into(),
+            sender: BareJid::new("admin@example.com").unwrap(),
+            rate: 100,
+            recipient_group: RecipientGroup::AllUsersInDomain,
+        }
+    }
+
+    fn refused(change: impl FnOnce(&mut BroadcastRequest)) -> InvalidRequest {
+        let mut request = request();
+        change(&mut request);
+        JobSpec::parse(request).unwrap_err()
+    }
+
+    #[test]
+    fn accepts_a_valid_request() {
+        let spec = JobSpec::parse(request()).unwrap();
+        assert_eq!(spec.rate, 100);
+        assert_eq!(spec.batch_size(), 1000);
+    }
+
+    #[test]
+    fn rate_limits() {
+        let bad = InvalidRequest::BadParameter(Parameter::MessageRate);
+        assert_eq!(refused(|r| r.rate = 0), bad);
+        assert_eq!(refused(|r| r.rate = 1001), bad);
+        assert_eq!(refused(|r| r.rate = -5), bad);
+        assert_eq!(refused(|r| r.rate = i64::from(u32::MAX) + 1), bad);
+        for rate in [1, 1000] {
+            let mut ok = request();
+            ok.rate = rate;
+            assert!(JobSpec::parse(ok).is_ok());
+        }
+    }
+
+    #[test]
+    fn sender_must_belong_to_the_domain() {
+        let foreign = BareJid::new("admin@other.org").unwrap();
+        assert_eq!(
+            refused(|r| r.sender = foreign),
+            InvalidRequest::SenderNotInDomain
+        );
+        let no_local = BareJid::new("example.com").unwrap();
+        assert_eq!(
+            refused(|r| r.sender = no_local),
+            InvalidRequest::SenderNotInDomain
+        );
+    }
+
+    #[test]
+    fn length_limits_count_grapheme_clusters() {
+        let name = |p| InvalidRequest::BadParameter(p);
+        assert_eq!(refused(|r| r.name = String::new()), name(Parameter::Name));
+        assert_eq!(refused(|r| r.name = "x".repeat(251)), name(Parameter::Name));
+        assert_eq!(
+            refused(|r| r.subject = "x".repeat(1025)),
+            name(Parameter::Subject)
+        );
+        assert_eq!(refused(|r| r.body = String::new()), name(Parameter::Body));
+        assert_eq!(
+            refused(|r| r.body = "x".repeat(16_001)),
+            name(Parameter::Body)
+        );
+
+        let mut ok = request();
+        ok.name = "e\u{301}".repeat(250); // 500 code points, 250 user-perceived characters
+        ok.subject = String::new();
+        ok.body = "\u{1F469}\u{200D}\u{1F4BB}".repeat(16_000);
+        assert!(JobSpec::parse(ok).is_ok());
+    }
+
+    #[test]
+    fn characters_xml_cannot_carry_are_refused() {
+        assert_eq!(
+            refused(|r| r.subject = "a\u{0}b".into()),
+            InvalidRequest::BadParameter(Parameter::Subject)
+        );
+        assert_eq!(
+            refused(|r| r.body = "esc \u{1B}[0m".into()),
+            InvalidRequest::BadParameter(Parameter::Body)
+        );
+        assert_eq!(
+            refused(|r| r.name = "\u{FFFE}".into()),
+            InvalidRequest::BadParameter(Parameter::Name)
+        );
+        let mut ok = request();
+        ok.body = "tab\tnew\nline\r\n\u{10FFFF}".into();
+        assert!(JobSpec::parse(ok).is_ok());
+    }
+
+    #[test]
+    fn error_messages_are_mongooseims() {
+        assert_eq!(
+            InvalidRequest::BadParameter(Parameter::MessageRate).to_string(),
+            "Invalid parameter: message_rate"
+        );
+    }
+}

@@ -1,0 +1,189 @@
+//! The worker: sends one job's messages, batch after batch, at the job's rate.
+//!
+//! For each batch it reads the next page of the recipient snapshot, sends one message per
+//! recipient, waits for the server to acknowledge everything sent (a ping round trip on the same
+//! stream) and only then commits the batch's progress (design invariant 3). If the connection
+//! drops before the acknowledgement the whole batch is sent again on the next connection: the
+//! ids are deterministic, so repeats can be recognised, and nothing is lost. Every write is fenced
+//! by the job's lease; a write that matches nothing means the job is no longer ours, and the
+//! worker stops at once.
+
+use std::num::NonZeroU32;
+use std::time::Duration;
+
+use governor::{Quota, RateLimiter};
+use jid::BareJid;
+use tokio_util::sync::CancellationToken;
+
+use crate::broadcast::spec::batch_size;
+use crate::broadcast::{Job, Lease};
+use crate::store::{Outcome, Store, StoreError};
+use crate::xmpp::{Announcement, Connection, LinkDown};
+
+/// Longest pause between retries of a failed database call.
+const RETRY_MAX: Duration = Duration::from_secs(10);
+
+/// How a worker ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WorkerEnd {
+    /// Every recipient was processed and the job is recorded as finished.
+    Finished,
+    /// The instance is shutting down; the job stays running and resumes later.
+    Stopped,
+    /// The lease was lost or the job was stopped elsewhere; nothing more was written.
+    LeaseLost,
+}
+
+/// One running job on this instance.
+pub struct Worker {
+    pub store: Store,
+    pub connection: Connection,
+    pub lease: Lease,
+    pub job: Job,
+    pub stop: CancellationToken,
+}
+
+/// Something that ended the current batch early.
+enum Interrupt {
+    Stop,
+    LeaseLost,
+}
+
+impl Worker {
+    pub async fn run(self) -> WorkerEnd {
+        let job_id = self.job.id;
+        match self.run_batches().await {
+            Ok(()) => WorkerEnd::Finished,
+            Err(Interrupt::Stop) => {
+                tracing::info!(
+                    job_id,
+                    "worker stopped; the job resumes from its last batch"
+                );
+                WorkerEnd::Stopped
+            }
+            Err(Interrupt::LeaseLost) => {
+                tracing::warn!(job_id, "the job is no longer ours to run; stopped sending");
+                WorkerEnd::LeaseLost
+            }
+        }
+    }
+
+    async fn run_batches(&self) -> Result<(), Interrupt> {
+        let job = &self.job;
+        let lease = &self.lease;
+        if !self.retry(|| self.store.mark_started(lease)).await? {
+            return Err(Interrupt::LeaseLost);
+        }
+        let domain = job.domain.as_str();
+        let announcement = Announcement {
+            job_id: job.id,
+            sender: BareJid::new(&job.sender_jid).map_err(|err| {
+                tracing::error!(job_id = job.id, error = %err, "stored sender JID is invalid");
+                Interrupt::LeaseLost
+            })?,
+            subject: job.subject.clone(),
+            body: job.body.clone(),
+        };
+        let rate = NonZeroU32::new(job.rate.max(1)).expect("rate is at least 1");
+        let burst = NonZeroU32::new((job.rate / 100).max(1)).expect("burst is at least 1");
+        let limiter = RateLimiter::direct(Quota::per_second(rate).allow_burst(burst));
+        let mut cursor = job.cursor.clone();
+        let mut processed = job.recipients_processed;
+        tracing::info!(job_id = job.id, processed, cursor = ?cursor, "worker started");
+        loop {
+            let page = self
+                .retry(|| {
+                    self.store
+                        .snapshot_page(job.id, cursor.as_deref(), batch_size(job.rate))
+                })
+                .await?;
+            let Some(last) = page.last().cloned() else {
+                break;
+            };
+            let messages: Vec<_> = page
+                .iter()
+                .filter_map(|user| match BareJid::new(&format!("{user}@{domain}")) {
+                    Ok(jid) => Some(jid),
+                    Err(err) => {
+                        tracing::warn!(job_id = job.id, user, error = %err, "skipping a username that is not a valid JID");
+                        None
+                    }
+                })
+                .collect();
+            loop {
+                match self.deliver(&announcement, &messages, &limiter).await? {
+                    Ok(()) => break,
+                    Err(LinkDown) => {
+                        tracing::warn!(
+                            job_id = job.id,
+                            "connection lost during a batch; sending the batch again"
+                        );
+                    }
+                }
+            }
+            processed += page.len() as i64;
+            if !self
+                .retry(|| self.store.commit_progress(lease, &last, processed))
+                .await?
+            {
+                return Err(Interrupt::LeaseLost);
+            }
+            tracing::debug!(job_id = job.id, processed, "batch committed");
+            cursor = Some(last);
+        }
+        if !self
+            .retry(|| self.store.complete(lease, &Outcome::Finished, processed))
+            .await?
+        {
+            return Err(Interrupt::LeaseLost);
+        }
+        tracing::info!(job_id = job.id, processed, "job finished");
+        Ok(())
+    }
+
+    /// Sends one batch on one connection and waits for the server's acknowledgement.
+    async fn deliver(
+        &self,
+        announcement: &Announcement,
+        recipients: &[BareJid],
+        limiter: &governor::DefaultDirectRateLimiter,
+    ) -> Result<Result<(), LinkDown>, Interrupt> {
+        let Some(link) = self.interruptible(self.connection.link()).await? else {
+            return Err(Interrupt::Stop);
+        };
+        for recipient in recipients {
+            self.interruptible(limiter.until_ready()).await?;
+            if let Err(down) = link.send(announcement.message_to(recipient.clone())).await {
+                return Ok(Err(down));
+            }
+        }
+        self.interruptible(link.barrier()).await
+    }
+
+    /// Runs `future` unless the worker is told to stop first.
+    async fn interruptible<T>(&self, future: impl Future<Output = T>) -> Result<T, Interrupt> {
+        tokio::select! {
+            biased;
+            _ = self.stop.cancelled() => Err(Interrupt::Stop),
+            value = future => Ok(value),
+        }
+    }
+
+    /// Retries a database call until it succeeds, pausing longer after each failure.
+    async fn retry<T, F>(&self, call: impl Fn() -> F) -> Result<T, Interrupt>
+    where
+        F: Future<Output = Result<T, StoreError>>,
+    {
+        let mut pause = Duration::from_millis(200);
+        loop {
+            match self.interruptible(call()).await? {
+                Ok(value) => return Ok(value),
+                Err(err) => {
+                    tracing::warn!(job_id = self.job.id, error = %err, retry_in = ?pause, "job database call failed");
+                    self.interruptible(tokio::time::sleep(pause)).await?;
+                    pause = (pause * 2).min(RETRY_MAX);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,21 @@
+//! xmpp-broadcast: an XEP-0114 component that sends an operator's announcement to every
+//! registered user of an XMPP domain, at a chosen rate, surviving restarts.
+//!
+//! Modules in reading order:
+
+/// The GraphQL admin API over HTTP: the only GraphQL.
+pub mod admin;
+/// `serve`: everything wired together.
+pub mod app;
+/// Broadcast requests, jobs, the worker, the manager and the operations.
+pub mod broadcast;
+/// The command line.
+pub mod cli;
+/// The configuration file and its validation.
+pub mod config;
+/// The XMPP server's accounts, read from its SQL database.
+pub mod directory;
+/// The job store: the only SQL on our own tables.
+pub mod store;
+/// The component connection and the stanzas: the only XML.
+pub mod xmpp;

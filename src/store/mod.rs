@@ -1,0 +1,377 @@
+//! The job store: jobs, leases, progress and recipient snapshots in our own tables (`xb_*`).
+//!
+//! This is the only module that speaks SQL to the job database. One [`Store`] serves every
+//! dialect: the statements are written once with `$N` placeholders (which SQLite also binds by
+//! number) and only the few that need the database clock differ, in [`sql`]. All times come from
+//! the database, never from this process (design invariant 1).
+
+mod sql;
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
+
+use crate::broadcast::{ExecutionState, Job, JobId, JobSpec, Lease};
+
+use self::sql::Statements;
+
+/// Rows sent to the database per statement when a recipient snapshot is written.
+const SNAPSHOT_CHUNK: usize = 5_000;
+
+/// A failure of the job store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The domain already has a running job (the database's unique index said so).
+    #[error("the domain already has a running broadcast job")]
+    RunningJobExists,
+    #[error("job database: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("job database migration: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("job database holds an unknown execution state {0:?}")]
+    UnknownState(String),
+}
+
+/// How a job that ran to its end is recorded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Finished,
+    AbortError { reason: String },
+}
+
+/// The job database, whichever dialect it speaks.
+#[derive(Debug, Clone)]
+pub enum Store {
+    Postgres(PgPool),
+    Sqlite(SqlitePool),
+}
+
+/// Runs the same expression on whichever pool the store holds.
+macro_rules! on_pool {
+    ($store:expr, $pool:ident => $body:expr) => {
+        match $store {
+            Store::Postgres($pool) => $body,
+            Store::Sqlite($pool) => $body,
+        }
+    };
+}
+
+impl Store {
+    /// Connects to the job database named by `url` and brings its schema up to date.
+    pub async fn connect(url: &str, max_connections: u32) -> Result<Self, StoreError> {
+        let store = if url.starts_with("sqlite:") {
+            let options = SqliteConnectOptions::from_str(url)?
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                .foreign_keys(true)
+                .busy_timeout(Duration::from_secs(10));
+            let pool = SqlitePoolOptions::new()
+                .max_connections(max_connections)
+                .connect_with(options)
+                .await?;
+            Store::Sqlite(pool)
+        } else {
+            let pool = PgPoolOptions::new()
+                .max_connections(max_connections)
+                .acquire_timeout(Duration::from_secs(10))
+                .connect(url)
+                .await?;
+            Store::Postgres(pool)
+        };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    async fn migrate(&self) -> Result<(), StoreError> {
+        match self {
+            Store::Postgres(pool) => sqlx::migrate!("migrations/postgres").run(pool).await?,
+            Store::Sqlite(pool) => sqlx::migrate!("migrations/sqlite").run(pool).await?,
+        }
+        Ok(())
+    }
+
+    fn sql(&self) -> &'static Statements {
+        match self {
+            Store::Postgres(_) => &sql::POSTGRES,
+            Store::Sqlite(_) => &sql::SQLITE,
+        }
+    }
+
+    /// Creates a running job owned by `owner`, with its lease and its recipient snapshot, in one
+    /// transaction. Fails with [`StoreError::RunningJobExists`] if the domain has a running job.
+    pub async fn create_job(
+        &self,
+        spec: &JobSpec,
+        owner: &str,
+        lease_time: Duration,
+        recipients: &[String],
+    ) -> Result<JobId, StoreError> {
+        let sql = self.sql();
+        let result: Result<JobId, sqlx::Error> = on_pool!(self, pool => async {
+            let mut tx = pool.begin().await?;
+            let id: JobId = sqlx::query_scalar(sql::INSERT_JOB)
+                .bind(&spec.name)
+                .bind(&spec.domain)
+                .bind(spec.sender.to_string())
+                .bind(&spec.subject)
+                .bind(&spec.body)
+                .bind(spec.rate as i32)
+                .bind(spec.recipient_group.as_db_str())
+                .bind(recipients.len() as i64)
+                .fetch_one(&mut *tx)
+                .await?;
+            sqlx::query(sql.insert_lease)
+                .bind(id)
+                .bind(owner)
+                .bind(lease_time.as_secs_f64())
+                .execute(&mut *tx)
+                .await?;
+            for chunk in recipients.chunks(SNAPSHOT_CHUNK) {
+                let names = serde_json::to_string(chunk).expect("strings serialise to JSON");
+                sqlx::query(sql.insert_recipients)
+                    .bind(id)
+                    .bind(names)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            tx.commit().await?;
+            Ok(id)
+        }.await);
+        result.map_err(|err| match &err {
+            sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::RunningJobExists,
+            _ => StoreError::Database(err),
+        })
+    }
+
+    /// Reads one job with its progress and owner.
+    pub async fn get_job(&self, id: JobId) -> Result<Option<Job>, StoreError> {
+        let row: Option<JobRow> = on_pool!(self, pool => {
+            sqlx::query_as(sql::SELECT_JOB).bind(id).fetch_optional(pool).await?
+        });
+        row.map(JobRow::into_job).transpose()
+    }
+
+    /// Lists a domain's jobs, newest first.
+    pub async fn list_jobs(
+        &self,
+        domain: &str,
+        limit: i64,
+        offset: i64,
+    ) -> Result<Vec<Job>, StoreError> {
+        let rows: Vec<JobRow> = on_pool!(self, pool => {
+            sqlx::query_as(sql::SELECT_DOMAIN_JOBS)
+                .bind(domain)
+                .bind(limit)
+                .bind(offset)
+                .fetch_all(pool)
+                .await?
+        });
+        rows.into_iter().map(JobRow::into_job).collect()
+    }
+
+    /// Running jobs whose lease names `owner`.
+    pub async fn running_jobs_owned_by(&self, owner: &str) -> Result<Vec<Job>, StoreError> {
+        let rows: Vec<JobRow> = on_pool!(self, pool => {
+            sqlx::query_as(sql::SELECT_OWNED_RUNNING_JOBS).bind(owner).fetch_all(pool).await?
+        });
+        rows.into_iter().map(JobRow::into_job).collect()
+    }
+
+    /// Takes up a job this instance already owns (after a restart): raises the epoch so that any
+    /// older worker of the same owner is fenced out, and extends the lease.
+    pub async fn reclaim_own_lease(
+        &self,
+        job_id: JobId,
+        owner: &str,
+        lease_time: Duration,
+    ) -> Result<Option<Lease>, StoreError> {
+        let sql = self.sql();
+        let epoch: Option<i64> = on_pool!(self, pool => {
+            sqlx::query_scalar(sql.reclaim_lease)
+                .bind(job_id)
+                .bind(owner)
+                .bind(lease_time.as_secs_f64())
+                .fetch_optional(pool)
+                .await?
+        });
+        Ok(epoch.map(|epoch| Lease {
+            job_id,
+            owner: owner.to_owned(),
+            epoch,
+        }))
+    }
+
+    /// Extends every lease of `owner` on a running job; returns how many were renewed.
+    pub async fn renew_leases(&self, owner: &str, lease_time: Duration) -> Result<u64, StoreError> {
+        let sql = self.sql();
+        let done = on_pool!(self, pool => {
+            sqlx::query(sql.renew_leases)
+                .bind(owner)
+                .bind(lease_time.as_secs_f64())
+                .execute(pool)
+                .await?
+                .rows_affected()
+        });
+        Ok(done)
+    }
+
+    /// Lets every lease of `owner` expire now, so that the jobs can be continued at once.
+    pub async fn release_leases(&self, owner: &str) -> Result<u64, StoreError> {
+        let sql = self.sql();
+        let done = on_pool!(self, pool => {
+            sqlx::query(sql.release_leases).bind(owner).execute(pool).await?.rows_affected()
+        });
+        Ok(done)
+    }
+
+    /// Records when the worker first started; later starts keep the first time.
+    pub async fn mark_started(&self, lease: &Lease) -> Result<bool, StoreError> {
+        let sql = self.sql();
+        let done = on_pool!(self, pool => {
+            sqlx::query(sql.mark_started)
+                .bind(lease.job_id)
+                .bind(&lease.owner)
+                .bind(lease.epoch)
+                .execute(pool)
+                .await?
+                .rows_affected()
+        });
+        Ok(done == 1)
+    }
+
+    /// The next page of a job's recipient snapshot, in username order, after `after`.
+    pub async fn snapshot_page(
+        &self,
+        job_id: JobId,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<String>, StoreError> {
+        let page = on_pool!(self, pool => {
+            sqlx::query_scalar(sql::SELECT_RECIPIENTS_PAGE)
+                .bind(job_id)
+                .bind(after.unwrap_or(""))
+                .bind(i64::from(limit))
+                .fetch_all(pool)
+                .await?
+        });
+        Ok(page)
+    }
+
+    /// Commits a delivered batch: the cursor moves to `cursor` and `processed` recipients are
+    /// done. Returns false, writing nothing, if the lease is lost or the job is no longer running.
+    pub async fn commit_progress(
+        &self,
+        lease: &Lease,
+        cursor: &str,
+        processed: i64,
+    ) -> Result<bool, StoreError> {
+        let done = on_pool!(self, pool => {
+            sqlx::query(sql::UPDATE_PROGRESS)
+                .bind(cursor)
+                .bind(processed)
+                .bind(lease.job_id)
+                .bind(&lease.owner)
+                .bind(lease.epoch)
+                .execute(pool)
+                .await?
+                .rows_affected()
+        });
+        Ok(done == 1)
+    }
+
+    /// Moves a running job to its terminal state, releases its lease and drops its snapshot.
+    /// Returns false, writing nothing, if the lease is lost or the job is no longer running.
+    pub async fn complete(
+        &self,
+        lease: &Lease,
+        outcome: &Outcome,
+        processed: i64,
+    ) -> Result<bool, StoreError> {
+        let sql = self.sql();
+        let (state, reason) = match outcome {
+            Outcome::Finished => (ExecutionState::Finished, None),
+            Outcome::AbortError { reason } => (ExecutionState::AbortError, Some(reason.as_str())),
+        };
+        let done: Result<bool, sqlx::Error> = on_pool!(self, pool => async {
+            let mut tx = pool.begin().await?;
+            let updated = sqlx::query(sql.complete_job)
+                .bind(state.as_db_str())
+                .bind(reason)
+                .bind(processed)
+                .bind(lease.job_id)
+                .bind(&lease.owner)
+                .bind(lease.epoch)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            if updated != 1 {
+                return Ok(false);
+            }
+            sqlx::query(sql::DELETE_LEASE).bind(lease.job_id).execute(&mut *tx).await?;
+            sqlx::query(sql::DELETE_RECIPIENTS).bind(lease.job_id).execute(&mut *tx).await?;
+            tx.commit().await?;
+            Ok(true)
+        }.await);
+        Ok(done?)
+    }
+
+    /// Checks that the database answers.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        on_pool!(self, pool => sqlx::query("SELECT 1").execute(pool).await.map(drop)?);
+        Ok(())
+    }
+
+    /// Closes every connection.
+    pub async fn close(&self) {
+        on_pool!(self, pool => pool.close().await)
+    }
+}
+
+/// A job as selected by [`sql::JOB_COLUMNS`].
+#[derive(sqlx::FromRow)]
+struct JobRow {
+    id: i64,
+    name: String,
+    domain: String,
+    sender_jid: String,
+    subject: String,
+    body: String,
+    message_rate: i32,
+    recipient_count: i64,
+    execution_state: String,
+    abortion_reason: Option<String>,
+    created_at: DateTime<Utc>,
+    started_at: Option<DateTime<Utc>>,
+    stopped_at: Option<DateTime<Utc>>,
+    cursor_username: Option<String>,
+    recipients_processed: i64,
+    owner: Option<String>,
+}
+
+impl JobRow {
+    fn into_job(self) -> Result<Job, StoreError> {
+        let state = ExecutionState::from_db_str(&self.execution_state)
+            .ok_or_else(|| StoreError::UnknownState(self.execution_state.clone()))?;
+        Ok(Job {
+            id: self.id,
+            name: self.name,
+            domain: self.domain,
+            sender_jid: self.sender_jid,
+            subject: self.subject,
+            body: self.body,
+            rate: self.message_rate.max(0) as u32,
+            recipient_count: self.recipient_count,
+            state,
+            abortion_reason: self.abortion_reason,
+            created_at: self.created_at,
+            started_at: self.started_at,
+            stopped_at: self.stopped_at,
+            cursor: self.cursor_username,
+            recipients_processed: self.recipients_processed,
+            owner: self.owner,
+        })
+    }
+}
