@@ -227,7 +227,8 @@ impl Store {
         Ok(done)
     }
 
-    /// Records when the worker first started; later starts keep the first time.
+    /// Records when the worker first started (later starts keep the first time). Returns false
+    /// if the lease is lost or the job is no longer running.
     pub async fn mark_started(&self, lease: &Lease) -> Result<bool, StoreError> {
         let sql = self.sql();
         let done = on_pool!(self, pool => {

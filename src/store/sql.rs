@@ -88,9 +88,9 @@ macro_rules! statements {
                 " WHERE owner = $1"
             ),
             mark_started: concat!(
-                "UPDATE xb_jobs SET started_at = ",
+                "UPDATE xb_jobs SET started_at = COALESCE(started_at, ",
                 $now,
-                " WHERE id = $1 AND started_at IS NULL AND ",
+                ") WHERE id = $1 AND ",
                 fenced!("$1", "$2", "$3")
             ),
             complete_job: concat!(
