@@ -6,6 +6,8 @@
 //! the database, never from this process (design invariant 1).
 
 mod sql;
+#[cfg(test)]
+mod tests;
 
 use std::str::FromStr;
 use std::time::Duration;
