@@ -208,12 +208,17 @@ async fn connect(config: &ComponentConfig) -> Result<Socket, ConnectError> {
             Some(Ok(FallibleStreamElement::Ok(XmppStreamElement::ComponentHandshake(_)))) => {
                 return Ok(socket);
             }
-            Some(Ok(_)) => return Err(ConnectError::Refused),
+            Some(Ok(FallibleStreamElement::Ok(XmppStreamElement::StreamError(err)))) => {
+                tracing::warn!(error = ?err, "the server refused the component");
+                return Err(ConnectError::Refused);
+            }
+            // Elements a component server need not send, such as <stream:features/>.
+            Some(Ok(other)) => tracing::debug!(element = ?other, "ignored during the handshake"),
+            Some(Err(ReadError::ParseError(err))) => {
+                tracing::debug!(error = %err, "ignored during the handshake");
+            }
             Some(Err(ReadError::SoftTimeout)) => {}
             Some(Err(ReadError::HardError(err))) => return Err(ConnectError::Stream(err)),
-            Some(Err(ReadError::ParseError(err))) => {
-                return Err(ConnectError::Stream(std::io::Error::other(err)));
-            }
             Some(Err(ReadError::StreamFooterReceived)) | None => return Err(ConnectError::Closed),
         }
     }
