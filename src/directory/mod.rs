@@ -31,6 +31,17 @@ pub struct Directory {
     pool: UsersPool,
 }
 
+/// Runs the same expression on whichever pool the directory holds.
+macro_rules! on_pool {
+    ($pool:expr, $each:ident => $body:expr) => {
+        match $pool {
+            UsersPool::Postgres($each) => $body,
+            UsersPool::Sqlite($each) => $body,
+        }
+    };
+}
+use on_pool;
+
 /// A connection pool to the server's database.
 #[derive(Debug, Clone)]
 enum UsersPool {

@@ -1,7 +1,7 @@
 //! Prosody's `mod_storage_sql` layout: one key-value table `prosody(host, user, store, key,
 //! type, value)`; an account is the set of rows with `store = 'accounts'`.
 
-use super::{DirectoryError, UsersPool};
+use super::{DirectoryError, UsersPool, on_pool};
 
 const CHECK_LAYOUT: &str = r#"SELECT "host", "user", "store" FROM "prosody" LIMIT 0"#;
 
@@ -12,10 +12,7 @@ const USERNAMES: &str = r#"SELECT DISTINCT "user" FROM "prosody"
     WHERE "host" = $1 AND "store" = 'accounts'"#;
 
 pub(super) async fn check_layout(pool: &UsersPool) -> Result<(), DirectoryError> {
-    let result = match pool {
-        UsersPool::Postgres(pool) => sqlx::query(CHECK_LAYOUT).execute(pool).await.map(drop),
-        UsersPool::Sqlite(pool) => sqlx::query(CHECK_LAYOUT).execute(pool).await.map(drop),
-    };
+    let result = on_pool!(pool, pool => sqlx::query(CHECK_LAYOUT).execute(pool).await.map(drop));
     result.map_err(|err| {
         DirectoryError::Layout(format!(
             "the table \"prosody\" of Prosody's SQL storage cannot be read ({err}); check that \
@@ -29,22 +26,13 @@ pub(super) async fn user_exists(
     domain: &str,
     username: &str,
 ) -> Result<bool, DirectoryError> {
-    let rows: i64 = match pool {
-        UsersPool::Postgres(pool) => {
-            sqlx::query_scalar(USER_EXISTS)
-                .bind(domain)
-                .bind(username)
-                .fetch_one(pool)
-                .await?
-        }
-        UsersPool::Sqlite(pool) => {
-            sqlx::query_scalar(USER_EXISTS)
-                .bind(domain)
-                .bind(username)
-                .fetch_one(pool)
-                .await?
-        }
-    };
+    let rows: i64 = on_pool!(pool, pool => {
+        sqlx::query_scalar(USER_EXISTS)
+            .bind(domain)
+            .bind(username)
+            .fetch_one(pool)
+            .await?
+    });
     Ok(rows > 0)
 }
 
@@ -52,19 +40,8 @@ pub(super) async fn usernames(
     pool: &UsersPool,
     domain: &str,
 ) -> Result<Vec<String>, DirectoryError> {
-    let users = match pool {
-        UsersPool::Postgres(pool) => {
-            sqlx::query_scalar(USERNAMES)
-                .bind(domain)
-                .fetch_all(pool)
-                .await?
-        }
-        UsersPool::Sqlite(pool) => {
-            sqlx::query_scalar(USERNAMES)
-                .bind(domain)
-                .fetch_all(pool)
-                .await?
-        }
-    };
+    let users = on_pool!(pool, pool => {
+        sqlx::query_scalar(USERNAMES).bind(domain).fetch_all(pool).await?
+    });
     Ok(users)
 }
