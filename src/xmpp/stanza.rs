@@ -132,7 +132,7 @@ mod tests {
     use super::*;
 
     fn xml(stanza: &Stanza) -> String {
-        String::from(&Element::from(stanza.clone()))
+        String::from(&Element::from(stanza))
     }
 
     #[test]

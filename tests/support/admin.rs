@@ -1,0 +1,216 @@
+//! A client for the product's admin HTTP API: `/health` and the MongooseIM-compatible
+//! `broadcast` GraphQL category at `/api/graphql` (HTTP Basic auth).
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use super::Deadline;
+use super::prosody::DOMAIN;
+
+/// Every field of the `Broadcast` object.
+const BROADCAST_FIELDS: &str = "id name domain messageSubject messageBody senderJid messageRate \
+    ownerNode createTimestamp startTimestamp stopTimestamp executionState abortionReason \
+    recipientGroup recipientCount recipientsProcessed";
+
+const START_BROADCAST: &str = "mutation Start($name: String!, $domain: DomainName!, \
+    $subject: String!, $body: String!, $sender: BareJID!, $rate: PosInt!) { broadcast { \
+    startBroadcast(name: $name, domain: $domain, messageSubject: $subject, messageBody: $body, \
+    senderJid: $sender, messageRate: $rate, recipientGroup: ALL_USERS_IN_DOMAIN) \
+    { message ids } } }";
+
+/// Which credentials a request carries.
+#[derive(Clone, Copy, Debug)]
+pub enum Auth<'a> {
+    /// The configured admin username and password.
+    Admin,
+    /// No `Authorization` header.
+    None,
+    /// Explicit Basic credentials.
+    Basic(&'a str, &'a str),
+}
+
+/// The arguments of `startBroadcast`; `Default` is a valid job for [`DOMAIN`] sent by
+/// `admin@example.com` (which the test must register).
+#[derive(Clone, Debug)]
+pub struct BroadcastSpec {
+    pub name: String,
+    pub domain: String,
+    pub subject: String,
+    pub body: String,
+    pub sender: String,
+    pub rate: i64,
+}
+
+impl Default for BroadcastSpec {
+    fn default() -> Self {
+        BroadcastSpec {
+            name: "maintenance notice".into(),
+            domain: DOMAIN.into(),
+            subject: "Maintenance".into(),
+            body: "The service will be down tonight from 22:00 to 23:00 UTC.".into(),
+            sender: format!("admin@{DOMAIN}"),
+            rate: 100,
+        }
+    }
+}
+
+/// A GraphQL error as the API reported it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ApiError {
+    pub status: u16,
+    pub code: String,
+    pub message: String,
+}
+
+/// Admin API client bound to one `serve` instance.
+#[derive(Clone)]
+pub struct Admin {
+    http: reqwest::Client,
+    base: String,
+    username: String,
+    password: String,
+}
+
+impl Admin {
+    /// A client for `http://{listen}` using the given admin credentials.
+    pub fn new(listen: &str, username: &str, password: &str) -> Self {
+        Admin {
+            http: reqwest::Client::new(),
+            base: format!("http://{listen}"),
+            username: username.into(),
+            password: password.into(),
+        }
+    }
+
+    /// `GET /health` as JSON, or `None` while nothing answers.
+    pub async fn health(&self) -> Option<Value> {
+        let response = self
+            .http
+            .get(format!("{}/health", self.base))
+            .send()
+            .await
+            .ok()?;
+        assert_eq!(response.status(), 200, "GET /health");
+        Some(response.json().await.expect("/health returns JSON"))
+    }
+
+    /// Posts a GraphQL request; returns the HTTP status and the JSON body (a JSON string
+    /// holding the raw text if the body is not JSON).
+    pub async fn post(&self, query: &str, variables: Value, auth: Auth<'_>) -> (u16, Value) {
+        let request = self
+            .http
+            .post(format!("{}/api/graphql", self.base))
+            .json(&json!({ "query": query, "variables": variables }));
+        let request = match auth {
+            Auth::Admin => request.basic_auth(&self.username, Some(&self.password)),
+            Auth::None => request,
+            Auth::Basic(user, password) => request.basic_auth(user, Some(password)),
+        };
+        let response = request.send().await.expect("POST /api/graphql");
+        let status = response.status().as_u16();
+        let text = response.text().await.expect("read GraphQL response");
+        let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        (status, body)
+    }
+
+    /// Runs `query` as the admin; returns `data` or the first error.
+    pub async fn graphql(&self, query: &str, variables: Value) -> Result<Value, ApiError> {
+        let (status, body) = self.post(query, variables, Auth::Admin).await;
+        match body["errors"].get(0) {
+            Some(error) => Err(ApiError {
+                status,
+                code: error["extensions"]["code"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .into(),
+                message: error["message"].as_str().unwrap_or_default().into(),
+            }),
+            None => {
+                assert_eq!(status, 200, "GraphQL response without errors: {body}");
+                Ok(body["data"].clone())
+            }
+        }
+    }
+
+    /// `startBroadcast`; returns the new job id.
+    pub async fn start_broadcast(&self, spec: &BroadcastSpec) -> Result<i64, ApiError> {
+        let variables = json!({
+            "name": spec.name,
+            "domain": spec.domain,
+            "subject": spec.subject,
+            "body": spec.body,
+            "sender": spec.sender,
+            "rate": spec.rate,
+        });
+        let data = self.graphql(START_BROADCAST, variables).await?;
+        let result = &data["broadcast"]["startBroadcast"];
+        assert_eq!(result["message"], "Broadcast job started", "{data}");
+        let ids = result["ids"].as_array().expect("ids is a list");
+        assert_eq!(ids.len(), 1, "startBroadcast returns one id: {data}");
+        Ok(ids[0].as_i64().expect("integer id"))
+    }
+
+    /// `getBroadcast` of job `id` on [`DOMAIN`] with every field; panics on errors.
+    pub async fn get_broadcast(&self, id: i64) -> Value {
+        let query = format!(
+            "query Get($domain: DomainName!, $id: Int!) {{ broadcast {{ \
+             getBroadcast(domain: $domain, id: $id) {{ {BROADCAST_FIELDS} }} }} }}"
+        );
+        let data = self
+            .graphql(&query, json!({ "domain": DOMAIN, "id": id }))
+            .await
+            .unwrap_or_else(|e| panic!("getBroadcast {id}: {e:?}"));
+        data["broadcast"]["getBroadcast"].clone()
+    }
+
+    /// `getBroadcasts` of `domain` (`id` and `executionState`, newest first).
+    pub async fn get_broadcasts(&self, domain: &str) -> Vec<Value> {
+        let query = "query List($domain: DomainName!) { broadcast { \
+                     getBroadcasts(domain: $domain) { id executionState } } }";
+        let data = self
+            .graphql(query, json!({ "domain": domain }))
+            .await
+            .unwrap_or_else(|e| panic!("getBroadcasts {domain}: {e:?}"));
+        data["broadcast"]["getBroadcasts"]
+            .as_array()
+            .expect("getBroadcasts returns a list")
+            .clone()
+    }
+
+    /// Polls `getBroadcast` until the job is in `state`; panics if it ends in another state.
+    pub async fn wait_state(&self, id: i64, state: &str, timeout: Duration) -> Value {
+        let deadline = Deadline::after(timeout, format!("job {id} to be {state}"));
+        loop {
+            let job = self.get_broadcast(id).await;
+            let current = job["executionState"].as_str().unwrap_or_default();
+            if current == state {
+                return job;
+            }
+            assert_eq!(current, "RUNNING", "job {id} ended in another state: {job}");
+            deadline.tick().await;
+        }
+    }
+
+    /// Polls `getBroadcast` until at least `processed` recipients are committed.
+    pub async fn wait_processed(&self, id: i64, processed: i64, timeout: Duration) -> Value {
+        let deadline = Deadline::after(timeout, format!("job {id} to process {processed}"));
+        loop {
+            let job = self.get_broadcast(id).await;
+            if job["recipientsProcessed"].as_i64().unwrap_or_default() >= processed {
+                return job;
+            }
+            deadline.tick().await;
+        }
+    }
+}
+
+/// Panics unless `value` is a timestamp in the API's `YYYY-MM-DDTHH:MM:SSZ` format.
+pub fn assert_timestamp(field: &str, value: &Value) {
+    let text = value.as_str().unwrap_or_default();
+    let parsed = chrono::NaiveDateTime::parse_from_str(text, "%Y-%m-%dT%H:%M:%SZ");
+    assert!(
+        text.len() == 20 && parsed.is_ok(),
+        "{field} is not a YYYY-MM-DDTHH:MM:SSZ timestamp: {value}"
+    );
+}

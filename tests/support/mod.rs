@@ -1,0 +1,79 @@
+//! Test harness shared by the integration test binaries (`mod support;` in each).
+//!
+//! Every test gets real processes on free loopback ports, in its own scratch directories:
+//!
+//! * [`prosody::Prosody`] — a private Prosody 0.12 with SQL storage (SQLite or PostgreSQL);
+//! * [`pg::PgDatabase`] — a throw-away PostgreSQL database on 127.0.0.1:5432;
+//! * [`serve::Serve`] — the `xmpp-broadcast serve` binary under test, and
+//!   [`admin::Admin`], a client for its GraphQL admin API;
+//! * [`xmpp_client::XmppClient`] — a real XMPP client (slixmpp) logged in as one user;
+//! * [`component::RawComponent`] — a minimal XEP-0114 connection (readiness probe, injector);
+//! * [`stanza`] — the expected message id and a structural check of stored stanzas;
+//! * [`process`] — child-process plumbing (signals, bounded waits, logs shown on failure).
+//!
+//! Missing prerequisites (prosody, the Python venv, PostgreSQL) make tests fail with a
+//! message that says how to provide them; nothing is skipped.
+
+// Each test binary compiles this module and uses only part of it.
+#![allow(dead_code)]
+
+pub mod admin;
+pub mod component;
+pub mod pg;
+pub mod process;
+pub mod prosody;
+pub mod serve;
+pub mod stanza;
+pub mod xmpp_client;
+
+use std::net::TcpListener;
+use std::time::{Duration, Instant};
+
+/// How often the harness polls for a condition it cannot await directly.
+pub const POLL_INTERVAL: Duration = Duration::from_millis(50);
+
+/// Returns a TCP port on 127.0.0.1 that was free a moment ago (the OS picked it).
+pub fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    listener.local_addr().expect("local_addr").port()
+}
+
+/// Creates a fresh scratch directory, removed when the returned guard is dropped.
+pub fn scratch_dir(label: &str) -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix(&format!("xb-{label}-"))
+        .tempdir()
+        .expect("create scratch dir")
+}
+
+/// A point in time by which a polled condition must hold.
+pub struct Deadline {
+    at: Instant,
+    what: String,
+}
+
+impl Deadline {
+    /// A deadline `timeout` from now; `what` names the awaited condition in the panic message.
+    pub fn after(timeout: Duration, what: impl Into<String>) -> Self {
+        Deadline {
+            at: Instant::now() + timeout,
+            what: what.into(),
+        }
+    }
+
+    /// Whether the deadline has passed.
+    pub fn expired(&self) -> bool {
+        Instant::now() >= self.at
+    }
+
+    /// Time left until the deadline (zero once it has passed).
+    pub fn remaining(&self) -> Duration {
+        self.at.saturating_duration_since(Instant::now())
+    }
+
+    /// Waits one poll interval; panics when the deadline has already passed.
+    pub async fn tick(&self) {
+        assert!(!self.expired(), "timed out waiting for {}", self.what);
+        tokio::time::sleep(POLL_INTERVAL.min(self.remaining())).await;
+    }
+}

@@ -1,0 +1,198 @@
+//! The binary under test: `xmpp-broadcast serve --config FILE`, configured against a
+//! [`Prosody`], with its stderr kept in a scratch file and printed if the test fails.
+
+use std::fs;
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::Duration;
+
+use tempfile::TempDir;
+
+use super::admin::Admin;
+use super::pg::PgDatabase;
+use super::process::{self, LogFile};
+use super::prosody::{COMPONENT_JID, COMPONENT_SECRET, DOMAIN, Prosody};
+use super::{Deadline, free_port, scratch_dir};
+
+/// The product binary built by cargo for integration tests.
+pub const BINARY: &str = env!("CARGO_BIN_EXE_xmpp-broadcast");
+/// Admin API username written into every test config.
+pub const ADMIN_USER: &str = "admin";
+/// Admin API password written into every test config.
+pub const ADMIN_PASSWORD: &str = "adminpw";
+
+/// A command running the product binary, shielded from `XMPP_BROADCAST_*` overrides in
+/// the caller's environment so that only the test's config counts.
+pub fn command() -> Command {
+    let mut command = Command::new(BINARY);
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("XMPP_BROADCAST_") {
+            command.env_remove(name);
+        }
+    }
+    command
+}
+
+/// How long `serve` may take to answer `/health` with `xmpp: connected`.
+const HEALTHY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Where `serve` keeps its jobs (`[database] url`).
+pub enum JobStore {
+    /// `jobs.db` in the instance's scratch dir.
+    Sqlite,
+    /// A PostgreSQL database, owned by the instance.
+    Postgres(PgDatabase),
+}
+
+/// The settings written to the instance's TOML config.
+pub struct ServeConfig {
+    pub node_name: String,
+    pub lease_time: u64,
+    /// The XMPP server's XEP-0114 listener, `host:port`.
+    pub component_server: String,
+    /// The server's SQL database (`[users] url`, schema `prosody`).
+    pub users_url: String,
+    pub jobs: JobStore,
+    /// The `[domains."..."]` tables.
+    pub domains: Vec<String>,
+}
+
+impl ServeConfig {
+    /// A config for `prosody`'s component and database, serving [`DOMAIN`].
+    pub fn for_prosody(prosody: &Prosody, jobs: JobStore) -> Self {
+        ServeConfig {
+            node_name: "node1".into(),
+            lease_time: 600,
+            component_server: prosody.component_addr(),
+            users_url: prosody.users_db_url(),
+            jobs,
+            domains: vec![DOMAIN.into()],
+        }
+    }
+
+    /// The TOML text (strings quoted with Rust's `Debug`, valid TOML for plain text).
+    fn to_toml(&self, jobs_url: &str, admin_listen: &str) -> String {
+        let domains: String = self
+            .domains
+            .iter()
+            .map(|domain| format!("\n[domains.{domain:?}]\n"))
+            .collect();
+        format!(
+            "node_name = {node:?}\nlease_time = {lease}\nbackend = \"rdbms\"\n\n\
+             [component]\njid = {COMPONENT_JID:?}\nsecret = {COMPONENT_SECRET:?}\nserver = {server:?}\n\n\
+             [database]\nurl = {jobs_url:?}\n\n\
+             [users]\nschema = \"prosody\"\nurl = {users:?}\n\n\
+             [admin]\nlisten = {admin_listen:?}\nusername = {ADMIN_USER:?}\npassword = {ADMIN_PASSWORD:?}\n\
+             {domains}",
+            node = self.node_name,
+            lease = self.lease_time,
+            server = self.component_server,
+            users = self.users_url,
+        )
+    }
+}
+
+/// One `serve` instance; SIGTERM (then SIGKILL) on drop.
+pub struct Serve {
+    child: Option<Child>,
+    config_path: PathBuf,
+    log: LogFile,
+    admin: Admin,
+    _jobs: JobStore,
+    _dir: TempDir,
+}
+
+impl Serve {
+    /// Writes the config, starts `serve` and waits until it is healthy and connected.
+    pub async fn start(config: ServeConfig) -> Self {
+        let dir = scratch_dir("serve");
+        let jobs_url = match &config.jobs {
+            JobStore::Sqlite => format!("sqlite://{}", dir.path().join("jobs.db").display()),
+            JobStore::Postgres(db) => db.url(),
+        };
+        let admin_listen = format!("127.0.0.1:{}", free_port());
+        let config_path = dir.path().join("xmpp-broadcast.toml");
+        fs::write(&config_path, config.to_toml(&jobs_url, &admin_listen)).expect("write config");
+        let mut serve = Serve {
+            child: None,
+            log: LogFile::new(&dir.path().join("serve.log"), "xmpp-broadcast serve stderr"),
+            config_path,
+            admin: Admin::new(&admin_listen, ADMIN_USER, ADMIN_PASSWORD),
+            _jobs: config.jobs,
+            _dir: dir,
+        };
+        serve.spawn();
+        serve.wait_healthy().await;
+        serve
+    }
+
+    fn spawn(&mut self) {
+        assert!(self.child.is_none(), "serve is already running");
+        let child = command()
+            .arg("serve")
+            .arg("--config")
+            .arg(&self.config_path)
+            .stdin(Stdio::null())
+            .stdout(self.log.append_handle())
+            .stderr(self.log.append_handle())
+            .spawn()
+            .expect("spawn xmpp-broadcast serve");
+        self.child = Some(child);
+    }
+
+    /// The admin API client of this instance.
+    pub fn admin(&self) -> &Admin {
+        &self.admin
+    }
+
+    /// Polls `/health` until `xmpp` is `connected`; panics (with the log) if `serve` exits.
+    pub async fn wait_healthy(&mut self) {
+        let deadline = Deadline::after(HEALTHY_TIMEOUT, "serve to be healthy and connected");
+        loop {
+            let child = self.child.as_mut().expect("serve is running");
+            if let Some(status) = child.try_wait().expect("try_wait serve") {
+                panic!("xmpp-broadcast serve exited with {status}");
+            }
+            if let Some(health) = self.admin.health().await {
+                assert_eq!(health["status"], "ok", "/health: {health}");
+                if health["xmpp"] == "connected" {
+                    return;
+                }
+            }
+            deadline.tick().await;
+        }
+    }
+
+    /// Kills `serve` with SIGKILL (no chance to clean up) and reaps it.
+    pub fn sigkill(&mut self) {
+        let mut child = self.child.take().expect("serve is running");
+        child.kill().expect("SIGKILL serve");
+        child.wait().expect("reap serve");
+    }
+
+    /// Sends SIGTERM and waits for `serve` to exit.
+    pub async fn sigterm(&mut self) -> ExitStatus {
+        let mut child = self.child.take().expect("serve is running");
+        process::signal(child.id(), "TERM");
+        process::wait_exit(&mut child, Duration::from_secs(30), "serve after SIGTERM").await
+    }
+
+    /// Starts `serve` again with the same config (stopping it first if it runs) and waits
+    /// until it is healthy.
+    pub async fn restart(&mut self) {
+        if self.child.is_some() {
+            self.sigterm().await;
+        }
+        self.spawn();
+        self.wait_healthy().await;
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        if let Some(child) = self.child.as_mut() {
+            process::terminate(child, Duration::from_secs(10));
+        }
+        self.log.print_if_panicking();
+    }
+}
