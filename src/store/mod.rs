@@ -321,6 +321,76 @@ impl Store {
         Ok(done?)
     }
 
+    /// Stops a running job of `domain` for an administrator, whichever instance owns it: the
+    /// state changes, the lease and the snapshot go, and the owner notices that its lease is
+    /// gone. Returns false if no running job of that domain has this id.
+    pub async fn abort_job(&self, job_id: JobId, domain: &str) -> Result<bool, StoreError> {
+        let sql = self.sql();
+        let done: Result<bool, sqlx::Error> = on_pool!(self, pool => async {
+            let mut tx = pool.begin().await?;
+            let updated = sqlx::query(sql.abort_job)
+                .bind(job_id)
+                .bind(domain)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            if updated != 1 {
+                return Ok(false);
+            }
+            sqlx::query(sql::DELETE_LEASE).bind(job_id).execute(&mut *tx).await?;
+            sqlx::query(sql::DELETE_RECIPIENTS).bind(job_id).execute(&mut *tx).await?;
+            tx.commit().await?;
+            Ok(true)
+        }.await);
+        Ok(done?)
+    }
+
+    /// Deletes the listed jobs of `domain` that are not running; returns the ids deleted, in
+    /// the order given, each once. Running jobs, unknown ids and other domains' jobs are skipped.
+    pub async fn delete_inactive_jobs(
+        &self,
+        domain: &str,
+        ids: &[JobId],
+    ) -> Result<Vec<JobId>, StoreError> {
+        let deleted: Result<Vec<JobId>, sqlx::Error> = on_pool!(self, pool => async {
+            let mut tx = pool.begin().await?;
+            let mut deleted = Vec::new();
+            for &id in ids {
+                let rows = sqlx::query(sql::DELETE_INACTIVE_JOB)
+                    .bind(id)
+                    .bind(domain)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                if rows == 1 {
+                    deleted.push(id);
+                }
+            }
+            tx.commit().await?;
+            Ok(deleted)
+        }.await);
+        Ok(deleted?)
+    }
+
+    /// Deletes every job of `domain` that is not running; returns their ids, oldest first.
+    pub async fn delete_inactive_jobs_of_domain(
+        &self,
+        domain: &str,
+    ) -> Result<Vec<JobId>, StoreError> {
+        let ids: Vec<JobId> = on_pool!(self, pool => {
+            sqlx::query_scalar(sql::SELECT_INACTIVE_JOB_IDS).bind(domain).fetch_all(pool).await?
+        });
+        self.delete_inactive_jobs(domain, &ids).await
+    }
+
+    /// The leases `owner` holds, as (job, epoch) pairs.
+    pub async fn owned_leases(&self, owner: &str) -> Result<Vec<(JobId, i64)>, StoreError> {
+        let leases = on_pool!(self, pool => {
+            sqlx::query_as(sql::SELECT_OWNED_LEASES).bind(owner).fetch_all(pool).await?
+        });
+        Ok(leases)
+    }
+
     /// Checks that the database answers.
     pub async fn ping(&self) -> Result<(), StoreError> {
         on_pool!(self, pool => sqlx::query("SELECT 1").execute(pool).await.map(drop)?);

@@ -47,6 +47,8 @@ pub struct Statements {
     pub mark_started: &'static str,
     /// `$1` state, `$2` reason, `$3` processed, `$4` job id, `$5` owner, `$6` epoch.
     pub complete_job: &'static str,
+    /// `$1` job id, `$2` domain: an administrator's abort, whoever owns the job.
+    pub abort_job: &'static str,
 }
 
 macro_rules! statements {
@@ -100,6 +102,11 @@ macro_rules! statements {
                 " WHERE id = $4 AND ",
                 fenced!("$4", "$5", "$6")
             ),
+            abort_job: concat!(
+                "UPDATE xb_jobs SET execution_state = 'abort_admin', stopped_at = ",
+                $now,
+                " WHERE id = $1 AND domain = $2 AND execution_state = 'running'"
+            ),
         }
     };
 }
@@ -138,6 +145,17 @@ pub const UPDATE_PROGRESS: &str = concat!(
     "UPDATE xb_jobs SET cursor_username = $1, recipients_processed = $2 WHERE id = $3 AND ",
     fenced!("$3", "$4", "$5")
 );
+
+/// `$1` owner: the leases an instance holds, to check that its workers may go on.
+pub const SELECT_OWNED_LEASES: &str = "SELECT job_id, epoch FROM xb_leases WHERE owner = $1";
+
+/// `$1` job id, `$2` domain: deletes a job that is not running.
+pub const DELETE_INACTIVE_JOB: &str =
+    "DELETE FROM xb_jobs WHERE id = $1 AND domain = $2 AND execution_state <> 'running'";
+
+/// `$1` domain: the jobs `DELETE_INACTIVE_JOB` would delete, oldest first.
+pub const SELECT_INACTIVE_JOB_IDS: &str =
+    "SELECT id FROM xb_jobs WHERE domain = $1 AND execution_state <> 'running' ORDER BY id";
 
 pub const DELETE_LEASE: &str = "DELETE FROM xb_leases WHERE job_id = $1";
 

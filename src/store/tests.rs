@@ -113,6 +113,8 @@ on_every_dialect!(
     completion_releases_the_lease_and_the_snapshot,
     lists_newest_first_with_paging,
     concurrent_starts_admit_one,
+    abort_is_a_guarded_state_change_from_anywhere,
+    deletes_only_inactive_jobs_of_the_domain,
 );
 
 async fn creates_a_running_owned_job_with_its_snapshot(store: Store) {
@@ -332,4 +334,106 @@ async fn concurrent_starts_admit_one(store: Store) {
         .filter(|r| matches!(r, Err(StoreError::RunningJobExists)))
         .count();
     assert_eq!((accepted, refused), (1, 7), "{results:?}");
+}
+
+async fn abort_is_a_guarded_state_change_from_anywhere(store: Store) {
+    let id = store
+        .create_job(&spec("example.com"), "node1", LEASE, &users(5))
+        .await
+        .unwrap();
+    assert_eq!(store.owned_leases("node1").await.unwrap(), vec![(id, 1)]);
+    assert!(
+        !store.abort_job(id, "other.org").await.unwrap(),
+        "another domain's job"
+    );
+    assert!(store.abort_job(id, "example.com").await.unwrap());
+    assert!(
+        !store.abort_job(id, "example.com").await.unwrap(),
+        "already stopped"
+    );
+
+    let job = store.get_job(id).await.unwrap().unwrap();
+    assert_eq!(job.state, ExecutionState::AbortAdmin);
+    assert!(job.stopped_at.is_some() && job.owner.is_none());
+    assert!(store.owned_leases("node1").await.unwrap().is_empty());
+    // The owner's next write finds nothing: it stops without sending more.
+    assert!(
+        !store
+            .commit_progress(&lease(id, 1), "u0002", 2)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .complete(&lease(id, 1), &Outcome::Finished, 5)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store.get_job(id).await.unwrap().unwrap().state,
+        ExecutionState::AbortAdmin
+    );
+}
+
+async fn deletes_only_inactive_jobs_of_the_domain(store: Store) {
+    let finished = store
+        .create_job(&spec("example.com"), "node1", LEASE, &users(1))
+        .await
+        .unwrap();
+    store
+        .complete(&lease(finished, 1), &Outcome::Finished, 1)
+        .await
+        .unwrap();
+    let aborted = store
+        .create_job(&spec("example.com"), "node1", LEASE, &users(1))
+        .await
+        .unwrap();
+    store.abort_job(aborted, "example.com").await.unwrap();
+    let running = store
+        .create_job(&spec("example.com"), "node1", LEASE, &users(1))
+        .await
+        .unwrap();
+    let foreign = store
+        .create_job(&spec("other.org"), "node1", LEASE, &users(1))
+        .await
+        .unwrap();
+    store
+        .complete(&lease(foreign, 1), &Outcome::Finished, 1)
+        .await
+        .unwrap();
+
+    let asked = [aborted, running, foreign, 9999, aborted, finished];
+    let deleted = store
+        .delete_inactive_jobs("example.com", &asked)
+        .await
+        .unwrap();
+    assert_eq!(deleted, vec![aborted, finished]);
+    assert!(store.get_job(running).await.unwrap().is_some());
+    assert!(store.get_job(foreign).await.unwrap().is_some());
+
+    store
+        .complete(&lease(running, 1), &Outcome::Finished, 1)
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .delete_inactive_jobs_of_domain("example.com")
+            .await
+            .unwrap(),
+        vec![running]
+    );
+    assert!(
+        store
+            .delete_inactive_jobs_of_domain("example.com")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        store
+            .delete_inactive_jobs_of_domain("other.org")
+            .await
+            .unwrap(),
+        vec![foreign]
+    );
 }
