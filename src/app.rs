@@ -8,6 +8,7 @@ use crate::admin::{self, AdminApi, Credentials};
 use crate::broadcast::{Broadcasts, Manager};
 use crate::config::Config;
 use crate::directory::Directory;
+use crate::metrics::Metrics;
 use crate::store::Store;
 use crate::xmpp::Connection;
 
@@ -30,9 +31,11 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let connection_stop = CancellationToken::new();
     let (connection, connection_task) =
         Connection::start(config.component.clone(), connection_stop.clone());
+    let metrics = Metrics::new(&config.domains);
     let manager = Manager::new(
         store.clone(),
         connection.clone(),
+        metrics.clone(),
         config.node_name.clone(),
         config.lease_time,
     );
@@ -41,6 +44,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         .await
         .context("cannot resume this instance's jobs")?;
     manager.spawn_lease_renewal();
+    manager.spawn_ownership_check();
 
     let broadcasts = Broadcasts::new(
         store.clone(),
@@ -50,8 +54,13 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     );
     let api = AdminApi {
         schema: admin::build_schema(Some(broadcasts)),
-        credentials: Credentials::new(&config.admin.username, config.admin.password.expose()),
+        credentials: Credentials::new(
+            &config.admin.username,
+            config.admin.password.expose(),
+            config.domain_admins.clone(),
+        ),
         connection,
+        metrics,
     };
     tracing::info!(
         node = %config.node_name,

@@ -35,6 +35,11 @@ pub enum Command {
     ///
     /// Example: xmpp-broadcast schema > schema.graphql
     Schema,
+    /// Read a domain admin's password from standard input and print the hash to put in
+    /// `[domains."<domain>"] admin_password_hash`.
+    ///
+    /// Example: printf '%s' 'the password' | xmpp-broadcast hash-password
+    HashPassword,
 }
 
 #[derive(Debug, clap::Args)]
@@ -52,6 +57,7 @@ pub fn run(cli: Cli) -> ExitCode {
             print!("{}", crate::admin::build_schema(None).sdl());
             Ok(())
         }
+        Command::HashPassword => hash_password_from_stdin(),
         Command::CheckConfig(arg) => Config::load(&arg.config)
             .map(|_| println!("{}: valid", arg.config.display()))
             .map_err(anyhow::Error::from),
@@ -73,6 +79,16 @@ pub fn run(cli: Cli) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn hash_password_from_stdin() -> anyhow::Result<()> {
+    let mut password = String::new();
+    std::io::stdin().read_line(&mut password)?;
+    let password = password.trim_end_matches(['\r', '\n']);
+    anyhow::ensure!(!password.is_empty(), "no password on standard input");
+    let hash = crate::admin::hash_password(password).map_err(anyhow::Error::msg)?;
+    println!("{hash}");
+    Ok(())
 }
 
 fn with_runtime(work: impl Future<Output = anyhow::Result<()>>) -> anyhow::Result<()> {

@@ -49,6 +49,8 @@ pub struct Config {
     pub admin: AdminConfig,
     /// The domains this instance broadcasts to, in order.
     pub domains: Vec<String>,
+    /// Password hashes (argon2 PHC strings) of the domain admins, `admin@<domain>`, by domain.
+    pub domain_admins: BTreeMap<String, Secret>,
 }
 
 /// The XEP-0114 connection to the XMPP server.
@@ -263,7 +265,9 @@ struct RawAdmin {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RawDomain {}
+struct RawDomain {
+    admin_password_hash: Option<String>,
+}
 
 impl RawConfig {
     fn validate(self) -> Result<Config, ConfigError> {
@@ -334,11 +338,22 @@ impl RawConfig {
             return Err(invalid("admin.password", "must not be empty"));
         }
         let mut domains = Vec::with_capacity(self.domains.len());
-        for name in self.domains.keys() {
-            let domain = BareJid::new(name)
+        let mut domain_admins = BTreeMap::new();
+        for (name, settings) in self.domains {
+            let key = format!("domains.\"{name}\"");
+            let domain = BareJid::new(&name)
                 .ok()
-                .filter(|jid| jid.node().is_none())
-                .ok_or_else(|| invalid(&format!("domains.\"{name}\""), "is not a domain name"))?;
+                .filter(|jid| jid.node().is_none() && jid.to_string() == name)
+                .ok_or_else(|| invalid(&key, "is not a lower-case domain name"))?;
+            if let Some(hash) = settings.admin_password_hash {
+                if argon2::password_hash::phc::PasswordHash::new(&hash).is_err() {
+                    return Err(invalid(
+                        &format!("{key}.admin_password_hash"),
+                        "is not a password hash; make one with `xmpp-broadcast hash-password`",
+                    ));
+                }
+                domain_admins.insert(domain.to_string(), Secret::new(hash));
+            }
             domains.push(domain.to_string());
         }
         if domains.is_empty() {
@@ -369,6 +384,7 @@ impl RawConfig {
                 password: Secret::new(self.admin.password),
             },
             domains,
+            domain_admins,
         })
     }
 }
@@ -467,6 +483,19 @@ mod tests {
     fn unknown_keys_are_refused() {
         let message = error_of(&MINIMAL.replace("[admin]", "[admin]\nport = 1"));
         assert!(message.contains("port"), "{message}");
+    }
+
+    #[test]
+    fn domain_admin_hashes_are_checked() {
+        let hash = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0$O5UYdPHmNKfyVV1Z8cZ2AcyGC2/dC8ZNQoHgGJFpAX8";
+        let text = format!("{MINIMAL}admin_password_hash = \"{hash}\"\n");
+        let config = Config::from_toml(&text, &[]).unwrap();
+        assert_eq!(config.domain_admins["example.com"].expose(), hash);
+        let message = error_of(&format!("{MINIMAL}admin_password_hash = \"secret\"\n"));
+        assert!(
+            message.contains("`domains.\"example.com\".admin_password_hash`"),
+            "{message}"
+        );
     }
 
     #[test]

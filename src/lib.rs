@@ -15,6 +15,8 @@ pub mod cli;
 pub mod config;
 /// The XMPP server's accounts, read from its SQL database.
 pub mod directory;
+/// The Prometheus metrics.
+pub mod metrics;
 /// The job store: the only SQL on our own tables.
 pub mod store;
 /// The component connection and the stanzas: the only XML.

@@ -10,6 +10,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use xmpp_broadcast::broadcast::{ExecutionState, JobSpec, Lease, Manager, RecipientGroup};
 use xmpp_broadcast::config::{ComponentConfig, Secret};
+use xmpp_broadcast::metrics::Metrics;
 use xmpp_broadcast::store::Store;
 use xmpp_broadcast::xmpp::{Connection, message_id};
 
@@ -165,7 +166,14 @@ async fn a_batch_cut_by_a_disconnect_is_sent_again_before_it_counts() {
     };
     let stop = CancellationToken::new();
     let (connection, _task) = Connection::start(component, stop.clone());
-    let manager = Manager::new(store.clone(), connection, "node1".into(), lease_time);
+    let metrics = Metrics::new(&["example.com".to_owned()]);
+    let manager = Manager::new(
+        store.clone(),
+        connection,
+        metrics.clone(),
+        "node1".into(),
+        lease_time,
+    );
     let job = store.get_job(id).await.unwrap().unwrap();
     manager.launch(
         job,
@@ -174,6 +182,7 @@ async fn a_batch_cut_by_a_disconnect_is_sent_again_before_it_counts() {
             owner: "node1".into(),
             epoch: 1,
         },
+        true,
     );
 
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -188,16 +197,34 @@ async fn a_batch_cut_by_a_disconnect_is_sent_again_before_it_counts() {
     assert_eq!(job.state, ExecutionState::Finished);
     assert_eq!(job.recipients_processed, 40);
 
-    let seen = seen.lock().unwrap();
-    assert_eq!(seen.connections, 2, "the component reconnected once");
-    // The first 25 were cut off unacknowledged, so the whole batch of 40 went out again.
-    assert_eq!(seen.recipients.len(), 25 + 40);
-    let mut distinct = seen.recipients.clone();
-    distinct.sort();
-    distinct.dedup();
-    let expected: Vec<String> = users.iter().map(|u| format!("{u}@example.com")).collect();
-    assert_eq!(distinct, expected);
-    for (recipient, id_seen) in seen.recipients.iter().zip(&seen.ids) {
-        assert_eq!(id_seen, &message_id(id, &BareJid::new(recipient).unwrap()));
+    {
+        let seen = seen.lock().unwrap();
+        assert_eq!(seen.connections, 2, "the component reconnected once");
+        // The first 25 were cut off unacknowledged, so the whole batch of 40 went out again.
+        assert_eq!(seen.recipients.len(), 25 + 40);
+        let mut distinct = seen.recipients.clone();
+        distinct.sort();
+        distinct.dedup();
+        let expected: Vec<String> = users.iter().map(|u| format!("{u}@example.com")).collect();
+        assert_eq!(distinct, expected);
+        for (recipient, id_seen) in seen.recipients.iter().zip(&seen.ids) {
+            assert_eq!(id_seen, &message_id(id, &BareJid::new(recipient).unwrap()));
+        }
+    }
+    // Counted once per recipient, although the batch went out twice. The worker counts the job
+    // as finished just after recording it, so wait for that.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let finished = "mod_broadcast_jobs_finished_total{host_type=\"example.com\"} 1";
+    while !metrics.render().lines().any(|l| l == finished) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let text = metrics.render();
+    for line in [
+        "mod_broadcast_recipients_processed_total{host_type=\"example.com\"} 40",
+        "mod_broadcast_recipients_success_total{host_type=\"example.com\"} 40",
+        finished,
+        "mod_broadcast_live_jobs{host_type=\"example.com\"} 0",
+    ] {
+        assert!(text.lines().any(|l| l == line), "missing {line} in\n{text}");
     }
 }

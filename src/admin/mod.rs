@@ -1,9 +1,11 @@
-//! The admin HTTP listener: the GraphQL API at `/api/graphql` and `/health`.
+//! The admin HTTP listener: the GraphQL API at `/api/graphql` (POST; GraphiQL on GET),
+//! `/metrics` (Prometheus) and `/health`.
 //!
 //! Only this module knows GraphQL. It follows MongooseIM's HTTP rules: 401 with
 //! `no_permissions` or `wrong_credentials` before anything runs, 400 for requests that cannot be
 //! parsed or whose arguments cannot be coerced (`parser_error`, `input_coercion`), and 200 with a
-//! null field and an `extensions.code` for operation errors.
+//! null field and an `extensions.code` for operation errors. A domain admin acting on another
+//! domain gets 401 `no_permissions`.
 
 mod auth;
 mod scalars;
@@ -18,10 +20,13 @@ use warp::Filter;
 use warp::http::StatusCode;
 use warp::reply::{Reply, Response};
 
-pub use auth::Credentials;
+pub use auth::{Credentials, Principal, hash_password};
 pub use schema::{AdminSchema, build as build_schema};
 
+use crate::metrics::Metrics;
 use crate::xmpp::Connection;
+use auth::Denied;
+use schema::Caller;
 
 /// What the listener serves.
 #[derive(Clone)]
@@ -29,6 +34,7 @@ pub struct AdminApi {
     pub schema: AdminSchema,
     pub credentials: Credentials,
     pub connection: Connection,
+    pub metrics: Metrics,
 }
 
 /// Largest request body accepted.
@@ -57,7 +63,22 @@ impl AdminApi {
             };
             warp::reply::json(&json!({ "status": "ok", "xmpp": xmpp }))
         });
-        let routes = graphql.or(health);
+        let graphiql = warp::path!("api" / "graphql").and(warp::get()).map(|| {
+            warp::reply::html(
+                async_graphql::http::GraphiQLSource::build()
+                    .endpoint("/api/graphql")
+                    .finish(),
+            )
+        });
+        let metrics = self.metrics.clone();
+        let prometheus = warp::path!("metrics").and(warp::get()).map(move || {
+            warp::reply::with_header(
+                metrics.render(),
+                "content-type",
+                "text/plain; version=0.0.4; charset=utf-8",
+            )
+        });
+        let routes = graphql.or(graphiql).or(health).or(prometheus);
         warp::serve(routes)
             .incoming(listener)
             .graceful(async move { stop.cancelled().await })
@@ -81,9 +102,10 @@ impl AdminApi {
             .operation_name
             .clone()
             .unwrap_or_else(|| "ROOT".to_owned());
-        if let Err(denied) = self.credentials.check(authorization, &operation) {
-            return denied.into_response();
-        }
+        let principal = match self.credentials.check(authorization) {
+            Ok(principal) => principal,
+            Err(denied) => return denied_reply(denied, &operation),
+        };
         if request.query.trim().is_empty() {
             return error_reply(
                 StatusCode::BAD_REQUEST,
@@ -100,7 +122,14 @@ impl AdminApi {
                 None,
             );
         }
+        let request = request.data(Caller {
+            principal,
+            operation,
+        });
         let response = self.schema.execute(request).await;
+        if let Some(refusal) = permission_refusal(&response) {
+            return refusal;
+        }
         let status = classify(&response);
         let mut reply = serde_json::to_value(&response).unwrap_or_else(|_| json!({}));
         if status == StatusCode::BAD_REQUEST {
@@ -145,6 +174,48 @@ fn mark_request_errors(reply: &mut serde_json::Value) {
         };
         error["extensions"] = json!({ "code": code });
     }
+}
+
+fn denied_reply(denied: Denied, operation: &str) -> Response {
+    let (code, message, path) = match denied {
+        Denied::Missing => (
+            "no_permissions",
+            format!("Cannot execute query {operation} without permissions"),
+            Some(vec![operation.to_owned()]),
+        ),
+        Denied::Wrong => (
+            "wrong_credentials",
+            "The provided credentials are wrong".to_owned(),
+            None,
+        ),
+    };
+    let reply = error_reply(StatusCode::UNAUTHORIZED, code, &message, path);
+    warp::reply::with_header(reply, "www-authenticate", "Basic realm=\"xmpp-broadcast\"")
+        .into_response()
+}
+
+/// A domain admin reached for another domain: the whole request is refused with 401.
+fn permission_refusal(response: &async_graphql::Response) -> Option<Response> {
+    let error = response.errors.iter().find(|err| {
+        err.extensions
+            .as_ref()
+            .and_then(|extensions| extensions.get("code"))
+            .is_some_and(|code| *code == async_graphql::Value::from("no_permissions"))
+    })?;
+    let path = error
+        .extensions
+        .as_ref()
+        .and_then(|extensions| extensions.get("path"))
+        .and_then(|path| path.clone().into_json().ok());
+    let body = json!({ "errors": [{
+        "message": error.message,
+        "path": path,
+        "extensions": { "code": "no_permissions" },
+    }] });
+    Some(
+        warp::reply::with_status(warp::reply::json(&body), StatusCode::UNAUTHORIZED)
+            .into_response(),
+    )
 }
 
 fn error_reply(

@@ -7,17 +7,32 @@ use async_graphql::{
     Context, EmptySubscription, Enum, ErrorExtensions, Object, Schema, SimpleObject,
 };
 
+use super::auth::Principal;
 use super::scalars::{BareJid, DateTime, DomainName, Jid, NonNegInt, PosInt};
 use crate::broadcast::{
-    self, BroadcastRequest, Broadcasts, InvalidRequest, Job, QueryError, StartError,
+    self, AbortError, BroadcastRequest, Broadcasts, InvalidRequest, Job, QueryError, StartError,
 };
+
+/// Deepest selection accepted: the broadcast queries are four levels deep.
+const MAX_DEPTH: usize = 8;
+/// Largest query complexity accepted (one per selected field).
+const MAX_COMPLEXITY: usize = 200;
+
+/// Who sent the request and under which operation name, for permission checks.
+pub struct Caller {
+    pub principal: Principal,
+    /// The request's `operationName`, or `ROOT`.
+    pub operation: String,
+}
 
 /// The admin schema served at `/api/graphql`.
 pub type AdminSchema = Schema<Query, Mutation, EmptySubscription>;
 
 /// Builds the schema; `broadcasts` is `None` only to print the SDL.
 pub fn build(broadcasts: Option<Broadcasts>) -> AdminSchema {
-    let builder = Schema::build(Query, Mutation, EmptySubscription);
+    let builder = Schema::build(Query, Mutation, EmptySubscription)
+        .limit_depth(MAX_DEPTH)
+        .limit_complexity(MAX_COMPLEXITY);
     match broadcasts {
         Some(broadcasts) => builder.data(broadcasts).finish(),
         None => builder.finish(),
@@ -60,6 +75,7 @@ impl BroadcastAdminQuery {
         #[graphql(default_with = "Some(NonNegInt(0))")] index: Option<NonNegInt>,
     ) -> async_graphql::Result<Option<Vec<Broadcast>>> {
         let context = [("domain", domain.0.clone().into())];
+        authorize(ctx, &domain, "getBroadcasts")?;
         let jobs = service(ctx)
             .list(
                 &domain.0,
@@ -79,6 +95,7 @@ impl BroadcastAdminQuery {
         id: i32,
     ) -> async_graphql::Result<Option<Broadcast>> {
         let context = [("domain", domain.0.clone().into()), ("id", id.into())];
+        authorize(ctx, &domain, "getBroadcast")?;
         let job = service(ctx)
             .get(&domain.0, i64::from(id))
             .await
@@ -128,6 +145,94 @@ impl BroadcastAdminMutation {
             ids: vec![graphql_id(id)],
         }))
     }
+
+    /// Stop a running broadcast job, whichever instance runs it
+    async fn abort_broadcast(
+        &self,
+        ctx: &Context<'_>,
+        domain: DomainName,
+        id: i32,
+    ) -> async_graphql::Result<Option<BroadcastMutationResult>> {
+        let context = [("domain", domain.0.clone().into()), ("id", id.into())];
+        authorize(ctx, &domain, "abortBroadcast")?;
+        service(ctx)
+            .abort(&domain.0, i64::from(id))
+            .await
+            .map_err(|err| abort_error(err, &context))?;
+        Ok(Some(BroadcastMutationResult {
+            message: "Broadcast job aborted".to_owned(),
+            ids: vec![id],
+        }))
+    }
+
+    /// Delete finished and aborted jobs of a domain by id, skipping running ones and ids that
+    /// are not the domain's; returns the ids actually deleted
+    async fn delete_inactive_broadcasts_by_ids(
+        &self,
+        ctx: &Context<'_>,
+        domain: DomainName,
+        ids: Vec<i32>,
+    ) -> async_graphql::Result<Option<BroadcastMutationResult>> {
+        let context = [
+            ("domain", domain.0.clone().into()),
+            ("ids", ids.clone().into()),
+        ];
+        authorize(ctx, &domain, "deleteInactiveBroadcastsByIds")?;
+        let ids: Vec<i64> = ids.into_iter().map(i64::from).collect();
+        let deleted = service(ctx)
+            .delete_inactive(&domain.0, &ids)
+            .await
+            .map_err(|err| query_error(err, &context))?;
+        Ok(Some(deleted_result(deleted)))
+    }
+
+    /// Delete every finished and aborted job of a domain; returns the ids deleted
+    async fn delete_inactive_broadcasts_by_domain(
+        &self,
+        ctx: &Context<'_>,
+        domain: DomainName,
+    ) -> async_graphql::Result<Option<BroadcastMutationResult>> {
+        let context = [("domain", domain.0.clone().into())];
+        authorize(ctx, &domain, "deleteInactiveBroadcastsByDomain")?;
+        let deleted = service(ctx)
+            .delete_inactive_of_domain(&domain.0)
+            .await
+            .map_err(|err| query_error(err, &context))?;
+        Ok(Some(deleted_result(deleted)))
+    }
+}
+
+fn deleted_result(ids: Vec<i64>) -> BroadcastMutationResult {
+    BroadcastMutationResult {
+        message: "Inactive broadcasts deleted".to_owned(),
+        ids: ids.into_iter().map(graphql_id).collect(),
+    }
+}
+
+/// Refuses a domain admin acting on another domain, as MongooseIM's `@protected` does; the
+/// HTTP layer answers such an error with 401.
+fn authorize(ctx: &Context<'_>, domain: &DomainName, field: &str) -> async_graphql::Result<()> {
+    let caller = ctx.data_unchecked::<Caller>();
+    if caller.principal.may_manage(&domain.0) {
+        return Ok(());
+    }
+    let operation = caller.operation.clone();
+    let field = field.to_owned();
+    Err(async_graphql::Error::new(format!(
+        "Cannot execute query {operation} without permissions to the given domain. \
+         Args with invalid value: domain"
+    ))
+    .extend_with(move |_, extensions| {
+        extensions.set("code", "no_permissions");
+        extensions.set(
+            "path",
+            async_graphql::Value::List(vec![
+                operation.clone().into(),
+                "broadcast".into(),
+                field.clone().into(),
+            ]),
+        );
+    }))
 }
 
 /// The outcome of a broadcast mutation.
@@ -296,18 +401,30 @@ fn start_error(err: StartError, context: &ErrorContext<'_>) -> async_graphql::Er
     operation_error(code, err.to_string(), context)
 }
 
+fn abort_error(err: AbortError, context: &ErrorContext<'_>) -> async_graphql::Error {
+    let code = match &err {
+        AbortError::DomainNotFound => "domain_not_found",
+        AbortError::NotFound => "broadcast_not_found",
+        AbortError::NotRunning => "not_running",
+        AbortError::Store(_) => return database_error(&err, context),
+    };
+    operation_error(code, err.to_string(), context)
+}
+
+fn database_error(err: &dyn std::fmt::Display, context: &ErrorContext<'_>) -> async_graphql::Error {
+    tracing::error!(error = %err, "job database error");
+    operation_error(
+        "database_error",
+        "The job database cannot be reached; try again".to_owned(),
+        context,
+    )
+}
+
 fn query_error(err: QueryError, context: &ErrorContext<'_>) -> async_graphql::Error {
     let code = match &err {
         QueryError::DomainNotFound => "domain_not_found",
         QueryError::NotFound => "broadcast_not_found",
-        QueryError::Store(_) => {
-            tracing::error!(error = %err, "reading broadcasts failed");
-            return operation_error(
-                "database_error",
-                "The job database cannot be read".to_owned(),
-                context,
-            );
-        }
+        QueryError::Store(_) => return database_error(&err, context),
     };
     operation_error(code, err.to_string(), context)
 }

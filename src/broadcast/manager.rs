@@ -2,8 +2,11 @@
 //!
 //! At start it resumes the running jobs whose lease names this instance (raising each lease's
 //! epoch, so that a worker of an earlier life of this instance is fenced out). While it runs it
-//! renews its leases every third of the lease time. On shutdown it stops its workers and lets its
-//! leases expire at once, so the jobs can continue without waiting (design invariant 7).
+//! renews its leases every third of the lease time, and every second it checks that it still
+//! holds the lease of each of its workers: a job aborted from any instance (its lease deleted) or
+//! taken over (its epoch raised) stops sending within about a second. On shutdown it stops its
+//! workers and lets its leases expire at once, so the jobs can continue without waiting
+//! (design invariant 7).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -13,7 +16,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::broadcast::worker::{Worker, WorkerEnd};
-use crate::broadcast::{Job, JobId, Lease};
+use crate::broadcast::{ExecutionState, Job, JobId, Lease};
+use crate::metrics::{JobEnd, Metrics};
 use crate::store::{Store, StoreError};
 use crate::xmpp::Connection;
 
@@ -28,20 +32,37 @@ struct Inner {
     connection: Connection,
     node: String,
     lease_time: Duration,
+    metrics: Metrics,
     stop: CancellationToken,
     tasks: TaskTracker,
-    /// Live workers by job, each with the token that stops it.
-    workers: Mutex<HashMap<JobId, CancellationToken>>,
+    /// Live workers by job.
+    workers: Mutex<HashMap<JobId, Running>>,
 }
 
+/// A live worker: the epoch of the lease it runs under and the token that stops it.
+struct Running {
+    epoch: i64,
+    stop: CancellationToken,
+}
+
+/// How often an instance checks that it still holds the leases of its workers.
+const OWNERSHIP_CHECK: Duration = Duration::from_secs(1);
+
 impl Manager {
-    pub fn new(store: Store, connection: Connection, node: String, lease_time: Duration) -> Self {
+    pub fn new(
+        store: Store,
+        connection: Connection,
+        metrics: Metrics,
+        node: String,
+        lease_time: Duration,
+    ) -> Self {
         Manager {
             inner: Arc::new(Inner {
                 store,
                 connection,
                 node,
                 lease_time,
+                metrics,
                 stop: CancellationToken::new(),
                 tasks: TaskTracker::new(),
                 workers: Mutex::new(HashMap::new()),
@@ -77,26 +98,36 @@ impl Manager {
                     processed = job.recipients_processed,
                     "resuming job"
                 );
-                self.launch(job, lease);
+                self.launch(job, lease, false);
                 resumed += 1;
             }
         }
         Ok(resumed)
     }
 
-    /// Starts the worker of a job this instance holds the lease of.
-    pub fn launch(&self, job: Job, lease: Lease) {
+    /// Starts the worker of a job this instance holds the lease of; `new` for a job just
+    /// created here (counted as started), false for a resumed one.
+    pub fn launch(&self, job: Job, lease: Lease, new: bool) {
         let inner = &self.inner;
         let stop = inner.stop.child_token();
-        let job_id = job.id;
+        let (job_id, domain) = (job.id, job.domain.clone());
+        let running = Running {
+            epoch: lease.epoch,
+            stop: stop.clone(),
+        };
         inner
             .workers
             .lock()
             .expect("worker map lock")
-            .insert(job_id, stop.clone());
+            .insert(job_id, running);
+        if new {
+            inner.metrics.job_started(&domain);
+        }
+        inner.metrics.worker_up(&domain);
         let worker = Worker {
             store: inner.store.clone(),
             connection: inner.connection.clone(),
+            metrics: inner.metrics.clone(),
             lease,
             job,
             stop,
@@ -104,14 +135,89 @@ impl Manager {
         let manager = self.clone();
         inner.tasks.spawn(async move {
             let end = worker.run().await;
-            manager
-                .inner
+            let inner = &manager.inner;
+            inner
                 .workers
                 .lock()
                 .expect("worker map lock")
                 .remove(&job_id);
-            if end == WorkerEnd::Finished {
-                tracing::debug!(job_id, "worker done");
+            let job_end = match end {
+                WorkerEnd::Finished => Some(JobEnd::Finished),
+                _ if inner.stop.is_cancelled() => None,
+                WorkerEnd::Stopped | WorkerEnd::LeaseLost => manager.why_stopped(job_id).await,
+            };
+            inner.metrics.worker_down(&domain, job_end);
+        });
+    }
+
+    /// How a job that this instance stopped running ended, if it did.
+    async fn why_stopped(&self, job_id: JobId) -> Option<JobEnd> {
+        match self.inner.store.get_job(job_id).await {
+            Ok(Some(job)) => match job.state {
+                ExecutionState::AbortAdmin => {
+                    tracing::info!(
+                        job_id,
+                        "job aborted by an administrator; its worker stopped"
+                    );
+                    Some(JobEnd::AbortedByAdmin)
+                }
+                ExecutionState::AbortError => Some(JobEnd::AbortedByError),
+                ExecutionState::Finished => Some(JobEnd::Finished),
+                ExecutionState::Running => {
+                    tracing::warn!(
+                        job_id,
+                        "job taken over by another instance; its worker stopped"
+                    );
+                    None
+                }
+            },
+            Ok(None) => None,
+            Err(err) => {
+                tracing::warn!(job_id, error = %err, "cannot read a stopped job");
+                None
+            }
+        }
+    }
+
+    /// Stops this instance's worker of a job at once, if it runs one.
+    pub fn stop_worker(&self, job_id: JobId) {
+        if let Some(running) = self
+            .inner
+            .workers
+            .lock()
+            .expect("worker map lock")
+            .get(&job_id)
+        {
+            running.stop.cancel();
+        }
+    }
+
+    /// Checks every second that this instance still holds the lease of each of its workers,
+    /// and stops the workers whose lease is gone or was taken.
+    pub fn spawn_ownership_check(&self) {
+        let manager = self.clone();
+        self.inner.tasks.spawn(async move {
+            let inner = &manager.inner;
+            loop {
+                tokio::select! {
+                    _ = inner.stop.cancelled() => break,
+                    _ = tokio::time::sleep(OWNERSHIP_CHECK) => {}
+                }
+                if inner.workers.lock().expect("worker map lock").is_empty() {
+                    continue;
+                }
+                let held = match inner.store.owned_leases(&inner.node).await {
+                    Ok(held) => held,
+                    Err(err) => {
+                        tracing::warn!(error = %err, "cannot check this instance's leases");
+                        continue;
+                    }
+                };
+                for (job_id, running) in inner.workers.lock().expect("worker map lock").iter() {
+                    if !held.contains(&(*job_id, running.epoch)) {
+                        running.stop.cancel();
+                    }
+                }
             }
         });
     }

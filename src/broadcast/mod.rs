@@ -9,6 +9,6 @@ mod worker;
 
 pub use job::{ExecutionState, Job, JobId, Lease};
 pub use manager::Manager;
-pub use service::{Broadcasts, QueryError, StartError};
+pub use service::{AbortError, Broadcasts, QueryError, StartError};
 pub use spec::{BroadcastRequest, InvalidRequest, JobSpec, Parameter, RecipientGroup};
 pub use worker::WorkerEnd;

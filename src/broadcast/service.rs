@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use crate::broadcast::spec::{BroadcastRequest, InvalidRequest, JobSpec};
-use crate::broadcast::{Job, JobId, Lease, Manager};
+use crate::broadcast::{ExecutionState, Job, JobId, Lease, Manager};
 use crate::directory::{Directory, DirectoryError};
 use crate::store::{Store, StoreError};
 
@@ -47,6 +47,29 @@ pub enum QueryError {
     NotFound,
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+/// Why a job could not be aborted.
+#[derive(Debug, thiserror::Error)]
+pub enum AbortError {
+    #[error("Domain not found")]
+    DomainNotFound,
+    #[error("Broadcast job not found")]
+    NotFound,
+    #[error("The broadcast job is not currently running")]
+    NotRunning,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<QueryError> for AbortError {
+    fn from(err: QueryError) -> Self {
+        match err {
+            QueryError::DomainNotFound => AbortError::DomainNotFound,
+            QueryError::NotFound => AbortError::NotFound,
+            QueryError::Store(err) => AbortError::Store(err),
+        }
+    }
 }
 
 /// The broadcast operations of this instance.
@@ -95,7 +118,7 @@ impl Broadcasts {
                     owner: node.to_owned(),
                     epoch: 1,
                 };
-                self.manager.launch(job, lease);
+                self.manager.launch(job, lease, true);
             }
             // The job is stored and owned; the manager resumes it at its next start.
             Ok(None) | Err(_) => {
@@ -121,6 +144,34 @@ impl Broadcasts {
     pub async fn list(&self, domain: &str, limit: i64, index: i64) -> Result<Vec<Job>, QueryError> {
         self.check_domain(domain)?;
         Ok(self.store.list_jobs(domain, limit, index).await?)
+    }
+
+    /// Stops a running job of `domain`, whichever instance runs it. The state changes in the
+    /// database at once; the owner stops sending within about a second.
+    pub async fn abort(&self, domain: &str, id: JobId) -> Result<(), AbortError> {
+        let job = self.get(domain, id).await?;
+        if job.state != ExecutionState::Running || !self.store.abort_job(id, domain).await? {
+            return Err(AbortError::NotRunning);
+        }
+        self.manager.stop_worker(id);
+        tracing::info!(job_id = id, domain, "broadcast aborted by an administrator");
+        Ok(())
+    }
+
+    /// Deletes the listed jobs of `domain` that are not running; returns the ids deleted.
+    pub async fn delete_inactive(
+        &self,
+        domain: &str,
+        ids: &[JobId],
+    ) -> Result<Vec<JobId>, QueryError> {
+        self.check_domain(domain)?;
+        Ok(self.store.delete_inactive_jobs(domain, ids).await?)
+    }
+
+    /// Deletes every job of `domain` that is not running; returns the ids deleted.
+    pub async fn delete_inactive_of_domain(&self, domain: &str) -> Result<Vec<JobId>, QueryError> {
+        self.check_domain(domain)?;
+        Ok(self.store.delete_inactive_jobs_of_domain(domain).await?)
     }
 
     fn check_domain(&self, domain: &str) -> Result<(), QueryError> {

@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::broadcast::spec::batch_size;
 use crate::broadcast::{Job, Lease};
+use crate::metrics::Metrics;
 use crate::store::{Outcome, Store, StoreError};
 use crate::xmpp::{Announcement, Connection, LinkDown};
 
@@ -28,7 +29,8 @@ const RETRY_MAX: Duration = Duration::from_secs(10);
 pub enum WorkerEnd {
     /// Every recipient was processed and the job is recorded as finished.
     Finished,
-    /// The instance is shutting down; the job stays running and resumes later.
+    /// Told to stop: the instance is shutting down (the job resumes later), or the manager
+    /// found the job aborted or its lease taken.
     Stopped,
     /// The lease was lost or the job was stopped elsewhere; nothing more was written.
     LeaseLost,
@@ -38,6 +40,7 @@ pub enum WorkerEnd {
 pub struct Worker {
     pub store: Store,
     pub connection: Connection,
+    pub metrics: Metrics,
     pub lease: Lease,
     pub job: Job,
     pub stop: CancellationToken,
@@ -128,6 +131,9 @@ impl Worker {
             {
                 return Err(Interrupt::LeaseLost);
             }
+            let sent = messages.len() as u64;
+            self.metrics
+                .batch_committed(domain, sent, page.len() as u64 - sent);
             tracing::debug!(job_id = job.id, processed, "batch committed");
             cursor = Some(last);
         }
