@@ -389,6 +389,7 @@ fn start_error(err: StartError, context: &ErrorContext<'_>) -> async_graphql::Er
         }
         StartError::NoRecipients => "no_recipients",
         StartError::RunningJobLimitExceeded => "running_job_limit_exceeded",
+        StartError::TemporarilyUnavailable => "temporarily_unavailable",
         StartError::Store(_) | StartError::Directory(_) => {
             tracing::error!(error = %err, "startBroadcast failed");
             return operation_error(

@@ -15,6 +15,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::broadcast::safety::Safety;
 use crate::broadcast::worker::{Worker, WorkerEnd};
 use crate::broadcast::{ExecutionState, Job, JobId, Lease};
 use crate::metrics::{JobEnd, Metrics};
@@ -33,6 +34,7 @@ struct Inner {
     node: String,
     lease_time: Duration,
     metrics: Metrics,
+    safety: Safety,
     stop: CancellationToken,
     tasks: TaskTracker,
     /// Live workers by job.
@@ -47,6 +49,8 @@ struct Running {
 
 /// How often an instance checks that it still holds the leases of its workers.
 const OWNERSHIP_CHECK: Duration = Duration::from_secs(1);
+/// How often renewal is retried while it fails (safety mode).
+const SAFETY_RETRY: Duration = Duration::from_secs(1);
 
 impl Manager {
     pub fn new(
@@ -63,6 +67,7 @@ impl Manager {
                 node,
                 lease_time,
                 metrics,
+                safety: Safety::new(lease_time, std::time::Instant::now()),
                 stop: CancellationToken::new(),
                 tasks: TaskTracker::new(),
                 workers: Mutex::new(HashMap::new()),
@@ -77,6 +82,11 @@ impl Manager {
 
     pub fn lease_time(&self) -> Duration {
         self.inner.lease_time
+    }
+
+    /// Whether this instance's leases can be trusted right now.
+    pub fn safety(&self) -> &Safety {
+        &self.inner.safety
     }
 
     /// Resumes every running job this instance owns; returns how many.
@@ -235,24 +245,40 @@ impl Manager {
         self.inner.workers.lock().expect("worker map lock").len()
     }
 
-    /// Renews this instance's leases every third of the lease time until shutdown.
+    /// Renews this instance's leases every third of the lease time until shutdown. While
+    /// renewal fails the instance is in safety mode: it retries every second, refuses new jobs,
+    /// and its workers pause before their leases could expire.
     pub fn spawn_lease_renewal(&self) {
         let manager = self.clone();
         self.inner.tasks.spawn(async move {
             let inner = &manager.inner;
-            let period = inner.lease_time / 3;
+            let mut failing = false;
             loop {
+                let pause = if failing {
+                    SAFETY_RETRY
+                } else {
+                    inner.lease_time / 3
+                };
                 tokio::select! {
                     _ = inner.stop.cancelled() => break,
-                    _ = tokio::time::sleep(period) => {}
+                    _ = tokio::time::sleep(pause) => {}
                 }
-                match inner
-                    .store
-                    .renew_leases(&inner.node, inner.lease_time)
-                    .await
-                {
-                    Ok(renewed) => tracing::debug!(renewed, "leases renewed"),
-                    Err(err) => tracing::error!(error = %err, "cannot renew leases"),
+                let began = std::time::Instant::now();
+                match inner.store.renew_leases(&inner.node, inner.lease_time).await {
+                    Ok(renewed) => {
+                        if failing {
+                            tracing::warn!(renewed, "job database reachable again; leaving safety mode");
+                        }
+                        failing = false;
+                        inner.safety.renewed(began);
+                    }
+                    Err(err) => {
+                        if !failing {
+                            tracing::error!(error = %err, "cannot renew leases; safety mode: new jobs are refused and sending pauses before the leases could expire");
+                        }
+                        failing = true;
+                        inner.safety.renewal_failed();
+                    }
                 }
             }
         });

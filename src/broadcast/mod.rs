@@ -3,12 +3,14 @@
 
 mod job;
 mod manager;
+mod safety;
 mod service;
 pub mod spec;
 mod worker;
 
 pub use job::{ExecutionState, Job, JobId, Lease};
 pub use manager::Manager;
+pub use safety::Safety;
 pub use service::{AbortError, Broadcasts, QueryError, StartError};
 pub use spec::{BroadcastRequest, InvalidRequest, JobSpec, Parameter, RecipientGroup};
 pub use worker::WorkerEnd;

@@ -23,6 +23,9 @@ pub enum StartError {
     NoRecipients,
     #[error("Cannot start new broadcast job: running job limit exceeded")]
     RunningJobLimitExceeded,
+    /// The job database cannot be trusted right now (safety mode).
+    #[error("Broadcast manager is temporarily unavailable")]
+    TemporarilyUnavailable,
     #[error(transparent)]
     Store(StoreError),
     #[error(transparent)]
@@ -95,6 +98,9 @@ impl Broadcasts {
     pub async fn start(&self, request: BroadcastRequest) -> Result<JobId, StartError> {
         self.check_domain(&request.domain)
             .map_err(|_| StartError::DomainNotFound)?;
+        if !self.manager.safety().accepts_new_jobs() {
+            return Err(StartError::TemporarilyUnavailable);
+        }
         let spec = JobSpec::parse(request)?;
         let sender = spec.sender.node().map(|node| node.as_str()).unwrap_or("");
         if !self.directory.user_exists(&spec.domain, sender).await? {
