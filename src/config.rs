@@ -404,13 +404,19 @@ fn validate_host_port(key: &str, value: &str) -> Result<(), ConfigError> {
 }
 
 fn validate_database_url(key: &str, value: &str) -> Result<(), ConfigError> {
-    let known = ["sqlite:", "postgres://", "postgresql://"];
+    let known = [
+        "sqlite:",
+        "postgres://",
+        "postgresql://",
+        "mysql://",
+        "mariadb://",
+    ];
     if known.iter().any(|prefix| value.starts_with(prefix)) {
         Ok(())
     } else {
         Err(invalid(
             key,
-            "must be a sqlite:// or postgres:// URL".to_owned(),
+            "must be a sqlite://, postgres:// or mysql:// URL".to_owned(),
         ))
     }
 }
@@ -474,7 +480,7 @@ mod tests {
         );
         assert!(error_of(&MINIMAL.replace("127.0.0.1:5551", "x")).contains("`admin.listen`"));
         assert!(
-            error_of(&MINIMAL.replace("sqlite:///tmp/jobs.db", "mysql://x"))
+            error_of(&MINIMAL.replace("sqlite:///tmp/jobs.db", "redis://x"))
                 .contains("`database.url`")
         );
     }

@@ -17,6 +17,8 @@ pub mod config;
 pub mod directory;
 /// The Prometheus metrics.
 pub mod metrics;
+/// `$N` placeholders rewritten for each SQL dialect.
+pub mod placeholders;
 /// The job store: the only SQL on our own tables.
 pub mod store;
 /// The component connection and the stanzas: the only XML.

@@ -8,7 +8,9 @@ use jid::BareJid;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
-use xmpp_broadcast::broadcast::{ExecutionState, JobSpec, Lease, Manager, RecipientGroup};
+use xmpp_broadcast::broadcast::{
+    ExecutionState, JobSpec, Lease, Manager, RecipientGroup, Snapshot,
+};
 use xmpp_broadcast::config::{ComponentConfig, Secret};
 use xmpp_broadcast::metrics::Metrics;
 use xmpp_broadcast::store::Store;
@@ -156,7 +158,7 @@ async fn a_batch_cut_by_a_disconnect_is_sent_again_before_it_counts() {
     };
     let lease_time = Duration::from_secs(60);
     let id = store
-        .create_job(&spec, "node1", lease_time, &users)
+        .create_job(&spec, "node1", lease_time, &Snapshot::Listed(users.clone()))
         .await
         .unwrap();
     let component = ComponentConfig {

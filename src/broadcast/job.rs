@@ -59,6 +59,35 @@ pub struct Job {
     pub recipients_processed: i64,
     /// The instance holding the lease, while the job runs.
     pub owner: Option<String>,
+    /// Where the recipients are read while sending: `None` for a snapshot listed in the job
+    /// store, or the instant (in the users database's own clock and rendering) up to which
+    /// accounts created in the users database are recipients.
+    pub snapshot_at: Option<String>,
+}
+
+/// The recipient set of a job, fixed when the job is created (design invariant 4).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Snapshot {
+    /// Every username of the domain, in byte order, stored with the job (for directories
+    /// without creation times, such as Prosody's).
+    Listed(Vec<String>),
+    /// The accounts of the domain created at or before `at`, read page by page from the users
+    /// database while sending; `count` of them existed when the job was created.
+    CreatedBy { at: String, count: i64 },
+}
+
+impl Snapshot {
+    /// The number of recipients: the job's `recipientCount`.
+    pub fn len(&self) -> i64 {
+        match self {
+            Snapshot::Listed(users) => users.len() as i64,
+            Snapshot::CreatedBy { count, .. } => *count,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 /// The right to run one job: every write a worker makes is conditional on it (invariant 1).

@@ -8,7 +8,7 @@ mod service;
 pub mod spec;
 mod worker;
 
-pub use job::{ExecutionState, Job, JobId, Lease};
+pub use job::{ExecutionState, Job, JobId, Lease, Snapshot};
 pub use manager::Manager;
 pub use safety::Safety;
 pub use service::{AbortError, Broadcasts, QueryError, StartError};

@@ -13,6 +13,7 @@ use std::time::Duration;
 use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePool, SqlitePoolOptions};
 
+use crate::broadcast::Snapshot;
 use crate::config::{UsersConfig, UsersSchema};
 
 /// A failure to read the server's accounts.
@@ -96,12 +97,12 @@ impl Directory {
     }
 
     /// Every username of `domain` at this moment, in byte order.
-    pub async fn snapshot(&self, domain: &str) -> Result<Vec<String>, DirectoryError> {
+    pub async fn snapshot(&self, domain: &str) -> Result<Snapshot, DirectoryError> {
         let mut users = match self.schema {
             UsersSchema::Prosody => prosody::usernames(&self.pool, domain).await?,
         };
         users.sort_unstable();
         users.dedup();
-        Ok(users)
+        Ok(Snapshot::Listed(users))
     }
 }

@@ -1,9 +1,10 @@
 //! The job store: jobs, leases, progress and recipient snapshots in our own tables (`xb_*`).
 //!
 //! This is the only module that speaks SQL to the job database. One [`Store`] serves every
-//! dialect: the statements are written once with `$N` placeholders (which SQLite also binds by
-//! number) and only the few that need the database clock differ, in [`sql`]. All times come from
-//! the database, never from this process (design invariant 1).
+//! dialect (PostgreSQL, MySQL/MariaDB, SQLite): the statements are written once with `$N`
+//! placeholders, and only the clock, lease arithmetic and JSON expansion differ, in [`sql`];
+//! MySQL's `?` placeholders are derived from the same text. All times come from the database,
+//! never from this process (design invariant 1); MySQL sessions run in UTC.
 
 mod sql;
 #[cfg(test)]
@@ -13,10 +14,11 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use sqlx::mysql::{MySqlConnectOptions, MySqlPool, MySqlPoolOptions};
 use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
 
-use crate::broadcast::{ExecutionState, Job, JobId, JobSpec, Lease};
+use crate::broadcast::{ExecutionState, Job, JobId, JobSpec, Lease, Snapshot};
 
 use self::sql::Statements;
 
@@ -48,6 +50,7 @@ pub enum Outcome {
 #[derive(Debug, Clone)]
 pub enum Store {
     Postgres(PgPool),
+    MySql(MySqlPool),
     Sqlite(SqlitePool),
 }
 
@@ -56,15 +59,28 @@ macro_rules! on_pool {
     ($store:expr, $pool:ident => $body:expr) => {
         match $store {
             Store::Postgres($pool) => $body,
+            Store::MySql($pool) => $body,
             Store::Sqlite($pool) => $body,
         }
     };
 }
 
 impl Store {
-    /// Connects to the job database named by `url` and brings its schema up to date.
+    /// Connects to the job database named by `url` (`postgres://`, `mysql://` or `sqlite:`) and
+    /// brings its schema up to date.
     pub async fn connect(url: &str, max_connections: u32) -> Result<Self, StoreError> {
-        let store = if url.starts_with("sqlite:") {
+        let store = if url.starts_with("mysql:") || url.starts_with("mariadb:") {
+            // UTC sessions: NOW(6) and the DATETIME(6) columns are UTC (sqlx's default too).
+            let options = MySqlConnectOptions::from_str(url)?
+                .timezone(Some("+00:00".to_owned()))
+                .charset("utf8mb4");
+            let pool = MySqlPoolOptions::new()
+                .max_connections(max_connections)
+                .acquire_timeout(Duration::from_secs(10))
+                .connect_with(options)
+                .await?;
+            Store::MySql(pool)
+        } else if url.starts_with("sqlite:") {
             let options = SqliteConnectOptions::from_str(url)?
                 .create_if_missing(true)
                 .journal_mode(SqliteJournalMode::Wal)
@@ -90,6 +106,7 @@ impl Store {
     async fn migrate(&self) -> Result<(), StoreError> {
         match self {
             Store::Postgres(pool) => sqlx::migrate!("migrations/postgres").run(pool).await?,
+            Store::MySql(pool) => sqlx::migrate!("migrations/mysql").run(pool).await?,
             Store::Sqlite(pool) => sqlx::migrate!("migrations/sqlite").run(pool).await?,
         }
         Ok(())
@@ -98,23 +115,29 @@ impl Store {
     fn sql(&self) -> &'static Statements {
         match self {
             Store::Postgres(_) => &sql::POSTGRES,
+            Store::MySql(_) => &sql::MYSQL,
             Store::Sqlite(_) => &sql::SQLITE,
         }
     }
 
-    /// Creates a running job owned by `owner`, with its lease and its recipient snapshot, in one
-    /// transaction. Fails with [`StoreError::RunningJobExists`] if the domain has a running job.
+    /// Creates a running job owned by `owner`, with its lease and its recipient snapshot (the
+    /// listed usernames, or the instant that bounds them), in one transaction. Fails with
+    /// [`StoreError::RunningJobExists`] if the domain has a running job.
     pub async fn create_job(
         &self,
         spec: &JobSpec,
         owner: &str,
         lease_time: Duration,
-        recipients: &[String],
+        snapshot: &Snapshot,
     ) -> Result<JobId, StoreError> {
         let sql = self.sql();
+        let (recipients, snapshot_at): (&[String], Option<&str>) = match snapshot {
+            Snapshot::Listed(users) => (users, None),
+            Snapshot::CreatedBy { at, .. } => (&[], Some(at)),
+        };
         let result: Result<JobId, sqlx::Error> = on_pool!(self, pool => async {
             let mut tx = pool.begin().await?;
-            let id: JobId = sqlx::query_scalar(sql::INSERT_JOB)
+            sqlx::query(sql.insert_job)
                 .bind(&spec.name)
                 .bind(&spec.domain)
                 .bind(spec.sender.to_string())
@@ -122,9 +145,11 @@ impl Store {
                 .bind(&spec.body)
                 .bind(spec.rate as i32)
                 .bind(spec.recipient_group.as_db_str())
-                .bind(recipients.len() as i64)
-                .fetch_one(&mut *tx)
+                .bind(snapshot.len())
+                .bind(snapshot_at)
+                .execute(&mut *tx)
                 .await?;
+            let id: JobId = sqlx::query_scalar(sql.last_insert_id).fetch_one(&mut *tx).await?;
             sqlx::query(sql.insert_lease)
                 .bind(id)
                 .bind(owner)
@@ -151,7 +176,7 @@ impl Store {
     /// Reads one job with its progress and owner.
     pub async fn get_job(&self, id: JobId) -> Result<Option<Job>, StoreError> {
         let row: Option<JobRow> = on_pool!(self, pool => {
-            sqlx::query_as(sql::SELECT_JOB).bind(id).fetch_optional(pool).await?
+            sqlx::query_as(self.sql().select_job).bind(id).fetch_optional(pool).await?
         });
         row.map(JobRow::into_job).transpose()
     }
@@ -164,7 +189,7 @@ impl Store {
         offset: i64,
     ) -> Result<Vec<Job>, StoreError> {
         let rows: Vec<JobRow> = on_pool!(self, pool => {
-            sqlx::query_as(sql::SELECT_DOMAIN_JOBS)
+            sqlx::query_as(self.sql().select_domain_jobs)
                 .bind(domain)
                 .bind(limit)
                 .bind(offset)
@@ -177,7 +202,7 @@ impl Store {
     /// Running jobs whose lease names `owner`.
     pub async fn running_jobs_owned_by(&self, owner: &str) -> Result<Vec<Job>, StoreError> {
         let rows: Vec<JobRow> = on_pool!(self, pool => {
-            sqlx::query_as(sql::SELECT_OWNED_RUNNING_JOBS).bind(owner).fetch_all(pool).await?
+            sqlx::query_as(self.sql().select_owned_running_jobs).bind(owner).fetch_all(pool).await?
         });
         rows.into_iter().map(JobRow::into_job).collect()
     }
@@ -191,14 +216,27 @@ impl Store {
         lease_time: Duration,
     ) -> Result<Option<Lease>, StoreError> {
         let sql = self.sql();
-        let epoch: Option<i64> = on_pool!(self, pool => {
-            sqlx::query_scalar(sql.reclaim_lease)
+        let epoch: Result<Option<i64>, sqlx::Error> = on_pool!(self, pool => async {
+            let mut tx = pool.begin().await?;
+            let updated = sqlx::query(sql.reclaim_lease)
+                .bind(lease_time.as_secs_f64())
                 .bind(job_id)
                 .bind(owner)
-                .bind(lease_time.as_secs_f64())
-                .fetch_optional(pool)
+                .execute(&mut *tx)
                 .await?
-        });
+                .rows_affected();
+            if updated != 1 {
+                return Ok(None);
+            }
+            let epoch = sqlx::query_scalar(sql.select_lease_epoch)
+                .bind(job_id)
+                .bind(owner)
+                .fetch_one(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            Ok(Some(epoch))
+        }.await);
+        let epoch = epoch?;
         Ok(epoch.map(|epoch| Lease {
             job_id,
             owner: owner.to_owned(),
@@ -211,8 +249,8 @@ impl Store {
         let sql = self.sql();
         let done = on_pool!(self, pool => {
             sqlx::query(sql.renew_leases)
-                .bind(owner)
                 .bind(lease_time.as_secs_f64())
+                .bind(owner)
                 .execute(pool)
                 .await?
                 .rows_affected()
@@ -253,7 +291,7 @@ impl Store {
         limit: u32,
     ) -> Result<Vec<String>, StoreError> {
         let page = on_pool!(self, pool => {
-            sqlx::query_scalar(sql::SELECT_RECIPIENTS_PAGE)
+            sqlx::query_scalar(self.sql().select_recipients_page)
                 .bind(job_id)
                 .bind(after.unwrap_or(""))
                 .bind(i64::from(limit))
@@ -272,7 +310,7 @@ impl Store {
         processed: i64,
     ) -> Result<bool, StoreError> {
         let done = on_pool!(self, pool => {
-            sqlx::query(sql::UPDATE_PROGRESS)
+            sqlx::query(self.sql().update_progress)
                 .bind(cursor)
                 .bind(processed)
                 .bind(lease.job_id)
@@ -313,8 +351,8 @@ impl Store {
             if updated != 1 {
                 return Ok(false);
             }
-            sqlx::query(sql::DELETE_LEASE).bind(lease.job_id).execute(&mut *tx).await?;
-            sqlx::query(sql::DELETE_RECIPIENTS).bind(lease.job_id).execute(&mut *tx).await?;
+            sqlx::query(sql.delete_lease).bind(lease.job_id).execute(&mut *tx).await?;
+            sqlx::query(sql.delete_recipients).bind(lease.job_id).execute(&mut *tx).await?;
             tx.commit().await?;
             Ok(true)
         }.await);
@@ -337,8 +375,8 @@ impl Store {
             if updated != 1 {
                 return Ok(false);
             }
-            sqlx::query(sql::DELETE_LEASE).bind(job_id).execute(&mut *tx).await?;
-            sqlx::query(sql::DELETE_RECIPIENTS).bind(job_id).execute(&mut *tx).await?;
+            sqlx::query(sql.delete_lease).bind(job_id).execute(&mut *tx).await?;
+            sqlx::query(sql.delete_recipients).bind(job_id).execute(&mut *tx).await?;
             tx.commit().await?;
             Ok(true)
         }.await);
@@ -356,7 +394,7 @@ impl Store {
             let mut tx = pool.begin().await?;
             let mut deleted = Vec::new();
             for &id in ids {
-                let rows = sqlx::query(sql::DELETE_INACTIVE_JOB)
+                let rows = sqlx::query(self.sql().delete_inactive_job)
                     .bind(id)
                     .bind(domain)
                     .execute(&mut *tx)
@@ -378,7 +416,7 @@ impl Store {
         domain: &str,
     ) -> Result<Vec<JobId>, StoreError> {
         let ids: Vec<JobId> = on_pool!(self, pool => {
-            sqlx::query_scalar(sql::SELECT_INACTIVE_JOB_IDS).bind(domain).fetch_all(pool).await?
+            sqlx::query_scalar(self.sql().select_inactive_job_ids).bind(domain).fetch_all(pool).await?
         });
         self.delete_inactive_jobs(domain, &ids).await
     }
@@ -386,7 +424,7 @@ impl Store {
     /// The leases `owner` holds, as (job, epoch) pairs.
     pub async fn owned_leases(&self, owner: &str) -> Result<Vec<(JobId, i64)>, StoreError> {
         let leases = on_pool!(self, pool => {
-            sqlx::query_as(sql::SELECT_OWNED_LEASES).bind(owner).fetch_all(pool).await?
+            sqlx::query_as(self.sql().select_owned_leases).bind(owner).fetch_all(pool).await?
         });
         Ok(leases)
     }
@@ -403,7 +441,7 @@ impl Store {
     }
 }
 
-/// A job as selected by [`sql::JOB_COLUMNS`].
+/// A job as selected by the statements' `job_select!`.
 #[derive(sqlx::FromRow)]
 struct JobRow {
     id: i64,
@@ -421,6 +459,7 @@ struct JobRow {
     stopped_at: Option<DateTime<Utc>>,
     cursor_username: Option<String>,
     recipients_processed: i64,
+    snapshot_at: Option<String>,
     owner: Option<String>,
 }
 
@@ -445,6 +484,7 @@ impl JobRow {
             cursor: self.cursor_username,
             recipients_processed: self.recipients_processed,
             owner: self.owner,
+            snapshot_at: self.snapshot_at,
         })
     }
 }

@@ -1,12 +1,13 @@
-//! The store's contract, run against every dialect: SQLite in a scratch file and PostgreSQL in a
-//! fresh database on 127.0.0.1:5432 (override the server with `XB_TEST_POSTGRES`).
+//! The store's contract, run against every dialect: SQLite in a scratch file, PostgreSQL in a
+//! fresh database on 127.0.0.1:5432 (override the server with `XB_TEST_POSTGRES`) and
+//! MySQL/MariaDB in a fresh database on 127.0.0.1:3306 as root (override with `XB_TEST_MYSQL`).
 
 use std::time::Duration;
 
 use jid::BareJid;
 
 use super::{Outcome, Store, StoreError};
-use crate::broadcast::{ExecutionState, JobSpec, Lease, RecipientGroup};
+use crate::broadcast::{ExecutionState, JobSpec, Lease, RecipientGroup, Snapshot};
 
 const LEASE: Duration = Duration::from_secs(60);
 
@@ -14,24 +15,110 @@ const LEASE: Duration = Duration::from_secs(60);
 struct Fresh {
     store: Store,
     _dir: Option<tempfile::TempDir>,
-    /// The server and the name of a PostgreSQL database to drop when the test is done.
-    postgres: Option<(String, String)>,
+    /// A server database to drop when the test is done.
+    drop: Option<Scratch>,
+}
+
+/// A database created for one test on a shared server.
+pub(crate) struct Scratch {
+    /// The server URL without a database.
+    pub server: String,
+    pub name: String,
+}
+
+impl Scratch {
+    fn new(server_var: &str, default: &str, prefix: &str) -> Self {
+        let server = std::env::var(server_var).unwrap_or_else(|_| default.to_owned());
+        let name = format!(
+            "{prefix}_{}_{}",
+            std::process::id(),
+            chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default()
+        );
+        Scratch { server, name }
+    }
+
+    /// A fresh PostgreSQL database.
+    pub async fn postgres(prefix: &str) -> Self {
+        let scratch = Scratch::new(
+            "XB_TEST_POSTGRES",
+            "postgres://postgres@127.0.0.1:5432",
+            prefix,
+        );
+        scratch
+            .execute_on_server(&format!("CREATE DATABASE {}", scratch.name))
+            .await;
+        scratch
+    }
+
+    /// A fresh MySQL/MariaDB database (utf8mb4).
+    pub async fn mysql(prefix: &str) -> Self {
+        let scratch = Scratch::new("XB_TEST_MYSQL", "mysql://root@127.0.0.1:3306", prefix);
+        let create = format!("CREATE DATABASE {} CHARACTER SET utf8mb4", scratch.name);
+        scratch.execute_on_server(&create).await;
+        scratch
+    }
+
+    pub fn url(&self) -> String {
+        format!("{}/{}", self.server, self.name)
+    }
+
+    fn is_mysql(&self) -> bool {
+        self.server.starts_with("mysql:")
+    }
+
+    async fn execute_on_server(&self, statement: &str) {
+        let statement = sqlx::AssertSqlSafe(statement.to_owned());
+        if self.is_mysql() {
+            let admin = sqlx::MySqlPool::connect(&self.server)
+                .await
+                .unwrap_or_else(|e| {
+                    panic!(
+                        "MySQL/MariaDB at {} ({e}): `bash .ci/run` starts it",
+                        self.server
+                    )
+                });
+            sqlx::query(statement).execute(&admin).await.unwrap();
+            admin.close().await;
+        } else {
+            let admin = sqlx::PgPool::connect(&format!("{}/postgres", self.server))
+                .await
+                .unwrap_or_else(|e| {
+                    panic!(
+                        "PostgreSQL at {} ({e}): `bash .ci/run` starts it",
+                        self.server
+                    )
+                });
+            sqlx::query(statement).execute(&admin).await.unwrap();
+            admin.close().await;
+        }
+    }
+
+    /// Drops the database (closing its other connections first on PostgreSQL).
+    pub async fn drop_database(self) {
+        if self.is_mysql() {
+            self.execute_on_server(&format!("DROP DATABASE {}", self.name))
+                .await;
+        } else {
+            self.execute_on_server(&format!("DROP DATABASE {} WITH (FORCE)", self.name))
+                .await;
+        }
+    }
 }
 
 impl Fresh {
     async fn run<F: Future<Output = ()>>(self, test: impl FnOnce(Store) -> F) {
         test(self.store.clone()).await;
         self.store.close().await;
-        if let Some((server, name)) = self.postgres {
-            let admin = sqlx::PgPool::connect(&format!("{server}/postgres"))
-                .await
-                .unwrap();
-            sqlx::query(sqlx::AssertSqlSafe(format!(
-                "DROP DATABASE {name} WITH (FORCE)"
-            )))
-            .execute(&admin)
-            .await
-            .unwrap();
+        if let Some(scratch) = self.drop {
+            scratch.drop_database().await;
+        }
+    }
+
+    async fn on_server(scratch: Scratch) -> Self {
+        Fresh {
+            store: Store::connect(&scratch.url(), 4).await.unwrap(),
+            _dir: None,
+            drop: Some(scratch),
         }
     }
 }
@@ -42,33 +129,16 @@ async fn sqlite() -> Fresh {
     Fresh {
         store: Store::connect(&url, 4).await.unwrap(),
         _dir: Some(dir),
-        postgres: None,
+        drop: None,
     }
 }
 
 async fn postgres() -> Fresh {
-    let server = std::env::var("XB_TEST_POSTGRES")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".to_owned());
-    let name = format!(
-        "xb_store_{}_{}",
-        std::process::id(),
-        chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default()
-    );
-    let admin = sqlx::PgPool::connect(&format!("{server}/postgres"))
-        .await
-        .unwrap();
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-        .execute(&admin)
-        .await
-        .unwrap();
-    admin.close().await;
-    Fresh {
-        store: Store::connect(&format!("{server}/{name}"), 4)
-            .await
-            .unwrap(),
-        _dir: None,
-        postgres: Some((server, name)),
-    }
+    Fresh::on_server(Scratch::postgres("xb_store").await).await
+}
+
+async fn mysql() -> Fresh {
+    Fresh::on_server(Scratch::mysql("xb_store").await).await
 }
 
 fn spec(domain: &str) -> JobSpec {
@@ -83,8 +153,12 @@ fn spec(domain: &str) -> JobSpec {
     }
 }
 
-fn users(n: usize) -> Vec<String> {
+fn usernames(n: usize) -> Vec<String> {
     (1..=n).map(|i| format!("u{i:04}")).collect()
+}
+
+fn users(n: usize) -> Snapshot {
+    Snapshot::Listed(usernames(n))
 }
 
 fn lease(job_id: i64, epoch: i64) -> Lease {
@@ -103,6 +177,9 @@ macro_rules! on_every_dialect {
         mod on_postgres {
             $(#[tokio::test] async fn $name() { super::postgres().await.run(super::$name).await })*
         }
+        mod on_mysql {
+            $(#[tokio::test] async fn $name() { super::mysql().await.run(super::$name).await })*
+        }
     };
 }
 
@@ -115,6 +192,9 @@ on_every_dialect!(
     concurrent_starts_admit_one,
     abort_is_a_guarded_state_change_from_anywhere,
     deletes_only_inactive_jobs_of_the_domain,
+    unicode_at_the_limits_round_trips,
+    timestamps_come_from_one_utc_clock_in_order,
+    a_dated_snapshot_is_stored_without_usernames,
 );
 
 async fn creates_a_running_owned_job_with_its_snapshot(store: Store) {
@@ -136,9 +216,9 @@ async fn creates_a_running_owned_job_with_its_snapshot(store: Store) {
     assert!(job.started_at.is_none() && job.stopped_at.is_none());
 
     let first = store.snapshot_page(id, None, 10).await.unwrap();
-    assert_eq!(first, users(10));
+    assert_eq!(first, usernames(10));
     let rest = store.snapshot_page(id, Some("u0010"), 100).await.unwrap();
-    assert_eq!(rest, users(25)[10..].to_vec());
+    assert_eq!(rest, usernames(25)[10..].to_vec());
     assert!(
         store
             .snapshot_page(id, Some("u0025"), 10)
@@ -435,5 +515,146 @@ async fn deletes_only_inactive_jobs_of_the_domain(store: Store) {
             .await
             .unwrap(),
         vec![foreign]
+    );
+}
+
+/// The longest texts the API accepts, in characters that take the most bytes: every field comes
+/// back unchanged, and listed recipients with non-ASCII names are paged in byte order.
+async fn unicode_at_the_limits_round_trips(store: Store) {
+    use crate::broadcast::BroadcastRequest;
+    use crate::broadcast::spec::{BODY_LENGTH, NAME_LENGTH, SUBJECT_LENGTH};
+
+    let request = BroadcastRequest {
+        // 250 user-perceived characters of 11 bytes each (a ZWJ sequence).
+        name: "\u{1F469}\u{200D}\u{1F4BB}".repeat(*NAME_LENGTH.end()),
+        domain: "example.com".into(),
+        // 1024 flags of two regional indicators (8 bytes each).
+        subject: "\u{1F1E9}\u{1F1EA}".repeat(*SUBJECT_LENGTH.end()),
+        // 16,000 four-byte emoji.
+        body: "\u{1F600}".repeat(*BODY_LENGTH.end()),
+        sender: BareJid::new("admin@example.com").unwrap(),
+        rate: 1000,
+        recipient_group: RecipientGroup::AllUsersInDomain,
+    };
+    let spec = JobSpec::parse(request).expect("the texts are at the limits, not beyond");
+    let recipients: Vec<String> = ["zoë", "Zed", "émile", "ärger", "日本", "u\u{1F600}", "a"]
+        .map(String::from)
+        .to_vec();
+    let id = store
+        .create_job(&spec, "node1", LEASE, &Snapshot::Listed(recipients.clone()))
+        .await
+        .unwrap();
+    let job = store.get_job(id).await.unwrap().unwrap();
+    assert_eq!(job.name, spec.name);
+    assert_eq!(job.subject, spec.subject);
+    assert_eq!(job.body, spec.body);
+    assert_eq!(job.body.len(), 64_000);
+    assert_eq!(job.recipient_count, 7);
+
+    let mut in_byte_order = recipients;
+    in_byte_order.sort();
+    let first = store.snapshot_page(id, None, 4).await.unwrap();
+    let rest = store
+        .snapshot_page(id, first.last().map(String::as_str), 4)
+        .await
+        .unwrap();
+    assert_eq!([first, rest].concat(), in_byte_order);
+    let cursor = "\u{1F600}".repeat(3);
+    assert!(
+        store
+            .commit_progress(&lease(id, 1), &cursor, 3)
+            .await
+            .unwrap()
+    );
+    let job = store.get_job(id).await.unwrap().unwrap();
+    assert_eq!(job.cursor.as_deref(), Some(cursor.as_str()));
+}
+
+/// Creation, start and stop times come from the database clock, in UTC, with sub-second
+/// precision, and follow the order of the events.
+async fn timestamps_come_from_one_utc_clock_in_order(store: Store) {
+    let before = chrono::Utc::now();
+    let first = store
+        .create_job(&spec("example.com"), "node1", LEASE, &users(1))
+        .await
+        .unwrap();
+    assert!(store.mark_started(&lease(first, 1)).await.unwrap());
+    assert!(
+        store
+            .complete(&lease(first, 1), &Outcome::Finished, 1)
+            .await
+            .unwrap()
+    );
+    let second = store
+        .create_job(&spec("example.com"), "node1", LEASE, &users(1))
+        .await
+        .unwrap();
+    let first = store.get_job(first).await.unwrap().unwrap();
+    let second = store.get_job(second).await.unwrap().unwrap();
+    let (started, stopped) = (first.started_at.unwrap(), first.stopped_at.unwrap());
+    assert!(
+        first.created_at <= started && started <= stopped && stopped <= second.created_at,
+        "{first:?} {second:?}"
+    );
+    // The database runs on this machine: its UTC clock agrees with ours.
+    let skew = (first.created_at - before).num_seconds().abs();
+    assert!(
+        skew < 60,
+        "created_at {} is not UTC now {before}",
+        first.created_at
+    );
+    let sub_second = [first.created_at, started, stopped, second.created_at]
+        .iter()
+        .any(|t| t.timestamp_subsec_micros() != 0);
+    assert!(sub_second, "whole seconds only: {first:?}");
+}
+
+/// A snapshot bounded by a creation instant keeps the instant and the count, and lists nobody.
+async fn a_dated_snapshot_is_stored_without_usernames(store: Store) {
+    let snapshot = Snapshot::CreatedBy {
+        at: "2026-11-29 04:39:25.123456".into(),
+        count: 1_000_000,
+    };
+    let id = store
+        .create_job(&spec("example.com"), "node1", LEASE, &snapshot)
+        .await
+        .unwrap();
+    let job = store.get_job(id).await.unwrap().unwrap();
+    assert_eq!(job.recipient_count, 1_000_000);
+    assert_eq!(
+        job.snapshot_at.as_deref(),
+        Some("2026-11-29 04:39:25.123456")
+    );
+    assert!(store.snapshot_page(id, None, 10).await.unwrap().is_empty());
+    let listed = store
+        .create_job(&spec("other.org"), "node1", LEASE, &users(2))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.get_job(listed).await.unwrap().unwrap().snapshot_at,
+        None
+    );
+}
+
+/// MySQL sessions are UTC whatever the URL or the server's zone say: `NOW(6)` fills DATETIME
+/// columns, which carry no zone.
+#[tokio::test]
+async fn mysql_sessions_are_utc_whatever_the_url_says() {
+    let scratch = Scratch::mysql("xb_store").await;
+    let url = format!("{}?timezone=%2B05:00", scratch.url());
+    let store = Store::connect(&url, 2).await.unwrap();
+    let before = chrono::Utc::now();
+    let id = store
+        .create_job(&spec("example.com"), "node1", LEASE, &users(1))
+        .await
+        .unwrap();
+    let job = store.get_job(id).await.unwrap().unwrap();
+    store.close().await;
+    scratch.drop_database().await;
+    let skew = (job.created_at - before).num_seconds().abs();
+    assert!(
+        skew < 60,
+        "created_at {} is not UTC now {before}",
+        job.created_at
     );
 }
