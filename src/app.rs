@@ -25,7 +25,11 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     .context("cannot open the job database (database.url)")?;
     let directory = Directory::connect(&config.users)
         .await
-        .context("cannot read the XMPP server's users (users.url, users.schema)")?;
+        .context("cannot read the XMPP server's users ([users] section)")?;
+    directory
+        .warn_about_empty_domains(&config.domains)
+        .await
+        .context("cannot read the XMPP server's users ([users] section)")?;
     let listener = admin::bind(config.admin.listen).await?;
 
     let connection_stop = CancellationToken::new();
@@ -34,6 +38,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let metrics = Metrics::new(&config.domains);
     let manager = Manager::new(
         store.clone(),
+        directory.clone(),
         connection.clone(),
         metrics.clone(),
         config.node_name.clone(),

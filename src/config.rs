@@ -75,14 +75,38 @@ pub struct DatabaseConfig {
 pub struct UsersConfig {
     pub schema: UsersSchema,
     pub url: Secret,
+    /// The time zone the users database's sessions render `created_at` in (PostgreSQL
+    /// `timestamp`, MySQL `DATETIME`); `None` for the default, UTC.
+    pub time_zone: Option<String>,
 }
 
 /// The layout of the XMPP server's account tables.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum UsersSchema {
     /// Prosody's `mod_storage_sql` table `prosody` (store `accounts`).
     Prosody,
+    /// ejabberd's default SQL schema: `users(username, …, created_at)` without a host column,
+    /// so the database holds the accounts of the one domain named here.
+    Ejabberd { domain: String },
+    /// ejabberd with `new_sql_schema: true`: `users(username, server_host, …, created_at)`.
+    EjabberdNew,
+    /// MongooseIM: `users(username, server, …, created_at)`.
+    MongooseIm,
+    /// The operator's own statements.
+    Custom(CustomQueries),
+}
+
+/// Operator-supplied SQL for `schema = "custom"`, with numbered placeholders `$1`, `$2`, …
+/// (bound parameters only; on MySQL they are rewritten to `?`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CustomQueries {
+    /// `$1` domain, `$2` username: one row with the number of such accounts (0 or 1).
+    pub exists: String,
+    /// `$1` domain, `$2` snapshot instant (text): the number of accounts created up to it.
+    pub count: String,
+    /// `$1` domain, `$2` snapshot instant (text), `$3` last username of the previous page
+    /// ('' for the first), `$4` page size: the next usernames, in the database's order.
+    pub page: String,
 }
 
 /// The HTTP listener with the GraphQL admin API, `/health` and `/metrics`.
@@ -253,6 +277,125 @@ fn default_max_connections() -> u32 {
 struct RawUsers {
     schema: String,
     url: String,
+    domain: Option<String>,
+    time_zone: Option<String>,
+    exists_sql: Option<String>,
+    count_sql: Option<String>,
+    page_sql: Option<String>,
+}
+
+/// The schema names `users.schema` accepts, as listed in messages.
+const SCHEMAS: &str = "\"prosody\", \"ejabberd\", \"ejabberd_new\", \"mongooseim\" or \"custom\"";
+
+impl RawUsers {
+    /// Checks the `[users]` keys together with the configured domains.
+    fn validate(self, domains: &[String]) -> Result<UsersConfig, ConfigError> {
+        validate_database_url("users.url", &self.url)?;
+        let custom_keys = [
+            ("users.exists_sql", &self.exists_sql),
+            ("users.count_sql", &self.count_sql),
+            ("users.page_sql", &self.page_sql),
+        ];
+        let schema = match self.schema.as_str() {
+            "prosody" => UsersSchema::Prosody,
+            "ejabberd" => UsersSchema::Ejabberd {
+                domain: single_domain(self.domain.as_deref(), domains)?,
+            },
+            "ejabberd_new" => UsersSchema::EjabberdNew,
+            "mongooseim" => UsersSchema::MongooseIm,
+            "custom" => {
+                let mut statements = Vec::new();
+                for (key, value) in custom_keys {
+                    match value.as_deref().map(str::trim) {
+                        Some(sql) if !sql.is_empty() => statements.push(sql.to_owned()),
+                        _ => {
+                            return Err(invalid(
+                                key,
+                                "schema \"custom\" needs exists_sql, count_sql and page_sql \
+                                 (see component.toml.example for their parameters)",
+                            ));
+                        }
+                    }
+                }
+                let [exists, count, page] =
+                    <[String; 3]>::try_from(statements).expect("three statements were checked");
+                UsersSchema::Custom(CustomQueries {
+                    exists,
+                    count,
+                    page,
+                })
+            }
+            other => {
+                return Err(invalid(
+                    "users.schema",
+                    format!("\"{other}\" is not a known schema; use {SCHEMAS}"),
+                ));
+            }
+        };
+        if self.domain.is_some() && !matches!(schema, UsersSchema::Ejabberd { .. }) {
+            return Err(invalid(
+                "users.domain",
+                "only applies to schema = \"ejabberd\" (one database per domain); remove it",
+            ));
+        }
+        if !matches!(schema, UsersSchema::Custom(_))
+            && let Some((key, _)) = custom_keys.iter().find(|(_, value)| value.is_some())
+        {
+            return Err(invalid(
+                key,
+                "only applies to schema = \"custom\"; remove it",
+            ));
+        }
+        if self
+            .time_zone
+            .as_deref()
+            .is_some_and(|zone| zone.trim().is_empty())
+        {
+            return Err(invalid(
+                "users.time_zone",
+                "must not be empty; leave it out for UTC",
+            ));
+        }
+        Ok(UsersConfig {
+            schema,
+            url: Secret::new(self.url),
+            time_zone: self.time_zone,
+        })
+    }
+}
+
+/// ejabberd's default schema has no host column: the database holds one domain's accounts,
+/// named by `users.domain`, and that must be the one domain this instance serves.
+fn single_domain(domain: Option<&str>, domains: &[String]) -> Result<String, ConfigError> {
+    let Some(domain) = domain else {
+        return Err(invalid(
+            "users.domain",
+            "schema \"ejabberd\" (ejabberd's default SQL schema, without a host column) needs \
+             the domain whose accounts the database holds, e.g. domain = \"example.com\"; \
+             if ejabberd runs with new_sql_schema: true, use schema = \"ejabberd_new\"",
+        ));
+    };
+    if !domains.iter().any(|served| served == domain) {
+        return Err(invalid(
+            "users.domain",
+            format!(
+                "\"{domain}\" is not a configured domain ({}); the database's accounts must \
+                 belong to a domain in [domains]",
+                domains.join(", ")
+            ),
+        ));
+    }
+    if let Some(other) = domains.iter().find(|served| *served != domain) {
+        return Err(invalid(
+            &format!("domains.\"{other}\""),
+            format!(
+                "schema \"ejabberd\" reads the accounts of one domain (users.domain = \
+                 \"{domain}\"); remove [domains.\"{other}\"] and run one instance per domain, \
+                 or use ejabberd's new_sql_schema with schema = \"ejabberd_new\""
+            ),
+        ));
+    }
+    Ok(domain.to_owned())
 }
 
 #[derive(Deserialize)]
@@ -312,16 +455,6 @@ impl RawConfig {
         if self.database.max_connections == 0 {
             return Err(invalid("database.max_connections", "must be at least 1"));
         }
-        let schema = match self.users.schema.as_str() {
-            "prosody" => UsersSchema::Prosody,
-            other => {
-                return Err(invalid(
-                    "users.schema",
-                    format!("\"{other}\" is not a known schema; use \"prosody\""),
-                ));
-            }
-        };
-        validate_database_url("users.url", &self.users.url)?;
         let listen: SocketAddr = self.admin.listen.parse().map_err(|_| {
             invalid(
                 "admin.listen",
@@ -362,6 +495,7 @@ impl RawConfig {
                 "no domain configured; add a table such as [domains.\"example.com\"]",
             ));
         }
+        let users = self.users.validate(&domains)?;
         Ok(Config {
             node_name: self.node_name,
             lease_time: Duration::from_secs(self.lease_time as u64),
@@ -374,10 +508,7 @@ impl RawConfig {
                 url: Secret::new(self.database.url),
                 max_connections: self.database.max_connections,
             },
-            users: UsersConfig {
-                schema,
-                url: Secret::new(self.users.url),
-            },
+            users,
             admin: AdminConfig {
                 listen,
                 username: self.admin.username,
@@ -483,6 +614,51 @@ mod tests {
             error_of(&MINIMAL.replace("sqlite:///tmp/jobs.db", "redis://x"))
                 .contains("`database.url`")
         );
+    }
+
+    #[test]
+    fn ejabberd_schema_maps_its_database_to_one_configured_domain() {
+        let ejabberd = MINIMAL.replace("schema = \"prosody\"", "schema = \"ejabberd\"");
+        let message = error_of(&ejabberd);
+        assert!(
+            message.contains("`users.domain`") && message.contains("ejabberd_new"),
+            "{message}"
+        );
+
+        let mapped = ejabberd.replace("[admin]", "domain = \"example.com\"\n[admin]");
+        let config = Config::from_toml(&mapped, &[]).unwrap();
+        assert_eq!(
+            config.users.schema,
+            UsersSchema::Ejabberd {
+                domain: "example.com".into()
+            }
+        );
+
+        let wrong = ejabberd.replace("[admin]", "domain = \"example.org\"\n[admin]");
+        let message = error_of(&wrong);
+        assert!(
+            message.contains("`users.domain`") && message.contains("example.com"),
+            "{message}"
+        );
+
+        let two = format!("{mapped}\n[domains.\"other.org\"]\n");
+        let message = error_of(&two);
+        assert!(message.contains("`domains.\"other.org\"`"), "{message}");
+    }
+
+    #[test]
+    fn users_keys_of_other_schemas_are_refused() {
+        let message = error_of(&MINIMAL.replace("[admin]", "domain = \"example.com\"\n[admin]"));
+        assert!(message.contains("`users.domain`"), "{message}");
+        let message = error_of(&MINIMAL.replace("[admin]", "page_sql = \"SELECT 1\"\n[admin]"));
+        assert!(message.contains("`users.page_sql`"), "{message}");
+        let custom = MINIMAL.replace("schema = \"prosody\"", "schema = \"custom\"");
+        let message = error_of(&custom.replace("[admin]", "exists_sql = \"SELECT 1\"\n[admin]"));
+        assert!(message.contains("`users.count_sql`"), "{message}");
+        for schema in ["ejabberd_new", "mongooseim"] {
+            let text = MINIMAL.replace("\"prosody\"", &format!("\"{schema}\""));
+            Config::from_toml(&text, &[]).unwrap();
+        }
     }
 
     #[test]

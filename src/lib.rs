@@ -21,5 +21,7 @@ pub mod metrics;
 pub mod placeholders;
 /// The job store: the only SQL on our own tables.
 pub mod store;
+#[cfg(test)]
+mod test_support;
 /// The component connection and the stanzas: the only XML.
 pub mod xmpp;

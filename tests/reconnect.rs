@@ -11,7 +11,8 @@ use tokio_util::sync::CancellationToken;
 use xmpp_broadcast::broadcast::{
     ExecutionState, JobSpec, Lease, Manager, RecipientGroup, Snapshot,
 };
-use xmpp_broadcast::config::{ComponentConfig, Secret};
+use xmpp_broadcast::config::{ComponentConfig, Secret, UsersConfig, UsersSchema};
+use xmpp_broadcast::directory::Directory;
 use xmpp_broadcast::metrics::Metrics;
 use xmpp_broadcast::store::Store;
 use xmpp_broadcast::xmpp::{Connection, message_id};
@@ -171,6 +172,7 @@ async fn a_batch_cut_by_a_disconnect_is_sent_again_before_it_counts() {
     let metrics = Metrics::new(&["example.com".to_owned()]);
     let manager = Manager::new(
         store.clone(),
+        prosody_directory(dir.path()).await,
         connection,
         metrics.clone(),
         "node1".into(),
@@ -229,4 +231,30 @@ async fn a_batch_cut_by_a_disconnect_is_sent_again_before_it_counts() {
     ] {
         assert!(text.lines().any(|l| l == line), "missing {line} in\n{text}");
     }
+}
+
+/// An empty Prosody-layout users database: this test's job lists its recipients in the job
+/// store, so the directory is never read while sending.
+async fn prosody_directory(dir: &std::path::Path) -> Directory {
+    use sqlx::{ConnectOptions, Connection};
+    let url = format!("sqlite://{}/users.db", dir.display());
+    let mut conn = <sqlx::sqlite::SqliteConnectOptions as std::str::FromStr>::from_str(&url)
+        .unwrap()
+        .create_if_missing(true)
+        .connect()
+        .await
+        .unwrap();
+    sqlx::query(
+        "CREATE TABLE prosody (host TEXT, user TEXT, store TEXT, key TEXT, type TEXT, value TEXT)",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    conn.close().await.unwrap();
+    let config = UsersConfig {
+        schema: UsersSchema::Prosody,
+        url: Secret::new(url),
+        time_zone: None,
+    };
+    Directory::connect(&config).await.unwrap()
 }

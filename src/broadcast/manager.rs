@@ -18,6 +18,7 @@ use tokio_util::task::TaskTracker;
 use crate::broadcast::safety::Safety;
 use crate::broadcast::worker::{Worker, WorkerEnd};
 use crate::broadcast::{ExecutionState, Job, JobId, Lease};
+use crate::directory::Directory;
 use crate::metrics::{JobEnd, Metrics};
 use crate::store::{Store, StoreError};
 use crate::xmpp::Connection;
@@ -30,6 +31,8 @@ pub struct Manager {
 
 struct Inner {
     store: Store,
+    /// The users database, which workers of dated snapshots page.
+    directory: Directory,
     connection: Connection,
     node: String,
     lease_time: Duration,
@@ -55,6 +58,7 @@ const SAFETY_RETRY: Duration = Duration::from_secs(1);
 impl Manager {
     pub fn new(
         store: Store,
+        directory: Directory,
         connection: Connection,
         metrics: Metrics,
         node: String,
@@ -63,6 +67,7 @@ impl Manager {
         Manager {
             inner: Arc::new(Inner {
                 store,
+                directory,
                 connection,
                 node,
                 lease_time,
@@ -136,6 +141,7 @@ impl Manager {
         inner.metrics.worker_up(&domain);
         let worker = Worker {
             store: inner.store.clone(),
+            directory: inner.directory.clone(),
             connection: inner.connection.clone(),
             metrics: inner.metrics.clone(),
             lease,

@@ -3,6 +3,7 @@
 
 mod job;
 mod manager;
+mod recipients;
 mod safety;
 mod service;
 pub mod spec;

@@ -1,6 +1,7 @@
 //! The worker: sends one job's messages, batch after batch, at the job's rate.
 //!
-//! For each batch it reads the next page of the recipient snapshot, sends one message per
+//! For each batch it reads the next page of the recipient snapshot (from the job store or the
+//! users database, see [`Recipients`]), sends one message per
 //! recipient, waits for the server to acknowledge everything sent (a ping round trip on the same
 //! stream) and only then commits the batch's progress (design invariant 3). If the connection
 //! drops before the acknowledgement the whole batch is sent again on the next connection: the
@@ -15,10 +16,12 @@ use governor::{Quota, RateLimiter};
 use jid::BareJid;
 use tokio_util::sync::CancellationToken;
 
+use crate::broadcast::recipients::Recipients;
 use crate::broadcast::spec::batch_size;
 use crate::broadcast::{Job, Lease};
+use crate::directory::Directory;
 use crate::metrics::Metrics;
-use crate::store::{Outcome, Store, StoreError};
+use crate::store::{Outcome, Store};
 use crate::xmpp::{Announcement, Connection, LinkDown};
 
 /// Longest pause between retries of a failed database call.
@@ -39,6 +42,8 @@ pub enum WorkerEnd {
 /// One running job on this instance.
 pub struct Worker {
     pub store: Store,
+    /// The users database, for jobs whose snapshot is an instant of it.
+    pub directory: Directory,
     pub connection: Connection,
     pub metrics: Metrics,
     pub lease: Lease,
@@ -90,15 +95,13 @@ impl Worker {
         let rate = NonZeroU32::new(job.rate.max(1)).expect("rate is at least 1");
         let burst = NonZeroU32::new((job.rate / 100).max(1)).expect("burst is at least 1");
         let limiter = RateLimiter::direct(Quota::per_second(rate).allow_burst(burst));
+        let recipients = Recipients::of(job, &self.store, &self.directory);
         let mut cursor = job.cursor.clone();
         let mut processed = job.recipients_processed;
         tracing::info!(job_id = job.id, processed, cursor = ?cursor, "worker started");
         loop {
             let page = self
-                .retry(|| {
-                    self.store
-                        .snapshot_page(job.id, cursor.as_deref(), batch_size(job.rate))
-                })
+                .retry(|| recipients.page(cursor.as_deref(), batch_size(job.rate)))
                 .await?;
             let Some(last) = page.last().cloned() else {
                 break;
@@ -176,16 +179,17 @@ impl Worker {
     }
 
     /// Retries a database call until it succeeds, pausing longer after each failure.
-    async fn retry<T, F>(&self, call: impl Fn() -> F) -> Result<T, Interrupt>
+    async fn retry<T, E, F>(&self, call: impl Fn() -> F) -> Result<T, Interrupt>
     where
-        F: Future<Output = Result<T, StoreError>>,
+        E: std::fmt::Display,
+        F: Future<Output = Result<T, E>>,
     {
         let mut pause = Duration::from_millis(200);
         loop {
             match self.interruptible(call()).await? {
                 Ok(value) => return Ok(value),
                 Err(err) => {
-                    tracing::warn!(job_id = self.job.id, error = %err, retry_in = ?pause, "job database call failed");
+                    tracing::warn!(job_id = self.job.id, error = %err, retry_in = ?pause, "database call failed");
                     self.interruptible(tokio::time::sleep(pause)).await?;
                     pause = (pause * 2).min(RETRY_MAX);
                 }

@@ -1,26 +1,45 @@
-//! The user directory: reads the accounts of a domain from the XMPP server's own SQL database.
+//! The user directory: reads the accounts of a domain from the XMPP server's own SQL database
+//! (PostgreSQL, MySQL/MariaDB or SQLite). It never writes.
 //!
-//! It never writes. Each schema knows how to check that an account exists and how to take the
-//! recipient snapshot of a domain (design invariant 4). Prosody keeps no creation time, so its
-//! snapshot is the list of usernames, read in one short query when a job is created and then
-//! materialised in the job store; the worker never reads the server's database while sending.
+//! Each schema knows how to check that an account exists and how to fix a job's recipient set
+//! when the job is created (design invariant 4):
+//!
+//! * Prosody keeps no creation time, so its snapshot is the list of usernames, read in one short
+//!   query and stored with the job ([`Snapshot::Listed`]); the worker then never reads Prosody's
+//!   database while sending.
+//! * ejabberd, MongooseIM and custom schemas have `created_at`: the snapshot is an instant of
+//!   the users database's own clock ([`Snapshot::CreatedBy`], see [`clock`]), and the worker
+//!   pages `created_at <= instant AND username > cursor ORDER BY username` in that database.
+//!   Nothing is copied, so a domain of a million accounts starts at once.
+//!
+//! Every statement is written with `$N` placeholders and rewritten for the dialect by
+//! [`crate::placeholders::positional`].
 
+mod accounts;
+mod clock;
 mod prosody;
 
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
-use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::mysql::{MySqlConnectOptions, MySqlPool, MySqlPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePool, SqlitePoolOptions};
+use sqlx::{AssertSqlSafe, ConnectOptions as _, Connection as _};
 
 use crate::broadcast::Snapshot;
 use crate::config::{UsersConfig, UsersSchema};
+use crate::placeholders::positional;
+
+use self::accounts::Dated;
 
 /// A failure to read the server's accounts.
 #[derive(Debug, thiserror::Error)]
 pub enum DirectoryError {
     #[error("users database: {0}")]
     Database(#[from] sqlx::Error),
+    /// The database does not look as `[users]` says: the message says what to fix.
     #[error("users database: {0}")]
     Layout(String),
 }
@@ -28,8 +47,14 @@ pub enum DirectoryError {
 /// The server's account database, read through the layout of its schema.
 #[derive(Debug, Clone)]
 pub struct Directory {
-    schema: UsersSchema,
+    layout: Arc<Layout>,
     pool: UsersPool,
+}
+
+#[derive(Debug)]
+enum Layout {
+    Prosody(prosody::Prosody),
+    Dated(Dated),
 }
 
 /// Runs the same expression on whichever pool the directory holds.
@@ -37,72 +62,281 @@ macro_rules! on_pool {
     ($pool:expr, $each:ident => $body:expr) => {
         match $pool {
             UsersPool::Postgres($each) => $body,
+            UsersPool::MySql($each) => $body,
             UsersPool::Sqlite($each) => $body,
         }
     };
 }
-use on_pool;
 
 /// A connection pool to the server's database.
 #[derive(Debug, Clone)]
 enum UsersPool {
     Postgres(PgPool),
+    MySql(MySqlPool),
     Sqlite(SqlitePool),
 }
 
+/// The SQL dialect of the users database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Dialect {
+    Postgres,
+    MySql,
+    Sqlite,
+}
+
+impl UsersPool {
+    fn dialect(&self) -> Dialect {
+        match self {
+            UsersPool::Postgres(_) => Dialect::Postgres,
+            UsersPool::MySql(_) => Dialect::MySql,
+            UsersPool::Sqlite(_) => Dialect::Sqlite,
+        }
+    }
+}
+
+/// An argument of a directory statement.
+#[derive(Debug, Clone, Copy)]
+enum Arg<'a> {
+    Text(&'a str),
+    Int(i64),
+}
+
+/// A statement rewritten for the dialect, with the arguments its placeholders take.
+#[derive(Debug, Clone)]
+struct Query {
+    sql: Arc<str>,
+    binds: Vec<usize>,
+}
+
+/// Binds `args` in the order the statement's placeholders want them.
+macro_rules! bound {
+    ($query:expr, $statement:expr, $args:expr) => {{
+        let mut query = $query;
+        for &index in &$statement.binds {
+            query = match $args[index] {
+                Arg::Text(text) => query.bind(text),
+                Arg::Int(number) => query.bind(number),
+            };
+        }
+        query
+    }};
+}
+
+impl Query {
+    /// `sql` uses `$1 … $N`; on MySQL the identifiers it quotes with `"` get backquotes.
+    fn new(sql: &str, dialect: Dialect) -> Self {
+        let rewritten = match dialect {
+            Dialect::MySql => positional(&sql.replace('"', "`"), true),
+            Dialect::Postgres | Dialect::Sqlite => positional(sql, false),
+        };
+        Query {
+            sql: rewritten.sql.into(),
+            binds: rewritten.binds,
+        }
+    }
+
+    /// An operator's statement: taken as written, apart from the placeholders.
+    fn operator(sql: &str, dialect: Dialect) -> Self {
+        let rewritten = positional(sql, dialect == Dialect::MySql);
+        Query {
+            sql: rewritten.sql.into(),
+            binds: rewritten.binds,
+        }
+    }
+
+    fn text(&self) -> AssertSqlSafe<Arc<str>> {
+        AssertSqlSafe(self.sql.clone())
+    }
+
+    /// The first column of every row, as text.
+    async fn strings(
+        &self,
+        pool: &UsersPool,
+        args: &[Arg<'_>],
+    ) -> Result<Vec<String>, sqlx::Error> {
+        on_pool!(pool, pool => {
+            bound!(sqlx::query_scalar(self.text()), self, args).fetch_all(pool).await
+        })
+    }
+
+    /// The first column of the one row, as an integer.
+    async fn integer(&self, pool: &UsersPool, args: &[Arg<'_>]) -> Result<i64, sqlx::Error> {
+        on_pool!(pool, pool => {
+            bound!(sqlx::query_scalar(self.text()), self, args).fetch_one(pool).await
+        })
+    }
+
+    /// The first row, as (text, integer).
+    async fn text_and_integer(
+        &self,
+        pool: &UsersPool,
+        args: &[Arg<'_>],
+    ) -> Result<(String, i64), sqlx::Error> {
+        on_pool!(pool, pool => {
+            bound!(sqlx::query_as(self.text()), self, args).fetch_one(pool).await
+        })
+    }
+}
+
 impl Directory {
-    /// Connects to the users database and checks that the schema's tables are there, so that a
-    /// wrong setting is reported at start-up instead of at the first broadcast.
+    /// Connects to the users database and checks that the schema's tables are there (and, for
+    /// `custom`, that the statements prepare), so that a wrong setting is reported at start-up
+    /// instead of at the first broadcast.
     pub async fn connect(config: &UsersConfig) -> Result<Self, DirectoryError> {
-        let url = config.url.expose();
-        let pool = if url.starts_with("sqlite:") {
-            // Read only, and no connection kept open between reads: the server owns this file.
-            let options = SqliteConnectOptions::from_str(url)?
-                .read_only(true)
-                .busy_timeout(Duration::from_secs(5));
-            let pool = SqlitePoolOptions::new()
-                .max_connections(1)
-                .min_connections(0)
-                .idle_timeout(Duration::from_secs(1))
-                .connect_with(options)
-                .await?;
-            UsersPool::Sqlite(pool)
-        } else {
-            let pool = PgPoolOptions::new()
-                .max_connections(2)
-                .acquire_timeout(Duration::from_secs(10))
-                .connect(url)
-                .await?;
-            UsersPool::Postgres(pool)
+        let pool = connect_pool(config).await?;
+        let layout = match &config.schema {
+            UsersSchema::Prosody => Layout::Prosody(prosody::Prosody::new(pool.dialect())),
+            schema => Layout::Dated(Dated::new(schema, pool.dialect())),
         };
         let directory = Directory {
-            schema: config.schema,
+            layout: Arc::new(layout),
             pool,
         };
-        directory.check_layout().await?;
+        match &*directory.layout {
+            Layout::Prosody(prosody) => prosody.check_layout(&directory.pool).await?,
+            Layout::Dated(dated) => dated.check_layout(&directory.pool).await?,
+        }
         Ok(directory)
     }
 
-    async fn check_layout(&self) -> Result<(), DirectoryError> {
-        match self.schema {
-            UsersSchema::Prosody => prosody::check_layout(&self.pool).await,
+    /// Logs a warning for every domain with no account at all: usually a wrong `[domains]`
+    /// entry or a `users.url` that points at another server's database.
+    pub async fn warn_about_empty_domains(&self, domains: &[String]) -> Result<(), DirectoryError> {
+        for domain in domains {
+            let empty = match &*self.layout {
+                Layout::Prosody(prosody) => prosody.usernames(&self.pool, domain).await?.is_empty(),
+                Layout::Dated(dated) => !dated.has_accounts(&self.pool, domain).await?,
+            };
+            if empty {
+                tracing::warn!(
+                    domain,
+                    "the users database has no account of this domain; check [domains] and users.url"
+                );
+            }
         }
+        Ok(())
     }
 
     /// Whether `username@domain` is a stored account.
     pub async fn user_exists(&self, domain: &str, username: &str) -> Result<bool, DirectoryError> {
-        match self.schema {
-            UsersSchema::Prosody => prosody::user_exists(&self.pool, domain, username).await,
+        let exists = match &*self.layout {
+            Layout::Prosody(prosody) => &prosody.exists,
+            Layout::Dated(dated) if dated.serves(domain) => &dated.exists,
+            Layout::Dated(_) => return Ok(false),
+        };
+        let args = [Arg::Text(domain), Arg::Text(username)];
+        Ok(exists.integer(&self.pool, &args).await? > 0)
+    }
+
+    /// Fixes the recipients of a new job of `domain`: its usernames now, in byte order
+    /// (Prosody), or the current instant of the users database and the number of accounts
+    /// created up to it.
+    pub async fn snapshot(&self, domain: &str) -> Result<Snapshot, DirectoryError> {
+        match &*self.layout {
+            Layout::Prosody(prosody) => {
+                let mut users = prosody.usernames(&self.pool, domain).await?;
+                users.sort_unstable();
+                users.dedup();
+                Ok(Snapshot::Listed(users))
+            }
+            Layout::Dated(dated) => dated.snapshot(&self.pool, domain).await,
         }
     }
 
-    /// Every username of `domain` at this moment, in byte order.
-    pub async fn snapshot(&self, domain: &str) -> Result<Snapshot, DirectoryError> {
-        let mut users = match self.schema {
-            UsersSchema::Prosody => prosody::usernames(&self.pool, domain).await?,
-        };
-        users.sort_unstable();
-        users.dedup();
-        Ok(Snapshot::Listed(users))
+    /// The next `limit` accounts of `domain` created at or before `at` (a
+    /// [`Snapshot::CreatedBy`] instant), after the username `after`, in the database's order.
+    pub async fn page(
+        &self,
+        domain: &str,
+        at: &str,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<String>, DirectoryError> {
+        match &*self.layout {
+            Layout::Prosody(_) => Err(DirectoryError::Layout(
+                "Prosody keeps no creation times: its jobs list their recipients".into(),
+            )),
+            Layout::Dated(dated) => dated.page(&self.pool, domain, at, after, limit).await,
+        }
     }
 }
+
+/// Opens the users database: read only where the driver allows, with sessions in the
+/// configured time zone.
+async fn connect_pool(config: &UsersConfig) -> Result<UsersPool, DirectoryError> {
+    let url = config.url.expose();
+    let zone = config.time_zone.clone();
+    let bad_zone = |err: sqlx::Error| {
+        DirectoryError::Layout(format!(
+            "users.time_zone = {:?} is not accepted by the users database ({err})",
+            zone.as_deref().unwrap_or_default()
+        ))
+    };
+    if url.starts_with("sqlite:") {
+        // Read only, and no connection kept open between reads: the server owns this file.
+        // SQLite's CURRENT_TIMESTAMP is UTC; users.time_zone does not apply.
+        let options = SqliteConnectOptions::from_str(url)?
+            .read_only(true)
+            .busy_timeout(Duration::from_secs(5));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(0)
+            .idle_timeout(Duration::from_secs(1))
+            .connect_with(options)
+            .await?;
+        Ok(UsersPool::Sqlite(pool))
+    } else if url.starts_with("mysql:") || url.starts_with("mariadb:") {
+        let zone = config.time_zone.clone().unwrap_or_else(|| "+00:00".into());
+        let options = MySqlConnectOptions::from_str(url)?
+            .timezone(Some(zone))
+            .charset("utf8mb4");
+        // One connection first: a zone the server does not know fails it with a clear error
+        // (the pool would only time out).
+        match options.connect().await {
+            Ok(conn) => conn.close().await?,
+            Err(sqlx::Error::Database(err)) if config.time_zone.is_some() => {
+                return Err(bad_zone(sqlx::Error::Database(err)));
+            }
+            Err(err) => return Err(err.into()),
+        }
+        let pool = MySqlPoolOptions::new()
+            .max_connections(2)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(options)
+            .await?;
+        Ok(UsersPool::MySql(pool))
+    } else {
+        // sqlx starts every PostgreSQL session in UTC; `timestamp` columns are compared in the
+        // zone the server's own sessions write them in.
+        let zone: Arc<str> = config.time_zone.as_deref().unwrap_or("UTC").into();
+        let options = PgConnectOptions::from_str(url)?;
+        // One connection first: a zone the server does not know fails it with a clear error
+        // (the pool would only time out).
+        let mut conn = options.connect().await?;
+        sqlx::query("SELECT set_config('TimeZone', $1, false)")
+            .bind(&*zone)
+            .execute(&mut conn)
+            .await
+            .map_err(bad_zone)?;
+        conn.close().await?;
+        let pool = PgPoolOptions::new()
+            .max_connections(2)
+            .acquire_timeout(Duration::from_secs(10))
+            .after_connect(move |conn, _| {
+                let zone = zone.clone();
+                Box::pin(async move {
+                    sqlx::query("SELECT set_config('TimeZone', $1, false)")
+                        .bind(&*zone)
+                        .execute(conn)
+                        .await
+                        .map(drop)
+                })
+            })
+            .connect_with(options)
+            .await?;
+        Ok(UsersPool::Postgres(pool))
+    }
+}
+
+#[cfg(test)]
+mod tests;

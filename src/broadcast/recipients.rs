@@ -1,0 +1,52 @@
+//! Where a running job reads its recipients, page by page (design invariant 4).
+//!
+//! A job whose directory has no creation times (Prosody) listed its usernames in the job store
+//! when it was created; a job of a directory with `created_at` (ejabberd, MongooseIM, custom)
+//! holds only the snapshot instant and pages the users database itself, with the same instant
+//! every time. Either way pages come in the order the cursor is compared in, so a resumed job
+//! continues after its last committed recipient.
+
+use crate::broadcast::Job;
+use crate::directory::{Directory, DirectoryError};
+use crate::store::{Store, StoreError};
+
+/// A failure to read a page of recipients; the worker retries it.
+#[derive(Debug, thiserror::Error)]
+pub enum PageError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Directory(#[from] DirectoryError),
+}
+
+/// The recipient snapshot of one job.
+pub enum Recipients<'a> {
+    /// Usernames listed in the job store.
+    Listed { store: &'a Store, job: &'a Job },
+    /// Accounts of the job's domain created up to `at`, in the users database.
+    CreatedBy {
+        directory: &'a Directory,
+        job: &'a Job,
+        at: &'a str,
+    },
+}
+
+impl<'a> Recipients<'a> {
+    /// The snapshot `job` was created with.
+    pub fn of(job: &'a Job, store: &'a Store, directory: &'a Directory) -> Self {
+        match job.snapshot_at.as_deref() {
+            None => Recipients::Listed { store, job },
+            Some(at) => Recipients::CreatedBy { directory, job, at },
+        }
+    }
+
+    /// The next `limit` usernames after `after` (from the start with `None`).
+    pub async fn page(&self, after: Option<&str>, limit: u32) -> Result<Vec<String>, PageError> {
+        Ok(match self {
+            Recipients::Listed { store, job } => store.snapshot_page(job.id, after, limit).await?,
+            Recipients::CreatedBy { directory, job, at } => {
+                directory.page(&job.domain, at, after, limit).await?
+            }
+        })
+    }
+}

@@ -1,0 +1,243 @@
+//! Account tables with a creation time: ejabberd (default schema and `new_sql_schema`),
+//! MongooseIM, and the operator's custom statements. They share three statements with the same
+//! arguments: exists (`$1` domain, `$2` username), count (`$1` domain, `$2` instant) and page
+//! (`$1` domain, `$2` instant, `$3` last username, `$4` limit).
+
+use crate::broadcast::Snapshot;
+use crate::config::UsersSchema;
+
+use super::clock::Clock;
+use super::{Arg, Dialect, DirectoryError, Query, UsersPool};
+
+/// A snapshot instant later than any account, to ask whether a domain has accounts at all.
+const END_OF_TIME: &str = "9999-12-31 23:59:59";
+
+#[derive(Debug)]
+pub(super) struct Dated {
+    checks: Vec<Check>,
+    pub(super) exists: Query,
+    count: Query,
+    page: Query,
+    /// ejabberd's default schema holds the accounts of this one domain.
+    only_domain: Option<String>,
+    clock: Clock,
+}
+
+/// A statement that must (or must not) run for the database to match the configured schema,
+/// with what to tell the operator otherwise.
+#[derive(Debug)]
+struct Check {
+    query: Query,
+    args: Vec<Arg<'static>>,
+    /// Whether the statement returns one integer (a count) instead of usernames.
+    integer: bool,
+    must_fail: bool,
+    advice: String,
+}
+
+const EJABBERD_TABLE: &str = "check that users.url points at ejabberd's SQL database \
+    (sql_database) and that its schema is loaded (/usr/share/ejabberd/sql/)";
+
+impl Dated {
+    /// The statements of a schema with creation times (any but Prosody).
+    pub(super) fn new(schema: &UsersSchema, dialect: Dialect) -> Self {
+        let run = |sql: &str, must_fail: bool, advice: String| Check {
+            query: Query::new(sql, dialect),
+            args: Vec::new(),
+            integer: false,
+            must_fail,
+            advice,
+        };
+        let (host_column, checks, only_domain) = match schema {
+            UsersSchema::Ejabberd { domain } => (
+                None,
+                vec![
+                    run(
+                        "SELECT username, created_at FROM users LIMIT 0",
+                        false,
+                        format!("ejabberd's table users cannot be read; {EJABBERD_TABLE}"),
+                    ),
+                    run(
+                        "SELECT server_host FROM users LIMIT 0",
+                        true,
+                        "ejabberd's table users has a server_host column, so ejabberd runs \
+                         with new_sql_schema: true; set users.schema = \"ejabberd_new\" and \
+                         remove users.domain"
+                            .into(),
+                    ),
+                ],
+                Some(domain.clone()),
+            ),
+            UsersSchema::EjabberdNew => (
+                Some("server_host"),
+                vec![run(
+                    "SELECT username, server_host, created_at FROM users LIMIT 0",
+                    false,
+                    format!(
+                        "ejabberd's table users with a server_host column (new_sql_schema: true) \
+                         cannot be read; if ejabberd uses its default schema, set \
+                         users.schema = \"ejabberd\" and users.domain; otherwise {EJABBERD_TABLE}"
+                    ),
+                )],
+                None,
+            ),
+            UsersSchema::MongooseIm => (
+                Some("server"),
+                vec![run(
+                    "SELECT username, server, created_at FROM users LIMIT 0",
+                    false,
+                    "MongooseIM's table users (username, server, created_at: MongooseIM 5.0 or \
+                     later) cannot be read; check that users.url points at MongooseIM's RDBMS \
+                     database"
+                        .into(),
+                )],
+                None,
+            ),
+            UsersSchema::Custom(custom) => {
+                // Each statement runs once with harmless arguments, bound as in production: a
+                // syntax error, a missing table or a parameter of the wrong type shows now.
+                let harmless: [(&str, &str, Vec<Arg<'static>>); 3] = [
+                    (
+                        "users.exists_sql",
+                        &custom.exists,
+                        vec![Arg::Text(""), Arg::Text("")],
+                    ),
+                    (
+                        "users.count_sql",
+                        &custom.count,
+                        vec![Arg::Text(""), Arg::Text(END_OF_TIME)],
+                    ),
+                    (
+                        "users.page_sql",
+                        &custom.page,
+                        vec![
+                            Arg::Text(""),
+                            Arg::Text(END_OF_TIME),
+                            Arg::Text(""),
+                            Arg::Int(1),
+                        ],
+                    ),
+                ];
+                let checks = harmless
+                    .into_iter()
+                    .map(|(key, sql, args)| Check {
+                        query: Query::operator(sql, dialect),
+                        integer: key != "users.page_sql",
+                        args,
+                        must_fail: false,
+                        advice: format!("{key} fails on the users database"),
+                    })
+                    .collect();
+                return Dated {
+                    checks,
+                    exists: Query::operator(&custom.exists, dialect),
+                    count: Query::operator(&custom.count, dialect),
+                    page: Query::operator(&custom.page, dialect),
+                    only_domain: None,
+                    clock: Clock::new(dialect),
+                };
+            }
+            UsersSchema::Prosody => unreachable!("Prosody has no creation times"),
+        };
+        let host = host_column
+            .map(|column| format!("{column} = $1 AND "))
+            .unwrap_or_default();
+        let at = match dialect {
+            Dialect::Postgres => "CAST($2 AS timestamp)",
+            Dialect::MySql => "CAST($2 AS DATETIME(6))",
+            Dialect::Sqlite => "$2",
+        };
+        Dated {
+            checks,
+            exists: Query::new(
+                &format!("SELECT COUNT(*) FROM users WHERE {host}username = $2"),
+                dialect,
+            ),
+            count: Query::new(
+                &format!("SELECT COUNT(*) FROM users WHERE {host}created_at <= {at}"),
+                dialect,
+            ),
+            page: Query::new(
+                &format!(
+                    "SELECT username FROM users WHERE {host}created_at <= {at} \
+                     AND username > $3 ORDER BY username LIMIT $4"
+                ),
+                dialect,
+            ),
+            only_domain,
+            clock: Clock::new(dialect),
+        }
+    }
+
+    pub(super) async fn check_layout(&self, pool: &UsersPool) -> Result<(), DirectoryError> {
+        for check in &self.checks {
+            let result = if check.integer {
+                check.query.integer(pool, &check.args).await.map(drop)
+            } else {
+                check.query.strings(pool, &check.args).await.map(drop)
+            };
+            match (result, check.must_fail) {
+                (Ok(()), false) | (Err(_), true) => {}
+                (Err(err), false) => {
+                    return Err(DirectoryError::Layout(format!("{} ({err})", check.advice)));
+                }
+                (Ok(()), true) => return Err(DirectoryError::Layout(check.advice.clone())),
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether the database holds accounts of `domain` at all.
+    pub(super) fn serves(&self, domain: &str) -> bool {
+        self.only_domain
+            .as_deref()
+            .is_none_or(|only| only == domain)
+    }
+
+    pub(super) async fn has_accounts(
+        &self,
+        pool: &UsersPool,
+        domain: &str,
+    ) -> Result<bool, DirectoryError> {
+        Ok(!self
+            .page(pool, domain, END_OF_TIME, None, 1)
+            .await?
+            .is_empty())
+    }
+
+    pub(super) async fn snapshot(
+        &self,
+        pool: &UsersPool,
+        domain: &str,
+    ) -> Result<Snapshot, DirectoryError> {
+        if !self.serves(domain) {
+            return Ok(Snapshot::Listed(Vec::new()));
+        }
+        let at = self.clock.snapshot_instant(pool).await?;
+        let count = self
+            .count
+            .integer(pool, &[Arg::Text(domain), Arg::Text(&at)])
+            .await?;
+        Ok(Snapshot::CreatedBy { at, count })
+    }
+
+    pub(super) async fn page(
+        &self,
+        pool: &UsersPool,
+        domain: &str,
+        at: &str,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<String>, DirectoryError> {
+        if !self.serves(domain) {
+            return Ok(Vec::new());
+        }
+        let args = [
+            Arg::Text(domain),
+            Arg::Text(at),
+            Arg::Text(after.unwrap_or("")),
+            Arg::Int(i64::from(limit)),
+        ];
+        Ok(self.page.strings(pool, &args).await?)
+    }
+}

@@ -1,0 +1,424 @@
+//! The directory's contract on every schema and every database its server supports here:
+//! Prosody, ejabberd (default schema and new_sql_schema, tables loaded from Debian's
+//! /usr/share/ejabberd/sql/) and custom statements on SQLite, PostgreSQL and MySQL/MariaDB;
+//! MongooseIM (its published `users` table) on PostgreSQL and MySQL/MariaDB.
+
+use std::str::FromStr;
+
+use sqlx::sqlite::SqliteConnectOptions;
+use sqlx::{AssertSqlSafe, mysql::MySqlPool, postgres::PgPool, sqlite::SqlitePool};
+
+use super::{Arg, Dialect, Directory, DirectoryError, Query, UsersPool};
+use crate::broadcast::Snapshot;
+use crate::config::{CustomQueries, Secret, UsersConfig, UsersSchema};
+use crate::test_support::Scratch;
+
+const DOMAIN: &str = "example.com";
+const OTHER: &str = "other.org";
+const EJABBERD_SQL: &str = "/usr/share/ejabberd/sql";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Prosody,
+    Ejabberd,
+    EjabberdNew,
+    MongooseIm,
+    Custom,
+}
+
+/// A users database of one schema, with a writable pool to play the XMPP server.
+struct Case {
+    kind: Kind,
+    dialect: Dialect,
+    url: String,
+    writer: UsersPool,
+    scratch: Option<Scratch>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl Case {
+    /// An empty database of `dialect`, without tables.
+    async fn empty(kind: Kind, dialect: Dialect) -> Self {
+        let (url, scratch, dir) = match dialect {
+            Dialect::Sqlite => {
+                let dir = tempfile::tempdir().unwrap();
+                let url = format!("sqlite://{}/users.db", dir.path().display());
+                (url, None, Some(dir))
+            }
+            Dialect::Postgres => {
+                let scratch = Scratch::postgres("xb_users").await;
+                (scratch.url(), Some(scratch), None)
+            }
+            Dialect::MySql => {
+                let scratch = Scratch::mysql("xb_users").await;
+                (scratch.url(), Some(scratch), None)
+            }
+        };
+        let writer = match dialect {
+            Dialect::Sqlite => {
+                let options = SqliteConnectOptions::from_str(&url)
+                    .unwrap()
+                    .create_if_missing(true);
+                UsersPool::Sqlite(SqlitePool::connect_with(options).await.unwrap())
+            }
+            Dialect::Postgres => UsersPool::Postgres(PgPool::connect(&url).await.unwrap()),
+            Dialect::MySql => UsersPool::MySql(MySqlPool::connect(&url).await.unwrap()),
+        };
+        Case {
+            kind,
+            dialect,
+            url,
+            writer,
+            scratch,
+            _dir: dir,
+        }
+    }
+
+    /// A database with the schema's tables, as the server creates them.
+    async fn new(kind: Kind, dialect: Dialect) -> Self {
+        let case = Case::empty(kind, dialect).await;
+        case.create_tables(kind).await;
+        case
+    }
+
+    async fn create_tables(&self, kind: Kind) {
+        let ddl = match (kind, self.dialect) {
+            (Kind::Ejabberd | Kind::EjabberdNew, dialect) => {
+                let base = match dialect {
+                    Dialect::Postgres => "pg",
+                    Dialect::MySql => "mysql",
+                    Dialect::Sqlite => "lite",
+                };
+                let new = if kind == Kind::EjabberdNew {
+                    ".new"
+                } else {
+                    ""
+                };
+                let path = format!("{EJABBERD_SQL}/{base}{new}.sql");
+                std::fs::read_to_string(&path).unwrap_or_else(|e| {
+                    panic!("{path}: {e}; install ejabberd (`bash .ci/run` does)")
+                })
+            }
+            (Kind::Prosody, Dialect::MySql) => "CREATE TABLE prosody (host TEXT NOT NULL, \
+                 `user` TEXT NOT NULL, store TEXT NOT NULL, `key` TEXT NOT NULL, \
+                 type TEXT NOT NULL, value MEDIUMTEXT NOT NULL) CHARSET utf8mb4 COLLATE utf8mb4_bin"
+                .into(),
+            (Kind::Prosody, _) => {
+                "CREATE TABLE prosody (host TEXT NOT NULL, \"user\" TEXT NOT NULL, \
+                 store TEXT NOT NULL, key TEXT NOT NULL, type TEXT NOT NULL, value TEXT NOT NULL)"
+                    .into()
+            }
+            // MongooseIM's priv/pg.sql and priv/mysql.sql (5.0 … 6.8).
+            (Kind::MongooseIm, Dialect::MySql) => "CREATE TABLE users (username varchar(250), \
+                 server varchar(250), password text NOT NULL, pass_details text, \
+                 created_at timestamp NOT NULL DEFAULT CURRENT_TIMESTAMP, \
+                 PRIMARY KEY (server, username)) CHARACTER SET utf8mb4 ROW_FORMAT=DYNAMIC"
+                .into(),
+            (Kind::MongooseIm, _) => "CREATE TABLE users (username varchar(250), \
+                 server varchar(250), \"password\" text NOT NULL, pass_details text, \
+                 created_at TIMESTAMP NOT NULL DEFAULT now(), PRIMARY KEY (server, username))"
+                .into(),
+            // An operator's own table, with microseconds on every database.
+            (Kind::Custom, Dialect::Postgres) => "CREATE TABLE accounts (domain text NOT NULL, \
+                 name text NOT NULL, registered_at timestamptz NOT NULL DEFAULT now(), \
+                 PRIMARY KEY (domain, name))"
+                .into(),
+            (Kind::Custom, Dialect::MySql) => {
+                "CREATE TABLE accounts (domain varchar(255) NOT NULL, \
+                 name varchar(255) NOT NULL, \
+                 registered_at TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6), \
+                 PRIMARY KEY (domain, name)) CHARSET utf8mb4 COLLATE utf8mb4_bin"
+                    .into()
+            }
+            (Kind::Custom, Dialect::Sqlite) => "CREATE TABLE accounts (domain TEXT NOT NULL, \
+                 name TEXT NOT NULL, \
+                 registered_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%d %H:%M:%f', 'now')), \
+                 PRIMARY KEY (domain, name))"
+                .into(),
+        };
+        let ddl = AssertSqlSafe(ddl);
+        on_pool!(&self.writer, pool => sqlx::raw_sql(ddl).execute(pool).await.map(drop)).unwrap();
+    }
+
+    fn config(&self) -> UsersConfig {
+        let instant = match self.dialect {
+            Dialect::Postgres => "CAST($2 AS timestamptz)",
+            Dialect::MySql => "CAST($2 AS DATETIME(6))",
+            Dialect::Sqlite => "$2",
+        };
+        let schema = match self.kind {
+            Kind::Prosody => UsersSchema::Prosody,
+            Kind::Ejabberd => UsersSchema::Ejabberd {
+                domain: DOMAIN.into(),
+            },
+            Kind::EjabberdNew => UsersSchema::EjabberdNew,
+            Kind::MongooseIm => UsersSchema::MongooseIm,
+            Kind::Custom => UsersSchema::Custom(CustomQueries {
+                exists: "SELECT COUNT(*) FROM accounts WHERE domain = $1 AND name = $2".into(),
+                count: format!(
+                    "SELECT COUNT(*) FROM accounts WHERE domain = $1 AND registered_at <= {instant}"
+                ),
+                page: format!(
+                    "SELECT name FROM accounts WHERE domain = $1 AND registered_at <= {instant} \
+                     AND name > $3 ORDER BY name LIMIT $4"
+                ),
+            }),
+        };
+        UsersConfig {
+            schema,
+            url: Secret::new(self.url.clone()),
+            time_zone: None,
+        }
+    }
+
+    async fn directory(&self) -> Directory {
+        Directory::connect(&self.config()).await.unwrap()
+    }
+
+    /// Registers `username@domain` as the server would; `created_at` (in the database's
+    /// rendering) replaces the database's default creation time.
+    async fn register(&self, username: &str, domain: &str, created_at: Option<&str>) {
+        let (columns, values) = match self.kind {
+            Kind::Prosody => (
+                r#""host", "user", "store", "key", "type", "value""#,
+                "$1, $2, 'accounts', 'salt', 'string', 'x'",
+            ),
+            Kind::Ejabberd => ("username, password", "$2, 'x'"),
+            Kind::EjabberdNew => ("server_host, username, password", "$1, $2, 'x'"),
+            Kind::MongooseIm => ("server, username, password", "$1, $2, 'x'"),
+            Kind::Custom => ("domain, name", "$1, $2"),
+        };
+        let column = if self.kind == Kind::Custom {
+            "registered_at"
+        } else {
+            "created_at"
+        };
+        let instant = match self.dialect {
+            Dialect::Postgres => "CAST($3 AS timestamp)",
+            Dialect::MySql => "CAST($3 AS DATETIME(6))",
+            Dialect::Sqlite => "$3",
+        };
+        let table = if self.kind == Kind::Prosody {
+            "\"prosody\""
+        } else if self.kind == Kind::Custom {
+            "accounts"
+        } else {
+            "users"
+        };
+        let sql = match created_at {
+            Some(_) => {
+                format!("INSERT INTO {table} ({columns}, {column}) VALUES ({values}, {instant})")
+            }
+            None => format!("INSERT INTO {table} ({columns}) VALUES ({values})"),
+        };
+        let query = Query::new(&sql, self.dialect);
+        let args = [
+            Arg::Text(domain),
+            Arg::Text(username),
+            Arg::Text(created_at.unwrap_or_default()),
+        ];
+        on_pool!(&self.writer, pool => {
+            bound!(sqlx::query(query.text()), query, args).execute(pool).await.map(drop)
+        })
+        .unwrap_or_else(|e| panic!("register {username}@{domain}: {e}"));
+    }
+
+    async fn finish(self) {
+        on_pool!(&self.writer, pool => pool.close().await);
+        if let Some(scratch) = self.scratch {
+            scratch.drop_database().await;
+        }
+    }
+}
+
+/// Every account of a dated snapshot, read page by page as the worker does.
+async fn all_pages(directory: &Directory, at: &str, limit: u32) -> Vec<String> {
+    let mut users: Vec<String> = Vec::new();
+    loop {
+        let after = users.last().map(String::as_str);
+        let page = directory.page(DOMAIN, at, after, limit).await.unwrap();
+        assert!(page.len() <= limit as usize);
+        if page.is_empty() {
+            return users;
+        }
+        users.extend(page);
+    }
+}
+
+/// One microsecond before or after `instant`, in the `YYYY-MM-DD HH:MM:SS.ffffff` rendering.
+fn shifted(instant: &str, micros: i64) -> String {
+    let at = chrono::NaiveDateTime::parse_from_str(instant, "%Y-%m-%d %H:%M:%S%.f")
+        .unwrap_or_else(|e| panic!("snapshot instant {instant:?}: {e}"));
+    (at + chrono::Duration::microseconds(micros))
+        .format("%Y-%m-%d %H:%M:%S%.6f")
+        .to_string()
+}
+
+/// Accounts created a moment before the snapshot are recipients, accounts created a moment
+/// after are not, compared in the users database's clock; the count is the snapshot's size.
+async fn the_snapshot_instant_is_exact(case: Case) {
+    for name in ["carol", "alice", "bob"] {
+        case.register(name, DOMAIN, None).await;
+    }
+    if case.kind != Kind::Ejabberd {
+        case.register("mallory", OTHER, None).await;
+    }
+    let directory = case.directory().await;
+    let Snapshot::CreatedBy { at, count } = directory.snapshot(DOMAIN).await.unwrap() else {
+        panic!("{:?} has creation times", case.kind);
+    };
+    assert_eq!(count, 3, "accounts of {DOMAIN} at {at}");
+    case.register("late", DOMAIN, None).await;
+    case.register("justbefore", DOMAIN, Some(&shifted(&at, -1)))
+        .await;
+    case.register("justafter", DOMAIN, Some(&shifted(&at, 1)))
+        .await;
+    let users = all_pages(&directory, &at, 2).await;
+    assert_eq!(
+        users,
+        ["alice", "bob", "carol", "justbefore"],
+        "snapshot at {at}"
+    );
+    case.finish().await;
+}
+
+/// Pages follow the database's order without repeats or gaps; other domains never show.
+async fn pages_cover_the_domain_once(case: Case) {
+    let names: Vec<String> = (1..=23).map(|i| format!("user{i:02}")).collect();
+    for name in &names {
+        case.register(name, DOMAIN, None).await;
+    }
+    if case.kind != Kind::Ejabberd {
+        case.register("user00", OTHER, None).await;
+    }
+    let directory = case.directory().await;
+    let Snapshot::CreatedBy { at, count } = directory.snapshot(DOMAIN).await.unwrap() else {
+        panic!("dated snapshot expected");
+    };
+    assert_eq!(count, 23);
+    assert_eq!(all_pages(&directory, &at, 5).await, names);
+    assert_eq!(all_pages(&directory, &at, 1000).await, names);
+    case.finish().await;
+}
+
+/// The sender check: an account exists only in its own domain.
+async fn accounts_exist_in_their_domain(case: Case) {
+    case.register("admin", DOMAIN, None).await;
+    if case.kind != Kind::Ejabberd {
+        case.register("stranger", OTHER, None).await;
+    }
+    let directory = case.directory().await;
+    assert!(directory.user_exists(DOMAIN, "admin").await.unwrap());
+    assert!(!directory.user_exists(DOMAIN, "nobody").await.unwrap());
+    assert!(!directory.user_exists(DOMAIN, "stranger").await.unwrap());
+    assert!(!directory.user_exists(OTHER, "admin").await.unwrap());
+    case.finish().await;
+}
+
+macro_rules! cases {
+    ($($name:ident => ($kind:ident, $dialect:ident): [$($test:ident),*]),* $(,)?) => {
+        $(mod $name {
+            use super::*;
+            $(#[tokio::test]
+            async fn $test() {
+                super::$test(Case::new(Kind::$kind, Dialect::$dialect).await).await
+            })*
+        })*
+    };
+}
+
+cases!(
+    prosody_sqlite => (Prosody, Sqlite): [accounts_exist_in_their_domain],
+    prosody_postgres => (Prosody, Postgres): [accounts_exist_in_their_domain],
+    prosody_mysql => (Prosody, MySql): [accounts_exist_in_their_domain],
+    ejabberd_sqlite => (Ejabberd, Sqlite): [the_snapshot_instant_is_exact, pages_cover_the_domain_once, accounts_exist_in_their_domain],
+    ejabberd_postgres => (Ejabberd, Postgres): [the_snapshot_instant_is_exact, pages_cover_the_domain_once, accounts_exist_in_their_domain],
+    ejabberd_mysql => (Ejabberd, MySql): [the_snapshot_instant_is_exact, pages_cover_the_domain_once, accounts_exist_in_their_domain],
+    ejabberd_new_sqlite => (EjabberdNew, Sqlite): [the_snapshot_instant_is_exact, pages_cover_the_domain_once, accounts_exist_in_their_domain],
+    ejabberd_new_postgres => (EjabberdNew, Postgres): [the_snapshot_instant_is_exact, pages_cover_the_domain_once, accounts_exist_in_their_domain],
+    ejabberd_new_mysql => (EjabberdNew, MySql): [the_snapshot_instant_is_exact, pages_cover_the_domain_once, accounts_exist_in_their_domain],
+    mongooseim_postgres => (MongooseIm, Postgres): [the_snapshot_instant_is_exact, pages_cover_the_domain_once, accounts_exist_in_their_domain],
+    mongooseim_mysql => (MongooseIm, MySql): [the_snapshot_instant_is_exact, pages_cover_the_domain_once, accounts_exist_in_their_domain],
+    custom_sqlite => (Custom, Sqlite): [the_snapshot_instant_is_exact, pages_cover_the_domain_once, accounts_exist_in_their_domain],
+    custom_postgres => (Custom, Postgres): [the_snapshot_instant_is_exact, pages_cover_the_domain_once, accounts_exist_in_their_domain],
+    custom_mysql => (Custom, MySql): [the_snapshot_instant_is_exact, pages_cover_the_domain_once, accounts_exist_in_their_domain],
+);
+
+/// Prosody's snapshot lists the domain's usernames in byte order, once each.
+#[tokio::test]
+async fn prosody_lists_usernames_in_byte_order() {
+    for dialect in [Dialect::Sqlite, Dialect::Postgres, Dialect::MySql] {
+        let case = Case::new(Kind::Prosody, dialect).await;
+        for name in ["zoë", "bob", "Émile", "alice"] {
+            case.register(name, DOMAIN, None).await;
+        }
+        case.register("bob", DOMAIN, None).await; // a second row of the same account
+        case.register("mallory", OTHER, None).await;
+        let snapshot = case.directory().await.snapshot(DOMAIN).await.unwrap();
+        let expected = ["alice", "bob", "zoë", "Émile"].map(String::from).to_vec();
+        assert_eq!(snapshot, Snapshot::Listed(expected), "{dialect:?}");
+        case.finish().await;
+    }
+}
+
+async fn layout_error(case: &Case, config: UsersConfig) -> String {
+    match Directory::connect(&config).await {
+        Err(DirectoryError::Layout(message)) => message,
+        other => panic!("{:?} on {:?}: {other:?}", case.kind, case.dialect),
+    }
+}
+
+/// A schema whose tables are missing, or that is the other ejabberd variant, is refused at
+/// connection with a message that says which key to change.
+#[tokio::test]
+async fn a_wrong_schema_is_refused_with_the_key_to_fix() {
+    for dialect in [Dialect::Sqlite, Dialect::Postgres, Dialect::MySql] {
+        for kind in [
+            Kind::Prosody,
+            Kind::Ejabberd,
+            Kind::EjabberdNew,
+            Kind::Custom,
+        ] {
+            let case = Case::empty(kind, dialect).await;
+            let message = layout_error(&case, case.config()).await;
+            let key = if kind == Kind::Custom {
+                "users.exists_sql"
+            } else {
+                "users.url"
+            };
+            assert!(message.contains(key), "{kind:?} {dialect:?}: {message}");
+            case.finish().await;
+        }
+        let new = Case::new(Kind::EjabberdNew, dialect).await;
+        let mut config = new.config();
+        config.schema = UsersSchema::Ejabberd {
+            domain: DOMAIN.into(),
+        };
+        let message = layout_error(&new, config).await;
+        assert!(message.contains("schema = \"ejabberd_new\""), "{message}");
+        new.finish().await;
+
+        let old = Case::new(Kind::Ejabberd, dialect).await;
+        let mut config = old.config();
+        config.schema = UsersSchema::EjabberdNew;
+        let message = layout_error(&old, config).await;
+        assert!(message.contains("schema = \"ejabberd\""), "{message}");
+        old.finish().await;
+    }
+}
+
+/// The users database's sessions take the configured time zone; a zone it does not know is
+/// refused at connection.
+#[tokio::test]
+async fn the_time_zone_is_checked_at_connection() {
+    for dialect in [Dialect::Postgres, Dialect::MySql] {
+        let case = Case::new(Kind::EjabberdNew, dialect).await;
+        let mut config = case.config();
+        config.time_zone = Some("Mars/Olympus_Mons".into());
+        let message = layout_error(&case, config.clone()).await;
+        assert!(message.contains("users.time_zone"), "{message}");
+        config.time_zone = Some("+02:00".into());
+        Directory::connect(&config).await.unwrap();
+        case.finish().await;
+    }
+}
