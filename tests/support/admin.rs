@@ -13,7 +13,9 @@ const BROADCAST_FIELDS: &str = "id name domain messageSubject messageBody sender
     ownerNode createTimestamp startTimestamp stopTimestamp executionState abortionReason \
     recipientGroup recipientCount recipientsProcessed";
 
-const START_BROADCAST: &str = "mutation Start($name: String!, $domain: DomainName!, \
+/// `startBroadcast` with every argument a variable (`name`, `domain`, `subject`, `body`,
+/// `sender`, `rate`), selecting `message ids`; operation name `Start`.
+pub const START_BROADCAST: &str = "mutation Start($name: String!, $domain: DomainName!, \
     $subject: String!, $body: String!, $sender: BareJID!, $rate: PosInt!) { broadcast { \
     startBroadcast(name: $name, domain: $domain, messageSubject: $subject, messageBody: $body, \
     senderJid: $sender, messageRate: $rate, recipientGroup: ALL_USERS_IN_DOMAIN) \
@@ -52,6 +54,20 @@ impl Default for BroadcastSpec {
             sender: format!("admin@{DOMAIN}"),
             rate: 100,
         }
+    }
+}
+
+impl BroadcastSpec {
+    /// The variables of [`START_BROADCAST`] for this job.
+    pub fn variables(&self) -> Value {
+        json!({
+            "name": self.name,
+            "domain": self.domain,
+            "subject": self.subject,
+            "body": self.body,
+            "sender": self.sender,
+            "rate": self.rate,
+        })
     }
 }
 
@@ -98,10 +114,18 @@ impl Admin {
     /// Posts a GraphQL request; returns the HTTP status and the JSON body (a JSON string
     /// holding the raw text if the body is not JSON).
     pub async fn post(&self, query: &str, variables: Value, auth: Auth<'_>) -> (u16, Value) {
+        let body = json!({ "query": query, "variables": variables });
+        self.post_raw(body.to_string(), auth).await
+    }
+
+    /// Posts `body` as the request body (content type JSON) as it is: a whole GraphQL request
+    /// (with `operationName`, say) or text that is not JSON at all. Returns as [`Admin::post`].
+    pub async fn post_raw(&self, body: impl Into<reqwest::Body>, auth: Auth<'_>) -> (u16, Value) {
         let request = self
             .http
             .post(format!("{}/api/graphql", self.base))
-            .json(&json!({ "query": query, "variables": variables }));
+            .header("content-type", "application/json")
+            .body(body);
         let request = match auth {
             Auth::Admin => request.basic_auth(&self.username, Some(&self.password)),
             Auth::None => request,
@@ -112,6 +136,41 @@ impl Admin {
         let text = response.text().await.expect("read GraphQL response");
         let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
         (status, body)
+    }
+
+    /// `GET {path}` without credentials: the status, the content type and the body text.
+    pub async fn get(&self, path: &str) -> (u16, String, String) {
+        let response = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .unwrap_or_else(|err| panic!("GET {path}: {err}"));
+        let status = response.status().as_u16();
+        let content_type = response
+            .headers()
+            .get("content-type")
+            .and_then(|value| value.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        let text = response.text().await.expect("read GET response");
+        (status, content_type, text)
+    }
+
+    /// The `/metrics` text (Prometheus exposition format).
+    pub async fn metrics(&self) -> String {
+        let (status, _, text) = self.get("/metrics").await;
+        assert_eq!(status, 200, "GET /metrics: {text}");
+        text
+    }
+
+    /// The value of the sample `name{host_type="<host_type>"}` in `/metrics`, if present.
+    pub async fn metric(&self, name: &str, host_type: &str) -> Option<f64> {
+        let sample = format!("{name}{{host_type=\"{host_type}\"}} ");
+        let text = self.metrics().await;
+        text.lines()
+            .find_map(|line| line.strip_prefix(&sample))
+            .map(|value| value.parse().unwrap_or_else(|_| panic!("{name}: {value}")))
     }
 
     /// Runs `query` as the admin; returns `data` or the first error.
@@ -135,15 +194,7 @@ impl Admin {
 
     /// `startBroadcast`; returns the new job id.
     pub async fn start_broadcast(&self, spec: &BroadcastSpec) -> Result<i64, ApiError> {
-        let variables = json!({
-            "name": spec.name,
-            "domain": spec.domain,
-            "subject": spec.subject,
-            "body": spec.body,
-            "sender": spec.sender,
-            "rate": spec.rate,
-        });
-        let data = self.graphql(START_BROADCAST, variables).await?;
+        let data = self.graphql(START_BROADCAST, spec.variables()).await?;
         let result = &data["broadcast"]["startBroadcast"];
         assert_eq!(result["message"], "Broadcast job started", "{data}");
         let ids = result["ids"].as_array().expect("ids is a list");

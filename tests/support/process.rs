@@ -15,6 +15,29 @@ pub fn require_program(program: &str, hint: &str) {
     assert!(found, "`{program}` not found in PATH: {hint}");
 }
 
+/// Runs `command` with `input` on its standard input and returns its output (status, stdout
+/// and stderr).
+pub async fn output_with_input(command: Command, input: &[u8]) -> std::process::Output {
+    use tokio::io::AsyncWriteExt;
+    let program = command.get_program().to_string_lossy().into_owned();
+    let mut child = tokio::process::Command::from(command)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|err| panic!("spawn {program}: {err}"));
+    let mut stdin = child.stdin.take().expect("piped stdin");
+    stdin
+        .write_all(input)
+        .await
+        .unwrap_or_else(|err| panic!("write to {program}: {err}"));
+    drop(stdin);
+    child
+        .wait_with_output()
+        .await
+        .unwrap_or_else(|err| panic!("run {program}: {err}"))
+}
+
 /// Sends `signal` (a name such as `TERM`) to the process `pid`.
 pub fn signal(pid: u32, signal: &str) {
     let status = Command::new("kill")

@@ -1,8 +1,8 @@
 //! A private Prosody 0.12 server per test: SQL storage on SQLite or PostgreSQL, plaintext c2s
 //! and a XEP-0114 component listener on free loopback ports, all files in a scratch dir.
 //!
-//! The VirtualHost is [`DOMAIN`]; the component [`COMPONENT_JID`] may send with any `from`
-//! (`validate_from_addresses = false`), as the broadcast component needs.
+//! The VirtualHosts are [`DOMAIN`] and [`OTHER_DOMAIN`]; the component [`COMPONENT_JID`] may
+//! send with any `from` (`validate_from_addresses = false`), as the broadcast component needs.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -21,6 +21,8 @@ use super::{Deadline, free_port, scratch_dir};
 
 /// The XMPP domain (VirtualHost) every test uses.
 pub const DOMAIN: &str = "example.com";
+/// A second VirtualHost, for tests that need jobs on two domains.
+pub const OTHER_DOMAIN: &str = "example.org";
 /// The broadcast component's JID.
 pub const COMPONENT_JID: &str = "broadcast.example.com";
 /// The component's shared secret.
@@ -162,6 +164,17 @@ impl Prosody {
     /// Registers `{prefix}0001` .. `{prefix}{n:04}` on [`DOMAIN`] with one shell call and
     /// returns their bare JIDs in order.
     pub async fn register_users(&self, prefix: &str, n: usize, password: &str) -> Vec<String> {
+        self.register_users_at(DOMAIN, prefix, n, password).await
+    }
+
+    /// [`Prosody::register_users`] on `domain` (a VirtualHost: [`DOMAIN`] or [`OTHER_DOMAIN`]).
+    pub async fn register_users_at(
+        &self,
+        domain: &str,
+        prefix: &str,
+        n: usize,
+        password: &str,
+    ) -> Vec<String> {
         let lua = format!(
             "local um = require 'core.usermanager'; local created = 0; \
              for i = 1, {n} do \
@@ -169,7 +182,7 @@ impl Prosody {
              end; return 'created=' .. created",
             lua_string(&format!("{prefix}%04d")),
             lua_string(password),
-            lua_string(DOMAIN),
+            lua_string(domain),
         );
         let output = self.shell(&lua).await;
         assert!(
@@ -177,24 +190,29 @@ impl Prosody {
             "registering {n} users failed: {output}"
         );
         (1..=n)
-            .map(|i| format!("{prefix}{i:04}@{DOMAIN}"))
+            .map(|i| format!("{prefix}{i:04}@{domain}"))
             .collect()
     }
 
     /// Registers one user on [`DOMAIN`] and returns the bare JID.
     pub async fn register_user(&self, name: &str, password: &str) -> String {
+        self.register_user_at(DOMAIN, name, password).await
+    }
+
+    /// Registers one user on `domain` (a VirtualHost) and returns the bare JID.
+    pub async fn register_user_at(&self, domain: &str, name: &str, password: &str) -> String {
         let lua = format!(
             "return 'created=' .. tostring(require 'core.usermanager'.create_user({}, {}, {}))",
             lua_string(name),
             lua_string(password),
-            lua_string(DOMAIN),
+            lua_string(domain),
         );
         let output = self.shell(&lua).await;
         assert!(
             output.contains("created=true"),
-            "registering {name} failed: {output}"
+            "registering {name}@{domain} failed: {output}"
         );
-        format!("{name}@{DOMAIN}")
+        format!("{name}@{domain}")
     }
 
     /// Every stored offline message of [`DOMAIN`] as `(username, stanza XML)`, oldest first.
@@ -286,6 +304,8 @@ allow_unencrypted_plain_auth = true
 
 VirtualHost {domain}
 
+VirtualHost {other_domain}
+
 Component {component}
   component_secret = {secret}
   validate_from_addresses = false
@@ -295,6 +315,7 @@ Component {component}
         log = lua_string(&log.path().display().to_string()),
         certs = path("certs"),
         domain = lua_string(DOMAIN),
+        other_domain = lua_string(OTHER_DOMAIN),
         component = lua_string(COMPONENT_JID),
         secret = lua_string(COMPONENT_SECRET),
     )

@@ -33,6 +33,24 @@ pub fn command() -> Command {
     command
 }
 
+/// A domain admin's `admin_password_hash` for `password`, made as the README says:
+/// `printf '%s' PASSWORD | xmpp-broadcast hash-password`.
+pub async fn hash_password(password: &str) -> String {
+    let mut hash_password = command();
+    hash_password.arg("hash-password");
+    let output = process::output_with_input(hash_password, password.as_bytes()).await;
+    assert!(
+        output.status.success(),
+        "hash-password failed ({}): {}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout)
+        .expect("hash-password prints text")
+        .trim()
+        .to_owned()
+}
+
 /// How long `serve` may take to answer `/health` with `xmpp: connected`.
 const HEALTHY_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -70,12 +88,25 @@ impl ServeConfig {
         }
     }
 
-    /// The TOML text (strings quoted with Rust's `Debug`, valid TOML for plain text).
-    fn to_toml(&self, jobs_url: &str, admin_listen: &str) -> String {
+    /// The TOML text (strings quoted with Rust's `Debug`, valid TOML for plain text);
+    /// `domain_admins` maps a domain to its `admin_password_hash`.
+    fn to_toml(
+        &self,
+        jobs_url: &str,
+        admin_listen: &str,
+        domain_admins: &[(&str, &str)],
+    ) -> String {
         let domains: String = self
             .domains
             .iter()
-            .map(|domain| format!("\n[domains.{domain:?}]\n"))
+            .map(|domain| {
+                let hash = domain_admins
+                    .iter()
+                    .find(|(admin_domain, _)| admin_domain == domain)
+                    .map(|(_, hash)| format!("admin_password_hash = {hash:?}\n"))
+                    .unwrap_or_default();
+                format!("\n[domains.{domain:?}]\n{hash}")
+            })
             .collect();
         format!(
             "node_name = {node:?}\nlease_time = {lease}\nbackend = \"rdbms\"\n\n\
@@ -105,6 +136,15 @@ pub struct Serve {
 impl Serve {
     /// Writes the config, starts `serve` and waits until it is healthy and connected.
     pub async fn start(config: ServeConfig) -> Self {
+        Serve::start_with_domain_admins(config, &[]).await
+    }
+
+    /// [`Serve::start`] with domain admins: `(domain, argon2 PHC hash)` pairs, written as the
+    /// domains' `admin_password_hash` (each domain must be in `config.domains`).
+    pub async fn start_with_domain_admins(
+        config: ServeConfig,
+        domain_admins: &[(&str, &str)],
+    ) -> Self {
         let dir = scratch_dir("serve");
         let jobs_url = match &config.jobs {
             JobStore::Sqlite => format!("sqlite://{}", dir.path().join("jobs.db").display()),
@@ -112,7 +152,11 @@ impl Serve {
         };
         let admin_listen = format!("127.0.0.1:{}", free_port());
         let config_path = dir.path().join("xmpp-broadcast.toml");
-        fs::write(&config_path, config.to_toml(&jobs_url, &admin_listen)).expect("write config");
+        fs::write(
+            &config_path,
+            config.to_toml(&jobs_url, &admin_listen, domain_admins),
+        )
+        .expect("write config");
         let mut serve = Serve {
             child: None,
             log: LogFile::new(&dir.path().join("serve.log"), "xmpp-broadcast serve stderr"),
