@@ -415,6 +415,7 @@ async fn admin_api_scenarios() {
         "missing or wrong credentials get 401" => credentials,
         "a domain admin manages its domain" => domain_admin_own_domain,
         "a domain admin gets 401 for another domain" => domain_admin_other_domain,
+        "request forms" => request_forms,
         "GraphiQL" => graphiql,
     ];
     let mut failed = Vec::new();
@@ -1089,6 +1090,14 @@ async fn domain_admin_own_domain(f: Arc<Fixture>) {
     let finished = f.finished_job("finished").await;
     let deleted = f.ok_as(&delete_by_domain(DOMAIN), auth).await;
     assert_eq!(deleted, result("Inactive broadcasts deleted", &[finished]));
+    // The user name is a JID: compared normalised (§5.1).
+    let listed = f
+        .ok_as(
+            &list(DOMAIN, None, None),
+            Auth::Basic("Admin@EXAMPLE.com", DOMAIN_ADMIN_PASSWORD),
+        )
+        .await;
+    assert_eq!(listed, json!([]), "as Admin@EXAMPLE.com");
 }
 
 /// A domain admin gets 401 `no_permissions` for each of the six operations on another domain,
@@ -1147,6 +1156,41 @@ async fn domain_admin_other_domain(f: Arc<Fixture>) {
         "a domain admin of {DOMAIN} on {OTHER_DOMAIN}, expected 401 no_permissions:\n{}",
         wrong.join("\n")
     );
+}
+
+/// The request forms of §5.1: `variables` as an object, as a JSON-encoded string or null;
+/// `operationName` picks one operation of several.
+async fn request_forms(f: Arc<Fixture>) {
+    let admin = f.admin();
+    let foreign = f.foreign_job;
+    let query = "query Get($domain: DomainName!, $id: Int!) { broadcast { \
+                 getBroadcast(domain: $domain, id: $id) { id } } }";
+    let expected = json!({ "data": { "broadcast": { "getBroadcast": { "id": foreign } } } });
+    let variables = json!({ "domain": OTHER_DOMAIN, "id": foreign });
+    let mut wrong = Vec::new();
+    for (case, variables) in [
+        ("variables as an object", variables.clone()),
+        ("variables as a JSON string", json!(variables.to_string())),
+    ] {
+        let body = json!({ "query": query, "variables": variables });
+        let (status, body) = admin.post_raw(body.to_string(), Auth::Admin).await;
+        if (status, &body) != (200, &expected) {
+            wrong.push(format!("{case}: HTTP {status} {body}"));
+        }
+    }
+    let literal = format!(
+        "query One {{ broadcast {{ getBroadcast(domain: \"{OTHER_DOMAIN}\", id: {foreign}) \
+         {{ id }} }} }} query Other {{ broadcast {{ getBroadcasts(domain: \"{DOMAIN}\") \
+         {{ id }} }} }}"
+    );
+    let body = json!({ "query": literal, "variables": null, "operationName": "One" });
+    let (status, body) = admin.post_raw(body.to_string(), Auth::Admin).await;
+    if (status, &body) != (200, &expected) {
+        wrong.push(format!(
+            "variables null, operationName One: HTTP {status} {body}"
+        ));
+    }
+    assert!(wrong.is_empty(), "request forms:\n{}", wrong.join("\n"));
 }
 
 /// GET /api/graphql serves GraphiQL, pointed at the endpoint.
