@@ -3,10 +3,39 @@
 
 use std::time::Duration;
 
+use std::process::Child;
+
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use super::Deadline;
 use super::stanza::sha1_hex;
+
+/// How long one readiness probe may take.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Waits until a XEP-0114 handshake as `jid` succeeds on `addr`: the readiness of an XMPP
+/// server for the component. Panics if `server` (its launcher process) exits first, or after
+/// `timeout`.
+pub async fn wait_for_handshake(
+    server: &mut Child,
+    name: &str,
+    addr: &str,
+    (jid, secret): (&str, &str),
+    timeout: Duration,
+) {
+    let deadline = Deadline::after(timeout, format!("{name}'s component handshake"));
+    loop {
+        if let Some(status) = server.try_wait().expect("try_wait server") {
+            panic!("{name} exited during start-up with {status}");
+        }
+        if let Ok(component) = RawComponent::connect(addr, jid, secret, PROBE_TIMEOUT).await {
+            component.close().await;
+            return;
+        }
+        deadline.tick().await;
+    }
+}
 
 /// An authenticated `jabber:component:accept` stream.
 pub struct RawComponent {

@@ -3,7 +3,9 @@
 //! Every test gets real processes on free loopback ports, in its own scratch directories:
 //!
 //! * [`prosody::Prosody`] — a private Prosody 0.12 with SQL storage (SQLite or PostgreSQL);
-//! * [`pg::PgDatabase`] — a throw-away PostgreSQL database on 127.0.0.1:5432;
+//! * [`ejabberd::Ejabberd`] — a private ejabberd 23.01 with SQL storage (PostgreSQL or MariaDB);
+//! * [`pg::PgDatabase`] — a throw-away PostgreSQL database on 127.0.0.1:5432, and
+//!   [`mysql::MySqlDatabase`] — one on the MariaDB at 127.0.0.1:3306;
 //! * [`serve::Serve`] — the `xmpp-broadcast serve` binary under test, and
 //!   [`admin::Admin`], a client for its GraphQL admin API;
 //! * [`xmpp_client::XmppClient`] — a real XMPP client (slixmpp) logged in as one user;
@@ -19,9 +21,12 @@
 
 pub mod admin;
 pub mod component;
+pub mod ejabberd;
+pub mod mysql;
 pub mod pg;
 pub mod process;
 pub mod prosody;
+pub mod scenarios;
 pub mod serve;
 pub mod stanza;
 pub mod xmpp_client;
@@ -75,5 +80,41 @@ impl Deadline {
     pub async fn tick(&self) {
         assert!(!self.expired(), "timed out waiting for {}", self.what);
         tokio::time::sleep(POLL_INTERVAL.min(self.remaining())).await;
+    }
+}
+
+/// A database name no other test uses: `xb_<pid>_<milliseconds>_<counter>`.
+pub fn unique_database_name() -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let millis = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_millis();
+    format!(
+        "xb_{}_{}_{}",
+        std::process::id(),
+        millis,
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// Runs `drop` (a best-effort cleanup that needs async I/O) to completion from a synchronous
+/// context such as `Drop`, which may itself run inside a runtime: on a private runtime on its
+/// own thread. Warns with `what` if it fails.
+pub fn cleanup_blocking<F>(what: String, drop: impl FnOnce() -> F + Send + 'static)
+where
+    F: Future<Output = Option<()>>,
+{
+    let done = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .ok()?;
+        runtime.block_on(drop())
+    })
+    .join();
+    if !matches!(done, Ok(Some(()))) {
+        eprintln!("warning: could not {what}");
     }
 }

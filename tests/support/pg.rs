@@ -1,9 +1,7 @@
 //! Throw-away PostgreSQL databases on the shared server at 127.0.0.1:5432 (user `postgres`,
 //! trust authentication), one per test so tests can run in parallel.
 
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
-
+use super::{cleanup_blocking, unique_database_name};
 use sqlx::{AssertSqlSafe, Connection, PgConnection};
 
 /// The maintenance database used to create and drop test databases.
@@ -17,17 +15,7 @@ pub struct PgDatabase {
 impl PgDatabase {
     /// Creates a fresh database named `xb_<pid>_<time>_<counter>`.
     pub async fn create() -> Self {
-        static COUNTER: AtomicU32 = AtomicU32::new(0);
-        let millis = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .expect("clock after 1970")
-            .as_millis();
-        let name = format!(
-            "xb_{}_{}_{}",
-            std::process::id(),
-            millis,
-            COUNTER.fetch_add(1, Ordering::Relaxed)
-        );
+        let name = unique_database_name();
         let mut conn = server_connection().await;
         sqlx::query(AssertSqlSafe(format!("CREATE DATABASE {name}")))
             .execute(&mut conn)
@@ -51,24 +39,17 @@ impl Drop for PgDatabase {
     /// Best effort: a leftover database is harmless and uniquely named.
     fn drop(&mut self) {
         let sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
-        // Drop cannot await, and may run inside a runtime: use a private one on its own thread.
-        let dropped = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .ok()?;
-            runtime.block_on(async {
+        cleanup_blocking(
+            format!("drop test database {}", self.name),
+            move || async move {
                 let mut conn = PgConnection::connect(SERVER_URL).await.ok()?;
                 sqlx::query(AssertSqlSafe(sql))
                     .execute(&mut conn)
                     .await
-                    .ok()
-            })
-        })
-        .join();
-        if !matches!(dropped, Ok(Some(_))) {
-            eprintln!("warning: could not drop test database {}", self.name);
-        }
+                    .ok()?;
+                Some(())
+            },
+        );
     }
 }
 

@@ -14,10 +14,10 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode};
 use sqlx::{ConnectOptions, Connection, PgConnection, SqliteConnection};
 use tempfile::TempDir;
 
-use super::component::RawComponent;
+use super::component::wait_for_handshake;
 use super::pg::PgDatabase;
 use super::process::{self, LogFile};
-use super::{Deadline, free_port, scratch_dir};
+use super::{free_port, scratch_dir};
 
 /// The XMPP domain (VirtualHost) every test uses.
 pub const DOMAIN: &str = "example.com";
@@ -30,8 +30,6 @@ pub const COMPONENT_SECRET: &str = "s3cret";
 
 /// How long Prosody may take to accept a component handshake (measured: ~0.1 s).
 const START_TIMEOUT: Duration = Duration::from_secs(20);
-/// How long one readiness probe may take.
-const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
 /// SQLite database file name, relative to Prosody's `data_path`.
 const SQLITE_FILE: &str = "prosody.sqlite";
 /// The offline store, oldest first, as Prosody's mod_storage_sql keeps it.
@@ -102,20 +100,9 @@ impl Prosody {
     }
 
     async fn wait_ready(&mut self) {
-        let deadline = Deadline::after(START_TIMEOUT, "Prosody's component handshake");
-        loop {
-            if let Some(status) = self.child.try_wait().expect("try_wait prosody") {
-                panic!("prosody exited during start-up with {status}");
-            }
-            let addr = self.component_addr();
-            let probe =
-                RawComponent::connect(&addr, COMPONENT_JID, COMPONENT_SECRET, PROBE_TIMEOUT);
-            if let Ok(component) = probe.await {
-                component.close().await;
-                return;
-            }
-            deadline.tick().await;
-        }
+        let addr = self.component_addr();
+        let component = (COMPONENT_JID, COMPONENT_SECRET);
+        wait_for_handshake(&mut self.child, "Prosody", &addr, component, START_TIMEOUT).await;
     }
 
     /// The component listener, `127.0.0.1:PORT` (the product's `component.server`).

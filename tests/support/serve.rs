@@ -9,6 +9,8 @@ use std::time::Duration;
 use tempfile::TempDir;
 
 use super::admin::Admin;
+use super::ejabberd::Ejabberd;
+use super::mysql::MySqlDatabase;
 use super::pg::PgDatabase;
 use super::process::{self, LogFile};
 use super::prosody::{COMPONENT_JID, COMPONENT_SECRET, DOMAIN, Prosody};
@@ -60,6 +62,8 @@ pub enum JobStore {
     Sqlite,
     /// A PostgreSQL database, owned by the instance.
     Postgres(PgDatabase),
+    /// A MariaDB database, owned by the instance.
+    MySql(MySqlDatabase),
 }
 
 /// The settings written to the instance's TOML config.
@@ -68,8 +72,10 @@ pub struct ServeConfig {
     pub lease_time: u64,
     /// The XMPP server's XEP-0114 listener, `host:port`.
     pub component_server: String,
-    /// The server's SQL database (`[users] url`, schema `prosody`).
+    /// The server's SQL database (`[users] url`).
     pub users_url: String,
+    /// `[users] schema`, and `[users] domain` for ejabberd's default schema.
+    pub users_schema: (&'static str, Option<&'static str>),
     pub jobs: JobStore,
     /// The `[domains."..."]` tables.
     pub domains: Vec<String>,
@@ -83,6 +89,20 @@ impl ServeConfig {
             lease_time: 600,
             component_server: prosody.component_addr(),
             users_url: prosody.users_db_url(),
+            users_schema: ("prosody", None),
+            jobs,
+            domains: vec![DOMAIN.into()],
+        }
+    }
+
+    /// A config for `ejabberd`'s component and database, serving [`DOMAIN`].
+    pub fn for_ejabberd(ejabberd: &Ejabberd, jobs: JobStore) -> Self {
+        ServeConfig {
+            node_name: "node1".into(),
+            lease_time: 600,
+            component_server: ejabberd.component_addr(),
+            users_url: ejabberd.users_db_url(),
+            users_schema: ejabberd.users_schema(),
             jobs,
             domains: vec![DOMAIN.into()],
         }
@@ -112,13 +132,19 @@ impl ServeConfig {
             "node_name = {node:?}\nlease_time = {lease}\nbackend = \"rdbms\"\n\n\
              [component]\njid = {COMPONENT_JID:?}\nsecret = {COMPONENT_SECRET:?}\nserver = {server:?}\n\n\
              [database]\nurl = {jobs_url:?}\n\n\
-             [users]\nschema = \"prosody\"\nurl = {users:?}\n\n\
+             [users]\nschema = {schema:?}\nurl = {users:?}\n{users_domain}\n\
              [admin]\nlisten = {admin_listen:?}\nusername = {ADMIN_USER:?}\npassword = {ADMIN_PASSWORD:?}\n\
              {domains}",
             node = self.node_name,
             lease = self.lease_time,
             server = self.component_server,
             users = self.users_url,
+            schema = self.users_schema.0,
+            users_domain = self
+                .users_schema
+                .1
+                .map(|domain| format!("domain = {domain:?}\n"))
+                .unwrap_or_default(),
         )
     }
 }
@@ -149,6 +175,7 @@ impl Serve {
         let jobs_url = match &config.jobs {
             JobStore::Sqlite => format!("sqlite://{}", dir.path().join("jobs.db").display()),
             JobStore::Postgres(db) => db.url(),
+            JobStore::MySql(db) => db.url(),
         };
         let admin_listen = format!("127.0.0.1:{}", free_port());
         let config_path = dir.path().join("xmpp-broadcast.toml");
