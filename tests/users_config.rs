@@ -1,0 +1,158 @@
+//! A wrong `[users]` section stops `serve` at start-up, before it listens or connects, with a
+//! non-zero exit and a message that names the key to fix: an unknown schema, a users database
+//! without the schema's table, the other ejabberd schema variant, a wrong domain mapping, and
+//! custom SQL that fails.
+
+mod support;
+
+use std::fs;
+use std::path::Path;
+use std::process::Output;
+use std::time::Duration;
+
+use sqlx::{AssertSqlSafe, ConnectOptions, Connection};
+use support::serve;
+use support::{free_port, scratch_dir};
+
+/// `serve` fails in well under this (it reads two local SQLite files).
+const EXIT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A SQLite users database at `path`, with `schema` (SQL text) loaded.
+async fn users_database(path: &Path, schema: &str) -> String {
+    let url = format!("sqlite://{}", path.display());
+    let mut conn = <sqlx::sqlite::SqliteConnectOptions as std::str::FromStr>::from_str(&url)
+        .expect("sqlite URL")
+        .create_if_missing(true)
+        .connect()
+        .await
+        .expect("create the users database");
+    sqlx::raw_sql(AssertSqlSafe(schema.to_owned()))
+        .execute(&mut conn)
+        .await
+        .expect("load the schema");
+    conn.close().await.expect("close");
+    url
+}
+
+/// Runs `serve` with `users` as the `[users]` section; returns its output once it exited.
+async fn serve_with_users(dir: &Path, users: &str) -> Output {
+    let config = format!(
+        "node_name = \"node1\"\n\
+         [component]\njid = \"broadcast.example.com\"\nsecret = \"s3cret\"\n\
+         server = \"127.0.0.1:{component}\"\n\
+         [database]\nurl = \"sqlite://{jobs}\"\n\
+         [users]\n{users}\n\
+         [admin]\nlisten = \"127.0.0.1:{admin}\"\nusername = \"admin\"\npassword = \"pw\"\n\
+         [domains.\"example.com\"]\n",
+        component = free_port(),
+        jobs = dir.join("jobs.db").display(),
+        admin = free_port(),
+    );
+    let path = dir.join("component.toml");
+    fs::write(&path, config).expect("write config");
+    let mut command = tokio::process::Command::from(serve::command());
+    command.arg("serve").arg("--config").arg(&path);
+    tokio::time::timeout(EXIT_TIMEOUT, command.output())
+        .await
+        .expect("serve exits at start-up instead of running half-configured")
+        .expect("run serve")
+}
+
+/// Asserts that `serve` failed and said each of `needles`.
+fn assert_refused(output: &Output, needles: &[&str]) {
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "serve started: {stderr}");
+    for needle in needles {
+        assert!(stderr.contains(needle), "no {needle:?} in: {stderr}");
+    }
+}
+
+fn ejabberd_schema(file: &str) -> String {
+    let path = format!("/usr/share/ejabberd/sql/{file}");
+    fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}; install ejabberd"))
+}
+
+#[tokio::test]
+async fn an_unknown_schema_is_refused_by_name() {
+    let dir = scratch_dir("users-config");
+    let url = users_database(&dir.path().join("users.db"), "SELECT 1").await;
+    let output = serve_with_users(
+        dir.path(),
+        &format!("schema = \"ejabberd2\"\nurl = \"{url}\""),
+    )
+    .await;
+    assert_refused(
+        &output,
+        &["`users.schema`", "\"ejabberd_new\"", "\"mongooseim\""],
+    );
+}
+
+#[tokio::test]
+async fn a_users_database_without_the_table_is_refused() {
+    let dir = scratch_dir("users-config");
+    let url = users_database(&dir.path().join("users.db"), "SELECT 1").await;
+    let output = serve_with_users(
+        dir.path(),
+        &format!("schema = \"ejabberd_new\"\nurl = \"{url}\""),
+    )
+    .await;
+    assert_refused(&output, &["users.url", "/usr/share/ejabberd/sql/"]);
+}
+
+#[tokio::test]
+async fn the_other_ejabberd_schema_is_named() {
+    let dir = scratch_dir("users-config");
+    let url = users_database(&dir.path().join("new.db"), &ejabberd_schema("lite.new.sql")).await;
+    let output = serve_with_users(
+        dir.path(),
+        &format!("schema = \"ejabberd\"\ndomain = \"example.com\"\nurl = \"{url}\""),
+    )
+    .await;
+    assert_refused(&output, &["users.schema = \"ejabberd_new\""]);
+
+    let url = users_database(&dir.path().join("old.db"), &ejabberd_schema("lite.sql")).await;
+    let output = serve_with_users(
+        dir.path(),
+        &format!("schema = \"ejabberd_new\"\nurl = \"{url}\""),
+    )
+    .await;
+    assert_refused(&output, &["users.schema = \"ejabberd\"", "users.domain"]);
+}
+
+#[tokio::test]
+async fn a_database_mapped_to_a_domain_not_served_is_refused() {
+    let dir = scratch_dir("users-config");
+    let url = users_database(&dir.path().join("users.db"), &ejabberd_schema("lite.sql")).await;
+    let output = serve_with_users(
+        dir.path(),
+        &format!("schema = \"ejabberd\"\ndomain = \"example.org\"\nurl = \"{url}\""),
+    )
+    .await;
+    assert_refused(&output, &["`users.domain`", "example.org", "example.com"]);
+
+    let output = serve_with_users(
+        dir.path(),
+        &format!("schema = \"ejabberd\"\nurl = \"{url}\""),
+    )
+    .await;
+    assert_refused(&output, &["`users.domain`", "ejabberd_new"]);
+}
+
+#[tokio::test]
+async fn custom_sql_that_fails_is_refused_by_key() {
+    let dir = scratch_dir("users-config");
+    let url = users_database(
+        &dir.path().join("users.db"),
+        "CREATE TABLE accounts (domain TEXT, name TEXT, created TEXT)",
+    )
+    .await;
+    let users = format!(
+        "schema = \"custom\"\nurl = \"{url}\"\n\
+         exists_sql = \"SELECT COUNT(*) FROM accounts WHERE domain = $1 AND name = $2\"\n\
+         count_sql = \"SELECT COUNT(*) FROM accounts WHERE domain = $1 AND created <= $2\"\n\
+         page_sql = \"SELECT name FROM acounts WHERE domain = $1 AND created <= $2 \
+         AND name > $3 ORDER BY name LIMIT $4\""
+    );
+    let output = serve_with_users(dir.path(), &users).await;
+    assert_refused(&output, &["users.page_sql", "acounts"]);
+}
