@@ -48,6 +48,21 @@ fn example_config_passes_check_config() {
 }
 
 #[test]
+fn every_server_example_passes_check_config() {
+    let examples = concat!(env!("CARGO_MANIFEST_DIR"), "/examples");
+    for server in ["prosody", "ejabberd", "mongooseim"] {
+        let path = Path::new(examples).join(server).join("component.toml");
+        let output = check_config(&path);
+        assert!(
+            output.status.success(),
+            "check-config on {}: {}",
+            path.display(),
+            text(&output)
+        );
+    }
+}
+
+#[test]
 fn too_short_lease_time_is_refused_by_name() {
     let example = fs::read_to_string(EXAMPLE).expect("read component.toml.example");
     // Top-level keys precede the first table, so a leading line sets the key (after

@@ -422,3 +422,40 @@ async fn the_time_zone_is_checked_at_connection() {
         case.finish().await;
     }
 }
+
+/// The users database may also be the job database: our tables are `xb_*` and the directory
+/// only reads, so a job stored beside ejabberd's tables pages them as usual.
+#[tokio::test]
+async fn the_users_database_can_hold_the_jobs() {
+    use crate::broadcast::{JobSpec, RecipientGroup};
+    use crate::store::Store;
+
+    for dialect in [Dialect::Postgres, Dialect::MySql, Dialect::Sqlite] {
+        let case = Case::new(Kind::EjabberdNew, dialect).await;
+        for name in ["admin", "bob"] {
+            case.register(name, DOMAIN, None).await;
+        }
+        let store = Store::connect(&case.url, 2).await.unwrap();
+        let directory = case.directory().await;
+        let snapshot = directory.snapshot(DOMAIN).await.unwrap();
+        let spec = JobSpec {
+            name: "same database".into(),
+            domain: DOMAIN.into(),
+            subject: String::new(),
+            body: "hello".into(),
+            sender: jid::BareJid::new("admin@example.com").unwrap(),
+            rate: 10,
+            recipient_group: RecipientGroup::AllUsersInDomain,
+        };
+        let id = store
+            .create_job(&spec, "node1", std::time::Duration::from_secs(60), &snapshot)
+            .await
+            .unwrap();
+        let job = store.get_job(id).await.unwrap().unwrap();
+        assert_eq!(job.recipient_count, 2, "{dialect:?}");
+        let at = job.snapshot_at.expect("a dated snapshot");
+        assert_eq!(all_pages(&directory, &at, 1).await, ["admin", "bob"]);
+        store.close().await;
+        case.finish().await;
+    }
+}
