@@ -4,7 +4,8 @@
 //!
 //! * ejabberd on PostgreSQL with its default schema (`[users] schema = "ejabberd"`, mapped to
 //!   the domain), jobs on PostgreSQL;
-//! * ejabberd on MariaDB with `new_sql_schema` (`schema = "ejabberd_new"`), jobs on MariaDB.
+//! * ejabberd on MariaDB with `new_sql_schema` (`schema = "ejabberd_new"`), jobs on MariaDB;
+//! * ejabberd on SQLite with its default schema, jobs on SQLite (delivery only).
 //!
 //! Offline delivery is checked in ejabberd's `spool` table, where ejabberd stores the stanza
 //! rewritten (namespace, `<delay/>`, another child order).
@@ -50,4 +51,10 @@ async fn killed_serve_resumes_with_postgres_ejabberd() {
 async fn killed_serve_resumes_with_mariadb_ejabberd() {
     let (ejabberd, jobs) = on_mariadb().await;
     scenarios::killed_serve_resumes_its_running_job(&ejabberd, jobs).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn broadcast_with_sqlite_ejabberd_and_sqlite_jobs() {
+    let ejabberd = Ejabberd::start(EjabberdStorage::Sqlite).await;
+    scenarios::broadcast_reaches_every_account(&ejabberd, JobStore::Sqlite).await;
 }

@@ -3,10 +3,11 @@
 //! exactly once and with the deterministic id; the job reports FINISHED with full counts,
 //! and an account registered after the start is not a recipient
 //! ([`scenarios::broadcast_reaches_every_account`]).
-//! Run for Prosody+jobs on SQLite, and for Prosody+jobs on PostgreSQL.
+//! Run for Prosody+jobs on SQLite, on PostgreSQL and on MariaDB.
 
 mod support;
 
+use support::mysql::MySqlDatabase;
 use support::pg::PgDatabase;
 use support::prosody::{Prosody, ProsodyStorage};
 use support::scenarios;
@@ -22,5 +23,12 @@ async fn broadcast_with_sqlite_prosody_and_sqlite_jobs() {
 async fn broadcast_with_postgres_prosody_and_postgres_jobs() {
     let prosody = Prosody::start(ProsodyStorage::Postgres(PgDatabase::create().await)).await;
     let jobs = JobStore::Postgres(PgDatabase::create().await);
+    scenarios::broadcast_reaches_every_account(&prosody, jobs).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn broadcast_with_mariadb_prosody_and_mariadb_jobs() {
+    let prosody = Prosody::start(ProsodyStorage::MariaDb(MySqlDatabase::create().await)).await;
+    let jobs = JobStore::MySql(MySqlDatabase::create().await);
     scenarios::broadcast_reaches_every_account(&prosody, jobs).await;
 }

@@ -448,7 +448,12 @@ async fn the_users_database_can_hold_the_jobs() {
             recipient_group: RecipientGroup::AllUsersInDomain,
         };
         let id = store
-            .create_job(&spec, "node1", std::time::Duration::from_secs(60), &snapshot)
+            .create_job(
+                &spec,
+                "node1",
+                std::time::Duration::from_secs(60),
+                &snapshot,
+            )
             .await
             .unwrap();
         let job = store.get_job(id).await.unwrap().unwrap();

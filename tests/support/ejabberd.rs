@@ -16,7 +16,10 @@ use std::time::Duration;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use sha1::{Digest, Sha1};
-use sqlx::{AssertSqlSafe, Connection, MySqlConnection, PgConnection};
+use sqlx::sqlite::SqliteConnectOptions;
+use sqlx::{
+    AssertSqlSafe, ConnectOptions, Connection, MySqlConnection, PgConnection, SqliteConnection,
+};
 use tempfile::TempDir;
 use tokio_xmpp::minidom::Element;
 
@@ -42,6 +45,8 @@ const ITERATIONS: u32 = 4096;
 pub enum EjabberdStorage {
     /// The default schema (`pg.sql`, no host column), `new_sql_schema: false`.
     Postgres(PgDatabase),
+    /// The default schema (`lite.sql`) in a file of the scratch dir.
+    Sqlite,
     /// `new_sql_schema: true` (`mysql.new.sql`, with `server_host`).
     MariaDbNew(MySqlDatabase),
 }
@@ -61,6 +66,7 @@ pub struct Ejabberd {
     c2s_port: u16,
     component_port: u16,
     storage: EjabberdStorage,
+    sqlite_path: PathBuf,
     _dir: TempDir,
 }
 
@@ -74,9 +80,10 @@ impl Ejabberd {
             "install it with `apt-get install ejabberd erlang-p1-pgsql erlang-p1-mysql` \
              (`bash .ci/run` does)",
         );
-        load_schema(&storage).await;
         let dir = scratch_dir("ejabberd");
         let root = dir.path();
+        let sqlite_path = root.join("ejabberd.db");
+        load_schema(&storage, &sqlite_path).await;
         for sub in ["logs", "spool", "home"] {
             fs::create_dir(root.join(sub)).expect("create ejabberd dir");
         }
@@ -85,7 +92,7 @@ impl Ejabberd {
         let pid_file = root.join("ejabberd.pid");
         fs::write(
             root.join("ejabberd.yml"),
-            config_yaml(&storage, c2s_port, component_port),
+            config_yaml(&storage, &sqlite_path, c2s_port, component_port),
         )
         .expect("write ejabberd.yml");
         fs::write(
@@ -146,6 +153,7 @@ impl Ejabberd {
             c2s_port,
             component_port,
             storage,
+            sqlite_path,
             _dir: dir,
         };
         ejabberd.wait_ready().await;
@@ -172,6 +180,7 @@ impl Ejabberd {
     pub fn users_db_url(&self) -> String {
         match &self.storage {
             EjabberdStorage::Postgres(db) => db.url(),
+            EjabberdStorage::Sqlite => format!("sqlite://{}", self.sqlite_path.display()),
             EjabberdStorage::MariaDbNew(db) => db.url(),
         }
     }
@@ -237,6 +246,11 @@ impl Ejabberd {
                 let mut conn = PgConnection::connect(&db.url()).await.expect("connect");
                 sqlx::query(sql).execute(&mut conn).await.expect("execute");
             }
+            EjabberdStorage::Sqlite => {
+                let mut conn = self.sqlite().await;
+                sqlx::query(sql).execute(&mut conn).await.expect("execute");
+                conn.close().await.expect("close");
+            }
             EjabberdStorage::MariaDbNew(db) => {
                 let mut conn = MySqlConnection::connect(&db.url()).await.expect("connect");
                 sqlx::query(sql).execute(&mut conn).await.expect("execute");
@@ -252,12 +266,28 @@ impl Ejabberd {
                 let mut conn = PgConnection::connect(&db.url()).await.expect("connect");
                 sqlx::query_as(SPOOL).fetch_all(&mut conn).await
             }
+            EjabberdStorage::Sqlite => {
+                let mut conn = self.sqlite().await;
+                let rows = sqlx::query_as(SPOOL).fetch_all(&mut conn).await;
+                conn.close().await.expect("close");
+                rows
+            }
             EjabberdStorage::MariaDbNew(db) => {
                 let mut conn = MySqlConnection::connect(&db.url()).await.expect("connect");
                 sqlx::query_as(SPOOL).fetch_all(&mut conn).await
             }
         }
         .expect("read ejabberd's spool")
+    }
+
+    /// A connection to ejabberd's SQLite file, waiting up to 10 s for ejabberd's locks.
+    async fn sqlite(&self) -> SqliteConnection {
+        SqliteConnectOptions::new()
+            .filename(&self.sqlite_path)
+            .busy_timeout(Duration::from_secs(10))
+            .connect()
+            .await
+            .expect("open ejabberd's SQLite file")
     }
 
     fn beam_pid(&self) -> Option<u32> {
@@ -297,9 +327,10 @@ impl Drop for Ejabberd {
 }
 
 /// Loads ejabberd's own schema file into its (empty) database.
-async fn load_schema(storage: &EjabberdStorage) {
+async fn load_schema(storage: &EjabberdStorage, sqlite_path: &Path) {
     let file = match storage {
         EjabberdStorage::Postgres(_) => "pg.sql",
+        EjabberdStorage::Sqlite => "lite.sql",
         EjabberdStorage::MariaDbNew(_) => "mysql.new.sql",
     };
     let path = Path::new(SCHEMA_DIR).join(file);
@@ -311,31 +342,46 @@ async fn load_schema(storage: &EjabberdStorage) {
             let mut conn = PgConnection::connect(&db.url()).await.expect("connect");
             sqlx::raw_sql(sql).execute(&mut conn).await.map(drop)
         }
-        EjabberdStorage::MariaDbNew(db) => {
-            let mut conn = MySqlConnection::connect(&db.url()).await.expect("connect");
-            // ejabberd's driver always sends a password, so it cannot log in as the test
-            // server's password-less root: it gets a user of its own.
-            let grant = format!(
-                "CREATE USER IF NOT EXISTS '{MARIADB_USER}'@'127.0.0.1' \
-                 IDENTIFIED BY '{MARIADB_PASSWORD}'; \
-                 GRANT ALL PRIVILEGES ON {}.* TO '{MARIADB_USER}'@'127.0.0.1'",
-                db.name()
-            );
-            sqlx::raw_sql(AssertSqlSafe(grant))
-                .execute(&mut conn)
+        EjabberdStorage::Sqlite => {
+            let mut conn = SqliteConnectOptions::new()
+                .filename(sqlite_path)
+                .create_if_missing(true)
+                .connect()
                 .await
-                .expect("create ejabberd's MariaDB user");
+                .expect("create ejabberd's SQLite file");
+            let loaded = sqlx::raw_sql(sql).execute(&mut conn).await.map(drop);
+            conn.close().await.expect("close");
+            loaded
+        }
+        EjabberdStorage::MariaDbNew(db) => {
+            db.grant_login(MARIADB_USER, MARIADB_PASSWORD).await;
+            let mut conn = MySqlConnection::connect(&db.url()).await.expect("connect");
             sqlx::raw_sql(sql).execute(&mut conn).await.map(drop)
         }
     }
     .unwrap_or_else(|e| panic!("load {}: {e}", path.display()));
 }
 
-fn config_yaml(storage: &EjabberdStorage, c2s_port: u16, component_port: u16) -> String {
-    let (sql_type, port, database, username, password) = match storage {
-        EjabberdStorage::Postgres(db) => ("pgsql", 5432, db.name(), "postgres", ""),
+fn config_yaml(
+    storage: &EjabberdStorage,
+    sqlite_path: &Path,
+    c2s_port: u16,
+    component_port: u16,
+) -> String {
+    let server = |sql_type: &str, port: u16, database: &str, user: &str, password: &str| {
+        format!(
+            "sql_type: {sql_type}\nsql_server: 127.0.0.1\nsql_port: {port}\n\
+             sql_database: {database}\nsql_username: {user}\nsql_password: \"{password}\"\n"
+        )
+    };
+    let sql = match storage {
+        EjabberdStorage::Postgres(db) => server("pgsql", 5432, db.name(), "postgres", ""),
+        EjabberdStorage::Sqlite => format!(
+            "sql_type: sqlite\nsql_database: {}\n",
+            sqlite_path.display()
+        ),
         EjabberdStorage::MariaDbNew(db) => {
-            ("mysql", 3306, db.name(), MARIADB_USER, MARIADB_PASSWORD)
+            server("mysql", 3306, db.name(), MARIADB_USER, MARIADB_PASSWORD)
         }
     };
     format!(
@@ -344,13 +390,7 @@ loglevel: info
 log_rotate_count: 0
 hosts:
   - {DOMAIN}
-sql_type: {sql_type}
-sql_server: 127.0.0.1
-sql_port: {port}
-sql_database: {database}
-sql_username: {username}
-sql_password: "{password}"
-sql_pool_size: 4
+{sql}sql_pool_size: 4
 new_sql_schema: {new_schema}
 auth_method: sql
 auth_password_format: scram

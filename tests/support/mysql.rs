@@ -38,6 +38,23 @@ impl MySqlDatabase {
         &self.name
     }
 
+    /// Creates (once) the login `user`@127.0.0.1 with `password` and grants it this database:
+    /// servers whose drivers always send a password cannot log in as the password-less root.
+    pub async fn grant_login(&self, user: &str, password: &str) {
+        let mut conn = MySqlConnection::connect(&self.url())
+            .await
+            .expect("connect");
+        let grant = format!(
+            "CREATE USER IF NOT EXISTS '{user}'@'127.0.0.1' IDENTIFIED BY '{password}'; \
+             GRANT ALL PRIVILEGES ON {}.* TO '{user}'@'127.0.0.1'",
+            self.name
+        );
+        sqlx::raw_sql(AssertSqlSafe(grant))
+            .execute(&mut conn)
+            .await
+            .unwrap_or_else(|e| panic!("create the login {user}: {e}"));
+    }
+
     /// `mysql://root@127.0.0.1:3306/<name>`.
     pub fn url(&self) -> String {
         format!("{SERVER_URL}/{}", self.name)

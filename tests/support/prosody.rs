@@ -11,10 +11,13 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode};
-use sqlx::{ConnectOptions, Connection, PgConnection, SqliteConnection};
+use sqlx::{
+    AssertSqlSafe, ConnectOptions, Connection, MySqlConnection, PgConnection, SqliteConnection,
+};
 use tempfile::TempDir;
 
 use super::component::wait_for_handshake;
+use super::mysql::MySqlDatabase;
 use super::pg::PgDatabase;
 use super::process::{self, LogFile};
 use super::{free_port, scratch_dir};
@@ -36,6 +39,10 @@ const SQLITE_FILE: &str = "prosody.sqlite";
 const OFFLINE_SQL: &str = r#"SELECT "user", "value" FROM "prosodyarchive"
     WHERE "host" = 'example.com' AND "store" = 'offline' ORDER BY "sort_id""#;
 
+/// Prosody's login on MariaDB.
+const MARIADB_USER: &str = "xb_prosody";
+const MARIADB_PASSWORD: &str = "xb-prosody-pw";
+
 /// Where Prosody keeps its data (`storage = "sql"`).
 pub enum ProsodyStorage {
     /// A SQLite file in the scratch dir, switched to WAL mode (see the reference's later
@@ -43,6 +50,8 @@ pub enum ProsodyStorage {
     Sqlite,
     /// A PostgreSQL database; owned so it is dropped only after Prosody has stopped.
     Postgres(PgDatabase),
+    /// A MariaDB database, likewise.
+    MariaDb(MySqlDatabase),
 }
 
 /// A running Prosody (a direct child process), stopped with SIGTERM on drop.
@@ -69,8 +78,10 @@ impl Prosody {
         let data = dir.path().join("data");
         fs::create_dir(&data).expect("create data dir");
         fs::create_dir(dir.path().join("certs")).expect("create certs dir");
-        if let ProsodyStorage::Sqlite = storage {
-            create_wal_database(&data.join(SQLITE_FILE)).await;
+        match &storage {
+            ProsodyStorage::Sqlite => create_wal_database(&data.join(SQLITE_FILE)).await,
+            ProsodyStorage::MariaDb(db) => db.grant_login(MARIADB_USER, MARIADB_PASSWORD).await,
+            ProsodyStorage::Postgres(_) => {}
         }
         let (c2s_port, component_port) = (free_port(), free_port());
         let log = LogFile::new(&dir.path().join("prosody.log"), "prosody log");
@@ -120,6 +131,7 @@ impl Prosody {
         match &self.storage {
             ProsodyStorage::Sqlite => format!("sqlite://{}", self.sqlite_path().display()),
             ProsodyStorage::Postgres(db) => db.url(),
+            ProsodyStorage::MariaDb(db) => db.url(),
         }
     }
 
@@ -219,6 +231,13 @@ impl Prosody {
                     .expect("connect to Prosody's PostgreSQL database");
                 sqlx::query_as(OFFLINE_SQL).fetch_all(&mut conn).await
             }
+            ProsodyStorage::MariaDb(db) => {
+                let mut conn = MySqlConnection::connect(&db.url())
+                    .await
+                    .expect("connect to Prosody's MariaDB database");
+                let sql = AssertSqlSafe(OFFLINE_SQL.replace('"', "`"));
+                sqlx::query_as(sql).fetch_all(&mut conn).await
+            }
         };
         rows.expect("read Prosody's offline store")
     }
@@ -264,6 +283,13 @@ fn config_lua(
             "{{ driver = \"PostgreSQL\"; database = {}; username = \"postgres\"; \
              host = \"127.0.0.1\"; port = 5432 }}",
             lua_string(db.name())
+        ),
+        ProsodyStorage::MariaDb(db) => format!(
+            "{{ driver = \"MySQL\"; database = {}; username = {}; password = {}; \
+             host = \"127.0.0.1\"; port = 3306 }}",
+            lua_string(db.name()),
+            lua_string(MARIADB_USER),
+            lua_string(MARIADB_PASSWORD),
         ),
     };
     let path = |name: &str| lua_string(&dir.join(name).display().to_string());
