@@ -8,6 +8,7 @@
 //! domain gets 401 `no_permissions`.
 
 mod auth;
+mod coercion;
 mod scalars;
 mod schema;
 
@@ -87,15 +88,10 @@ impl AdminApi {
     }
 
     async fn graphql(&self, authorization: Option<&str>, body: &[u8]) -> Response {
-        let request: async_graphql::Request = match serde_json::from_slice(body) {
+        let request = match parse_request(body) {
             Ok(request) => request,
-            Err(_) => {
-                return error_reply(
-                    StatusCode::BAD_REQUEST,
-                    "invalid_json_body",
-                    "Invalid JSON body",
-                    None,
-                );
+            Err((code, message)) => {
+                return error_reply(StatusCode::BAD_REQUEST, code, message, None);
             }
         };
         let operation = request
@@ -114,14 +110,18 @@ impl AdminApi {
                 None,
             );
         }
-        if let Err(err) = async_graphql::parser::parse_query(&request.query) {
-            return error_reply(
-                StatusCode::BAD_REQUEST,
-                "parser_error",
-                &err.to_string(),
-                None,
-            );
-        }
+        let document = match async_graphql::parser::parse_query(&request.query) {
+            Ok(document) => document,
+            Err(err) => {
+                return error_reply(
+                    StatusCode::BAD_REQUEST,
+                    "parser_error",
+                    &err.to_string(),
+                    None,
+                );
+            }
+        };
+        let variables = request.variables.clone();
         let request = request.data(Caller {
             principal,
             operation,
@@ -133,9 +133,42 @@ impl AdminApi {
         let status = classify(&response);
         let mut reply = serde_json::to_value(&response).unwrap_or_else(|_| json!({}));
         if status == StatusCode::BAD_REQUEST {
-            mark_request_errors(&mut reply);
+            mark_request_errors(&mut reply, &response, &document, &variables);
         }
         warp::reply::with_status(warp::reply::json(&reply), status).into_response()
+    }
+}
+
+/// Reads a request body as MongooseIM does: `variables` may be an object, a JSON-encoded
+/// object or null, and variables set to null are dropped so that defaults apply.
+fn parse_request(body: &[u8]) -> Result<async_graphql::Request, (&'static str, &'static str)> {
+    const INVALID_BODY: (&str, &str) = ("invalid_json_body", "Invalid JSON body");
+    const INVALID_VARIABLES: (&str, &str) = ("variables_invalid_json", "Invalid variables JSON");
+    let mut body: serde_json::Value = serde_json::from_slice(body).map_err(|_| INVALID_BODY)?;
+    let object = body.as_object_mut().ok_or(INVALID_BODY)?;
+    let variables = match object.remove("variables") {
+        None | Some(serde_json::Value::Null) => None,
+        Some(serde_json::Value::String(text)) if text.trim().is_empty() => None,
+        Some(serde_json::Value::String(text)) => {
+            Some(serde_json::from_str(&text).map_err(|_| INVALID_VARIABLES)?)
+        }
+        Some(variables) => Some(variables),
+    };
+    if let Some(variables) = variables {
+        let variables = without_nulls(variables).ok_or(INVALID_VARIABLES)?;
+        object.insert("variables".into(), variables);
+    }
+    serde_json::from_value(body).map_err(|_| INVALID_BODY)
+}
+
+fn without_nulls(variables: serde_json::Value) -> Option<serde_json::Value> {
+    match variables {
+        serde_json::Value::Object(mut map) => {
+            map.retain(|_, value| !value.is_null());
+            Some(serde_json::Value::Object(map))
+        }
+        serde_json::Value::Null => Some(serde_json::Value::Object(Default::default())),
+        _ => None,
     }
 }
 
@@ -155,19 +188,35 @@ fn classify(response: &async_graphql::Response) -> StatusCode {
 }
 
 /// Gives each error without a code MongooseIM's: `input_coercion` for a value that does not fit
-/// its type, `validation_error` for anything else wrong with the document.
-fn mark_request_errors(reply: &mut serde_json::Value) {
+/// its type (with MongooseIM's message where the value is found), `validation_error` for
+/// anything else wrong with the document. Nothing ran, so there is no `data`.
+fn mark_request_errors(
+    reply: &mut serde_json::Value,
+    response: &async_graphql::Response,
+    document: &async_graphql::parser::types::ExecutableDocument,
+    variables: &async_graphql::Variables,
+) {
+    if let Some(object) = reply.as_object_mut() {
+        object.remove("data");
+    }
     let Some(errors) = reply.get_mut("errors").and_then(|e| e.as_array_mut()) else {
         return;
     };
-    for error in errors {
+    for (error, source) in errors.iter_mut().zip(&response.errors) {
         if error.pointer("/extensions/code").is_some() {
             continue;
         }
-        let message = error["message"].as_str().unwrap_or_default();
-        let code = if message.contains("Failed to parse")
-            || message.contains("Invalid value for argument")
-        {
+        let message = source.message.as_str();
+        let coercion = message.contains("Failed to parse")
+            || message.starts_with("Invalid value for argument");
+        let explained = coercion::refused_scalar(message).and_then(|scalar| {
+            let position = *source.locations.first()?;
+            coercion::explain(document, variables, position, scalar)
+        });
+        if let Some(explained) = explained {
+            error["message"] = json!(explained);
+        }
+        let code = if coercion {
             "input_coercion"
         } else {
             "validation_error"

@@ -1,6 +1,6 @@
 //! MongooseIM's custom scalars: `DomainName`, `BareJID`, `JID`, `PosInt`, `NonNegInt` and its
 //! `DateTime` output (`YYYY-MM-DDTHH:MM:SSZ`). Input rules are enforced while the request is
-//! coerced, so a resolver only ever sees valid values.
+//! validated, before anything runs, so a resolver only ever sees valid values.
 
 use async_graphql::{InputValueError, InputValueResult, Scalar, ScalarType, Value};
 use chrono::{DateTime as ChronoDateTime, Utc};
@@ -11,6 +11,11 @@ pub struct DomainName(pub String);
 
 #[Scalar(name = "DomainName")]
 impl ScalarType for DomainName {
+    /// Checked while the request is validated, so a bad value stops the whole request.
+    fn is_valid(value: &Value) -> bool {
+        Self::parse(value.clone()).is_ok()
+    }
+
     fn parse(value: Value) -> InputValueResult<Self> {
         let Value::String(text) = &value else {
             return Err(InputValueError::expected_type(value));
@@ -35,6 +40,11 @@ pub struct BareJid(pub jid::BareJid);
 
 #[Scalar(name = "BareJID")]
 impl ScalarType for BareJid {
+    /// Checked while the request is validated, so a bad value stops the whole request.
+    fn is_valid(value: &Value) -> bool {
+        Self::parse(value.clone()).is_ok()
+    }
+
     fn parse(value: Value) -> InputValueResult<Self> {
         let Value::String(text) = &value else {
             return Err(InputValueError::expected_type(value));
@@ -61,6 +71,11 @@ pub struct Jid(pub String);
 
 #[Scalar(name = "JID")]
 impl ScalarType for Jid {
+    /// Checked while the request is validated, so a bad value stops the whole request.
+    fn is_valid(value: &Value) -> bool {
+        Self::parse(value.clone()).is_ok()
+    }
+
     fn parse(value: Value) -> InputValueResult<Self> {
         match &value {
             Value::String(text) => jid::Jid::new(text)
@@ -81,6 +96,11 @@ pub struct PosInt(pub i64);
 
 #[Scalar(name = "PosInt")]
 impl ScalarType for PosInt {
+    /// Checked while the request is validated, so a bad value stops the whole request.
+    fn is_valid(value: &Value) -> bool {
+        Self::parse(value.clone()).is_ok()
+    }
+
     fn parse(value: Value) -> InputValueResult<Self> {
         match integer(&value) {
             Some(n) if n > 0 => Ok(PosInt(n)),
@@ -99,6 +119,11 @@ pub struct NonNegInt(pub i64);
 
 #[Scalar(name = "NonNegInt")]
 impl ScalarType for NonNegInt {
+    /// Checked while the request is validated, so a bad value stops the whole request.
+    fn is_valid(value: &Value) -> bool {
+        Self::parse(value.clone()).is_ok()
+    }
+
     fn parse(value: Value) -> InputValueResult<Self> {
         match integer(&value) {
             Some(n) if n >= 0 => Ok(NonNegInt(n)),
@@ -126,6 +151,11 @@ pub struct DateTime(pub ChronoDateTime<Utc>);
 
 #[Scalar(name = "DateTime")]
 impl ScalarType for DateTime {
+    /// Checked while the request is validated, so a bad value stops the whole request.
+    fn is_valid(value: &Value) -> bool {
+        Self::parse(value.clone()).is_ok()
+    }
+
     fn parse(value: Value) -> InputValueResult<Self> {
         match &value {
             Value::String(text) => ChronoDateTime::parse_from_rfc3339(text)
@@ -137,6 +167,29 @@ impl ScalarType for DateTime {
 
     fn to_value(&self) -> Value {
         Value::String(self.0.format("%Y-%m-%dT%H:%M:%SZ").to_string())
+    }
+}
+
+/// Why `value` is not a valid `scalar`, in the scalar's own words; `None` if it is valid or
+/// the scalar is not one of ours.
+pub fn coercion_failure(scalar: &str, value: &Value) -> Option<String> {
+    fn reason<T: ScalarType + async_graphql::InputType>(value: &Value) -> Option<String> {
+        // The error's text is `Failed to parse "Type": reason`.
+        let error = <T as ScalarType>::parse(value.clone()).err()?;
+        let message = error.into_server_error(Default::default()).message;
+        Some(match message.split_once("\": ") {
+            Some((_, reason)) => reason.to_owned(),
+            None => message,
+        })
+    }
+    match scalar {
+        "DomainName" => reason::<DomainName>(value),
+        "BareJID" => reason::<BareJid>(value),
+        "JID" => reason::<Jid>(value),
+        "PosInt" => reason::<PosInt>(value),
+        "NonNegInt" => reason::<NonNegInt>(value),
+        "DateTime" => reason::<DateTime>(value),
+        _ => None,
     }
 }
 

@@ -83,7 +83,10 @@ impl BroadcastAdminQuery {
                 index.map_or(0, |index| index.0),
             )
             .await
-            .map_err(|err| query_error(err, &context))?;
+            .map_err(|err| query_error(err, &context));
+        let Some(jobs) = reported(ctx, jobs) else {
+            return Ok(None);
+        };
         Ok(Some(jobs.into_iter().map(Broadcast).collect()))
     }
 
@@ -99,7 +102,10 @@ impl BroadcastAdminQuery {
         let job = service(ctx)
             .get(&domain.0, i64::from(id))
             .await
-            .map_err(|err| query_error(err, &context))?;
+            .map_err(|err| query_error(err, &context));
+        let Some(job) = reported(ctx, job) else {
+            return Ok(None);
+        };
         Ok(Some(Broadcast(job)))
     }
 }
@@ -127,6 +133,7 @@ impl BroadcastAdminMutation {
             ("domain", domain.0.clone().into()),
             ("name", name.clone().into()),
         ];
+        authorize(ctx, &domain, "startBroadcast")?;
         let request = BroadcastRequest {
             name,
             domain: domain.0,
@@ -139,7 +146,10 @@ impl BroadcastAdminMutation {
         let id = service(ctx)
             .start(request)
             .await
-            .map_err(|err| start_error(err, &context))?;
+            .map_err(|err| start_error(err, &context));
+        let Some(id) = reported(ctx, id) else {
+            return Ok(None);
+        };
         Ok(Some(BroadcastMutationResult {
             message: "Broadcast job started".to_owned(),
             ids: vec![graphql_id(id)],
@@ -155,10 +165,13 @@ impl BroadcastAdminMutation {
     ) -> async_graphql::Result<Option<BroadcastMutationResult>> {
         let context = [("domain", domain.0.clone().into()), ("id", id.into())];
         authorize(ctx, &domain, "abortBroadcast")?;
-        service(ctx)
+        let aborted = service(ctx)
             .abort(&domain.0, i64::from(id))
             .await
-            .map_err(|err| abort_error(err, &context))?;
+            .map_err(|err| abort_error(err, &context));
+        if reported(ctx, aborted).is_none() {
+            return Ok(None);
+        }
         Ok(Some(BroadcastMutationResult {
             message: "Broadcast job aborted".to_owned(),
             ids: vec![id],
@@ -182,7 +195,10 @@ impl BroadcastAdminMutation {
         let deleted = service(ctx)
             .delete_inactive(&domain.0, &ids)
             .await
-            .map_err(|err| query_error(err, &context))?;
+            .map_err(|err| query_error(err, &context));
+        let Some(deleted) = reported(ctx, deleted) else {
+            return Ok(None);
+        };
         Ok(Some(deleted_result(deleted)))
     }
 
@@ -197,7 +213,10 @@ impl BroadcastAdminMutation {
         let deleted = service(ctx)
             .delete_inactive_of_domain(&domain.0)
             .await
-            .map_err(|err| query_error(err, &context))?;
+            .map_err(|err| query_error(err, &context));
+        let Some(deleted) = reported(ctx, deleted) else {
+            return Ok(None);
+        };
         Ok(Some(deleted_result(deleted)))
     }
 }
@@ -353,6 +372,18 @@ impl Broadcast {
 
     async fn recipients_processed(&self) -> NonNegInt {
         NonNegInt(self.0.recipients_processed)
+    }
+}
+
+/// Reports an operation error on this field alone, as MongooseIM does: the field is null, and
+/// its parent and siblings keep their values.
+fn reported<T>(ctx: &Context<'_>, result: async_graphql::Result<T>) -> Option<T> {
+    match result {
+        Ok(value) => Some(value),
+        Err(error) => {
+            ctx.add_error(ctx.set_error_path(error.into_server_error(ctx.item.pos)));
+            None
+        }
     }
 }
 

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use crate::broadcast::spec::{BroadcastRequest, InvalidRequest, JobSpec};
+use crate::broadcast::spec::{self, BroadcastRequest, InvalidRequest, JobSpec};
 use crate::broadcast::{ExecutionState, Job, JobId, Lease, Manager};
 use crate::directory::{Directory, DirectoryError};
 use crate::store::{Store, StoreError};
@@ -101,15 +101,22 @@ impl Broadcasts {
         if !self.manager.safety().accepts_new_jobs() {
             return Err(StartError::TemporarilyUnavailable);
         }
-        let spec = JobSpec::parse(request)?;
-        let sender = spec.sender.node().map(|node| node.as_str()).unwrap_or("");
-        if !self.directory.user_exists(&spec.domain, sender).await? {
+        // MongooseIM's order: rate, sender, recipients, then name, subject and body.
+        spec::check_rate(request.rate)?;
+        spec::check_sender(&request.sender, &request.domain)?;
+        let sender = request
+            .sender
+            .node()
+            .map(|node| node.as_str())
+            .unwrap_or("");
+        if !self.directory.user_exists(&request.domain, sender).await? {
             return Err(StartError::SenderNotFound);
         }
-        let recipients = self.directory.snapshot(&spec.domain).await?;
+        let recipients = self.directory.snapshot(&request.domain).await?;
         if recipients.is_empty() {
             return Err(StartError::NoRecipients);
         }
+        let spec = JobSpec::parse(request)?;
         let node = self.manager.node();
         let lease_time: Duration = self.manager.lease_time();
         let id = self

@@ -89,13 +89,8 @@ pub struct JobSpec {
 impl JobSpec {
     /// Checks a request in MongooseIM's order: rate, sender, then name, subject and body.
     pub fn parse(request: BroadcastRequest) -> Result<Self, InvalidRequest> {
-        let rate = u32::try_from(request.rate)
-            .ok()
-            .filter(|rate| RATE.contains(rate))
-            .ok_or(InvalidRequest::BadParameter(Parameter::MessageRate))?;
-        if request.sender.node().is_none() || request.sender.domain().as_str() != request.domain {
-            return Err(InvalidRequest::SenderNotInDomain);
-        }
+        let rate = check_rate(request.rate)?;
+        check_sender(&request.sender, &request.domain)?;
         check_text(&request.name, NAME_LENGTH, Parameter::Name)?;
         check_text(&request.subject, SUBJECT_LENGTH, Parameter::Subject)?;
         check_text(&request.body, BODY_LENGTH, Parameter::Body)?;
@@ -113,6 +108,23 @@ impl JobSpec {
     /// Recipients per batch: ten seconds of sending, as in MongooseIM.
     pub fn batch_size(&self) -> u32 {
         batch_size(self.rate)
+    }
+}
+
+/// The rate, if it is within [`RATE`].
+pub fn check_rate(rate: i64) -> Result<u32, InvalidRequest> {
+    u32::try_from(rate)
+        .ok()
+        .filter(|rate| RATE.contains(rate))
+        .ok_or(InvalidRequest::BadParameter(Parameter::MessageRate))
+}
+
+/// The sender must be a user (not a server) of the broadcast domain.
+pub fn check_sender(sender: &BareJid, domain: &str) -> Result<(), InvalidRequest> {
+    if sender.node().is_some() && sender.domain().as_str() == domain {
+        Ok(())
+    } else {
+        Err(InvalidRequest::SenderNotInDomain)
     }
 }
 
