@@ -98,7 +98,13 @@ impl AdminApi {
             .operation_name
             .clone()
             .unwrap_or_else(|| "ROOT".to_owned());
-        let principal = match self.credentials.check(authorization) {
+        // A domain admin's first request costs an argon2 verification: keep it off the runtime.
+        let credentials = self.credentials.clone();
+        let header = authorization.map(str::to_owned);
+        let checked = tokio::task::spawn_blocking(move || credentials.check(header.as_deref()))
+            .await
+            .unwrap_or(Err(Denied::Wrong));
+        let principal = match checked {
             Ok(principal) => principal,
             Err(denied) => return denied_reply(denied, &operation),
         };
