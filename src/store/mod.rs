@@ -429,6 +429,38 @@ impl Store {
         Ok(leases)
     }
 
+    /// Takes over the running job of another instance whose lease expired first, if there is
+    /// one: the lease names `owner` and its epoch is raised, so that the old owner's writes are
+    /// fenced out. A lease renewed or taken by someone else in the meantime is left alone.
+    pub async fn take_over_expired_lease(
+        &self,
+        owner: &str,
+        lease_time: Duration,
+    ) -> Result<Option<Lease>, StoreError> {
+        let sql = self.sql();
+        let expired: Option<(JobId, i64)> = on_pool!(self, pool => {
+            sqlx::query_as(sql.select_expired_lease).bind(owner).fetch_optional(pool).await?
+        });
+        let Some((job_id, epoch)) = expired else {
+            return Ok(None);
+        };
+        let taken = on_pool!(self, pool => {
+            sqlx::query(sql.take_lease)
+                .bind(owner)
+                .bind(lease_time.as_secs_f64())
+                .bind(job_id)
+                .bind(epoch)
+                .execute(pool)
+                .await?
+                .rows_affected()
+        });
+        Ok((taken == 1).then(|| Lease {
+            job_id,
+            owner: owner.to_owned(),
+            epoch: epoch + 1,
+        }))
+    }
+
     /// Checks that the database answers.
     pub async fn ping(&self) -> Result<(), StoreError> {
         on_pool!(self, pool => sqlx::query("SELECT 1").execute(pool).await.map(drop)?);

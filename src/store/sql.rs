@@ -78,6 +78,11 @@ pub struct Statements {
     pub delete_inactive_job: &'static str,
     /// `$1` domain: the jobs `delete_inactive_job` would delete, oldest first.
     pub select_inactive_job_ids: &'static str,
+    /// `$1` owner: the running job of another owner whose lease expired first, with its epoch.
+    pub select_expired_lease: &'static str,
+    /// `$1` new owner, `$2` lease seconds, `$3` job id, `$4` epoch seen expired: takes the
+    /// lease only if nobody renewed or took it since.
+    pub take_lease: &'static str,
     /// `$1` job id.
     pub delete_lease: &'static str,
     /// `$1` job id.
@@ -177,6 +182,20 @@ macro_rules! statements {
                 "SELECT id FROM xb_jobs WHERE domain = $1 AND execution_state <> 'running' \
                  ORDER BY id",
             ),
+            select_expired_lease: $finish(concat!(
+                "SELECT l.job_id, l.epoch FROM xb_leases l JOIN xb_jobs j ON j.id = l.job_id ",
+                "WHERE l.owner <> $1 AND j.execution_state = 'running' AND l.expires_at < ",
+                $now,
+                " ORDER BY l.expires_at LIMIT 1"
+            )),
+            take_lease: $finish(concat!(
+                "UPDATE xb_leases SET owner = $1, epoch = epoch + 1, expires_at = ",
+                $later_open,
+                "$2",
+                $later_close,
+                " WHERE job_id = $3 AND epoch = $4 AND expires_at < ",
+                $now
+            )),
             delete_lease: $finish("DELETE FROM xb_leases WHERE job_id = $1"),
             delete_recipients: $finish("DELETE FROM xb_recipients WHERE job_id = $1"),
         }

@@ -106,6 +106,7 @@ on_every_dialect!(
     lists_newest_first_with_paging,
     concurrent_starts_admit_one,
     abort_is_a_guarded_state_change_from_anywhere,
+    expired_leases_of_others_are_taken_over_once,
     deletes_only_inactive_jobs_of_the_domain,
     unicode_at_the_limits_round_trips,
     timestamps_come_from_one_utc_clock_in_order,
@@ -572,4 +573,59 @@ async fn mysql_sessions_are_utc_whatever_the_url_says() {
         "created_at {} is not UTC now {before}",
         job.created_at
     );
+}
+
+async fn expired_leases_of_others_are_taken_over_once(store: Store) {
+    let short = Duration::from_millis(300);
+    let id = store
+        .create_job(&spec("example.com"), "node1", short, &users(3))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.take_over_expired_lease("node2", LEASE).await.unwrap(),
+        None,
+        "not expired yet"
+    );
+    assert_eq!(
+        store.take_over_expired_lease("node1", LEASE).await.unwrap(),
+        None,
+        "not from itself"
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let taken = loop {
+        if let Some(lease) = store.take_over_expired_lease("node2", LEASE).await.unwrap() {
+            break lease;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the lease never expired"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(
+        taken,
+        Lease {
+            job_id: id,
+            owner: "node2".into(),
+            epoch: 2
+        }
+    );
+    assert_eq!(
+        store.take_over_expired_lease("node3", LEASE).await.unwrap(),
+        None,
+        "taken once"
+    );
+    assert_eq!(
+        store.get_job(id).await.unwrap().unwrap().owner.as_deref(),
+        Some("node2")
+    );
+    // The old owner is fenced out; the new one writes.
+    assert!(
+        !store
+            .commit_progress(&lease(id, 1), "u0001", 1)
+            .await
+            .unwrap()
+    );
+    assert_eq!(store.renew_leases("node1", LEASE).await.unwrap(), 0);
+    assert!(store.commit_progress(&taken, "u0001", 1).await.unwrap());
 }
