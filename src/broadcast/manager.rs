@@ -55,6 +55,23 @@ const OWNERSHIP_CHECK: Duration = Duration::from_secs(1);
 /// How often renewal is retried while it fails (safety mode).
 const SAFETY_RETRY: Duration = Duration::from_secs(1);
 
+/// How long the database may keep refusing a worker's call before its job is given up:
+/// twice the lease time, and at least 20 seconds.
+fn fault_limit(lease_time: Duration) -> Duration {
+    (lease_time * 2).max(Duration::from_secs(20))
+}
+
+/// `period` give or take a fifth, so that instances started together do not act in step.
+fn jittered(period: Duration) -> Duration {
+    use std::hash::{BuildHasher, Hasher};
+    let random = std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish();
+    let fifth = period / 5;
+    let offset = Duration::from_nanos(random % (2 * fifth.as_nanos() as u64 + 1));
+    period - fifth + offset
+}
+
 impl Manager {
     pub fn new(
         store: Store,
@@ -139,7 +156,11 @@ impl Manager {
             inner.metrics.job_started(&domain);
         }
         inner.metrics.worker_up(&domain);
+        let committed = std::sync::atomic::AtomicI64::new(job.recipients_processed);
         let worker = Worker {
+            safety: inner.safety.clone(),
+            fault_limit: fault_limit(inner.lease_time),
+            committed,
             store: inner.store.clone(),
             directory: inner.directory.clone(),
             connection: inner.connection.clone(),
@@ -159,6 +180,7 @@ impl Manager {
                 .remove(&job_id);
             let job_end = match end {
                 WorkerEnd::Finished => Some(JobEnd::Finished),
+                WorkerEnd::Failed => Some(JobEnd::AbortedByError),
                 _ if inner.stop.is_cancelled() => None,
                 WorkerEnd::Stopped | WorkerEnd::LeaseLost => manager.why_stopped(job_id).await,
             };
@@ -263,7 +285,7 @@ impl Manager {
                 let pause = if failing {
                     SAFETY_RETRY
                 } else {
-                    inner.lease_time / 3
+                    jittered(inner.lease_time / 3)
                 };
                 tokio::select! {
                     _ = inner.stop.cancelled() => break,
@@ -277,6 +299,7 @@ impl Manager {
                         }
                         failing = false;
                         inner.safety.renewed(began);
+                        manager.take_over_one().await;
                     }
                     Err(err) => {
                         if !failing {
@@ -288,6 +311,43 @@ impl Manager {
                 }
             }
         });
+    }
+
+    /// Takes over at most one job whose owner stopped renewing its lease, so that the jobs of a
+    /// lost instance spread over the instances that remain instead of all going to the first.
+    async fn take_over_one(&self) {
+        let inner = &self.inner;
+        if !inner.safety.accepts_new_jobs() {
+            return;
+        }
+        let lease = match inner
+            .store
+            .take_over_expired_lease(&inner.node, inner.lease_time)
+            .await
+        {
+            Ok(Some(lease)) => lease,
+            Ok(None) => return,
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot look for abandoned jobs");
+                return;
+            }
+        };
+        match inner.store.get_job(lease.job_id).await {
+            Ok(Some(job)) => {
+                tracing::warn!(
+                    job_id = job.id,
+                    previous_owner = job.owner.as_deref().unwrap_or("none"),
+                    processed = job.recipients_processed,
+                    "took over a job whose owner stopped renewing its lease"
+                );
+                self.launch(job, lease, false);
+            }
+            Ok(None) => {}
+            // The lease is ours: the next ownership round resumes the job.
+            Err(err) => {
+                tracing::warn!(job_id = lease.job_id, error = %err, "cannot read a job taken over")
+            }
+        }
     }
 
     /// Stops every worker, waits for them, and releases this instance's leases.

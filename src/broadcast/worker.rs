@@ -7,21 +7,31 @@
 //! drops before the acknowledgement the whole batch is sent again on the next connection: the
 //! ids are deterministic, so repeats can be recognised, and nothing is lost. Every write is fenced
 //! by the job's lease; a write that matches nothing means the job is no longer ours, and the
-//! worker stops at once.
+//! worker stops at once. Before each message it checks that this instance's leases can still be
+//! trusted ([`Safety`]); if not it pauses, and when renewals succeed again it resumes only if
+//! the lease is still its own.
+//!
+//! A failed database call is retried with backoff. A connection failure is retried for as long
+//! as it lasts (safety mode covers the leases meanwhile); an error the database itself keeps
+//! answering, such as a missing table, ends the job as ABORT_ERROR once it has lasted
+//! [`Worker::fault_limit`], with the error as the reason.
 
 use std::num::NonZeroU32;
-use std::time::Duration;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::{Duration, Instant};
 
 use governor::{Quota, RateLimiter};
 use jid::BareJid;
 use tokio_util::sync::CancellationToken;
 
-use crate::broadcast::recipients::Recipients;
+use crate::broadcast::Safety;
+use crate::broadcast::recipients::{PageError, Recipients};
 use crate::broadcast::spec::batch_size;
 use crate::broadcast::{Job, Lease};
 use crate::directory::Directory;
+use crate::directory::DirectoryError;
 use crate::metrics::Metrics;
-use crate::store::{Outcome, Store};
+use crate::store::{Outcome, Store, StoreError};
 use crate::xmpp::{Announcement, Connection, LinkDown};
 
 /// Longest pause between retries of a failed database call.
@@ -37,6 +47,8 @@ pub enum WorkerEnd {
     Stopped,
     /// The lease was lost or the job was stopped elsewhere; nothing more was written.
     LeaseLost,
+    /// A lasting fault ended the job; it is recorded as ABORT_ERROR.
+    Failed,
 }
 
 /// One running job on this instance.
@@ -46,15 +58,56 @@ pub struct Worker {
     pub directory: Directory,
     pub connection: Connection,
     pub metrics: Metrics,
+    pub safety: Safety,
     pub lease: Lease,
     pub job: Job,
     pub stop: CancellationToken,
+    /// How long the database may keep answering a call with an error before the job is
+    /// given up as ABORT_ERROR.
+    pub fault_limit: Duration,
+    /// Recipients processed in committed batches.
+    pub committed: AtomicI64,
 }
 
 /// Something that ended the current batch early.
 enum Interrupt {
     Stop,
     LeaseLost,
+    /// A lasting fault, described for the operator.
+    Failed(String),
+}
+
+/// Whether an error is one the database keeps answering (so retrying may not help), as
+/// opposed to the database being unreachable.
+pub trait Fault: std::fmt::Display {
+    fn is_answered_by_database(&self) -> bool;
+}
+
+impl Fault for StoreError {
+    fn is_answered_by_database(&self) -> bool {
+        matches!(
+            self,
+            StoreError::Database(sqlx::Error::Database(_)) | StoreError::UnknownState(_)
+        )
+    }
+}
+
+impl Fault for DirectoryError {
+    fn is_answered_by_database(&self) -> bool {
+        match self {
+            DirectoryError::Database(err) => matches!(err, sqlx::Error::Database(_)),
+            DirectoryError::Layout(_) => true,
+        }
+    }
+}
+
+impl Fault for PageError {
+    fn is_answered_by_database(&self) -> bool {
+        match self {
+            PageError::Store(err) => err.is_answered_by_database(),
+            PageError::Directory(err) => err.is_answered_by_database(),
+        }
+    }
 }
 
 impl Worker {
@@ -72,6 +125,24 @@ impl Worker {
             Err(Interrupt::LeaseLost) => {
                 tracing::warn!(job_id, "the job is no longer ours to run; stopped sending");
                 WorkerEnd::LeaseLost
+            }
+            Err(Interrupt::Failed(reason)) => self.give_up(reason).await,
+        }
+    }
+
+    /// Records a job that a lasting fault stopped as ABORT_ERROR, if the database lets us.
+    async fn give_up(&self, reason: String) -> WorkerEnd {
+        let job_id = self.job.id;
+        tracing::error!(job_id, %reason, "giving the job up");
+        let processed = self.committed.load(Ordering::Relaxed);
+        let outcome = Outcome::AbortError { reason };
+        match self.store.complete(&self.lease, &outcome, processed).await {
+            Ok(true) => WorkerEnd::Failed,
+            Ok(false) => WorkerEnd::LeaseLost,
+            Err(err) => {
+                // The job stays running and owned: it is resumed when the database recovers.
+                tracing::error!(job_id, error = %err, "cannot record the job as failed");
+                WorkerEnd::Stopped
             }
         }
     }
@@ -134,6 +205,7 @@ impl Worker {
             {
                 return Err(Interrupt::LeaseLost);
             }
+            self.committed.store(processed, Ordering::Relaxed);
             let sent = messages.len() as u64;
             self.metrics
                 .batch_committed(domain, sent, page.len() as u64 - sent);
@@ -162,6 +234,7 @@ impl Worker {
         };
         for recipient in recipients {
             self.interruptible(limiter.until_ready()).await?;
+            self.hold_while_unsafe().await?;
             if let Err(down) = link.send(announcement.message_to(recipient.clone())).await {
                 return Ok(Err(down));
             }
@@ -178,17 +251,48 @@ impl Worker {
         }
     }
 
-    /// Retries a database call until it succeeds, pausing longer after each failure.
+    /// Pauses while this instance's leases cannot be trusted; afterwards goes on only if the
+    /// lease is still this worker's.
+    async fn hold_while_unsafe(&self) -> Result<(), Interrupt> {
+        if self.safety.may_send() {
+            return Ok(());
+        }
+        let job_id = self.job.id;
+        tracing::warn!(
+            job_id,
+            "pausing: the leases of this instance are not renewed"
+        );
+        self.interruptible(self.safety.wait_until_safe()).await?;
+        let lease = &self.lease;
+        let held = self.retry(|| self.store.owned_leases(&lease.owner)).await?;
+        if !held.contains(&(lease.job_id, lease.epoch)) {
+            return Err(Interrupt::LeaseLost);
+        }
+        tracing::info!(job_id, "leases renewed; resuming");
+        Ok(())
+    }
+
+    /// Retries a database call until it succeeds, pausing longer after each failure; gives up
+    /// when the database has kept answering with an error for [`Worker::fault_limit`].
     async fn retry<T, E, F>(&self, call: impl Fn() -> F) -> Result<T, Interrupt>
     where
-        E: std::fmt::Display,
+        E: Fault,
         F: Future<Output = Result<T, E>>,
     {
         let mut pause = Duration::from_millis(200);
+        let mut failing_since: Option<Instant> = None;
         loop {
             match self.interruptible(call()).await? {
                 Ok(value) => return Ok(value),
                 Err(err) => {
+                    if err.is_answered_by_database() {
+                        let since = *failing_since.get_or_insert_with(Instant::now);
+                        if since.elapsed() >= self.fault_limit {
+                            return Err(Interrupt::Failed(err.to_string()));
+                        }
+                    } else {
+                        failing_since = None;
+                    }
                     tracing::warn!(job_id = self.job.id, error = %err, retry_in = ?pause, "database call failed");
                     self.interruptible(tokio::time::sleep(pause)).await?;
                     pause = (pause * 2).min(RETRY_MAX);
