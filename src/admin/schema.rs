@@ -108,6 +108,42 @@ impl BroadcastAdminQuery {
         };
         Ok(Some(Broadcast(job)))
     }
+
+    /// Count the users a broadcast to the domain would reach now and list the first few,
+    /// without starting anything (a dry run; xmpp-broadcast's own addition)
+    async fn count_broadcast_recipients(
+        &self,
+        ctx: &Context<'_>,
+        domain: DomainName,
+        #[graphql(default_with = "Some(NonNegInt(5))")] sample: Option<NonNegInt>,
+    ) -> async_graphql::Result<Option<BroadcastRecipientsPreview>> {
+        let context = [("domain", domain.0.clone().into())];
+        authorize(ctx, &domain, "countBroadcastRecipients")?;
+        let sample = sample.map_or(5, |sample| sample.0).min(1000) as usize;
+        let preview = service(ctx)
+            .preview(&domain.0, sample)
+            .await
+            .map_err(|err| query_error(err, &context));
+        let Some(preview) = reported(ctx, preview) else {
+            return Ok(None);
+        };
+        Ok(Some(BroadcastRecipientsPreview {
+            domain,
+            recipient_count: NonNegInt(preview.count),
+            sample: preview.sample.into_iter().map(Jid).collect(),
+        }))
+    }
+}
+
+/// Who a broadcast would reach; not part of MongooseIM's schema.
+#[derive(SimpleObject)]
+pub struct BroadcastRecipientsPreview {
+    /// The domain
+    domain: DomainName,
+    /// How many users a broadcast started now would reach
+    recipient_count: NonNegInt,
+    /// The first of them, in sending order
+    sample: Vec<Jid>,
 }
 
 /// Mutations of broadcast jobs.
@@ -438,7 +474,7 @@ fn abort_error(err: AbortError, context: &ErrorContext<'_>) -> async_graphql::Er
         AbortError::DomainNotFound => "domain_not_found",
         AbortError::NotFound => "broadcast_not_found",
         AbortError::NotRunning => "not_running",
-        AbortError::Store(_) => return database_error(&err, context),
+        AbortError::Store(_) | AbortError::Directory(_) => return database_error(&err, context),
     };
     operation_error(code, err.to_string(), context)
 }
@@ -456,7 +492,7 @@ fn query_error(err: QueryError, context: &ErrorContext<'_>) -> async_graphql::Er
     let code = match &err {
         QueryError::DomainNotFound => "domain_not_found",
         QueryError::NotFound => "broadcast_not_found",
-        QueryError::Store(_) => return database_error(&err, context),
+        QueryError::Store(_) | QueryError::Directory(_) => return database_error(&err, context),
     };
     operation_error(code, err.to_string(), context)
 }

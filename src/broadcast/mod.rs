@@ -12,6 +12,6 @@ mod worker;
 pub use job::{ExecutionState, Job, JobId, Lease, Snapshot};
 pub use manager::Manager;
 pub use safety::Safety;
-pub use service::{AbortError, Broadcasts, QueryError, StartError};
+pub use service::{AbortError, Broadcasts, Preview, QueryError, StartError};
 pub use spec::{BroadcastRequest, InvalidRequest, JobSpec, Parameter, RecipientGroup};
 pub use worker::WorkerEnd;

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use crate::broadcast::spec::{self, BroadcastRequest, InvalidRequest, JobSpec};
-use crate::broadcast::{ExecutionState, Job, JobId, Lease, Manager};
+use crate::broadcast::{ExecutionState, Job, JobId, Lease, Manager, Snapshot};
 use crate::directory::{Directory, DirectoryError};
 use crate::store::{Store, StoreError};
 
@@ -50,6 +50,17 @@ pub enum QueryError {
     NotFound,
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Directory(#[from] DirectoryError),
+}
+
+/// Who a broadcast started now would reach, without starting it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Preview {
+    /// The number of recipients: what `recipientCount` would be.
+    pub count: i64,
+    /// The first recipients in sending order, as bare JIDs.
+    pub sample: Vec<String>,
 }
 
 /// Why a job could not be aborted.
@@ -63,6 +74,8 @@ pub enum AbortError {
     NotRunning,
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Directory(#[from] DirectoryError),
 }
 
 impl From<QueryError> for AbortError {
@@ -71,6 +84,7 @@ impl From<QueryError> for AbortError {
             QueryError::DomainNotFound => AbortError::DomainNotFound,
             QueryError::NotFound => AbortError::NotFound,
             QueryError::Store(err) => AbortError::Store(err),
+            QueryError::Directory(err) => AbortError::Directory(err),
         }
     }
 }
@@ -169,6 +183,28 @@ impl Broadcasts {
         self.manager.stop_worker(id);
         tracing::info!(job_id = id, domain, "broadcast aborted by an administrator");
         Ok(())
+    }
+
+    /// Counts the recipients a broadcast to `domain` would have now and lists the first
+    /// `sample` of them; nothing is written.
+    pub async fn preview(&self, domain: &str, sample: usize) -> Result<Preview, QueryError> {
+        self.check_domain(domain)?;
+        let snapshot = self.directory.snapshot(domain).await?;
+        let first = match &snapshot {
+            Snapshot::Listed(users) => users.iter().take(sample).cloned().collect(),
+            Snapshot::CreatedBy { at, .. } if sample > 0 => {
+                let limit = u32::try_from(sample).unwrap_or(u32::MAX);
+                self.directory.page(domain, at, None, limit).await?
+            }
+            Snapshot::CreatedBy { .. } => Vec::new(),
+        };
+        Ok(Preview {
+            count: snapshot.len(),
+            sample: first
+                .into_iter()
+                .map(|user| format!("{user}@{domain}"))
+                .collect(),
+        })
     }
 
     /// Deletes the listed jobs of `domain` that are not running; returns the ids deleted.
