@@ -67,6 +67,8 @@ pub struct Worker {
     pub fault_limit: Duration,
     /// Recipients processed in committed batches.
     pub committed: AtomicI64,
+    /// Messages the rate limiter lets out at once: a hundredth of a second's worth.
+    pub burst: NonZeroU32,
 }
 
 /// Something that ended the current batch early.
@@ -164,8 +166,7 @@ impl Worker {
             body: job.body.clone(),
         };
         let rate = NonZeroU32::new(job.rate.max(1)).expect("rate is at least 1");
-        let burst = NonZeroU32::new((job.rate / 100).max(1)).expect("burst is at least 1");
-        let limiter = RateLimiter::direct(Quota::per_second(rate).allow_burst(burst));
+        let limiter = RateLimiter::direct(Quota::per_second(rate).allow_burst(self.burst));
         let recipients = Recipients::of(job, &self.store, &self.directory);
         let mut cursor = job.cursor.clone();
         let mut processed = job.recipients_processed;
@@ -232,10 +233,19 @@ impl Worker {
         let Some(link) = self.interruptible(self.connection.link()).await? else {
             return Err(Interrupt::Stop);
         };
-        for recipient in recipients {
-            self.interruptible(limiter.until_ready()).await?;
+        // Messages go out in chunks of the limiter's burst (a hundredth of a second's worth):
+        // one wake-up, one queue operation and one socket write per chunk, not per message.
+        let chunk = usize::try_from(self.burst.get()).unwrap_or(1);
+        for recipients in recipients.chunks(chunk) {
+            let permits = NonZeroU32::new(recipients.len() as u32).expect("chunks are not empty");
+            // A chunk is never larger than the burst, so the limiter can always grant it.
+            let _ = self.interruptible(limiter.until_n_ready(permits)).await?;
             self.hold_while_unsafe().await?;
-            if let Err(down) = link.send(announcement.message_to(recipient.clone())).await {
+            let messages = recipients
+                .iter()
+                .map(|recipient| announcement.message_to(recipient.clone()))
+                .collect();
+            if let Err(down) = link.send_all(messages).await {
                 return Ok(Err(down));
             }
         }

@@ -10,7 +10,7 @@
 //! or the server closes the stream, is the connection considered dropped.
 
 use std::borrow::Cow;
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::future::poll_fn;
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -71,7 +71,7 @@ enum ConnectError {
 }
 
 enum Outgoing {
-    Stanza(Box<Stanza>),
+    Stanzas(Vec<Stanza>),
     Barrier(oneshot::Sender<()>),
 }
 
@@ -82,10 +82,10 @@ pub struct Link {
 }
 
 impl Link {
-    /// Queues a stanza on this connection.
-    pub async fn send(&self, stanza: Stanza) -> Result<(), LinkDown> {
+    /// Queues stanzas on this connection; they are written together.
+    pub async fn send_all(&self, stanzas: Vec<Stanza>) -> Result<(), LinkDown> {
         self.queue
-            .send(Outgoing::Stanza(Box::new(stanza)))
+            .send(Outgoing::Stanzas(stanzas))
             .await
             .map_err(|_| LinkDown)
     }
@@ -110,7 +110,7 @@ pub struct Connection {
 impl std::fmt::Debug for Outgoing {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Outgoing::Stanza(_) => f.write_str("Stanza"),
+            Outgoing::Stanzas(stanzas) => write!(f, "Stanzas({})", stanzas.len()),
             Outgoing::Barrier(_) => f.write_str("Barrier"),
         }
     }
@@ -235,6 +235,7 @@ async fn serve(
         jid: jid.clone(),
         barriers: HashMap::new(),
         replies: Vec::new(),
+        queued: VecDeque::new(),
         next_ping: 0,
         unflushed: false,
     };
@@ -255,6 +256,8 @@ struct Session {
     barriers: HashMap<String, oneshot::Sender<()>>,
     /// Stanzas this task must send on its own: replies to requests and keepalive pings.
     replies: Vec<Stanza>,
+    /// Workers' stanzas taken from the queue and not yet written, in order.
+    queued: VecDeque<Stanza>,
     next_ping: u64,
     unflushed: bool,
 }
@@ -293,10 +296,13 @@ impl Session {
                 Poll::Ready(Err(err)) => return Poll::Ready(format!("write failed: {err}")),
                 Poll::Ready(Ok(())) => {}
             }
-            let next = match self.replies.pop() {
+            let next = match self.replies.pop().or_else(|| self.queued.pop_front()) {
                 Some(stanza) => stanza,
                 None => match outgoing.poll_recv(cx) {
-                    Poll::Ready(Some(Outgoing::Stanza(stanza))) => *stanza,
+                    Poll::Ready(Some(Outgoing::Stanzas(stanzas))) => {
+                        self.queued.extend(stanzas);
+                        continue;
+                    }
                     Poll::Ready(Some(Outgoing::Barrier(done))) => {
                         let id = self.ping_id();
                         self.barriers.insert(id.clone(), done);
