@@ -16,7 +16,7 @@ set -euo pipefail
 
 cd "$(dirname "$0")/.."
 USERS=${XB_USERS:-1000}
-RATE=${XB_RATE:-250}
+RATE=${XB_RATE:-50}  # 50 msg/s: batches of 500, so the progress moves batch by batch
 DOMAIN=example.com
 COMPONENT=broadcast.example.com
 SUBJECT="Planned maintenance"
