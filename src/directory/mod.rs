@@ -204,7 +204,7 @@ impl Directory {
     pub async fn warn_about_empty_domains(&self, domains: &[String]) -> Result<(), DirectoryError> {
         for domain in domains {
             let empty = match &*self.layout {
-                Layout::Prosody(prosody) => prosody.usernames(&self.pool, domain).await?.is_empty(),
+                Layout::Prosody(prosody) => !prosody.has_accounts(&self.pool, domain).await?,
                 Layout::Dated(dated) => !dated.has_accounts(&self.pool, domain).await?,
             };
             if empty {

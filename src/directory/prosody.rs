@@ -8,6 +8,7 @@ pub(super) struct Prosody {
     check: Query,
     pub(super) exists: Query,
     usernames: Query,
+    any: Query,
 }
 
 impl Prosody {
@@ -20,6 +21,10 @@ impl Prosody {
             exists: Query::new(
                 r#"SELECT COUNT(*) FROM "prosody"
                    WHERE "host" = $1 AND "user" = $2 AND "store" = 'accounts'"#,
+                dialect,
+            ),
+            any: Query::new(
+                r#"SELECT "user" FROM "prosody" WHERE "host" = $1 AND "store" = 'accounts' LIMIT 1"#,
                 dialect,
             ),
             usernames: Query::new(
@@ -49,5 +54,18 @@ impl Prosody {
         domain: &str,
     ) -> Result<Vec<String>, DirectoryError> {
         Ok(self.usernames.strings(pool, &[Arg::Text(domain)]).await?)
+    }
+
+    /// Whether `domain` has at least one account (one short read).
+    pub(super) async fn has_accounts(
+        &self,
+        pool: &UsersPool,
+        domain: &str,
+    ) -> Result<bool, DirectoryError> {
+        Ok(!self
+            .any
+            .strings(pool, &[Arg::Text(domain)])
+            .await?
+            .is_empty())
     }
 }
