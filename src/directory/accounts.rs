@@ -21,6 +21,9 @@ pub(super) struct Dated {
     /// ejabberd's default schema holds the accounts of this one domain.
     only_domain: Option<String>,
     clock: Clock,
+    /// The number of accounts created more than a minute after the database's current time,
+    /// as this session renders it (built-in schemas only).
+    future: Option<Query>,
 }
 
 /// A statement that must (or must not) run for the database to match the configured schema,
@@ -135,6 +138,7 @@ impl Dated {
                     page: Query::operator(&custom.page, dialect),
                     only_domain: None,
                     clock: Clock::new(dialect),
+                    future: None,
                 };
             }
             UsersSchema::Prosody => unreachable!("Prosody has no creation times"),
@@ -166,6 +170,17 @@ impl Dated {
             ),
             only_domain,
             clock: Clock::new(dialect),
+            future: Some(Query::new(
+                &format!(
+                    "SELECT COUNT(*) FROM users WHERE created_at > {}",
+                    match dialect {
+                        Dialect::Postgres => "LOCALTIMESTAMP + interval '1 minute'",
+                        Dialect::MySql => "NOW(6) + INTERVAL 1 MINUTE",
+                        Dialect::Sqlite => "strftime('%Y-%m-%d %H:%M:%f', 'now', '+1 minute')",
+                    }
+                ),
+                dialect,
+            )),
         }
     }
 
@@ -184,7 +199,29 @@ impl Dated {
                 (Ok(()), true) => return Err(DirectoryError::Layout(check.advice.clone())),
             }
         }
+        let future = self.accounts_from_the_future(pool).await?;
+        if future > 0 {
+            tracing::warn!(
+                accounts = future,
+                "accounts created more than a minute in the future of the users database's \
+                 clock: created_at is written in another time zone than this session's; set \
+                 users.time_zone to the zone of the server's database sessions, or accounts \
+                 created just before a broadcast may miss it"
+            );
+        }
         Ok(())
+    }
+
+    /// How many accounts have a `created_at` more than a minute ahead of the database's
+    /// current time in this session's zone: a sign of a wrong `users.time_zone`.
+    pub(super) async fn accounts_from_the_future(
+        &self,
+        pool: &UsersPool,
+    ) -> Result<i64, DirectoryError> {
+        match &self.future {
+            Some(query) => Ok(query.integer(pool, &[]).await?),
+            None => Ok(0),
+        }
     }
 
     /// Whether the database holds accounts of `domain` at all.

@@ -464,3 +464,48 @@ async fn the_users_database_can_hold_the_jobs() {
         case.finish().await;
     }
 }
+
+/// A `created_at` written in a zone east of the session's looks like the future: the
+/// directory notices (and `serve` warns at start-up) instead of silently moving the snapshot.
+#[tokio::test]
+async fn a_wrong_time_zone_shows_as_accounts_from_the_future() {
+    let case = Case::new(Kind::EjabberdNew, Dialect::Postgres).await;
+    case.register("early", DOMAIN, None).await;
+    let directory = case.directory().await;
+    let super::Layout::Dated(dated) = &*directory.layout else {
+        panic!("ejabberd is dated");
+    };
+    assert_eq!(
+        dated
+            .accounts_from_the_future(&directory.pool)
+            .await
+            .unwrap(),
+        0
+    );
+    // What a server whose sessions run at UTC+09:00 writes, read by a UTC session.
+    let mut config = case.config();
+    config.time_zone = Some("Asia/Tokyo".into());
+    let east = Directory::connect(&config).await.unwrap();
+    let super::Layout::Dated(east_dated) = &*east.layout else {
+        unreachable!()
+    };
+    let Snapshot::CreatedBy { at, .. } = east.snapshot(DOMAIN).await.unwrap() else {
+        unreachable!()
+    };
+    case.register("east", DOMAIN, Some(&at)).await;
+    assert_eq!(
+        dated
+            .accounts_from_the_future(&directory.pool)
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        east_dated
+            .accounts_from_the_future(&east.pool)
+            .await
+            .unwrap(),
+        0
+    );
+    case.finish().await;
+}
