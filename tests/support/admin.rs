@@ -202,6 +202,18 @@ impl Admin {
         Ok(ids[0].as_i64().expect("integer id"))
     }
 
+    /// `abortBroadcast` of job `id` on [`DOMAIN`].
+    pub async fn abort_broadcast(&self, id: i64) -> Result<(), ApiError> {
+        let query = "mutation Abort($domain: DomainName!, $id: Int!) { broadcast { \
+                     abortBroadcast(domain: $domain, id: $id) { message ids } } }";
+        let data = self
+            .graphql(query, json!({ "domain": DOMAIN, "id": id }))
+            .await?;
+        let result = &data["broadcast"]["abortBroadcast"];
+        assert_eq!(result["ids"], json!([id]), "{data}");
+        Ok(())
+    }
+
     /// `getBroadcast` of job `id` on [`DOMAIN`] with every field; panics on errors.
     pub async fn get_broadcast(&self, id: i64) -> Value {
         let query = format!(

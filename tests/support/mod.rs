@@ -8,6 +8,8 @@
 //!   [`mysql::MySqlDatabase`] — one on the MariaDB at 127.0.0.1:3306;
 //! * [`serve::Serve`] — the `xmpp-broadcast serve` binary under test, and
 //!   [`admin::Admin`], a client for its GraphQL admin API;
+//! * [`cluster::Cluster`] — several `serve` instances sharing one job database on one Prosody,
+//!   each behind a [`proxy::TcpProxy`] (a TCP hop a test can cut, or read what passed);
 //! * [`xmpp_client::XmppClient`] — a real XMPP client (slixmpp) logged in as one user;
 //! * [`component::RawComponent`] — a minimal XEP-0114 connection (readiness probe, injector);
 //! * [`stanza`] — the expected message id and a structural check of stored stanzas;
@@ -20,12 +22,14 @@
 #![allow(dead_code)]
 
 pub mod admin;
+pub mod cluster;
 pub mod component;
 pub mod ejabberd;
 pub mod mysql;
 pub mod pg;
 pub mod process;
 pub mod prosody;
+pub mod proxy;
 pub mod scenarios;
 pub mod serve;
 pub mod stanza;

@@ -69,6 +69,12 @@ impl Prosody {
     /// Writes a config, starts `prosody --config F -F` and waits until a XEP-0114 handshake
     /// as [`COMPONENT_JID`] succeeds. Panics (with Prosody's log) if it exits or times out.
     pub async fn start(storage: ProsodyStorage) -> Self {
+        Prosody::start_with_components(storage, &[]).await
+    }
+
+    /// [`Prosody::start`] with more components besides [`COMPONENT_JID`] (same secret, also
+    /// free to send with any `from`), one per instance of a cluster.
+    pub async fn start_with_components(storage: ProsodyStorage, components: &[&str]) -> Self {
         process::require_program(
             "prosody",
             "install it with `apt-get install prosody lua-dbi-sqlite3 lua-dbi-postgresql` \
@@ -86,17 +92,10 @@ impl Prosody {
         let (c2s_port, component_port) = (free_port(), free_port());
         let log = LogFile::new(&dir.path().join("prosody.log"), "prosody log");
         let config = dir.path().join("prosody.cfg.lua");
-        let lua = config_lua(dir.path(), &log, c2s_port, component_port, &storage);
+        let mut lua = config_lua(dir.path(), &log, c2s_port, component_port, &storage);
+        lua.push_str(&components_lua(components));
         fs::write(&config, lua).expect("write prosody.cfg.lua");
-        let child = Command::new("prosody")
-            .arg("--config")
-            .arg(&config)
-            .arg("-F")
-            .stdin(Stdio::null())
-            .stdout(log.append_handle())
-            .stderr(log.append_handle())
-            .spawn()
-            .expect("spawn prosody");
+        let child = spawn(&config, &log);
         let mut prosody = Prosody {
             child,
             log,
@@ -108,6 +107,15 @@ impl Prosody {
         };
         prosody.wait_ready().await;
         prosody
+    }
+
+    /// Stops Prosody (SIGTERM, waiting for it to exit) and starts it again with the same
+    /// config, ports and data; returns once it accepts the component handshake again.
+    pub async fn restart(&mut self) {
+        process::signal(self.child.id(), "TERM");
+        process::wait_exit(&mut self.child, START_TIMEOUT, "Prosody after SIGTERM").await;
+        self.child = spawn(&self.config, &self.log);
+        self.wait_ready().await;
     }
 
     async fn wait_ready(&mut self) {
@@ -250,6 +258,19 @@ impl Drop for Prosody {
     }
 }
 
+/// Starts `prosody --config CONFIG -F`, its output appended to `log`.
+fn spawn(config: &Path, log: &LogFile) -> Child {
+    Command::new("prosody")
+        .arg("--config")
+        .arg(config)
+        .arg("-F")
+        .stdin(Stdio::null())
+        .stdout(log.append_handle())
+        .stderr(log.append_handle())
+        .spawn()
+        .expect("spawn prosody")
+}
+
 /// Creates the SQLite file in WAL journal mode (persistent) before Prosody opens it.
 async fn create_wal_database(path: &Path) {
     let mut conn = SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))
@@ -332,6 +353,20 @@ Component {component}
         component = lua_string(COMPONENT_JID),
         secret = lua_string(COMPONENT_SECRET),
     )
+}
+
+/// `Component` sections for `components`, configured like [`COMPONENT_JID`].
+fn components_lua(components: &[&str]) -> String {
+    components
+        .iter()
+        .map(|jid| {
+            format!(
+                "\nComponent {}\n  component_secret = {}\n  validate_from_addresses = false\n",
+                lua_string(jid),
+                lua_string(COMPONENT_SECRET)
+            )
+        })
+        .collect()
 }
 
 /// A Lua 5.4 string literal for `text`: Rust's `Debug` escapes (`\"`, `\\`, `\n`, `\u{..}`)

@@ -64,12 +64,16 @@ pub enum JobStore {
     Postgres(PgDatabase),
     /// A MariaDB database, owned by the instance.
     MySql(MySqlDatabase),
+    /// A database the test owns and several instances share, by URL.
+    Shared(String),
 }
 
 /// The settings written to the instance's TOML config.
 pub struct ServeConfig {
     pub node_name: String,
     pub lease_time: u64,
+    /// `[component] jid`: [`COMPONENT_JID`], or one of its own per instance of a cluster.
+    pub component_jid: String,
     /// The XMPP server's XEP-0114 listener, `host:port`.
     pub component_server: String,
     /// The server's SQL database (`[users] url`).
@@ -87,6 +91,7 @@ impl ServeConfig {
         ServeConfig {
             node_name: "node1".into(),
             lease_time: 600,
+            component_jid: COMPONENT_JID.into(),
             component_server: prosody.component_addr(),
             users_url: prosody.users_db_url(),
             users_schema: ("prosody", None),
@@ -100,6 +105,7 @@ impl ServeConfig {
         ServeConfig {
             node_name: "node1".into(),
             lease_time: 600,
+            component_jid: COMPONENT_JID.into(),
             component_server: ejabberd.component_addr(),
             users_url: ejabberd.users_db_url(),
             users_schema: ejabberd.users_schema(),
@@ -130,13 +136,14 @@ impl ServeConfig {
             .collect();
         format!(
             "node_name = {node:?}\nlease_time = {lease}\nbackend = \"rdbms\"\n\n\
-             [component]\njid = {COMPONENT_JID:?}\nsecret = {COMPONENT_SECRET:?}\nserver = {server:?}\n\n\
+             [component]\njid = {jid:?}\nsecret = {COMPONENT_SECRET:?}\nserver = {server:?}\n\n\
              [database]\nurl = {jobs_url:?}\n\n\
              [users]\nschema = {schema:?}\nurl = {users:?}\n{users_domain}\n\
              [admin]\nlisten = {admin_listen:?}\nusername = {ADMIN_USER:?}\npassword = {ADMIN_PASSWORD:?}\n\
              {domains}",
             node = self.node_name,
             lease = self.lease_time,
+            jid = self.component_jid,
             server = self.component_server,
             users = self.users_url,
             schema = self.users_schema.0,
@@ -176,6 +183,7 @@ impl Serve {
             JobStore::Sqlite => format!("sqlite://{}", dir.path().join("jobs.db").display()),
             JobStore::Postgres(db) => db.url(),
             JobStore::MySql(db) => db.url(),
+            JobStore::Shared(url) => url.clone(),
         };
         let admin_listen = format!("127.0.0.1:{}", free_port());
         let config_path = dir.path().join("xmpp-broadcast.toml");
@@ -239,6 +247,26 @@ impl Serve {
         let mut child = self.child.take().expect("serve is running");
         child.kill().expect("SIGKILL serve");
         child.wait().expect("reap serve");
+    }
+
+    /// The process id of the running `serve`.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("serve is running").id()
+    }
+
+    /// Freezes `serve` (SIGSTOP): it keeps its sockets but runs nothing until [`Serve::sigcont`].
+    pub fn sigstop(&self) {
+        process::signal(self.pid(), "STOP");
+    }
+
+    /// Lets a frozen `serve` run again (SIGCONT).
+    pub fn sigcont(&self) {
+        process::signal(self.pid(), "CONT");
+    }
+
+    /// What `serve` has logged so far (stdout and stderr).
+    pub fn log(&self) -> String {
+        self.log.contents()
     }
 
     /// Sends SIGTERM and waits for `serve` to exit.

@@ -1,0 +1,378 @@
+//! Faults in a cluster (issue #5): two or three `serve` instances, each with its own component
+//! JID on one real Prosody, sharing one job database (PostgreSQL, and MariaDB for the faults
+//! that matter most), with `lease_time = 10`.
+//!
+//! Every job sends [`RATE`] messages per second to 300 accounts, so it spans three batches of
+//! [`BATCH`] (ten seconds each) and a fault lands in the middle of one. No account is online:
+//! what reached Prosody is its offline store. What each instance sent is counted at its own
+//! recording proxy in front of Prosody.
+//!
+//! 1. SIGKILL of the owner: another instance takes the job over and finishes it.
+//! 2. SIGSTOP of the owner until another instance took the job over: after SIGCONT the old
+//!    owner sends nothing more.
+//! 3. 50 concurrent `startBroadcast` for one domain over three instances: one job.
+//! 4. The job database unreachable for 20 s: sending stops by the safety deadline, starts are
+//!    refused, and the job finishes once the database is back.
+//! 5. Prosody restarted in the middle of a job: the job finishes, nothing lost.
+//! 6. An abort from another instance while the owner is frozen: ABORT_ADMIN at once, nothing
+//!    sent after SIGCONT.
+//! 7. SIGTERM of the owner: another instance continues at its next renewal round.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use support::Deadline;
+use support::cluster::{BATCH, Cluster, JobDatabase, LEASE_TIME, RATE, seconds};
+
+/// Accounts in every scenario: three batches.
+const ACCOUNTS: usize = 3 * BATCH;
+/// The longest a lease can stay valid after its owner stopped: its last renewal was at
+/// most a jittered third of the lease (×1.2) before.
+const LEASE: Duration = Duration::from_secs(LEASE_TIME);
+/// When the safety deadline of an instance has passed at the latest, counted from a moment
+/// at which it can no longer renew: `lease_time − lease_time/5` after its last renewal, which
+/// began before that moment; one second more for scheduling.
+const SAFETY_DEADLINE: Duration = Duration::from_secs(LEASE_TIME - LEASE_TIME / 5 + 1);
+/// Upper bound of a takeover after the owner stopped: the lease runs out (at most
+/// [`LEASE`] after the kill) and a surviving instance takes it at its next renewal round (at
+/// most `lease_time/3 × 1.2` = 4 s later), plus slack for a loaded machine.
+const TAKEOVER_LIMIT: Duration = Duration::from_secs(LEASE_TIME + 4 + 6);
+
+/// Declares a module named after `scenario` with one test per job database, each running
+/// `scenario` on it: `sigkilled_owner_is_taken_over::postgres`, `...::mariadb`.
+macro_rules! on_databases {
+    ($scenario:ident, $($test:ident => $kind:ident),+) => {
+        mod $scenario {
+            $(
+                #[tokio::test(flavor = "multi_thread")]
+                async fn $test() {
+                    super::$scenario(super::JobDatabase::$kind).await;
+                }
+            )+
+        }
+    };
+}
+
+// ---- 1. SIGKILL of the owner ------------------------------------------------------------
+
+async fn sigkilled_owner_is_taken_over(kind: JobDatabase) {
+    let mut cluster = Cluster::start(kind, 3, ACCOUNTS).await;
+    let (id, announcement) = cluster.job_in_second_batch("sigkill", BATCH / 4).await;
+    let old_owner = cluster.nodes[0].name.clone();
+
+    let killed = Instant::now();
+    cluster.nodes[0].serve.sigkill();
+    let job = cluster
+        .wait_owner_change(1, id, &old_owner, TAKEOVER_LIMIT)
+        .await;
+    let takeover = seconds(killed);
+    let at_takeover = cluster.stored().await;
+    let deadline = Deadline::after(Duration::from_secs(20), "sending to resume");
+    while cluster.stored().await <= at_takeover {
+        deadline.tick().await;
+    }
+    let resumed = seconds(killed);
+    let new_owner = job["ownerNode"].as_str().unwrap_or_default().to_owned();
+    assert!(
+        new_owner == cluster.nodes[1].name || new_owner == cluster.nodes[2].name,
+        "{job}"
+    );
+
+    let repeats = cluster
+        .assert_finished_and_delivered(1, id, &announcement)
+        .await;
+    eprintln!(
+        "{kind:?}: SIGKILL of {old_owner}: {new_owner} took the job over after {takeover:.1} s \
+         (ownerNode), sending resumed after {resumed:.1} s, {repeats} messages repeated"
+    );
+    // A lease renewed at most 4 s before the kill was still valid for at least 6 s.
+    assert!(
+        takeover >= (LEASE - Duration::from_secs(5)).as_secs_f64(),
+        "taken over after {takeover:.1} s, while the lease was still valid"
+    );
+    assert!(repeats <= BATCH, "{repeats} repeats, more than one batch");
+}
+
+on_databases!(sigkilled_owner_is_taken_over, postgres => Postgres, mariadb => MariaDb);
+// ---- 2. SIGSTOP of the owner until it is taken over --------------------------------------
+
+/// The owner is frozen in the middle of a batch until another instance has taken the job
+/// over; after SIGCONT it must notice that its safety deadline passed, pause, find the lease
+/// gone and stop, without sending one more message or committing anything.
+async fn frozen_owner_sends_nothing_after_takeover(kind: JobDatabase) {
+    let mut cluster = Cluster::start(kind, 3, ACCOUNTS).await;
+    let (id, announcement) = cluster.job_in_second_batch("sigstop", BATCH / 4).await;
+    let old_owner = cluster.nodes[0].name.clone();
+    let processed_before = cluster.nodes[0]
+        .metric("mod_broadcast_recipients_processed_total")
+        .await;
+    assert_eq!(processed_before, BATCH as f64, "the first batch's count");
+
+    let frozen = Instant::now();
+    cluster.nodes[0].sigstop();
+    let job = cluster
+        .wait_owner_change(1, id, &old_owner, TAKEOVER_LIMIT)
+        .await;
+    let takeover = seconds(frozen);
+    let sent_before = cluster.nodes[0].messages_sent();
+    let dropped = cluster.nodes[0].sigcont_until_idle().await;
+
+    let repeats = cluster
+        .assert_finished_and_delivered(1, id, &announcement)
+        .await;
+    let sent_after = cluster.nodes[0].messages_sent() - sent_before;
+    eprintln!(
+        "{kind:?}: SIGSTOP of {old_owner}: {} took over after {takeover:.1} s; after SIGCONT \
+         the old owner dropped the job in {dropped:.1} s and sent {sent_after} messages; \
+         {repeats} messages repeated",
+        job["ownerNode"]
+    );
+    assert_eq!(
+        sent_after, 0,
+        "messages sent by the old owner after SIGCONT"
+    );
+    assert_eq!(
+        cluster.nodes[0]
+            .metric("mod_broadcast_recipients_processed_total")
+            .await,
+        processed_before,
+        "the old owner committed a batch after losing the lease"
+    );
+    assert!(repeats <= BATCH, "{repeats} repeats, more than one batch");
+}
+
+on_databases!(frozen_owner_sends_nothing_after_takeover, postgres => Postgres);
+// ---- 3. Concurrent starts --------------------------------------------------------------
+
+const CONCURRENT_STARTS: usize = 50;
+
+async fn one_of_concurrent_starts_wins(kind: JobDatabase) {
+    let cluster = Cluster::start(kind, 3, ACCOUNTS).await;
+    let specs: Vec<_> = (0..CONCURRENT_STARTS)
+        .map(|i| cluster.spec(&format!("race {i}")))
+        .collect();
+    let began = Instant::now();
+    let answers = futures::future::join_all(specs.iter().enumerate().map(|(i, spec)| {
+        let admin = cluster.nodes[i % cluster.nodes.len()].admin();
+        admin.start_broadcast(spec)
+    }))
+    .await;
+    let took = seconds(began);
+
+    let accepted: Vec<i64> = answers.iter().filter_map(|a| a.clone().ok()).collect();
+    let refusals: Vec<_> = answers.iter().filter_map(|a| a.clone().err()).collect();
+    let other: Vec<_> = refusals
+        .iter()
+        .filter(|e| e.code != "running_job_limit_exceeded")
+        .collect();
+    eprintln!(
+        "{kind:?}: {CONCURRENT_STARTS} concurrent starts answered in {took:.1} s: {} accepted",
+        accepted.len()
+    );
+    assert_eq!(accepted.len(), 1, "accepted: {accepted:?}");
+    assert!(other.is_empty(), "refused otherwise: {other:?}");
+    for node in &cluster.nodes {
+        let jobs = node.admin().get_broadcasts(support::prosody::DOMAIN).await;
+        assert_eq!(jobs.len(), 1, "{}: {jobs:?}", node.name);
+        assert_eq!(jobs[0]["id"], accepted[0], "{jobs:?}");
+        assert_eq!(jobs[0]["executionState"], "RUNNING", "{jobs:?}");
+    }
+    cluster.nodes[1]
+        .admin()
+        .abort_broadcast(accepted[0])
+        .await
+        .expect("abortBroadcast");
+}
+
+on_databases!(one_of_concurrent_starts_wins, postgres => Postgres, mariadb => MariaDb);
+// ---- 4. The job database unreachable -----------------------------------------------------
+
+/// How long the job database stays unreachable: twice the lease time.
+const OUTAGE: Duration = Duration::from_secs(2 * LEASE_TIME);
+
+/// Cuts the job database for [`OUTAGE`] in the middle of the second batch.
+///
+/// The owner may go on sending the batch it holds (it needs the database only to commit it
+/// and to read the next page) until its safety deadline: at most `lease_time − lease_time/5`
+/// (8 s) after its last renewal, which began before the cut. So at most 8 s × [`RATE`] = 80
+/// messages after the cut, and never past the end of the second batch; after the deadline
+/// nothing at all, until the database is back.
+async fn database_outage_pauses_and_resumes(kind: JobDatabase) {
+    let cluster = Cluster::start(kind, 3, ACCOUNTS).await;
+    let (id, announcement) = cluster.job_in_second_batch("outage", BATCH / 5).await;
+    let sent =
+        |cluster: &Cluster| -> usize { cluster.nodes.iter().map(|n| n.messages_sent()).sum() };
+
+    let cut = Instant::now();
+    cluster.database.cut();
+    let at_cut = cluster.stored().await;
+
+    // Let time pass on purpose: every instance's safety deadline must pass with the
+    // database gone.
+    tokio::time::sleep(SAFETY_DEADLINE).await;
+    let (at_deadline, sent_at_deadline) = (cluster.stored().await, sent(&cluster));
+    let in_flight = at_deadline - at_cut;
+    assert!(
+        in_flight <= (LEASE_TIME - LEASE_TIME / 5) as usize * RATE as usize,
+        "{in_flight} messages stored after the cut"
+    );
+    assert!(
+        at_deadline <= 2 * BATCH,
+        "{at_deadline} stored: a batch started without the database"
+    );
+
+    // Past the deadline every instance refuses new jobs at once (safety mode), without
+    // waiting for the database.
+    for node in &cluster.nodes {
+        let asked = Instant::now();
+        let refused = node
+            .admin()
+            .start_broadcast(&cluster.spec("during the outage"))
+            .await
+            .expect_err("startBroadcast while the database is down");
+        assert_eq!(refused.code, "temporarily_unavailable", "{refused:?}");
+        assert!(
+            asked.elapsed() < Duration::from_secs(2),
+            "{}: refused after {:?}",
+            node.name,
+            asked.elapsed()
+        );
+        assert!(node.serve.log().contains("safety mode"), "{}", node.name);
+    }
+
+    // Until the database is back nothing is sent: watch the rest of the outage.
+    while cut.elapsed() < OUTAGE {
+        assert_eq!(
+            cluster.stored().await,
+            at_deadline,
+            "stored during the outage"
+        );
+        assert_eq!(sent(&cluster), sent_at_deadline, "sent during the outage");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    cluster.database.restore();
+    let restored = Instant::now();
+    let deadline = Deadline::after(Duration::from_secs(30), "sending to resume");
+    while cluster.stored().await == at_deadline {
+        deadline.tick().await;
+    }
+    let resumed = seconds(restored);
+
+    let repeats = cluster
+        .assert_finished_and_delivered(1, id, &announcement)
+        .await;
+    eprintln!(
+        "{kind:?}: database cut for {OUTAGE:?}: {in_flight} messages stored after the cut \
+         (in flight), none after the safety deadline; sending resumed {resumed:.1} s after \
+         the restore; {repeats} messages repeated"
+    );
+    assert!(repeats <= BATCH, "{repeats} repeats, more than one batch");
+}
+
+on_databases!(database_outage_pauses_and_resumes, postgres => Postgres, mariadb => MariaDb);
+// ---- 5. Prosody restarted ----------------------------------------------------------------
+
+async fn xmpp_server_restart_loses_nothing(kind: JobDatabase) {
+    let mut cluster = Cluster::start(kind, 2, ACCOUNTS).await;
+    let (id, announcement) = cluster.job_in_second_batch("restart", BATCH / 3).await;
+
+    let began = Instant::now();
+    cluster.prosody.restart().await;
+    let restarted = seconds(began);
+
+    let repeats = cluster
+        .assert_finished_and_delivered(1, id, &announcement)
+        .await;
+    eprintln!(
+        "{kind:?}: Prosody restarted in {restarted:.1} s in the middle of a batch: {repeats} \
+         messages repeated"
+    );
+    assert!(repeats <= BATCH, "{repeats} repeats, more than one batch");
+}
+
+on_databases!(xmpp_server_restart_loses_nothing, postgres => Postgres);
+
+// ---- 6. Abort while the owner is frozen --------------------------------------------------
+
+async fn abort_while_owner_is_frozen(kind: JobDatabase) {
+    let mut cluster = Cluster::start(kind, 2, ACCOUNTS).await;
+    let (id, _) = cluster.start_job(0, "abort").await;
+    cluster
+        .wait_stored(BATCH / 4, Duration::from_secs(30))
+        .await;
+
+    cluster.nodes[0].sigstop();
+    let frozen = Instant::now();
+    let asked = Instant::now();
+    cluster.nodes[1]
+        .admin()
+        .abort_broadcast(id)
+        .await
+        .expect("abortBroadcast through the other instance");
+    let job = cluster.nodes[1].admin().get_broadcast(id).await;
+    let took = seconds(asked);
+    assert_eq!(job["executionState"], "ABORT_ADMIN", "{job}");
+    assert!(took < 2.0, "abort took {took:.1} s");
+
+    // Let time pass on purpose: keep the owner frozen past its safety deadline, so that on
+    // waking it must find that deadline passed before it sends anything.
+    tokio::time::sleep(SAFETY_DEADLINE.saturating_sub(frozen.elapsed())).await;
+    let (sent_before, stored_before) = (cluster.nodes[0].messages_sent(), cluster.stored().await);
+    let stopped = cluster.nodes[0].sigcont_until_idle().await;
+
+    let sent_after = cluster.nodes[0].messages_sent() - sent_before;
+    eprintln!(
+        "{kind:?}: abort through node2 while node1 was frozen: ABORT_ADMIN in {took:.2} s; node1 \
+         stopped {stopped:.1} s after SIGCONT and sent {sent_after} messages"
+    );
+    assert_eq!(sent_after, 0, "messages sent after SIGCONT");
+    assert_eq!(
+        cluster.stored().await,
+        stored_before,
+        "stored after SIGCONT"
+    );
+    assert_eq!(
+        cluster.nodes[0]
+            .metric("mod_broadcast_jobs_aborted_admin_total")
+            .await,
+        1.0,
+        "the owner counts the abort"
+    );
+    let job = cluster.nodes[0].admin().get_broadcast(id).await;
+    assert_eq!(job["executionState"], "ABORT_ADMIN", "{job}");
+}
+
+on_databases!(abort_while_owner_is_frozen, postgres => Postgres);
+
+// ---- 7. Graceful shutdown of the owner ----------------------------------------------------
+
+/// SIGTERM releases the owner's leases (invariant 7, MongooseIM's W21), so another instance
+/// takes the job over at its next renewal round instead of waiting for the lease to run out.
+async fn sigterm_hands_the_job_over_at_once(kind: JobDatabase) {
+    let mut cluster = Cluster::start(kind, 2, ACCOUNTS).await;
+    let (id, announcement) = cluster.job_in_second_batch("sigterm", BATCH / 4).await;
+    let old_owner = cluster.nodes[0].name.clone();
+
+    let asked = Instant::now();
+    let status = cluster.nodes[0].serve.sigterm().await;
+    assert!(status.success(), "serve exited with {status}");
+    // One renewal round of the other instance: a third of the lease, jittered by a fifth.
+    let round = Duration::from_secs(LEASE_TIME) / 3 * 6 / 5;
+    let job = cluster
+        .wait_owner_change(1, id, &old_owner, round + Duration::from_secs(2))
+        .await;
+    let takeover = seconds(asked);
+    assert_eq!(job["ownerNode"], cluster.nodes[1].name.as_str(), "{job}");
+
+    let repeats = cluster
+        .assert_finished_and_delivered(1, id, &announcement)
+        .await;
+    eprintln!(
+        "{kind:?}: SIGTERM of {old_owner}: taken over after {takeover:.1} s, {repeats} \
+         messages repeated"
+    );
+    assert!(repeats <= BATCH, "{repeats} repeats, more than one batch");
+}
+
+on_databases!(sigterm_hands_the_job_over_at_once, postgres => Postgres);
