@@ -8,6 +8,7 @@
 //! domain gets 401 `no_permissions`.
 
 mod auth;
+pub mod client;
 mod coercion;
 mod scalars;
 mod schema;

@@ -1,0 +1,475 @@
+//! A client of the admin API for the command line: one typed method per `broadcast` operation.
+//!
+//! It lives in `admin` because only this module knows GraphQL: the query documents, their
+//! variables and the error codes of `extensions.code` stay in this file. Callers see Rust types
+//! and, on failure, a [`Failure`] kind they can turn into an exit code. Every value travels as a
+//! GraphQL variable, so a body with quotes or newlines needs no escaping.
+//!
+//! Plain HTTP only: the admin listener is meant for loopback or a trusted network, and the
+//! client is built without TLS.
+
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+/// How long connecting to the admin listener may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a whole request may take; starting a job reads the domain's accounts.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Every field of `Broadcast`, in the order of [`BroadcastJob`].
+const JOB_FIELDS: &str = "id name domain messageSubject messageBody senderJid messageRate \
+    ownerNode createTimestamp startTimestamp stopTimestamp executionState abortionReason \
+    recipientGroup recipientCount recipientsProcessed";
+
+const START: &str = "mutation Start($name: String!, $domain: DomainName!, \
+    $subject: String!, $body: String!, $sender: BareJID!, $rate: PosInt!) { broadcast { \
+    startBroadcast(name: $name, domain: $domain, messageSubject: $subject, \
+    messageBody: $body, senderJid: $sender, messageRate: $rate, \
+    recipientGroup: ALL_USERS_IN_DOMAIN) { message ids } } }";
+const ABORT: &str = "mutation Abort($domain: DomainName!, $id: Int!) { broadcast { \
+    abortBroadcast(domain: $domain, id: $id) { message ids } } }";
+const DELETE_BY_IDS: &str = "mutation DeleteByIds($domain: DomainName!, $ids: [Int!]!) { \
+    broadcast { deleteInactiveBroadcastsByIds(domain: $domain, ids: $ids) { message ids } } }";
+const DELETE_BY_DOMAIN: &str = "mutation DeleteByDomain($domain: DomainName!) { broadcast { \
+    deleteInactiveBroadcastsByDomain(domain: $domain) { message ids } } }";
+const COUNT: &str = "query Count($domain: DomainName!, $sample: NonNegInt) { broadcast { \
+    countBroadcastRecipients(domain: $domain, sample: $sample) \
+    { domain recipientCount sample } } }";
+
+/// `getBroadcast` with every field of the job.
+fn get_document() -> String {
+    format!(
+        "query Get($domain: DomainName!, $id: Int!) {{ broadcast {{ \
+         getBroadcast(domain: $domain, id: $id) {{ {JOB_FIELDS} }} }} }}"
+    )
+}
+
+/// `getBroadcasts` with every field of each job.
+fn list_document() -> String {
+    format!(
+        "query List($domain: DomainName!, $limit: PosInt, $index: NonNegInt) {{ broadcast {{ \
+         getBroadcasts(domain: $domain, limit: $limit, index: $index) {{ {JOB_FIELDS} }} }} }}"
+    )
+}
+
+/// A broadcast job as the API returns it: every field of `Broadcast`, in the schema's order,
+/// so that serialising it gives back the API's JSON object.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BroadcastJob {
+    pub id: i64,
+    pub name: String,
+    pub domain: String,
+    pub message_subject: String,
+    pub message_body: String,
+    pub sender_jid: String,
+    pub message_rate: i64,
+    /// The instance running the job, or `undefined`.
+    pub owner_node: String,
+    /// `YYYY-MM-DDTHH:MM:SSZ`, as the API renders it.
+    pub create_timestamp: String,
+    pub start_timestamp: Option<String>,
+    pub stop_timestamp: Option<String>,
+    pub execution_state: JobState,
+    pub abortion_reason: Option<String>,
+    pub recipient_group: String,
+    pub recipient_count: i64,
+    pub recipients_processed: i64,
+}
+
+/// `executionState` of a job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum JobState {
+    Running,
+    Finished,
+    AbortError,
+    AbortAdmin,
+}
+
+impl JobState {
+    /// The name the API uses, such as `ABORT_ADMIN`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobState::Running => "RUNNING",
+            JobState::Finished => "FINISHED",
+            JobState::AbortError => "ABORT_ERROR",
+            JobState::AbortAdmin => "ABORT_ADMIN",
+        }
+    }
+}
+
+impl std::fmt::Display for JobState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The answer of a mutation: what was done, to which jobs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MutationResult {
+    pub message: String,
+    pub ids: Vec<i64>,
+}
+
+/// Who a broadcast to a domain would reach now (`countBroadcastRecipients`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RecipientsPreview {
+    pub domain: String,
+    pub recipient_count: i64,
+    /// The first recipients, in sending order.
+    pub sample: Vec<String>,
+}
+
+/// The arguments of `startBroadcast`; the recipients are every user of the domain. The server
+/// checks every value.
+#[derive(Debug, Clone)]
+pub struct NewBroadcast {
+    pub name: String,
+    pub domain: String,
+    pub subject: String,
+    pub body: String,
+    pub sender: String,
+    pub rate: i64,
+}
+
+/// What kind of failure a [`ClientError`] is, for the caller's exit code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    /// An argument the server refused: `bad_parameter`, `input_coercion`, `sender_not_found`,
+    /// `no_recipients`.
+    InvalidInput,
+    /// `broadcast_not_found`, `domain_not_found`.
+    NotFound,
+    /// The job's state forbids it: `running_job_limit_exceeded`, `not_running`.
+    Conflict,
+    /// Try again later: `temporarily_unavailable`, `database_error`, HTTP 5xx, nothing
+    /// listening, no answer in time.
+    Unavailable,
+    /// HTTP 401: missing or wrong credentials, or a domain the user may not manage.
+    Unauthorized,
+    /// Anything else, such as an answer that is not the admin API's.
+    Other,
+}
+
+/// Why a call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The API refused the request with an error code.
+    #[error("{message} ({code})")]
+    Api {
+        status: u16,
+        code: String,
+        message: String,
+    },
+    /// Nothing answered: refused connection, timeout, reset.
+    #[error("cannot reach the admin API at {url}: {reason}")]
+    Unreachable { url: String, reason: String },
+    /// Something answered, but not as the admin API does.
+    #[error("unexpected answer from {url}: {detail}")]
+    Unexpected {
+        url: String,
+        status: u16,
+        detail: String,
+    },
+}
+
+impl ClientError {
+    /// The kind of failure, from the HTTP status and the error code.
+    pub fn failure(&self) -> Failure {
+        match self {
+            ClientError::Api { status: 401, .. } => Failure::Unauthorized,
+            ClientError::Api { code, status, .. } => match code.as_str() {
+                "bad_parameter" | "input_coercion" | "sender_not_found" | "no_recipients" => {
+                    Failure::InvalidInput
+                }
+                "broadcast_not_found" | "domain_not_found" => Failure::NotFound,
+                "running_job_limit_exceeded" | "not_running" => Failure::Conflict,
+                "temporarily_unavailable" | "database_error" => Failure::Unavailable,
+                _ if *status >= 500 => Failure::Unavailable,
+                _ => Failure::Other,
+            },
+            ClientError::Unreachable { .. } => Failure::Unavailable,
+            ClientError::Unexpected { status: 401, .. } => Failure::Unauthorized,
+            ClientError::Unexpected { status, .. } if *status >= 500 => Failure::Unavailable,
+            ClientError::Unexpected { .. } => Failure::Other,
+        }
+    }
+}
+
+/// The admin API of one instance, as one user.
+#[derive(Debug, Clone)]
+pub struct AdminClient {
+    http: reqwest::Client,
+    /// `http://host:port/api/graphql`.
+    endpoint: String,
+    /// HTTP Basic user and password; none sends no `Authorization` header.
+    credentials: Option<(String, String)>,
+}
+
+impl AdminClient {
+    /// A client of the API at `endpoint` (`http://host:port/api/graphql`).
+    pub fn new(endpoint: String, credentials: Option<(String, String)>) -> Self {
+        let http = reqwest::Client::builder()
+            .connect_timeout(CONNECT_TIMEOUT)
+            .timeout(REQUEST_TIMEOUT)
+            .build()
+            .unwrap_or_default();
+        AdminClient {
+            http,
+            endpoint,
+            credentials,
+        }
+    }
+
+    /// The URL requests go to.
+    pub fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
+    /// `startBroadcast`: returns the new job's id.
+    pub async fn start(&self, broadcast: &NewBroadcast) -> Result<i64, ClientError> {
+        let variables = json!({
+            "name": broadcast.name,
+            "domain": broadcast.domain,
+            "subject": broadcast.subject,
+            "body": broadcast.body,
+            "sender": broadcast.sender,
+            "rate": broadcast.rate,
+        });
+        let result: MutationResult = self.call(START, "startBroadcast", variables).await?;
+        result
+            .ids
+            .first()
+            .copied()
+            .ok_or_else(|| ClientError::Unexpected {
+                url: self.endpoint.clone(),
+                status: 200,
+                detail: "startBroadcast returned no id".to_owned(),
+            })
+    }
+
+    /// `getBroadcast`: job `id` of `domain`.
+    pub async fn get(&self, domain: &str, id: i64) -> Result<BroadcastJob, ClientError> {
+        let variables = json!({ "domain": domain, "id": id });
+        self.call(&get_document(), "getBroadcast", variables).await
+    }
+
+    /// `getBroadcasts`: the jobs of `domain`, newest first, `limit` of them from `index`.
+    pub async fn list(
+        &self,
+        domain: &str,
+        limit: u32,
+        index: u32,
+    ) -> Result<Vec<BroadcastJob>, ClientError> {
+        let variables = json!({ "domain": domain, "limit": limit, "index": index });
+        self.call(&list_document(), "getBroadcasts", variables)
+            .await
+    }
+
+    /// `abortBroadcast`: stops job `id` of `domain`.
+    pub async fn abort(&self, domain: &str, id: i64) -> Result<MutationResult, ClientError> {
+        let variables = json!({ "domain": domain, "id": id });
+        self.call(ABORT, "abortBroadcast", variables).await
+    }
+
+    /// `deleteInactiveBroadcastsByIds`: returns the ids actually deleted.
+    pub async fn delete(&self, domain: &str, ids: &[i64]) -> Result<MutationResult, ClientError> {
+        let variables = json!({ "domain": domain, "ids": ids });
+        self.call(DELETE_BY_IDS, "deleteInactiveBroadcastsByIds", variables)
+            .await
+    }
+
+    /// `deleteInactiveBroadcastsByDomain`: deletes every job of `domain` that is not running.
+    pub async fn delete_all(&self, domain: &str) -> Result<MutationResult, ClientError> {
+        let variables = json!({ "domain": domain });
+        self.call(
+            DELETE_BY_DOMAIN,
+            "deleteInactiveBroadcastsByDomain",
+            variables,
+        )
+        .await
+    }
+
+    /// `countBroadcastRecipients`: who a broadcast would reach, and the first `sample` of them.
+    pub async fn count_recipients(
+        &self,
+        domain: &str,
+        sample: u32,
+    ) -> Result<RecipientsPreview, ClientError> {
+        let variables = json!({ "domain": domain, "sample": sample });
+        self.call(COUNT, "countBroadcastRecipients", variables)
+            .await
+    }
+
+    /// Runs `document` and reads `data.broadcast.<field>` as a `T`.
+    async fn call<T: DeserializeOwned>(
+        &self,
+        document: &str,
+        field: &str,
+        variables: Value,
+    ) -> Result<T, ClientError> {
+        let mut request = self
+            .http
+            .post(&self.endpoint)
+            .json(&json!({ "query": document, "variables": variables }));
+        if let Some((user, password)) = &self.credentials {
+            request = request.basic_auth(user, Some(password));
+        }
+        let response = request.send().await.map_err(|err| self.unreachable(&err))?;
+        let status = response.status().as_u16();
+        let text = response
+            .text()
+            .await
+            .map_err(|err| self.unreachable(&err))?;
+        let Ok(body) = serde_json::from_str::<Value>(&text) else {
+            return Err(self.unexpected(status, format!("HTTP {status}: {}", excerpt(&text))));
+        };
+        if let Some(error) = body["errors"].get(0) {
+            return Err(ClientError::Api {
+                status,
+                code: error["extensions"]["code"]
+                    .as_str()
+                    .unwrap_or("unknown")
+                    .to_owned(),
+                message: error["message"].as_str().unwrap_or_default().to_owned(),
+            });
+        }
+        let value = body["data"]["broadcast"][field].clone();
+        if status != 200 || value.is_null() {
+            return Err(self.unexpected(status, format!("HTTP {status}: no {field} in {body}")));
+        }
+        serde_json::from_value(value)
+            .map_err(|err| self.unexpected(status, format!("{field}: {err}")))
+    }
+
+    fn unreachable(&self, err: &reqwest::Error) -> ClientError {
+        let reason = if err.is_timeout() {
+            "no answer in time".to_owned()
+        } else {
+            innermost_cause(err)
+        };
+        ClientError::Unreachable {
+            url: self.endpoint.clone(),
+            reason,
+        }
+    }
+
+    fn unexpected(&self, status: u16, detail: String) -> ClientError {
+        ClientError::Unexpected {
+            url: self.endpoint.clone(),
+            status,
+            detail,
+        }
+    }
+}
+
+/// The innermost cause of `err`, which says what went wrong ("Connection refused").
+fn innermost_cause(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut cause = err;
+    while let Some(source) = cause.source() {
+        cause = source;
+    }
+    cause.to_string()
+}
+
+/// The start of a body that is not JSON, on one line.
+fn excerpt(text: &str) -> String {
+    let line: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    line.chars().take(200).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job() -> BroadcastJob {
+        BroadcastJob {
+            id: 1,
+            name: "n".into(),
+            domain: "example.com".into(),
+            message_subject: String::new(),
+            message_body: "b".into(),
+            sender_jid: "admin@example.com".into(),
+            message_rate: 10,
+            owner_node: "undefined".into(),
+            create_timestamp: "2026-01-01T00:00:00Z".into(),
+            start_timestamp: None,
+            stop_timestamp: None,
+            execution_state: JobState::AbortAdmin,
+            abortion_reason: None,
+            recipient_group: "ALL_USERS_IN_DOMAIN".into(),
+            recipient_count: 2,
+            recipients_processed: 0,
+        }
+    }
+
+    #[test]
+    fn a_job_serialises_to_the_selected_fields_in_order() {
+        let text = serde_json::to_string(&job()).unwrap();
+        let object: serde_json::Map<String, Value> = serde_json::from_str(&text).unwrap();
+        assert_eq!(
+            object.len(),
+            JOB_FIELDS.split_whitespace().count(),
+            "{text}"
+        );
+        let mut rest = text.as_str();
+        for field in JOB_FIELDS.split_whitespace() {
+            let key = format!("\"{field}\":");
+            let at = rest
+                .find(&key)
+                .unwrap_or_else(|| panic!("{field} missing or out of order in {text}"));
+            rest = &rest[at + key.len()..];
+        }
+        assert!(
+            text.contains("\"executionState\":\"ABORT_ADMIN\""),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn every_document_parses() {
+        for document in [
+            START,
+            ABORT,
+            DELETE_BY_IDS,
+            DELETE_BY_DOMAIN,
+            COUNT,
+            &get_document(),
+            &list_document(),
+        ] {
+            async_graphql::parser::parse_query(document)
+                .unwrap_or_else(|err| panic!("{document}: {err}"));
+        }
+    }
+
+    #[test]
+    fn failures_follow_status_and_code() {
+        let api = |status, code: &str| ClientError::Api {
+            status,
+            code: code.into(),
+            message: String::new(),
+        };
+        assert_eq!(api(200, "no_recipients").failure(), Failure::InvalidInput);
+        assert_eq!(api(400, "input_coercion").failure(), Failure::InvalidInput);
+        assert_eq!(api(200, "domain_not_found").failure(), Failure::NotFound);
+        assert_eq!(api(200, "not_running").failure(), Failure::Conflict);
+        assert_eq!(api(200, "database_error").failure(), Failure::Unavailable);
+        assert_eq!(
+            api(401, "wrong_credentials").failure(),
+            Failure::Unauthorized
+        );
+        assert_eq!(api(400, "parser_error").failure(), Failure::Other);
+        let unexpected = |status| ClientError::Unexpected {
+            url: String::new(),
+            status,
+            detail: String::new(),
+        };
+        assert_eq!(unexpected(502).failure(), Failure::Unavailable);
+        assert_eq!(unexpected(404).failure(), Failure::Other);
+    }
+}
