@@ -1,17 +1,40 @@
-//! The command line: `serve`, `migrate`, `check-config` and `schema`.
+//! The command line. One binary, two families of commands:
+//!
+//! * running the component: `serve`, `migrate`, `check-config`, `schema`, `hash-password`
+//!   ([`component`]);
+//! * operating a running instance through its admin API: `start` ([`start`]), `list`, `show`,
+//!   `abort`, `delete`, `count` ([`jobs`]) and `watch` ([`watch`]). Which instance, as whom and
+//!   for which domain comes from [`instance`]; what they print from [`output`]; a notice's text
+//!   from [`message`]; their exit codes, which scripts branch on, from [`exit`].
 
-use std::path::PathBuf;
+mod component;
+mod exit;
+mod instance;
+mod jobs;
+mod message;
+mod output;
+mod start;
+mod watch;
+
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
-use crate::config::Config;
-use crate::store::Store;
+pub use component::ConfigArg;
+pub use exit::Exit;
+
+use exit::CommandError;
 
 /// Sends announcements to every registered user of an XMPP domain.
+///
+/// `serve` runs the component. `start`, `list`, `show`, `watch`, `abort`, `delete` and `count`
+/// operate a running instance over its admin API: give its URL and credentials with --url,
+/// --user and --password, with XMPP_BROADCAST_URL, XMPP_BROADCAST_USER and
+/// XMPP_BROADCAST_PASSWORD, or with the instance's config file (--config or
+/// XMPP_BROADCAST_CONFIG). They print text, or the API's JSON objects with --json.
 #[derive(Debug, Parser)]
-#[command(name = "xmpp-broadcast", version, about)]
+#[command(name = "xmpp-broadcast", version, about, after_long_help = exit::CODES_HELP)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -40,37 +63,75 @@ pub enum Command {
     ///
     /// Example: printf '%s' 'the password' | xmpp-broadcast hash-password
     HashPassword,
-}
-
-#[derive(Debug, clap::Args)]
-pub struct ConfigArg {
-    /// The configuration file (TOML).
-    #[arg(long, short, env = "XMPP_BROADCAST_CONFIG")]
-    pub config: PathBuf,
+    /// Start a broadcast to every user of a domain (--dry-run: only show who it would reach).
+    ///
+    /// The subject and body come from a flag, a file, or standard input ('-'), so a
+    /// multi-line notice needs no quoting. With --watch, follow the job to its end.
+    ///
+    /// Example: xmpp-broadcast start --config /etc/xmpp-broadcast/component.toml
+    /// --domain example.com --name maintenance --sender admin@example.com
+    /// --subject 'Maintenance tonight' --body-file notice.txt --rate 100 --watch
+    ///
+    /// Example: xmpp-broadcast start --url http://127.0.0.1:5551 --user admin
+    /// --domain example.com --name maintenance --sender admin@example.com
+    /// --body-file - --dry-run < notice.txt
+    #[command(after_long_help = exit::CODES_HELP)]
+    Start(start::StartArgs),
+    /// List the broadcast jobs of a domain, newest first.
+    ///
+    /// Example: xmpp-broadcast list --config /etc/xmpp-broadcast/component.toml
+    /// --domain example.com --limit 10
+    #[command(after_long_help = exit::CODES_HELP)]
+    List(jobs::ListArgs),
+    /// Show every field of a broadcast job, the body included.
+    ///
+    /// Example: xmpp-broadcast show 7 --domain example.com --json | jq -r .executionState
+    #[command(after_long_help = exit::CODES_HELP)]
+    Show(jobs::JobArgs),
+    /// Follow a broadcast job until it ends: a progress bar (processed / count, rate, ETA) on
+    /// a terminal, progress lines otherwise (the job as JSON with --json); the exit code says
+    /// how the job ended.
+    ///
+    /// Example: xmpp-broadcast watch 7 --domain example.com
+    #[command(after_long_help = exit::CODES_HELP)]
+    Watch(watch::WatchArgs),
+    /// Stop a running broadcast job, whichever instance runs it.
+    ///
+    /// Example: xmpp-broadcast abort 7 --domain example.com
+    #[command(after_long_help = exit::CODES_HELP)]
+    Abort(jobs::JobArgs),
+    /// Delete finished and aborted broadcast jobs, by id or all of a domain; running jobs are
+    /// skipped (and named, exit code 0).
+    ///
+    /// Example: xmpp-broadcast delete 7 8 --domain example.com
+    ///
+    /// Example: xmpp-broadcast delete --all --domain example.com
+    #[command(after_long_help = exit::CODES_HELP)]
+    Delete(jobs::DeleteArgs),
+    /// Count the users a broadcast to a domain would reach now and list the first few,
+    /// without starting anything (a dry run).
+    ///
+    /// Example: xmpp-broadcast count example.com --sample 10
+    #[command(after_long_help = exit::CODES_HELP)]
+    Count(jobs::CountArgs),
 }
 
 /// Runs a parsed command line; the exit code says whether it worked.
 pub fn run(cli: Cli) -> ExitCode {
     init_logging();
     let result = match cli.command {
-        Command::Schema => {
-            print!("{}", crate::admin::build_schema(None).sdl());
-            Ok(())
-        }
-        Command::HashPassword => hash_password_from_stdin(),
-        Command::CheckConfig(arg) => Config::load(&arg.config)
-            .map(|_| println!("{}: valid", arg.config.display()))
-            .map_err(anyhow::Error::from),
-        Command::Serve(arg) => with_runtime(async move {
-            let config = Config::load(&arg.config)?;
-            crate::app::serve(config).await
-        }),
-        Command::Migrate(arg) => with_runtime(async move {
-            let config = Config::load(&arg.config)?;
-            Store::connect(config.database.url.expose(), 1).await?;
-            println!("job database is up to date");
-            Ok(())
-        }),
+        Command::Serve(arg) => component::serve(arg),
+        Command::Migrate(arg) => component::migrate(arg),
+        Command::CheckConfig(arg) => component::check_config(arg),
+        Command::Schema => component::schema(),
+        Command::HashPassword => component::hash_password_from_stdin(),
+        Command::Start(args) => return operate(start::run(args)),
+        Command::List(args) => return operate(jobs::list(args)),
+        Command::Show(args) => return operate(jobs::show(args)),
+        Command::Watch(args) => return operate(watch::run(args)),
+        Command::Abort(args) => return operate(jobs::abort(args)),
+        Command::Delete(args) => return operate(jobs::delete(args)),
+        Command::Count(args) => return operate(jobs::count(args)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -81,21 +142,26 @@ pub fn run(cli: Cli) -> ExitCode {
     }
 }
 
-fn hash_password_from_stdin() -> anyhow::Result<()> {
-    let mut password = String::new();
-    std::io::stdin().read_line(&mut password)?;
-    let password = password.trim_end_matches(['\r', '\n']);
-    anyhow::ensure!(!password.is_empty(), "no password on standard input");
-    let hash = crate::admin::hash_password(password).map_err(anyhow::Error::msg)?;
-    println!("{hash}");
-    Ok(())
-}
-
-fn with_runtime(work: impl Future<Output = anyhow::Result<()>>) -> anyhow::Result<()> {
-    tokio::runtime::Builder::new_multi_thread()
+/// Runs an operator command on a single-threaded runtime; errors go to stderr and choose the
+/// exit code.
+fn operate(command: impl Future<Output = Result<Exit, CommandError>>) -> ExitCode {
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
-        .build()?
-        .block_on(work)
+        .build();
+    let outcome = match runtime {
+        Ok(runtime) => runtime.block_on(command),
+        Err(err) => Err(CommandError {
+            exit: Exit::Unexpected,
+            message: format!("cannot start the runtime: {err}"),
+        }),
+    };
+    match outcome {
+        Ok(exit) => exit.into(),
+        Err(err) => {
+            eprintln!("error: {err}");
+            err.exit.into()
+        }
+    }
 }
 
 fn init_logging() {

@@ -1,0 +1,64 @@
+//! The commands that run the component itself: `serve`, `migrate`, `check-config`, `schema`
+//! and `hash-password`. Errors exit 1.
+
+use std::path::PathBuf;
+
+use crate::config::Config;
+use crate::store::Store;
+
+/// The configuration file of `serve`, `migrate` and `check-config`.
+#[derive(Debug, clap::Args)]
+pub struct ConfigArg {
+    /// The configuration file (TOML).
+    #[arg(long, short, env = "XMPP_BROADCAST_CONFIG")]
+    pub config: PathBuf,
+}
+
+/// `serve`: runs until SIGTERM or SIGINT.
+pub fn serve(arg: ConfigArg) -> anyhow::Result<()> {
+    with_runtime(async move {
+        let config = Config::load(&arg.config)?;
+        crate::app::serve(config).await
+    })
+}
+
+/// `migrate`: creates or updates the job database's tables.
+pub fn migrate(arg: ConfigArg) -> anyhow::Result<()> {
+    with_runtime(async move {
+        let config = Config::load(&arg.config)?;
+        Store::connect(config.database.url.expose(), 1).await?;
+        println!("job database is up to date");
+        Ok(())
+    })
+}
+
+/// `check-config`: validates the file.
+pub fn check_config(arg: ConfigArg) -> anyhow::Result<()> {
+    Config::load(&arg.config)?;
+    println!("{}: valid", arg.config.display());
+    Ok(())
+}
+
+/// `schema`: prints the admin API's SDL.
+pub fn schema() -> anyhow::Result<()> {
+    print!("{}", crate::admin::build_schema(None).sdl());
+    Ok(())
+}
+
+/// `hash-password`: reads a password from standard input and prints its argon2 hash.
+pub fn hash_password_from_stdin() -> anyhow::Result<()> {
+    let mut password = String::new();
+    std::io::stdin().read_line(&mut password)?;
+    let password = password.trim_end_matches(['\r', '\n']);
+    anyhow::ensure!(!password.is_empty(), "no password on standard input");
+    let hash = crate::admin::hash_password(password).map_err(anyhow::Error::msg)?;
+    println!("{hash}");
+    Ok(())
+}
+
+fn with_runtime(work: impl Future<Output = anyhow::Result<()>>) -> anyhow::Result<()> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(work)
+}

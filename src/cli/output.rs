@@ -1,0 +1,234 @@
+//! What the operator commands print: aligned text for people, JSON for scripts.
+//!
+//! The JSON is the API's own objects (`Broadcast`, `BroadcastMutationResult`,
+//! `BroadcastRecipientsPreview`), pretty-printed, or one per line where a command prints a
+//! stream (`watch`).
+
+use serde::Serialize;
+
+use crate::admin::client::{BroadcastJob, RecipientsPreview};
+
+/// Prints `value` on stdout: as JSON with `--json`, else as the text `describe` makes of it.
+pub fn emit<T: Serialize>(json: bool, value: &T, describe: impl FnOnce(&T) -> String) {
+    if json {
+        print_json(value);
+    } else {
+        println!("{}", describe(value));
+    }
+}
+
+/// Prints `value` as indented JSON on stdout.
+pub fn print_json<T: Serialize>(value: &T) {
+    println!(
+        "{}",
+        serde_json::to_string_pretty(value).unwrap_or_default()
+    );
+}
+
+/// `value` as JSON on one line.
+pub fn json_line<T: Serialize>(value: &T) -> String {
+    serde_json::to_string(value).unwrap_or_default()
+}
+
+/// Jobs as a table, one line per job, the name last.
+pub fn jobs_table(jobs: &[BroadcastJob]) -> String {
+    let header = ["ID", "STATE", "PROCESSED", "RATE", "CREATED", "NAME"].map(str::to_owned);
+    let rows: Vec<[String; 6]> = jobs
+        .iter()
+        .map(|job| {
+            [
+                job.id.to_string(),
+                job.execution_state.to_string(),
+                format!("{}/{}", job.recipients_processed, job.recipient_count),
+                format!("{}/s", job.message_rate),
+                job.create_timestamp.clone(),
+                one_line(&job.name),
+            ]
+        })
+        .collect();
+    let mut widths = header.clone().map(|cell| cell.chars().count());
+    for row in &rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    std::iter::once(&header)
+        .chain(&rows)
+        .map(|row| {
+            let cells: Vec<String> = row
+                .iter()
+                .zip(widths)
+                .map(|(cell, width)| format!("{cell:<width$}"))
+                .collect();
+            cells.join("  ").trim_end().to_owned()
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Every field of a job, one per line, the body last and indented.
+pub fn job_details(job: &BroadcastJob) -> String {
+    let none = || "-".to_owned();
+    let mut fields = vec![
+        ("id", job.id.to_string()),
+        ("name", one_line(&job.name)),
+        ("domain", job.domain.clone()),
+        ("state", job.execution_state.to_string()),
+        ("recipients", progress(job)),
+        ("rate", format!("{} messages/s", job.message_rate)),
+        ("sender", job.sender_jid.clone()),
+        ("owner node", job.owner_node.clone()),
+        ("created", job.create_timestamp.clone()),
+        ("started", job.start_timestamp.clone().unwrap_or_else(none)),
+        ("stopped", job.stop_timestamp.clone().unwrap_or_else(none)),
+    ];
+    if let Some(reason) = &job.abortion_reason {
+        fields.push(("abortion reason", one_line(reason)));
+    }
+    fields.push(("subject", one_line(&job.message_subject)));
+    let mut text: String = fields
+        .into_iter()
+        .map(|(label, value)| format!("{:<16}{value}\n", format!("{label}:")))
+        .collect();
+    text.push_str("body:\n");
+    for line in job.message_body.lines() {
+        text.push_str("  ");
+        text.push_str(line);
+        text.push('\n');
+    }
+    text.trim_end().to_owned()
+}
+
+/// `processed/count processed (percent)`.
+pub fn progress(job: &BroadcastJob) -> String {
+    let percent = if job.recipient_count > 0 {
+        job.recipients_processed * 100 / job.recipient_count
+    } else {
+        100
+    };
+    format!(
+        "{}/{} processed ({percent}%)",
+        job.recipients_processed, job.recipient_count
+    )
+}
+
+/// Who a broadcast would reach: the count, then the sample one per line.
+pub fn preview_text(preview: &RecipientsPreview) -> String {
+    let RecipientsPreview {
+        domain,
+        recipient_count,
+        sample,
+    } = preview;
+    if *recipient_count == 0 {
+        return format!(
+            "no user of {domain} would receive a broadcast: start would fail with no_recipients"
+        );
+    }
+    let users = if *recipient_count == 1 {
+        "user"
+    } else {
+        "users"
+    };
+    let mut text =
+        format!("{recipient_count} {users} of {domain} would receive a broadcast started now");
+    if !sample.is_empty() {
+        text.push_str(&format!("; the first {}:", sample.len()));
+        for jid in sample {
+            text.push_str("\n  ");
+            text.push_str(jid);
+        }
+    }
+    text
+}
+
+/// A duration for people: `45s`, `3m05s`, `2h07m`.
+pub fn duration(seconds: f64) -> String {
+    let seconds = seconds.max(0.0).round() as u64;
+    match seconds {
+        0..60 => format!("{seconds}s"),
+        60..3600 => format!("{}m{:02}s", seconds / 60, seconds % 60),
+        _ => format!("{}h{:02}m", seconds / 3600, seconds % 3600 / 60),
+    }
+}
+
+/// `text` with line breaks and other control characters shown as spaces.
+fn one_line(text: &str) -> String {
+    text.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::admin::client::JobState;
+
+    fn job(id: i64, name: &str) -> BroadcastJob {
+        BroadcastJob {
+            id,
+            name: name.into(),
+            domain: "example.com".into(),
+            message_subject: "Maintenance".into(),
+            message_body: "Tonight.\nAt 22:00.".into(),
+            sender_jid: "admin@example.com".into(),
+            message_rate: 100,
+            owner_node: "node1".into(),
+            create_timestamp: "2026-03-01T12:00:00Z".into(),
+            start_timestamp: Some("2026-03-01T12:00:01Z".into()),
+            stop_timestamp: None,
+            execution_state: JobState::Running,
+            abortion_reason: None,
+            recipient_group: "ALL_USERS_IN_DOMAIN".into(),
+            recipient_count: 40,
+            recipients_processed: 10,
+        }
+    }
+
+    #[test]
+    fn the_table_aligns_columns() {
+        let table = jobs_table(&[job(12, "two\nlines"), job(3, "x")]);
+        assert_eq!(
+            table,
+            "ID  STATE    PROCESSED  RATE   CREATED               NAME\n\
+             12  RUNNING  10/40      100/s  2026-03-01T12:00:00Z  two lines\n\
+             3   RUNNING  10/40      100/s  2026-03-01T12:00:00Z  x"
+        );
+    }
+
+    #[test]
+    fn details_end_with_the_indented_body() {
+        let details = job_details(&job(7, "notice"));
+        assert!(details.starts_with("id:             7\n"), "{details}");
+        assert!(
+            details.contains("recipients:     10/40 processed (25%)\n"),
+            "{details}"
+        );
+        assert!(details.contains("stopped:        -\n"), "{details}");
+        assert!(
+            details.ends_with("body:\n  Tonight.\n  At 22:00."),
+            "{details}"
+        );
+    }
+
+    #[test]
+    fn the_preview_names_the_count_and_the_sample() {
+        let preview = RecipientsPreview {
+            domain: "example.com".into(),
+            recipient_count: 20,
+            sample: vec!["a@example.com".into(), "b@example.com".into()],
+        };
+        assert_eq!(
+            preview_text(&preview),
+            "20 users of example.com would receive a broadcast started now; the first 2:\n  \
+             a@example.com\n  b@example.com"
+        );
+    }
+
+    #[test]
+    fn durations_read_naturally() {
+        assert_eq!(duration(0.4), "0s");
+        assert_eq!(duration(59.0), "59s");
+        assert_eq!(duration(185.0), "3m05s");
+        assert_eq!(duration(7620.0), "2h07m");
+    }
+}
