@@ -17,6 +17,8 @@
 //! 6. An abort from another instance while the owner is frozen: ABORT_ADMIN at once, nothing
 //!    sent after SIGCONT.
 //! 7. SIGTERM of the owner: another instance continues at its next renewal round.
+//! 8. The job database answering errors until the worker gives up and cannot even record it:
+//!    the job must not stay RUNNING with nobody sending it.
 
 mod support;
 
@@ -376,3 +378,80 @@ async fn sigterm_hands_the_job_over_at_once(kind: JobDatabase) {
 }
 
 on_databases!(sigterm_hands_the_job_over_at_once, postgres => Postgres);
+
+// ---- 8. The job database answering errors -------------------------------------------------
+
+/// The job database answers the worker's statements with an error (its recipients table is
+/// renamed away) for longer than the fault limit (twice the lease time, at least 20 s), so the
+/// worker gives the job up; recording that fails too (the same table), so the worker stops and
+/// leaves the job running and owned, "resumed when the database recovers" (`Worker::give_up`).
+/// Once the database answers again, the job must not stay RUNNING with nobody sending it: it
+/// must be sent again (or end), here or on another instance.
+async fn job_given_up_during_database_errors_is_not_orphaned(kind: JobDatabase) {
+    let cluster = Cluster::start(kind, 2, ACCOUNTS).await;
+    let (id, announcement) = cluster.start_job(0, "errors").await;
+    cluster
+        .wait_stored(BATCH / 5, Duration::from_secs(30))
+        .await;
+    let pool = sqlx::PgPool::connect(&cluster.jobs_url).await.unwrap();
+    let rename = async |from: &str, to: &str| {
+        let sql = format!("ALTER TABLE {from} RENAME TO {to}");
+        sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+            .execute(&pool)
+            .await
+            .unwrap();
+    };
+    rename("xb_recipients", "xb_recipients_away").await;
+
+    let deadline = Deadline::after(Duration::from_secs(90), "the worker to give the job up");
+    while !cluster.nodes[0]
+        .serve
+        .log()
+        .contains("cannot record the job as failed")
+    {
+        deadline.tick().await;
+    }
+    rename("xb_recipients_away", "xb_recipients").await;
+    pool.close().await;
+    let back = Instant::now();
+    let stuck = cluster.nodes[1].admin().get_broadcast(id).await;
+
+    // Two lease times: any renewal round, takeover or resumption has had its chance.
+    let deadline = back + 2 * LEASE;
+    let job = loop {
+        let job = cluster.nodes[1].admin().get_broadcast(id).await;
+        if job["executionState"] != "RUNNING"
+            || job["recipientsProcessed"] != stuck["recipientsProcessed"]
+        {
+            break job;
+        }
+        if Instant::now() >= deadline {
+            let mut live = Vec::new();
+            for node in &cluster.nodes {
+                live.push((
+                    node.name.clone(),
+                    node.metric("mod_broadcast_live_jobs").await,
+                ));
+            }
+            panic!(
+                "job {id} still RUNNING, owned and not sent by anyone {:.0} s after the database \
+                 answers again: {job}; live jobs per instance: {live:?}",
+                seconds(back)
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    eprintln!(
+        "{kind:?}: a job given up during database errors moved on {:.1} s after the database \
+         answered again: {job}",
+        seconds(back)
+    );
+    if job["executionState"] == "RUNNING" {
+        let repeats = cluster
+            .assert_finished_and_delivered(1, id, &announcement)
+            .await;
+        assert!(repeats <= BATCH, "{repeats} repeats, more than one batch");
+    }
+}
+
+on_databases!(job_given_up_during_database_errors_is_not_orphaned, postgres => Postgres);
