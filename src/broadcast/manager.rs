@@ -147,11 +147,14 @@ impl Manager {
             epoch: lease.epoch,
             stop: stop.clone(),
         };
-        inner
-            .workers
-            .lock()
-            .expect("worker map lock")
-            .insert(job_id, running);
+        {
+            let mut workers = inner.workers.lock().expect("worker map lock");
+            if workers.contains_key(&job_id) {
+                tracing::debug!(job_id, "the job already has a worker here");
+                return;
+            }
+            workers.insert(job_id, running);
+        }
         if new {
             inner.metrics.job_started(&domain);
         }
@@ -239,13 +242,12 @@ impl Manager {
         let manager = self.clone();
         self.inner.tasks.spawn(async move {
             let inner = &manager.inner;
+            // Leases held with no worker, and for how many checks in a row.
+            let mut unattended: HashMap<JobId, u32> = HashMap::new();
             loop {
                 tokio::select! {
                     _ = inner.stop.cancelled() => break,
                     _ = tokio::time::sleep(OWNERSHIP_CHECK) => {}
-                }
-                if inner.workers.lock().expect("worker map lock").is_empty() {
-                    continue;
                 }
                 let held = match inner.store.owned_leases(&inner.node).await {
                     Ok(held) => held,
@@ -254,13 +256,59 @@ impl Manager {
                         continue;
                     }
                 };
-                for (job_id, running) in inner.workers.lock().expect("worker map lock").iter() {
-                    if !held.contains(&(*job_id, running.epoch)) {
-                        running.stop.cancel();
+                let mut orphans = Vec::new();
+                {
+                    let workers = inner.workers.lock().expect("worker map lock");
+                    for (job_id, running) in workers.iter() {
+                        if !held.contains(&(*job_id, running.epoch)) {
+                            running.stop.cancel();
+                        }
                     }
+                    unattended.retain(|job_id, _| !workers.contains_key(job_id));
+                    for &(job_id, epoch) in &held {
+                        if workers.contains_key(&job_id) {
+                            continue;
+                        }
+                        // Seen twice, so that a job being launched right now is not adopted.
+                        let checks = unattended.entry(job_id).or_insert(0);
+                        *checks += 1;
+                        if *checks >= 2 {
+                            orphans.push(Lease {
+                                job_id,
+                                owner: inner.node.clone(),
+                                epoch,
+                            });
+                        }
+                    }
+                }
+                for lease in orphans {
+                    unattended.remove(&lease.job_id);
+                    manager.adopt(lease).await;
                 }
             }
         });
+    }
+
+    /// Resumes a running job whose lease this instance holds but whose worker stopped without
+    /// ending it (it gave up while the database could not even record that).
+    async fn adopt(&self, lease: Lease) {
+        if !self.inner.safety.accepts_new_jobs() {
+            return;
+        }
+        match self.inner.store.get_job(lease.job_id).await {
+            Ok(Some(job)) if job.state == ExecutionState::Running => {
+                tracing::warn!(
+                    job_id = job.id,
+                    processed = job.recipients_processed,
+                    "resuming a job of this instance that had no worker"
+                );
+                self.launch(job, lease, false);
+            }
+            Ok(_) => {}
+            Err(err) => {
+                tracing::warn!(job_id = lease.job_id, error = %err, "cannot read a job to resume")
+            }
+        }
     }
 
     fn is_running(&self, job_id: JobId) -> bool {
