@@ -344,21 +344,30 @@ cases!(
     custom_mysql => (Custom, MySql): [the_snapshot_instant_is_exact, pages_cover_the_domain_once, accounts_exist_in_their_domain],
 );
 
+/// Runs `test` on each of `dialects` at once.
+async fn on_dialects<F: Future<Output = ()>>(dialects: &[Dialect], test: impl Fn(Dialect) -> F) {
+    futures::future::join_all(dialects.iter().map(|&dialect| test(dialect))).await;
+}
+
 /// Prosody's snapshot lists the domain's usernames in byte order, once each.
 #[tokio::test]
 async fn prosody_lists_usernames_in_byte_order() {
-    for dialect in [Dialect::Sqlite, Dialect::Postgres, Dialect::MySql] {
-        let case = Case::new(Kind::Prosody, dialect).await;
-        for name in ["zoë", "bob", "Émile", "alice"] {
-            case.register(name, DOMAIN, None).await;
-        }
-        case.register("bob", DOMAIN, None).await; // a second row of the same account
-        case.register("mallory", OTHER, None).await;
-        let snapshot = case.directory().await.snapshot(DOMAIN).await.unwrap();
-        let expected = ["alice", "bob", "zoë", "Émile"].map(String::from).to_vec();
-        assert_eq!(snapshot, Snapshot::Listed(expected), "{dialect:?}");
-        case.finish().await;
-    }
+    on_dialects(
+        &[Dialect::Sqlite, Dialect::Postgres, Dialect::MySql],
+        |dialect| async move {
+            let case = Case::new(Kind::Prosody, dialect).await;
+            for name in ["zoë", "bob", "Émile", "alice"] {
+                case.register(name, DOMAIN, None).await;
+            }
+            case.register("bob", DOMAIN, None).await; // a second row of the same account
+            case.register("mallory", OTHER, None).await;
+            let snapshot = case.directory().await.snapshot(DOMAIN).await.unwrap();
+            let expected = ["alice", "bob", "zoë", "Émile"].map(String::from).to_vec();
+            assert_eq!(snapshot, Snapshot::Listed(expected), "{dialect:?}");
+            case.finish().await;
+        },
+    )
+    .await;
 }
 
 async fn layout_error(case: &Case, config: UsersConfig) -> String {
@@ -372,46 +381,50 @@ async fn layout_error(case: &Case, config: UsersConfig) -> String {
 /// connection with a message that says which key to change.
 #[tokio::test]
 async fn a_wrong_schema_is_refused_with_the_key_to_fix() {
-    for dialect in [Dialect::Sqlite, Dialect::Postgres, Dialect::MySql] {
-        for kind in [
-            Kind::Prosody,
-            Kind::Ejabberd,
-            Kind::EjabberdNew,
-            Kind::Custom,
-        ] {
-            let case = Case::empty(kind, dialect).await;
-            let message = layout_error(&case, case.config()).await;
-            let key = if kind == Kind::Custom {
-                "users.exists_sql"
-            } else {
-                "users.url"
+    on_dialects(
+        &[Dialect::Sqlite, Dialect::Postgres, Dialect::MySql],
+        |dialect| async move {
+            for kind in [
+                Kind::Prosody,
+                Kind::Ejabberd,
+                Kind::EjabberdNew,
+                Kind::Custom,
+            ] {
+                let case = Case::empty(kind, dialect).await;
+                let message = layout_error(&case, case.config()).await;
+                let key = if kind == Kind::Custom {
+                    "users.exists_sql"
+                } else {
+                    "users.url"
+                };
+                assert!(message.contains(key), "{kind:?} {dialect:?}: {message}");
+                case.finish().await;
+            }
+            let new = Case::new(Kind::EjabberdNew, dialect).await;
+            let mut config = new.config();
+            config.schema = UsersSchema::Ejabberd {
+                domain: DOMAIN.into(),
             };
-            assert!(message.contains(key), "{kind:?} {dialect:?}: {message}");
-            case.finish().await;
-        }
-        let new = Case::new(Kind::EjabberdNew, dialect).await;
-        let mut config = new.config();
-        config.schema = UsersSchema::Ejabberd {
-            domain: DOMAIN.into(),
-        };
-        let message = layout_error(&new, config).await;
-        assert!(message.contains("schema = \"ejabberd_new\""), "{message}");
-        new.finish().await;
+            let message = layout_error(&new, config).await;
+            assert!(message.contains("schema = \"ejabberd_new\""), "{message}");
+            new.finish().await;
 
-        let old = Case::new(Kind::Ejabberd, dialect).await;
-        let mut config = old.config();
-        config.schema = UsersSchema::EjabberdNew;
-        let message = layout_error(&old, config).await;
-        assert!(message.contains("schema = \"ejabberd\""), "{message}");
-        old.finish().await;
-    }
+            let old = Case::new(Kind::Ejabberd, dialect).await;
+            let mut config = old.config();
+            config.schema = UsersSchema::EjabberdNew;
+            let message = layout_error(&old, config).await;
+            assert!(message.contains("schema = \"ejabberd\""), "{message}");
+            old.finish().await;
+        },
+    )
+    .await;
 }
 
 /// The users database's sessions take the configured time zone; a zone it does not know is
 /// refused at connection.
 #[tokio::test]
 async fn the_time_zone_is_checked_at_connection() {
-    for dialect in [Dialect::Postgres, Dialect::MySql] {
+    on_dialects(&[Dialect::Postgres, Dialect::MySql], |dialect| async move {
         let case = Case::new(Kind::EjabberdNew, dialect).await;
         let mut config = case.config();
         config.time_zone = Some("Mars/Olympus_Mons".into());
@@ -420,7 +433,8 @@ async fn the_time_zone_is_checked_at_connection() {
         config.time_zone = Some("+02:00".into());
         Directory::connect(&config).await.unwrap();
         case.finish().await;
-    }
+    })
+    .await;
 }
 
 /// The users database may also be the job database: our tables are `xb_*` and the directory
@@ -430,39 +444,43 @@ async fn the_users_database_can_hold_the_jobs() {
     use crate::broadcast::{JobSpec, RecipientGroup};
     use crate::store::Store;
 
-    for dialect in [Dialect::Postgres, Dialect::MySql, Dialect::Sqlite] {
-        let case = Case::new(Kind::EjabberdNew, dialect).await;
-        for name in ["admin", "bob"] {
-            case.register(name, DOMAIN, None).await;
-        }
-        let store = Store::connect(&case.url, 2).await.unwrap();
-        let directory = case.directory().await;
-        let snapshot = directory.snapshot(DOMAIN).await.unwrap();
-        let spec = JobSpec {
-            name: "same database".into(),
-            domain: DOMAIN.into(),
-            subject: String::new(),
-            body: "hello".into(),
-            sender: jid::BareJid::new("admin@example.com").unwrap(),
-            rate: 10,
-            recipient_group: RecipientGroup::AllUsersInDomain,
-        };
-        let id = store
-            .create_job(
-                &spec,
-                "node1",
-                std::time::Duration::from_secs(60),
-                &snapshot,
-            )
-            .await
-            .unwrap();
-        let job = store.get_job(id).await.unwrap().unwrap();
-        assert_eq!(job.recipient_count, 2, "{dialect:?}");
-        let at = job.snapshot_at.expect("a dated snapshot");
-        assert_eq!(all_pages(&directory, &at, 1).await, ["admin", "bob"]);
-        store.close().await;
-        case.finish().await;
-    }
+    on_dialects(
+        &[Dialect::Postgres, Dialect::MySql, Dialect::Sqlite],
+        |dialect| async move {
+            let case = Case::new(Kind::EjabberdNew, dialect).await;
+            for name in ["admin", "bob"] {
+                case.register(name, DOMAIN, None).await;
+            }
+            let store = Store::connect(&case.url, 2).await.unwrap();
+            let directory = case.directory().await;
+            let snapshot = directory.snapshot(DOMAIN).await.unwrap();
+            let spec = JobSpec {
+                name: "same database".into(),
+                domain: DOMAIN.into(),
+                subject: String::new(),
+                body: "hello".into(),
+                sender: jid::BareJid::new("admin@example.com").unwrap(),
+                rate: 10,
+                recipient_group: RecipientGroup::AllUsersInDomain,
+            };
+            let id = store
+                .create_job(
+                    &spec,
+                    "node1",
+                    std::time::Duration::from_secs(60),
+                    &snapshot,
+                )
+                .await
+                .unwrap();
+            let job = store.get_job(id).await.unwrap().unwrap();
+            assert_eq!(job.recipient_count, 2, "{dialect:?}");
+            let at = job.snapshot_at.expect("a dated snapshot");
+            assert_eq!(all_pages(&directory, &at, 1).await, ["admin", "bob"]);
+            store.close().await;
+            case.finish().await;
+        },
+    )
+    .await;
 }
 
 /// A `created_at` written in a zone east of the session's looks like the future: the
