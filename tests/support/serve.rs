@@ -224,6 +224,11 @@ impl Serve {
         &self.admin
     }
 
+    /// The instance's config file, as `serve --config` reads it.
+    pub fn config_path(&self) -> &std::path::Path {
+        &self.config_path
+    }
+
     /// Polls `/health` until `xmpp` is `connected`; panics (with the log) if `serve` exits.
     pub async fn wait_healthy(&mut self) {
         let deadline = Deadline::after(HEALTHY_TIMEOUT, "serve to be healthy and connected");

@@ -1,0 +1,104 @@
+#!/usr/bin/env bash
+# A maintenance notice with curl and jq against the GraphQL admin API, without the CLI: show
+# who it will reach (countBroadcastRecipients), send it (startBroadcast), poll getBroadcast
+# until it ends, and exit with how it ended. Runs against any running instance.
+#
+#   bash examples/notice-curl.sh DOMAIN SUBJECT NOTICE_FILE    (NOTICE_FILE '-': standard input)
+#
+#   export XMPP_BROADCAST_URL=http://127.0.0.1:5551 XMPP_BROADCAST_USER=admin
+#   export XMPP_BROADCAST_PASSWORD=change-me-too
+#   bash examples/notice-curl.sh example.com 'Maintenance tonight' notice.txt
+#
+# The instance: XMPP_BROADCAST_URL (http://<admin.listen>), XMPP_BROADCAST_USER and
+# XMPP_BROADCAST_PASSWORD. Optional: SENDER (default admin@DOMAIN), RATE (messages per second,
+# default 100), NAME (default maintenance-<date>), POLL_SECONDS (default 1).
+# Needs curl and jq. Every value travels as a GraphQL variable, so the notice may hold quotes,
+# backslashes and newlines.
+#
+# Exit status, as the CLI's: 0 delivered to every user, 2 bad input (bad_parameter,
+# input_coercion, sender_not_found, no_recipients), 3 not found (domain_not_found), 4 conflict
+# (running_job_limit_exceeded), 5 unavailable (temporarily_unavailable, database_error, no
+# connection), 6 refused credentials (HTTP 401), 10 aborted by an administrator (ABORT_ADMIN),
+# 11 stopped by an error (ABORT_ERROR).
+set -euo pipefail
+
+if (($# != 3)); then
+    sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//' >&2
+    exit 2
+fi
+DOMAIN=$1 SUBJECT=$2 NOTICE_FILE=$3
+: "${XMPP_BROADCAST_URL:?set XMPP_BROADCAST_URL, e.g. http://127.0.0.1:5551}"
+: "${XMPP_BROADCAST_USER:?set XMPP_BROADCAST_USER}" "${XMPP_BROADCAST_PASSWORD:?set XMPP_BROADCAST_PASSWORD}"
+SENDER=${SENDER:-admin@$DOMAIN}
+RATE=${RATE:-100}
+NAME=${NAME:-maintenance-$(date -u +%Y%m%dT%H%M)}
+POLL_SECONDS=${POLL_SECONDS:-1}
+ENDPOINT=${XMPP_BROADCAST_URL%/}/api/graphql
+
+say() { printf '[notice] %s\n' "$*" >&2; }
+
+# graphql QUERY VARIABLES: posts the request; prints data.broadcast. On an error prints its
+# message and code and exits with the matching status.
+graphql() {
+    local request response code credentials
+    request=$(jq -n --arg query "$1" --argjson variables "$2" \
+        '{query: $query, variables: $variables}')
+    # The password goes to curl on standard input (a config line, \ and " escaped), not on
+    # its command line, where `ps` would show it.
+    credentials=$XMPP_BROADCAST_USER:$XMPP_BROADCAST_PASSWORD
+    credentials=${credentials//\\/\\\\}
+    credentials=${credentials//\"/\\\"}
+    response=$(printf 'user = "%s"\n' "$credentials" |
+        curl -sS --max-time 60 -K - -H 'content-type: application/json' \
+            --data-binary "$request" "$ENDPOINT") || { say "cannot reach $ENDPOINT"; exit 5; }
+    code=$(jq -r '.errors[0].extensions.code // empty' <<<"$response" 2>/dev/null) ||
+        { say "not the admin API's answer: $response"; exit 1; }
+    if [[ -n $code ]]; then
+        say "error: $(jq -r '.errors[0].message' <<<"$response") ($code)"
+        case $code in
+            bad_parameter | input_coercion | sender_not_found | no_recipients) exit 2 ;;
+            domain_not_found | broadcast_not_found) exit 3 ;;
+            running_job_limit_exceeded | not_running) exit 4 ;;
+            temporarily_unavailable | database_error) exit 5 ;;
+            no_permissions | wrong_credentials) exit 6 ;;
+            *) exit 1 ;;
+        esac
+    fi
+    jq '.data.broadcast' <<<"$response"
+}
+
+# 1. Who it will reach (nothing is created).
+preview=$(graphql 'query Count($domain: DomainName!) { broadcast {
+    countBroadcastRecipients(domain: $domain, sample: 5) { recipientCount sample } } }' \
+    "$(jq -n --arg domain "$DOMAIN" '{domain: $domain}')")
+say "$(jq -r '.countBroadcastRecipients | "\(.recipientCount) users will receive it, such as \(.sample | join(", "))"' <<<"$preview")"
+
+# 2. Send it: the notice's final line breaks are dropped, as the CLI does.
+variables=$(jq -n --arg name "$NAME" --arg domain "$DOMAIN" --arg subject "$SUBJECT" \
+    --rawfile body <(cat -- "$NOTICE_FILE") --arg sender "$SENDER" --argjson rate "$RATE" \
+    '{name: $name, domain: $domain, subject: $subject, body: ($body | sub("[\r\n]+$"; "")),
+      sender: $sender, rate: $rate}')
+started=$(graphql 'mutation Start($name: String!, $domain: DomainName!, $subject: String!,
+    $body: String!, $sender: BareJID!, $rate: PosInt!) { broadcast {
+    startBroadcast(name: $name, domain: $domain, messageSubject: $subject, messageBody: $body,
+      senderJid: $sender, messageRate: $rate, recipientGroup: ALL_USERS_IN_DOMAIN) { ids } } }' \
+    "$variables")
+id=$(jq -r '.startBroadcast.ids[0]' <<<"$started")
+say "started job $id on $DOMAIN"
+
+# 3. Poll until the job is no longer running.
+get_job=$(jq -n --arg domain "$DOMAIN" --argjson id "$id" '{domain: $domain, id: $id}')
+while true; do
+    job=$(graphql 'query Get($domain: DomainName!, $id: Int!) { broadcast {
+        getBroadcast(domain: $domain, id: $id) {
+          executionState recipientCount recipientsProcessed abortionReason } } }' "$get_job")
+    state=$(jq -r '.getBroadcast.executionState' <<<"$job")
+    say "job $id $state: $(jq -r '.getBroadcast | "\(.recipientsProcessed)/\(.recipientCount) processed"' <<<"$job")"
+    [[ $state == RUNNING ]] || break
+    sleep "$POLL_SECONDS"
+done
+case $state in
+    FINISHED) say "delivered to every user of $DOMAIN"; exit 0 ;;
+    ABORT_ADMIN) say "job $id was aborted by an administrator"; exit 10 ;;
+    *) say "job $id was stopped by an error: $(jq -r '.getBroadcast.abortionReason' <<<"$job")"; exit 11 ;;
+esac

@@ -1,0 +1,648 @@
+//! The operator CLI as a script or an operator runs it: the built binary against a real
+//! Prosody and `serve` — `start` (flags, files, standard input, `--watch`, `--dry-run`),
+//! `watch` to FINISHED and to ABORT_ADMIN, `list`, `show`, `abort`, `delete` and `count`, each
+//! as text and as `--json` (the API's own objects), and the exit code and message of every
+//! error path: invalid input (2), not found (3), conflict (4), unavailable (5), auth (6).
+//!
+//! One Prosody (`example.com`: `admin` and `u0001`..`u0019`) and one `serve` (domains
+//! `example.com` and `empty.example.net`, which has no accounts) are shared by the steps of
+//! [`operator_commands_against_a_running_instance`], which run in order: only one job may run
+//! per domain. Tests that need no instance run on their own.
+
+mod support;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use support::free_port;
+use support::prosody::{DOMAIN, Prosody, ProsodyStorage};
+use support::serve::{ADMIN_PASSWORD, ADMIN_USER, JobStore, Serve, ServeConfig};
+
+/// A configured domain without any account.
+const EMPTY_DOMAIN: &str = "empty.example.net";
+/// Accounts of `example.com`: `admin` and `u0001`..`u0019`.
+const USERS: i64 = 20;
+const SENDER: &str = "admin@example.com";
+/// 20 messages at this rate are one batch, sent at once.
+const FAST: &str = "1000";
+/// At this rate a job is still running 20 seconds after it started: long enough to abort it.
+const SLOW: &str = "1";
+/// How often `watch` looks at the job in these tests.
+const INTERVAL: &str = "0.2";
+/// A multi-line notice, as an operator would write it in a file (or pipe it in).
+const NOTICE: &str =
+    "The server restarts at 22:00 UTC.\n\n\"Save your work\" — it's back by 22:15.";
+
+/// Every subcommand, and whether it operates an instance (and lists the exit codes).
+const SUBCOMMANDS: [(&str, bool); 12] = [
+    ("serve", false),
+    ("migrate", false),
+    ("check-config", false),
+    ("schema", false),
+    ("hash-password", false),
+    ("start", true),
+    ("list", true),
+    ("show", true),
+    ("watch", true),
+    ("abort", true),
+    ("delete", true),
+    ("count", true),
+];
+
+/// One run of the binary, finished.
+struct Run {
+    line: String,
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+impl Run {
+    /// Asserts the exit code; returns the run for more checks.
+    fn expect(self, code: i32) -> Run {
+        assert_eq!(
+            self.code, code,
+            "xmpp-broadcast {} exited {} (expected {code})\nstdout:\n{}\nstderr:\n{}",
+            self.line, self.code, self.stdout, self.stderr
+        );
+        self
+    }
+
+    /// Asserts the exit code and that stderr is `error: ...` with `text` in it.
+    fn fails(self, code: i32, text: &str) -> Run {
+        let run = self.expect(code);
+        let said = run.stderr.starts_with("error: ") && run.stderr.contains(text);
+        assert!(said, "{}: stderr lacks {text:?}:\n{}", run.line, run.stderr);
+        run
+    }
+
+    /// Stdout as one JSON document.
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|err| panic!("{}: not JSON ({err}):\n{}", self.line, self.stdout))
+    }
+
+    /// Stdout as one JSON document per line.
+    fn json_lines(&self) -> Vec<Value> {
+        let parse = |line| serde_json::from_str(line).unwrap_or_else(|err| panic!("{err}: {line}"));
+        self.stdout.lines().map(parse).collect()
+    }
+
+    /// The id in a first line `started job ID on ...`.
+    fn started_id(&self) -> i64 {
+        self.stdout
+            .strip_prefix("started job ")
+            .and_then(|rest| rest.split_once(' '))
+            .and_then(|(id, _)| id.parse().ok())
+            .unwrap_or_else(|| panic!("{}: no started job in\n{}", self.line, self.stdout))
+    }
+}
+
+/// Runs the binary with the words of `line` as arguments (none of them has a space), `env`
+/// as its only `XMPP_BROADCAST_*` variables, and `stdin`.
+async fn xb(line: &str, env: &[(&str, &str)], stdin: &[u8]) -> Run {
+    let mut command = support::serve::command();
+    command
+        .args(line.split_whitespace())
+        .envs(env.iter().copied());
+    let output = support::process::output_with_input(command, stdin).await;
+    Run {
+        line: line.to_owned(),
+        code: output
+            .status
+            .code()
+            .expect("the CLI exits, it is not killed"),
+        stdout: String::from_utf8(output.stdout).expect("UTF-8 stdout"),
+        stderr: String::from_utf8(output.stderr).expect("UTF-8 stderr"),
+    }
+}
+
+#[tokio::test]
+async fn every_subcommand_help_has_an_example() {
+    for (subcommand, operator) in SUBCOMMANDS {
+        let help = xb(&format!("{subcommand} --help"), &[], b"")
+            .await
+            .expect(0);
+        let example = help.stdout.contains("Example: ") && help.stdout.contains("xmpp-broadcast ");
+        assert!(
+            example,
+            "{subcommand} --help has no example:\n{}",
+            help.stdout
+        );
+        if operator {
+            for code in ["Exit codes:", "  3   not found", "  10  ABORT_ADMIN"] {
+                assert!(help.stdout.contains(code), "{subcommand} --help: {code}");
+            }
+        }
+    }
+    let top = xb("--help", &[], b"").await.expect(0);
+    assert!(
+        top.stdout.contains("  6   authentication"),
+        "{}",
+        top.stdout
+    );
+}
+
+#[tokio::test]
+async fn an_instance_that_does_not_answer_is_unavailable() {
+    let nowhere = format!("--url http://127.0.0.1:{} --domain {DOMAIN}", free_port());
+    for command in ["list", "show 1", "watch 1", "abort 1", "delete 1", "count"] {
+        xb(&format!("{command} {nowhere}"), &[], b"")
+            .await
+            .fails(5, "cannot reach the admin API at http://127.0.0.1:");
+    }
+}
+
+#[tokio::test]
+async fn usage_errors_are_invalid_input_before_anything_is_sent() {
+    let nowhere = format!("--url http://127.0.0.1:{}", free_port());
+    let usage = |line: String, message: &'static str| async move {
+        xb(&line, &[], b"").await.fails(2, message);
+    };
+    usage(
+        format!("list --domain {DOMAIN}"),
+        "which instance? give --url",
+    )
+    .await;
+    let https = "list --url https://127.0.0.1:1 --domain example.com";
+    usage(https.into(), "plain HTTP only (https is not supported)").await;
+    usage(format!("list {nowhere}"), "which domain? give --domain").await;
+    let start = format!("start {nowhere} --domain {DOMAIN} --sender {SENDER} --name n");
+    let missing = "--body-file /nonexistent/notice.txt";
+    usage(
+        format!("{start} {missing}"),
+        "cannot read /nonexistent/notice.txt",
+    )
+    .await;
+    let both = "--body-file - --subject-file -";
+    usage(
+        format!("{start} {both}"),
+        "only one of --subject-file and --body-file",
+    )
+    .await;
+    usage(
+        "list --config /nonexistent.toml".into(),
+        "cannot read config file",
+    )
+    .await;
+    // clap's own errors (a missing argument, two bodies) exit 2 as well.
+    xb(&start, &[], b"").await.expect(2);
+    xb(&format!("{start} --body b --body-file -"), &[], b"")
+        .await
+        .expect(2);
+}
+
+/// What the steps share.
+struct Fixture {
+    serve: Serve,
+    _prosody: Prosody,
+    /// `--url http://<admin.listen> --user ... --password ...`.
+    login: String,
+}
+
+impl Fixture {
+    async fn start() -> Fixture {
+        let prosody = Prosody::start(ProsodyStorage::Sqlite).await;
+        tokio::join!(
+            prosody.register_users("u", USERS as usize - 1, "pw"),
+            prosody.register_user("admin", "pw"),
+        );
+        let mut config = ServeConfig::for_prosody(&prosody, JobStore::Sqlite);
+        config.domains = vec![DOMAIN.into(), EMPTY_DOMAIN.into()];
+        let serve = Serve::start(config).await;
+        let url = format!("http://{}", admin_listen(serve.config_path()));
+        Fixture {
+            serve,
+            _prosody: prosody,
+            login: format!("--url {url} --user {ADMIN_USER} --password {ADMIN_PASSWORD}"),
+        }
+    }
+
+    /// Runs the binary with `line`, logged in to the instance as the global admin.
+    async fn xb(&self, line: &str) -> Run {
+        self.xb_with_stdin(line, b"").await
+    }
+
+    async fn xb_with_stdin(&self, line: &str, stdin: &[u8]) -> Run {
+        xb(&format!("{line} {}", self.login), &[], stdin).await
+    }
+
+    /// `start` of job `name` on `example.com` from its admin at `rate`, with `more` arguments.
+    async fn start_job(&self, name: &str, rate: &str, more: &str) -> Run {
+        let start = format!("start --domain {DOMAIN} --name {name} --sender {SENDER}");
+        let line = format!("{start} --rate {rate} --interval {INTERVAL} {more}");
+        self.xb(&line).await
+    }
+
+    /// Starts a slow job and returns its id.
+    async fn running_job(&self, name: &str) -> i64 {
+        let run = self.start_job(name, SLOW, "--body slow --json").await;
+        let job = run.expect(0).json();
+        assert_eq!(job["executionState"], "RUNNING", "{job}");
+        job["id"].as_i64().expect("id")
+    }
+
+    /// The job as the API returns it (`getBroadcast`, every field).
+    async fn api_job(&self, id: i64) -> Value {
+        self.serve.admin().get_broadcast(id).await
+    }
+
+    async fn assert_no_jobs(&self) {
+        let jobs = self.serve.admin().get_broadcasts(DOMAIN).await;
+        assert_eq!(jobs, Vec::<Value>::new());
+    }
+}
+
+/// `admin.listen` of a config file.
+fn admin_listen(config: &Path) -> String {
+    let text = std::fs::read_to_string(config).expect("read the serve config");
+    let config: toml::Table = text.parse().expect("the serve config is TOML");
+    let listen = config["admin"]["listen"].as_str().expect("admin.listen");
+    listen.to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn operator_commands_against_a_running_instance() {
+    let began = Instant::now();
+    let fixture = Fixture::start().await;
+    eprintln!("fixture ready in {:?}", began.elapsed());
+    count_and_dry_run(&fixture).await;
+    let notice = start_with_files_and_watch(&fixture).await;
+    let (json_watched, quick) = start_then_watch(&fixture).await;
+    list_and_show(&fixture, notice, &[quick, json_watched, notice]).await;
+    let aborted = abort_and_conflicts(&fixture).await;
+    delete(&fixture, notice, &[quick, json_watched, aborted]).await;
+    refused_input(&fixture).await;
+    not_found_and_auth(&fixture).await;
+    instance_from_config_and_environment(&fixture).await;
+    example_scripts(&fixture).await;
+    eprintln!("all steps done in {:?}", began.elapsed());
+}
+
+/// `count` and `start --dry-run`: who would receive it, and no job is created.
+async fn count_and_dry_run(f: &Fixture) {
+    let count = f.xb(&format!("count {DOMAIN}")).await.expect(0);
+    let first_five = ["admin", "u0001", "u0002", "u0003", "u0004"]
+        .map(|user| format!("\n  {user}@{DOMAIN}"))
+        .concat();
+    let expected = "20 users of example.com would receive a broadcast started now; the first 5:";
+    assert_eq!(count.stdout, format!("{expected}{first_five}\n"));
+    let json = f.xb(&format!("count {DOMAIN} --sample 2 --json")).await;
+    let api = f
+        .serve
+        .admin()
+        .graphql(
+            "{ broadcast { countBroadcastRecipients(domain: \"example.com\", sample: 2) \
+             { domain recipientCount sample } } }",
+            json!({}),
+        )
+        .await
+        .expect("countBroadcastRecipients");
+    assert_eq!(
+        json.expect(0).json(),
+        api["broadcast"]["countBroadcastRecipients"]
+    );
+    let empty = f
+        .xb(&format!("count --domain {EMPTY_DOMAIN}"))
+        .await
+        .expect(0);
+    assert!(
+        empty.stdout.starts_with("no user of empty.example.net"),
+        "{}",
+        empty.stdout
+    );
+
+    let dry = f
+        .start_job("dry", FAST, "--body b --dry-run")
+        .await
+        .expect(0);
+    let expected = "dry run: nothing was started\n20 users of example.com";
+    assert!(dry.stdout.starts_with(expected), "{}", dry.stdout);
+    let dry_json = f
+        .start_job("dry", FAST, "--body b --dry-run --json --sample 1")
+        .await;
+    assert_eq!(
+        dry_json.expect(0).json(),
+        json!({ "domain": DOMAIN, "recipientCount": USERS, "sample": [SENDER] })
+    );
+    let empty_domain = format!("--domain {EMPTY_DOMAIN} --sender admin@{EMPTY_DOMAIN}");
+    f.xb(&format!("start --dry-run {empty_domain} --name d --body b"))
+        .await
+        .fails(2, "start would fail with no_recipients");
+    f.assert_no_jobs().await;
+}
+
+/// `start --watch` with the subject from a file and a multi-line body from standard input:
+/// progress lines to FINISHED, exit 0, and the text arrives exactly. Returns the job's id.
+async fn start_with_files_and_watch(f: &Fixture) -> i64 {
+    let dir = support::scratch_dir("cli-notice");
+    let subject_file = dir.path().join("subject.txt");
+    std::fs::write(&subject_file, "Maintenance tonight\n").unwrap();
+    let files = format!("--subject-file {} --body-file -", subject_file.display());
+    let start = format!("start --domain {DOMAIN} --name notice --sender {SENDER} --rate {FAST}");
+    let line = format!("{start} --interval {INTERVAL} --watch {files}");
+    let stdin = format!("{NOTICE}\n");
+    let run = f.xb_with_stdin(&line, stdin.as_bytes()).await.expect(0);
+    let id = run.started_id();
+    let last = run.stdout.lines().last().unwrap_or_default();
+    let finished = format!("job {id} FINISHED: 20/20 processed (100%)");
+    assert!(last.starts_with(&finished), "{}", run.stdout);
+    let job = f.xb(&format!("show {id} --domain {DOMAIN} --json")).await;
+    let job = job.expect(0).json();
+    assert_eq!(job["messageBody"], NOTICE);
+    assert_eq!(job["messageSubject"], "Maintenance tonight");
+    assert_eq!(job, f.api_job(id).await, "show --json is the API's object");
+    id
+}
+
+/// `start --json --watch` prints the job as JSON lines; `start` then `watch ID` follows a job
+/// that is running or done. Returns the two jobs' ids, oldest first.
+async fn start_then_watch(f: &Fixture) -> (i64, i64) {
+    let run = f
+        .start_job("json-watched", FAST, "--body b --json --watch")
+        .await;
+    let lines = run.expect(0).json_lines();
+    let last = lines.last().expect("at least one line");
+    assert_eq!(last["executionState"], "FINISHED", "{lines:?}");
+    assert_eq!(last["recipientsProcessed"], USERS);
+    let json_watched = last["id"].as_i64().expect("id");
+    assert!(
+        lines.iter().all(|line| line["id"] == json_watched),
+        "{lines:?}"
+    );
+
+    let started = f.start_job("quick", FAST, "--body b").await.expect(0);
+    let id = started.started_id();
+    let expected = format!(
+        "started job {id} on example.com: 20 recipients at 1000/s\n\
+         follow it with: xmpp-broadcast watch {id} --domain example.com\n"
+    );
+    assert_eq!(started.stdout, expected);
+    let watch = format!("watch {id} --domain {DOMAIN} --interval {INTERVAL}");
+    let watched = f.xb(&watch).await.expect(0);
+    let finished = format!("job {id} FINISHED: 20/20");
+    assert!(watched.stdout.contains(&finished), "{}", watched.stdout);
+    let json = f.xb(&format!("{watch} --json")).await.expect(0);
+    assert_eq!(json.json_lines(), [f.api_job(id).await]);
+    (json_watched, id)
+}
+
+/// `list` as a table and as JSON (newest first, `--limit`, `--index`), `show` as text.
+async fn list_and_show(f: &Fixture, notice: i64, newest_first: &[i64]) {
+    let table = f
+        .xb(&format!("list --domain {DOMAIN}"))
+        .await
+        .expect(0)
+        .stdout;
+    let mut rows = table.lines();
+    let header = rows.next().unwrap_or_default();
+    assert!(
+        header.starts_with("ID  STATE     PROCESSED  RATE"),
+        "{table}"
+    );
+    let first_column = |row: &str| row.split_whitespace().next().unwrap().parse().unwrap();
+    let ids: Vec<i64> = rows.map(first_column).collect();
+    assert_eq!(ids, newest_first, "{table}");
+    assert!(table.contains("FINISHED  20/20      1000/s"), "{table}");
+
+    let listed = f.xb(&format!("list --domain {DOMAIN} --json")).await;
+    let mut api = Vec::new();
+    for id in newest_first {
+        api.push(f.api_job(*id).await);
+    }
+    assert_eq!(
+        listed.expect(0).json(),
+        Value::Array(api),
+        "the API's objects"
+    );
+    let second = f
+        .xb(&format!(
+            "list --domain {DOMAIN} --json --limit 1 --index 1"
+        ))
+        .await;
+    assert_eq!(second.expect(0).json()[0]["id"], newest_first[1]);
+    let empty = f
+        .xb(&format!("list --domain {EMPTY_DOMAIN}"))
+        .await
+        .expect(0);
+    assert_eq!(empty.stdout, "no jobs on empty.example.net\n");
+
+    let shown = f.xb(&format!("show {notice} --domain {DOMAIN}")).await;
+    let shown = shown.expect(0).stdout;
+    for line in [
+        format!("id:             {notice}\n"),
+        "state:          FINISHED\n".to_owned(),
+        "recipients:     20/20 processed (100%)\n".to_owned(),
+        "subject:        Maintenance tonight\n".to_owned(),
+        "body:\n  The server restarts at 22:00 UTC.\n  \n  \"Save your work\"".to_owned(),
+    ] {
+        assert!(shown.contains(&line), "show lacks {line:?}:\n{shown}");
+    }
+}
+
+/// `abort` as text and JSON; a second job on the domain and aborting a stopped job are
+/// conflicts (4); `watch` of a job that gets aborted exits 10. Returns an aborted job's id.
+async fn abort_and_conflicts(f: &Fixture) -> i64 {
+    let id = f.running_job("slow").await;
+    let watch = format!(
+        "watch {id} --domain {DOMAIN} --interval {INTERVAL} {}",
+        f.login
+    );
+    let watch = tokio::spawn(async move { xb(&watch, &[], b"").await });
+    f.start_job("second", FAST, "--body b")
+        .await
+        .fails(4, "running job limit exceeded (running_job_limit_exceeded)");
+    // Let the watcher see the job running before it is aborted.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let abort = format!("abort {id} --domain {DOMAIN}");
+    let aborted = f.xb(&abort).await.expect(0);
+    let stopped = format!("job {id} ABORT_ADMIN: ");
+    assert!(aborted.stdout.starts_with(&stopped), "{}", aborted.stdout);
+    let watched = watch.await.expect("watch task").expect(10);
+    let running = format!("job {id} RUNNING: 0/20 processed (0%), 1.0/s, ETA ");
+    assert!(watched.stdout.starts_with(&running), "{}", watched.stdout);
+    let last = watched.stdout.lines().last().unwrap_or_default();
+    assert!(last.starts_with(&stopped), "{}", watched.stdout);
+    f.xb(&abort)
+        .await
+        .fails(4, "not currently running (not_running)");
+
+    let second = f.running_job("slow-json").await;
+    let job = f
+        .xb(&format!("abort {second} --domain {DOMAIN} --json"))
+        .await;
+    let job = job.expect(0).json();
+    assert_eq!(job["executionState"], "ABORT_ADMIN");
+    assert_eq!(job, f.api_job(second).await);
+    let watch = format!("watch {second} --domain {DOMAIN} --json");
+    assert_eq!(f.xb(&watch).await.expect(10).json_lines(), [job]);
+    f.xb(&format!("delete {second} --domain {DOMAIN}"))
+        .await
+        .expect(0);
+    id
+}
+
+/// `delete` by id (text: skipped ids named) and `--all` (JSON: the API's result).
+async fn delete(f: &Fixture, notice: i64, others: &[i64]) {
+    let running = f.running_job("undeletable").await;
+    let deleted = f
+        .xb(&format!("delete {notice} {running} --domain {DOMAIN}"))
+        .await;
+    let deleted = deleted.expect(0);
+    assert_eq!(
+        deleted.stdout,
+        format!("deleted job {notice} of example.com\n")
+    );
+    let skipped = format!("not deleted (running, or not a job of example.com): {running}\n");
+    assert_eq!(deleted.stderr, skipped);
+    f.xb(&format!("show {notice} --domain {DOMAIN}"))
+        .await
+        .fails(3, "Broadcast job not found (broadcast_not_found)");
+    f.xb(&format!("abort {running} --domain {DOMAIN}"))
+        .await
+        .expect(0);
+    let mut expected: Vec<i64> = others.iter().copied().chain([running]).collect();
+    expected.sort_unstable();
+    let all = f
+        .xb(&format!("delete --all --domain {DOMAIN} --json"))
+        .await;
+    let mut all = all.expect(0).json();
+    let ids = all["ids"].as_array_mut().expect("ids");
+    ids.sort_by_key(|id| id.as_i64());
+    assert_eq!(
+        all,
+        json!({ "message": "Inactive broadcasts deleted", "ids": expected })
+    );
+    f.assert_no_jobs().await;
+}
+
+/// Arguments the server refuses exit 2 with its message and code; nothing is created.
+async fn refused_input(f: &Fixture) {
+    let refused = |rate: &'static str, message: &'static str| async move {
+        f.start_job("refused", rate, "--body b")
+            .await
+            .fails(2, message);
+    };
+    refused("0", "(input_coercion)").await;
+    refused("1001", "Invalid parameter: message_rate (bad_parameter)").await;
+    f.xb(&format!(
+        "start --domain {DOMAIN} --name n --sender nobody@{DOMAIN} --body b"
+    ))
+    .await
+    .fails(2, "Sender account does not exist (sender_not_found)");
+    f.assert_no_jobs().await;
+}
+
+/// Unknown jobs and domains exit 3; missing or wrong credentials exit 6.
+async fn not_found_and_auth(f: &Fixture) {
+    for line in ["show 999999", "abort 999999", "watch 999999"] {
+        let line = format!("{line} --domain {DOMAIN}");
+        f.xb(&line).await.fails(3, "(broadcast_not_found)");
+    }
+    f.xb("list --domain unknown.example.net")
+        .await
+        .fails(3, "Domain not found (domain_not_found)");
+    let url = f.login.split_whitespace().nth(1).expect("the URL");
+    let list = format!("list --domain {DOMAIN} --url {url}");
+    xb(
+        &format!("{list} --user {ADMIN_USER} --password x"),
+        &[],
+        b"",
+    )
+    .await
+    .fails(6, "The provided credentials are wrong (wrong_credentials)");
+    xb(&list, &[], b"").await.fails(6, "(no_permissions)");
+}
+
+/// The URL, credentials and domain from the config file, and from the environment; a flag
+/// wins over both.
+async fn instance_from_config_and_environment(f: &Fixture) {
+    let config = f.serve.config_path().to_str().expect("UTF-8 path");
+    let listed = xb(
+        &format!("list --config {config} --domain {EMPTY_DOMAIN}"),
+        &[],
+        b"",
+    )
+    .await;
+    assert_eq!(listed.expect(0).stdout, "no jobs on empty.example.net\n");
+    xb(&format!("count --config {config}"), &[], b"")
+        .await
+        .fails(
+            2,
+            "the config file serves empty.example.net, example.com: give --domain",
+        );
+    let env = [
+        ("XMPP_BROADCAST_CONFIG", config),
+        ("XMPP_BROADCAST_DOMAIN", DOMAIN),
+    ];
+    let counted = xb("count --json", &env, b"").await.expect(0).json();
+    assert_eq!(counted["recipientCount"], USERS);
+    let url = f.login.split_whitespace().nth(1).expect("the URL");
+    let env = [
+        ("XMPP_BROADCAST_URL", url),
+        ("XMPP_BROADCAST_USER", ADMIN_USER),
+        ("XMPP_BROADCAST_PASSWORD", ADMIN_PASSWORD),
+        ("XMPP_BROADCAST_DOMAIN", DOMAIN),
+    ];
+    assert_eq!(
+        xb("list --json", &env, b"").await.expect(0).json(),
+        json!([])
+    );
+    // The wrong password of the flag is used, not the config file's, and refused.
+    let line = format!("list --config {config} --domain {DOMAIN} --password x");
+    xb(&line, &[], b"").await.fails(6, "(wrong_credentials)");
+    xb("list --password x", &env, b"")
+        .await
+        .fails(6, "(wrong_credentials)");
+}
+
+/// The ops scripts of `examples/` send a multi-line notice from standard input, follow it to
+/// FINISHED and exit 0; the notice arrives exactly.
+async fn example_scripts(f: &Fixture) {
+    let url = f.login.split_whitespace().nth(1).expect("the URL");
+    for script in ["notice-cli.sh", "notice-curl.sh"] {
+        let mut command = Command::new("bash");
+        for (name, _) in std::env::vars_os() {
+            if name.to_string_lossy().starts_with("XMPP_BROADCAST_") {
+                command.env_remove(name);
+            }
+        }
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("examples")
+            .join(script);
+        command
+            .arg(&path)
+            .args([DOMAIN, "Maintenance tonight", "-"]);
+        command.envs([
+            ("XMPP_BROADCAST_URL", url),
+            ("XMPP_BROADCAST_USER", ADMIN_USER),
+            ("XMPP_BROADCAST_PASSWORD", ADMIN_PASSWORD),
+            ("XB", support::serve::BINARY),
+            ("NAME", script),
+            ("POLL_SECONDS", INTERVAL),
+        ]);
+        let stdin = format!("{NOTICE}\n");
+        let output = support::process::output_with_input(command, stdin.as_bytes()).await;
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            output.status.success() && stderr.contains("delivered to every user of example.com"),
+            "{script} exited {}\nstdout:\n{}\nstderr:\n{stderr}",
+            output.status,
+            String::from_utf8_lossy(&output.stdout)
+        );
+        let newest = &f.serve.admin().get_broadcasts(DOMAIN).await[0];
+        let job = f.api_job(newest["id"].as_i64().expect("id")).await;
+        assert_eq!(
+            (&job["name"], &job["messageSubject"], &job["messageBody"]),
+            (
+                &json!(script),
+                &json!("Maintenance tonight"),
+                &json!(NOTICE)
+            ),
+            "{script}"
+        );
+        assert_eq!(job["executionState"], "FINISHED", "{script}");
+    }
+}
