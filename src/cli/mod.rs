@@ -22,9 +22,8 @@ use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
 pub use component::ConfigArg;
-pub use exit::Exit;
 
-use exit::CommandError;
+use exit::{CommandError, Exit};
 
 /// Sends announcements to every registered user of an XMPP domain.
 ///
