@@ -243,6 +243,28 @@ impl Directory {
         }
     }
 
+    /// The recipients of a job created now: [`Directory::snapshot`], except that a server's
+    /// SQLite file is read at creation only, in one go, and listed with the job. Paging it while
+    /// the server stores offline messages in it makes the server's own writes fail ("database
+    /// is locked"), losing messages.
+    pub async fn recipients_for_new_job(&self, domain: &str) -> Result<Snapshot, DirectoryError> {
+        match (&self.pool, self.snapshot(domain).await?) {
+            (UsersPool::Sqlite(_), Snapshot::CreatedBy { at, .. }) => {
+                let mut users: Vec<String> = Vec::new();
+                loop {
+                    let after = users.last().map(String::as_str);
+                    let page = self.page(domain, &at, after, 10_000).await?;
+                    if page.is_empty() {
+                        break;
+                    }
+                    users.extend(page);
+                }
+                Ok(Snapshot::Listed(users))
+            }
+            (_, snapshot) => Ok(snapshot),
+        }
+    }
+
     /// The next `limit` accounts of `domain` created at or before `at` (a
     /// [`Snapshot::CreatedBy`] instant), after the username `after`, in the database's order.
     pub async fn page(

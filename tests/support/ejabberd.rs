@@ -206,9 +206,37 @@ impl Ejabberd {
             .collect()
     }
 
-    /// Seeds one account on [`DOMAIN`] and returns its bare JID.
+    /// Registers one account on [`DOMAIN`] and returns its bare JID. On SQLite it goes
+    /// through `ejabberdctl register`, inside the running server: a second writer on ejabberd's
+    /// SQLite file would make ejabberd's own writes fail ("database is locked").
     pub async fn register_user(&self, name: &str, password: &str) -> String {
-        self.insert_accounts(&[name.to_owned()], password).await;
+        if matches!(self.storage, EjabberdStorage::Sqlite) {
+            let root = self._dir.path();
+            let status = tokio::process::Command::new("setpriv")
+                .args([
+                    "--reuid=ejabberd",
+                    "--regid=ejabberd",
+                    "--init-groups",
+                    "env",
+                ])
+                .arg(format!("HOME={}", root.join("home").display()))
+                .arg("ejabberdctl")
+                .arg("--config-dir")
+                .arg(root)
+                .arg("--ctl-config")
+                .arg(root.join("ejabberdctl.cfg"))
+                .args(["register", name, DOMAIN, password])
+                .stdout(Stdio::null())
+                .status()
+                .await
+                .expect("run ejabberdctl register");
+            assert!(
+                status.success(),
+                "ejabberdctl register {name} failed: {status}"
+            );
+        } else {
+            self.insert_accounts(&[name.to_owned()], password).await;
+        }
         format!("{name}@{DOMAIN}")
     }
 
