@@ -286,7 +286,12 @@ class Receivers:
         gate = asyncio.Semaphore(50)
         await asyncio.gather(*(self.login(port, i, u, gate) for i, u in enumerate(USERS)))
 
-    def close(self):
+    async def close(self):
+        """Ends every stream and waits (up to 5 s) for Prosody to close its side."""
+        for w in self.writers:
+            w.write(b"</stream:stream>")
+        if self.tasks:
+            await asyncio.wait(self.tasks, timeout=5)
         for t in self.tasks:
             t.cancel()
         for w in self.writers:
@@ -447,10 +452,11 @@ def report(results, controls, args, warnings):
     """The Markdown section with the medians, the machine and the method's parameters."""
     med = lambda rs, k: statistics.median(r[k] for r in rs)
     binary = args.binary.relative_to(ROOT) if args.binary.is_relative_to(ROOT) else args.binary
+    built, digest = args.binary_id
     lines = [BEGIN, "### Results (this block is rewritten by `python3 bench/rate.py`)", "",
              f"* Date: {dt.datetime.now().astimezone():%Y-%m-%d %H:%M %Z}",
              f"* Command: `{shlex.join(['python3', 'bench/rate.py', *sys.argv[1:]])}`",
-             f"* Binary: `{binary}`, built {dt.datetime.fromtimestamp(args.binary.stat().st_mtime):%Y-%m-%d %H:%M}, "
+             f"* Binary: `{binary}` (sha256 `{digest}`), built {built:%Y-%m-%d %H:%M %Z}, "
              f"repository at `{git('rev-parse', '--short', 'HEAD')}`{' with uncommitted changes' if git('status', '--porcelain') else ''} "
              "when the benchmark ran",
              f"* Machine: {machine_facts()}",
@@ -475,7 +481,7 @@ def report(results, controls, args, warnings):
                                    if not bad else "PROBLEMS — " + "; ".join(describe(r) for r in bad)),
               "", "Warnings/errors in the component's and Prosody's logs: " + ("none." if not warnings else f"{len(warnings)}:"),
               *[f"    {w}" for w in warnings[:20]], "", "<details><summary>All runs</summary>", "",
-              *[f"* {r['rate']} msg/s — {'(discarded: disturbed) ' if r.get('discarded') else ''}{describe(r)}"
+              *[f"* {r['rate']} msg/s — {'(discarded: disturbed) ' if r.get('discarded') else '(kept although disturbed) ' if r.get('disturbed') else ''}{describe(r)}"
                 for r in results],
               *[f"* {rate} msg/s — {describe_control(c)}" for rate, c in controls.items()], "", "</details>", END]
     return "\n".join(lines)
@@ -561,7 +567,7 @@ async def run(lab, args):
                                                     describe_control))[-1]
         return results, controls
     finally:
-        rx.close()
+        await rx.close()
 
 
 async def undisturbed(measure, max_pressure, show, attempts=3):
@@ -577,6 +583,9 @@ async def undisturbed(measure, max_pressure, show, attempts=3):
         if attempt < attempts - 1:
             r["discarded"] = True
             print(f"  discarded (CPU pressure {r['pressure_pct']:.1f} % > {max_pressure} %), measuring again", flush=True)
+        else:
+            r["disturbed"] = True
+            print(f"  kept although disturbed: {attempts} attempts were", flush=True)
     return done
 
 
@@ -602,6 +611,9 @@ def main():
     args.binary = args.binary.resolve()
     if not args.binary.exists():
         sys.exit(f"{args.binary} not found: run `cargo build --release` first")
+    # what the measured process runs, even if the file is rebuilt meanwhile
+    args.binary_id = (dt.datetime.fromtimestamp(args.binary.stat().st_mtime).astimezone(),
+                      hashlib.sha256(args.binary.read_bytes()).hexdigest()[:12])
     signal.signal(signal.SIGTERM, interrupted)
     lab = Lab(Path(tempfile.mkdtemp(prefix="rate-bench-")))
     try:
