@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Rate accuracy and CPU cost of xmpp-broadcast, measured at the receiving end.
 
-    python3 bench/rate.py [--runs 3] [--rates 10,100,1000] [--binary PATH] [--no-control]
-                          [--no-write] [--keep]
+    python3 bench/rate.py [--runs 3] [--rates 10,100,1000] [--max-pressure 20] [--no-control]
+                          [--binary PATH] [--no-write] [--keep]
 
 Needs Python 3.11 (stdlib only), Prosody 0.12 (`prosody`, `prosodyctl`) and a release build.
   1. Starts a private Prosody (SQLite storage, WAL) in a scratch directory on free loopback ports,
@@ -10,7 +10,8 @@ Needs Python 3.11 (stdlib only), Prosody 0.12 (`prosody`, `prosodyctl`) and a re
   2. Logs every account in as a raw c2s client (one asyncio process, plaintext, SASL PLAIN, bind,
      initial presence), so every recipient is online, and timestamps every `</message>` received.
   3. For each rate, `--runs` times: starts a broadcast through the admin API and measures
-       achieved rate = (messages received - 1) / (last arrival - first arrival),
+       achieved rate = (messages received - 1) / (last arrival - first arrival)
+     (plus a least-squares fit of arrival index on time, less sensitive to a late server pause),
      the job time the API reports (stopTimestamp - startTimestamp), and the CPU time of the
      component and of Prosody from just before the start request to the last arrival.
      Component CPU is read two ways: utime+stime from /proc/PID/stat (10 ms ticks) and the sum
@@ -25,9 +26,10 @@ One unrecorded warm-up broadcast at 1000 msg/s runs first. Before each run the s
 (/proc/pressure/cpu "some": share of the time a runnable task waited for a CPU).
 Everything it starts is stopped on exit, Ctrl-C, SIGTERM or error (logs are kept on error).
 
-Flags: --runs N (default 3), --rates LIST (default 10,100,1000), --binary PATH (default
-target/release/xmpp-broadcast), --no-control (skip step 4), --no-write (leave BENCHMARKS.md
-alone), --keep (keep the scratch directory with the logs and databases).
+Flags: --runs N (default 3), --rates LIST (default 10,100,1000), --max-pressure P (a run with more
+CPU pressure is discarded and redone, at most 3 attempts; default 20), --no-control (skip step 4),
+--binary PATH (default target/release/xmpp-broadcast), --no-write (leave BENCHMARKS.md alone),
+--keep (keep the scratch directory with the logs and databases).
 """
 
 import argparse
@@ -304,7 +306,8 @@ class Receivers:
 def http(url, body=None):
     req = urllib.request.Request(url, data=body and json.dumps(body).encode(),
                                  headers={"Content-Type": "application/json"})
-    req.add_header("Authorization", "Basic " + base64.b64encode(":".join(ADMIN_AUTH).encode()).decode())
+    token = base64.b64encode(":".join(ADMIN_AUTH).encode()).decode()
+    req.add_header("Authorization", f"Basic {token}")
     with urllib.request.urlopen(req, timeout=30) as resp:
         return json.loads(resp.read())
 
@@ -317,8 +320,8 @@ async def graphql(admin, query):
 
 
 async def job_state(admin, job):
-    data = await graphql(admin, f'{{ broadcast {{ getBroadcast(domain: "{DOMAIN}", id: {job}) {{ '
-                                f"executionState recipientsProcessed recipientCount startTimestamp stopTimestamp }} }} }}")
+    fields = "executionState recipientsProcessed recipientCount startTimestamp stopTimestamp"
+    data = await graphql(admin, f'{{ broadcast {{ getBroadcast(domain: "{DOMAIN}", id: {job}) {{ {fields} }} }} }}')
     return data["broadcast"]["getBroadcast"]
 
 
@@ -334,7 +337,7 @@ async def wait_quiet(limit_pct=30, max_wait=120):
         b1, t1 = machine_busy()
         if 100 * os.cpu_count() * (b1 - b0) / max(t1 - t0, 1) < limit_pct:
             return
-    print("  (machine still busy after 2 min; measuring anyway)")
+    print("  (machine still busy after 2 min; measuring anyway)", flush=True)
 
 
 async def broadcast(lab, rx, rate):
@@ -353,9 +356,10 @@ async def broadcast(lab, rx, rate):
 
     rx.new_run(len(USERS), complete)
     sample("start")
-    data = await graphql(lab.admin, f'mutation {{ broadcast {{ startBroadcast(name: "bench {rate}", domain: "{DOMAIN}", '
-                                    f'messageSubject: "s", messageBody: "b", senderJid: "admin@{DOMAIN}", '
-                                    f"messageRate: {rate}, recipientGroup: ALL_USERS_IN_DOMAIN) {{ message ids }} }} }}")
+    data = await graphql(lab.admin, f'mutation {{ broadcast {{ startBroadcast(name: "bench {rate}", '
+                                    f'domain: "{DOMAIN}", messageSubject: "s", messageBody: "b", '
+                                    f'senderJid: "admin@{DOMAIN}", messageRate: {rate}, '
+                                    f"recipientGroup: ALL_USERS_IN_DOMAIN) {{ message ids }} }} }}")
     job = data["broadcast"]["startBroadcast"]["ids"][0]
     seen, still_since = -1, time.monotonic()
     while not done.is_set():  # no API polling while messages flow: it would cost component CPU
@@ -367,7 +371,7 @@ async def broadcast(lab, rx, rate):
             elif time.monotonic() - still_since > 15:  # stalled: has the job ended, or given up?
                 state = (await job_state(lab.admin, job))["executionState"]
                 if state != "RUNNING" or time.monotonic() - still_since > 120:
-                    print(f"  incomplete: job {state}, {len(rx.arrivals)} of {len(USERS)} messages received")
+                    print(f"  incomplete: job {state}, {len(rx.arrivals)} of {len(USERS)} received", flush=True)
                     if not rx.arrivals:
                         raise RuntimeError(f"no message arrived for job {job} ({state})")
                     complete()
@@ -383,29 +387,30 @@ async def broadcast(lab, rx, rate):
     wall = t1 - t0
     stamp = lambda s: dt.datetime.fromisoformat(s) if s else None
     start, stop = stamp(state["startTimestamp"]), stamp(state["stopTimestamp"])
-    r = dict(rate=rate, job=job, state=state["executionState"], received=n,
-             recipients=state["recipientCount"], processed=state["recipientsProcessed"],
-             missing=sum(c == 0 for c in rx.counts), dups=sum(max(c - 1, 0) for c in rx.counts),
-             achieved=(n - 1) / span if span > 0 else float("nan"),
-             gap_ms=1e3 * gaps[len(gaps) // 2] if gaps else 0, max_gap_ms=1e3 * gaps[-1] if gaps else 0,
-             job_s=(stop - start).total_seconds() if start and stop else float("nan"),
-             comp_us=1e6 * (ct1 - ct0) / n, comp_ns_us=1e6 * (cn1 - cn0) / n,
-             prosody_pct=100 * (pt1 - pt0) / wall, bench_pct=100 * (st1 - st0) / wall,
-             pressure_pct=100 * (ps1 - ps0) / wall)
-    return r
+    return dict(rate=rate, job=job, state=state["executionState"], received=n,
+                recipients=state["recipientCount"], processed=state["recipientsProcessed"],
+                missing=sum(c == 0 for c in rx.counts), dups=sum(max(c - 1, 0) for c in rx.counts),
+                achieved=(n - 1) / span if span > 0 else float("nan"), fit=fit_rate(rx.arrivals),
+                gap_ms=1e3 * gaps[len(gaps) // 2] if gaps else 0, max_gap_ms=1e3 * gaps[-1] if gaps else 0,
+                job_s=(stop - start).total_seconds() if start and stop else float("nan"),
+                comp_us=1e6 * (ct1 - ct0) / n, comp_ns_us=1e6 * (cn1 - cn0) / n,
+                prosody_pct=100 * (pt1 - pt0) / wall, bench_pct=100 * (st1 - st0) / wall,
+                pressure_pct=100 * (ps1 - ps0) / wall)
 
 
 async def control(lab, rx, rate):
     """The same measurement at the receivers with the control sender in place of the component."""
     await wait_quiet()
-    loop, done, marks = asyncio.get_running_loop(), asyncio.Event(), [(time.monotonic(), cpu_pressure())]
+    loop, done = asyncio.get_running_loop(), asyncio.Event()
+    marks = [(time.monotonic(), cpu_pressure())]
 
     def complete():
         marks.append((time.monotonic(), cpu_pressure()))
         loop.call_soon(done.set)
 
     rx.new_run(len(USERS), complete)
-    proc = lab.start(f"control-{rate}", [sys.executable, __file__, "--control-sender", str(lab.comp), str(rate)])
+    argv = [sys.executable, __file__, "--control-sender", str(lab.comp), str(rate)]
+    proc = lab.start(f"control-{rate}", argv)
     while proc.poll() is None:
         await asyncio.sleep(0.2)
     out = (lab.dir / f"control-{rate}.out").read_text()
@@ -413,20 +418,29 @@ async def control(lab, rx, rate):
         raise RuntimeError(f"control sender failed: {out[-2000:]}")
     await asyncio.wait_for(done.wait(), 30)
     achieved = (len(rx.arrivals) - 1) / (rx.arrivals[-1] - rx.arrivals[0])
-    return dict(achieved=achieved, cpu_us=json.loads(out.splitlines()[-1])["cpu_us"],
-                pressure_pct=100 * (marks[1][1] - marks[0][1]) / (marks[1][0] - marks[0][0]))
+    (t0, p0), (t1, p1) = marks
+    return dict(achieved=achieved, fit=fit_rate(rx.arrivals), pressure_pct=100 * (p1 - p0) / (t1 - t0),
+                cpu_us=json.loads(out.splitlines()[-1])["cpu_us"])
+
+
+def fit_rate(arrivals):
+    """Messages per second as the slope of a least-squares line through (arrival time, index):
+    unlike the end points, barely moved by a server pause that happens to hit the last message."""
+    if len(arrivals) < 3:
+        return float("nan")
+    return statistics.linear_regression(arrivals, range(len(arrivals))).slope
 
 
 def describe_control(c):
-    return (f"control sender: achieved {c['achieved']:.2f} msg/s, {c['cpu_us']:.1f} µs/msg, "
-            f"CPU pressure {c['pressure_pct']:.1f} %")
+    return (f"control sender: achieved {c['achieved']:.2f} msg/s (fit {c['fit']:.2f}), "
+            f"{c['cpu_us']:.1f} µs/msg, CPU pressure {c['pressure_pct']:.1f} %")
 
 
 def describe(r):
     return (f"job {r['job']} {r['state']}: {r['received']}/{r['recipients']} received "
-            f"(missing {r['missing']}, dup {r['dups']}), achieved {r['achieved']:.2f} msg/s, gap median "
-            f"{r['gap_ms']:.2f} ms max {r['max_gap_ms']:.1f} ms, "
-            f"API job time {r['job_s']:.2f} s, component {r['comp_us']:.1f} µs/msg (stat) "
+            f"(missing {r['missing']}, dup {r['dups']}), achieved {r['achieved']:.2f} msg/s "
+            f"(fit {r['fit']:.2f}), gap median {r['gap_ms']:.2f} ms max {r['max_gap_ms']:.1f} ms, "
+            f"API job time {r['job_s']:.0f} s, component {r['comp_us']:.1f} µs/msg (stat) "
             f"{r['comp_ns_us']:.1f} µs/msg (schedstat), Prosody {r['prosody_pct']:.1f} %, "
             f"receivers {r['bench_pct']:.1f} %, CPU pressure {r['pressure_pct']:.1f} %")
 
@@ -457,33 +471,39 @@ def report(results, controls, args, warnings):
              f"* Date: {dt.datetime.now().astimezone():%Y-%m-%d %H:%M %Z}",
              f"* Command: `{shlex.join(['python3', 'bench/rate.py', *sys.argv[1:]])}`",
              f"* Binary: `{binary}` (sha256 `{digest}`), built {built:%Y-%m-%d %H:%M %Z}, "
-             f"repository at `{git('rev-parse', '--short', 'HEAD')}`{' with uncommitted changes' if git('status', '--porcelain') else ''} "
-             "when the benchmark ran",
+             f"repository at `{git('rev-parse', '--short', 'HEAD')}`"
+             f"{' with uncommitted changes' if git('status', '--porcelain') else ''} when the benchmark ran",
              f"* Machine: {machine_facts()}",
              f"* Recipients: {len(USERS)} accounts, all online; {args.runs} run(s) per rate, medians shown",
              "",
-             "| requested msg/s | achieved msg/s, median (runs) | error % | API job time, s | "
+             "| requested msg/s | achieved msg/s, median (runs) | error % | achieved, fit | API job time, s | "
              "component CPU µs/msg, /proc/PID/stat (runs) | component CPU µs/msg, schedstat | "
-             "Prosody CPU % of a core | CPU pressure % | control sender: msg/s, µs/msg |",
-             "|---:|---|---:|---:|---|---:|---:|---:|---|"]
+             "Prosody CPU % of a core | CPU pressure % | control sender: msg/s (fit), µs/msg |",
+             "|---:|---|---:|---:|---:|---|---:|---:|---:|---|"]
     for rate in args.rates:
         rs = [r for r in results if r["rate"] == rate and not r.get("discarded")]
         runs = lambda k, fmt: ", ".join(format(r[k], fmt) for r in rs)
-        a = med(rs, "achieved")
+        a, c = med(rs, "achieved"), controls.get(rate)
         lines.append(
             f"| {rate} | **{a:.2f}** ({runs('achieved', '.2f')}) | {100 * (a - rate) / rate:+.2f} | "
-            f"{med(rs, 'job_s'):.2f} | **{med(rs, 'comp_us'):.1f}** ({runs('comp_us', '.1f')}) | "
-            f"{med(rs, 'comp_ns_us'):.1f} | {med(rs, 'prosody_pct'):.1f} | {med(rs, 'pressure_pct'):.1f} | "
-            + (f"{controls[rate]['achieved']:.2f}, {controls[rate]['cpu_us']:.1f} |" if rate in controls else "— |"))
+            f"{med(rs, 'fit'):.2f} | {med(rs, 'job_s'):.0f} | "
+            f"**{med(rs, 'comp_us'):.1f}** ({runs('comp_us', '.1f')}) | {med(rs, 'comp_ns_us'):.1f} | "
+            f"{med(rs, 'prosody_pct'):.1f} | {med(rs, 'pressure_pct'):.1f} | "
+            + (f"{c['achieved']:.2f} ({c['fit']:.2f}), {c['cpu_us']:.1f} |" if c else "— |"))
     bad = [r for r in results if r["missing"] or r["dups"] or r["state"] != "FINISHED"
-           or r["received"] != r["recipients"]]
-    lines += ["", "Delivery: " + ("every run delivered exactly one message to every recipient and ended FINISHED."
-                                   if not bad else "PROBLEMS — " + "; ".join(describe(r) for r in bad)),
-              "", "Warnings/errors in the component's and Prosody's logs: " + ("none." if not warnings else f"{len(warnings)}:"),
-              *[f"    {w}" for w in warnings[:20]], "", "<details><summary>All runs</summary>", "",
-              *[f"* {r['rate']} msg/s — {'(discarded: disturbed) ' if r.get('discarded') else '(kept although disturbed) ' if r.get('disturbed') else ''}{describe(r)}"
-                for r in results],
-              *[f"* {rate} msg/s — {describe_control(c)}" for rate, c in controls.items()], "", "</details>", END]
+           or not r["received"] == r["recipients"] == r["processed"]]
+    delivery = ("every run delivered exactly one message to every recipient and ended FINISHED." if not bad
+                else "PROBLEMS — " + "; ".join(describe(r) for r in bad))
+    mark = lambda r: ("(discarded: disturbed) " if r.get("discarded")
+                      else "(kept although disturbed) " if r.get("disturbed") else "")
+    lines += ["", f"Delivery: {delivery}", "",
+              "Warnings/errors in the component's and Prosody's logs: "
+              + (f"{len(warnings)}:" if warnings else "none."),
+              *[f"    {w}" for w in warnings[:20]],
+              "", "<details><summary>All runs</summary>", "",
+              *[f"* {r['rate']} msg/s — {mark(r)}{describe(r)}" for r in results],
+              *[f"* {rate} msg/s — {describe_control(c)}" for rate, c in controls.items()],
+              "", "</details>", END]
     return "\n".join(lines)
 
 
@@ -597,7 +617,8 @@ def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--runs", type=int, default=3, help="runs per rate; medians are reported (default 3)")
     p.add_argument("--rates", default="10,100,1000", help="comma-separated msg/s, 1..1000 (default 10,100,1000)")
-    p.add_argument("--binary", type=Path, default=ROOT / "target/release/xmpp-broadcast")
+    p.add_argument("--binary", type=Path, default=ROOT / "target/release/xmpp-broadcast",
+                   help="the binary to measure (default target/release/xmpp-broadcast)")
     p.add_argument("--no-write", action="store_true", help="print the results only, leave BENCHMARKS.md alone")
     p.add_argument("--keep", action="store_true", help="keep the scratch directory (logs, databases)")
     p.add_argument("--no-control", action="store_true", help="skip the control sender runs")
@@ -627,8 +648,9 @@ def main():
         raise
     finally:
         lab.stop()
-        warnings = lab.log_lines("serve.out", r"\b(WARN|ERROR)\b") + [l for l in lab.log_lines("prosody.log", r"\t(warn|error)\t")
-                                                                  if "Received SIGTERM" not in l]
+        warnings = lab.log_lines("serve.out", r"\b(WARN|ERROR)\b") + [
+            line for line in lab.log_lines("prosody.log", r"\t(warn|error)\t")
+            if "Received SIGTERM" not in line]  # that one is our own stop
         if not args.keep:
             shutil.rmtree(lab.dir)
     section = report(results, controls, args, warnings)
