@@ -192,7 +192,7 @@ impl Broadcasts {
     /// `sample` of them; nothing is written.
     pub async fn preview(&self, domain: &str, sample: usize) -> Result<Preview, QueryError> {
         self.check_domain(domain)?;
-        let snapshot = self.directory.recipients_for_new_job(domain).await?;
+        let snapshot = self.directory.snapshot(domain).await?;
         let first = match &snapshot {
             Snapshot::Listed(users) => users.iter().take(sample).cloned().collect(),
             Snapshot::CreatedBy { at, .. } if sample > 0 => {

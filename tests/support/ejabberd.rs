@@ -119,19 +119,7 @@ impl Ejabberd {
 
         let log = LogFile::new(&root.join("logs/ejabberd.log"), "ejabberd log");
         let error_log = LogFile::new(&root.join("launcher.log"), "ejabberd launcher output");
-        let child = Command::new("setpriv")
-            .args([
-                "--reuid=ejabberd",
-                "--regid=ejabberd",
-                "--init-groups",
-                "env",
-            ])
-            .arg(format!("HOME={}", root.join("home").display()))
-            .arg("ejabberdctl")
-            .arg("--config-dir")
-            .arg(root)
-            .arg("--ctl-config")
-            .arg(root.join("ejabberdctl.cfg"))
+        let child = ejabberdctl(root)
             .arg("--config")
             .arg(root.join("ejabberd.yml"))
             .arg("--logs")
@@ -212,19 +200,7 @@ impl Ejabberd {
     pub async fn register_user(&self, name: &str, password: &str) -> String {
         if matches!(self.storage, EjabberdStorage::Sqlite) {
             let root = self._dir.path();
-            let status = tokio::process::Command::new("setpriv")
-                .args([
-                    "--reuid=ejabberd",
-                    "--regid=ejabberd",
-                    "--init-groups",
-                    "env",
-                ])
-                .arg(format!("HOME={}", root.join("home").display()))
-                .arg("ejabberdctl")
-                .arg("--config-dir")
-                .arg(root)
-                .arg("--ctl-config")
-                .arg(root.join("ejabberdctl.cfg"))
+            let status = tokio::process::Command::from(ejabberdctl(root))
                 .args(["register", name, DOMAIN, password])
                 .stdout(Stdio::null())
                 .status()
@@ -539,4 +515,24 @@ pub fn assert_stored_stanza(announcement: &Announcement, xml: &str, recipient: &
         .collect();
     children.sort();
     assert_eq!(children, ["body", "delay", "origin-id", "subject"], "{xml}");
+}
+
+/// `ejabberdctl` for the instance in `root`, run as the `ejabberd` user through `setpriv` (no
+/// PAM, so the caller's file descriptor limit is kept), with the instance's own ctl config.
+fn ejabberdctl(root: &Path) -> Command {
+    let mut command = Command::new("setpriv");
+    command
+        .args([
+            "--reuid=ejabberd",
+            "--regid=ejabberd",
+            "--init-groups",
+            "env",
+        ])
+        .arg(format!("HOME={}", root.join("home").display()))
+        .arg("ejabberdctl")
+        .arg("--config-dir")
+        .arg(root)
+        .arg("--ctl-config")
+        .arg(root.join("ejabberdctl.cfg"));
+    command
 }
