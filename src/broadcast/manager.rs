@@ -258,12 +258,8 @@ impl Manager {
                 };
                 let mut orphans = Vec::new();
                 {
+                    manager.stop_workers_without(&held);
                     let workers = inner.workers.lock().expect("worker map lock");
-                    for (job_id, running) in workers.iter() {
-                        if !held.contains(&(*job_id, running.epoch)) {
-                            running.stop.cancel();
-                        }
-                    }
                     unattended.retain(|job_id, _| !workers.contains_key(job_id));
                     for &(job_id, epoch) in &held {
                         if workers.contains_key(&job_id) {
@@ -287,6 +283,16 @@ impl Manager {
                 }
             }
         });
+    }
+
+    /// Stops the workers whose lease is not among `held` (job, epoch) pairs.
+    fn stop_workers_without(&self, held: &[(JobId, i64)]) {
+        let workers = self.inner.workers.lock().expect("worker map lock");
+        for (job_id, running) in workers.iter() {
+            if !held.contains(&(*job_id, running.epoch)) {
+                running.stop.cancel();
+            }
+        }
     }
 
     /// Resumes a running job whose lease this instance holds but whose worker stopped without
@@ -343,12 +349,20 @@ impl Manager {
                     _ = tokio::time::sleep(pause) => {}
                 }
                 let began = std::time::Instant::now();
-                match inner.store.renew_leases(&inner.node, inner.lease_time).await {
-                    Ok(renewed) => {
+                let renewal = async {
+                    let renewed = inner.store.renew_leases(&inner.node, inner.lease_time).await?;
+                    let held = inner.store.owned_leases(&inner.node).await?;
+                    Ok::<_, StoreError>((renewed, held))
+                };
+                match renewal.await {
+                    Ok((renewed, held)) => {
                         if failing {
                             tracing::warn!(renewed, "job database reachable again; leaving safety mode");
                         }
                         failing = false;
+                        // Workers whose lease was taken meanwhile stop before the deadline
+                        // moves: the renewal vouches only for the leases still held.
+                        manager.stop_workers_without(&held);
                         inner.safety.renewed(began);
                         manager.take_over_one().await;
                     }
