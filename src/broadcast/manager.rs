@@ -160,13 +160,13 @@ impl Manager {
         }
         inner.metrics.worker_up(&domain);
         let committed = std::sync::atomic::AtomicI64::new(job.recipients_processed);
-        let burst =
-            std::num::NonZeroU32::new((job.rate / 100).max(1)).expect("burst is at least 1");
+        let chunk =
+            std::num::NonZeroU32::new((job.rate / 100).max(1)).expect("a chunk is at least 1");
         let worker = Worker {
             safety: inner.safety.clone(),
             fault_limit: fault_limit(inner.lease_time),
             committed,
-            burst,
+            chunk,
             store: inner.store.clone(),
             directory: inner.directory.clone(),
             connection: inner.connection.clone(),

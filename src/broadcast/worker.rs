@@ -20,7 +20,8 @@ use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, Instant};
 
-use governor::{Quota, RateLimiter};
+use governor::clock::Clock;
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use jid::BareJid;
 use tokio_util::sync::CancellationToken;
 
@@ -67,8 +68,33 @@ pub struct Worker {
     pub fault_limit: Duration,
     /// Recipients processed in committed batches.
     pub committed: AtomicI64,
-    /// Messages the rate limiter lets out at once: a hundredth of a second's worth.
-    pub burst: NonZeroU32,
+    /// Messages sent together: a hundredth of a second's worth.
+    pub chunk: NonZeroU32,
+}
+
+/// The job's rate, kept by governor's limiter with one chunk of slack: a wait that ends late
+/// (timer granularity, a busy machine) lets the next chunk go early, so the lateness is made up
+/// instead of lowering the rate. The waits are tokio timers, on the worker's own thread.
+struct Pace {
+    limiter: DefaultDirectRateLimiter,
+}
+
+impl Pace {
+    fn new(rate: NonZeroU32, chunk: NonZeroU32) -> Self {
+        let burst = chunk.saturating_mul(NonZeroU32::MIN.saturating_add(1));
+        Pace {
+            limiter: RateLimiter::direct(Quota::per_second(rate).allow_burst(burst)),
+        }
+    }
+
+    /// Waits until `permits` messages (at most one chunk) may go out.
+    async fn until_ready(&self, permits: NonZeroU32) {
+        // A chunk is half the burst, so the limiter can always grant it: an error cannot occur.
+        while let Ok(Err(not_until)) = self.limiter.check_n(permits) {
+            let wait = not_until.wait_time_from(self.limiter.clock().now());
+            tokio::time::sleep(wait).await;
+        }
+    }
 }
 
 /// Something that ended the current batch early.
@@ -156,17 +182,13 @@ impl Worker {
             return Err(Interrupt::LeaseLost);
         }
         let domain = job.domain.as_str();
-        let announcement = Announcement {
-            job_id: job.id,
-            sender: BareJid::new(&job.sender_jid).map_err(|err| {
-                tracing::error!(job_id = job.id, error = %err, "stored sender JID is invalid");
-                Interrupt::LeaseLost
-            })?,
-            subject: job.subject.clone(),
-            body: job.body.clone(),
-        };
+        let sender = BareJid::new(&job.sender_jid).map_err(|err| {
+            tracing::error!(job_id = job.id, error = %err, "stored sender JID is invalid");
+            Interrupt::LeaseLost
+        })?;
+        let announcement = Announcement::new(job.id, sender, &job.subject, &job.body);
         let rate = NonZeroU32::new(job.rate.max(1)).expect("rate is at least 1");
-        let limiter = RateLimiter::direct(Quota::per_second(rate).allow_burst(self.burst));
+        let pace = Pace::new(rate, self.chunk);
         let recipients = Recipients::of(job, &self.store, &self.directory);
         let mut cursor = job.cursor.clone();
         let mut processed = job.recipients_processed;
@@ -189,7 +211,7 @@ impl Worker {
                 })
                 .collect();
             loop {
-                match self.deliver(&announcement, &messages, &limiter).await? {
+                match self.deliver(&announcement, &messages, &pace).await? {
                     Ok(()) => break,
                     Err(LinkDown) => {
                         tracing::warn!(
@@ -228,24 +250,23 @@ impl Worker {
         &self,
         announcement: &Announcement,
         recipients: &[BareJid],
-        limiter: &governor::DefaultDirectRateLimiter,
+        pace: &Pace,
     ) -> Result<Result<(), LinkDown>, Interrupt> {
         let Some(link) = self.interruptible(self.connection.link()).await? else {
             return Err(Interrupt::Stop);
         };
-        // Messages go out in chunks of the limiter's burst (a hundredth of a second's worth):
-        // one wake-up, one queue operation and one socket write per chunk, not per message.
-        let chunk = usize::try_from(self.burst.get()).unwrap_or(1);
+        // Messages go out in chunks (a hundredth of a second's worth): one wake-up, one queue
+        // operation and one socket write per chunk, not per message.
+        let chunk = usize::try_from(self.chunk.get()).unwrap_or(1);
         for recipients in recipients.chunks(chunk) {
             let permits = NonZeroU32::new(recipients.len() as u32).expect("chunks are not empty");
-            // A chunk is never larger than the burst, so the limiter can always grant it.
-            let _ = self.interruptible(limiter.until_n_ready(permits)).await?;
+            self.interruptible(pace.until_ready(permits)).await?;
             self.hold_while_unsafe().await?;
-            let messages = recipients
-                .iter()
-                .map(|recipient| announcement.message_to(recipient.clone()))
-                .collect();
-            if let Err(down) = link.send_all(messages).await {
+            let mut messages = Vec::with_capacity(recipients.len() * 512);
+            for recipient in recipients {
+                announcement.write_message(recipient, &mut messages);
+            }
+            if let Err(down) = link.send_serialised(messages).await {
                 return Ok(Err(down));
             }
         }

@@ -10,15 +10,17 @@
 //! or the server closes the stream, is the connection considered dropped.
 
 use std::borrow::Cow;
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::future::poll_fn;
 use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::sync::Mutex;
+use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
+use bytes::{Buf, BytesMut};
 use futures::{Sink, Stream};
 use jid::BareJid;
-use tokio::io::BufStream;
+use tokio::io::{AsyncBufRead, AsyncRead, AsyncWrite, BufStream, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
@@ -43,10 +45,12 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// First and longest wait between connection attempts.
 const BACKOFF_MIN: Duration = Duration::from_millis(250);
 const BACKOFF_MAX: Duration = Duration::from_secs(30);
-/// Stanzas queued for the socket before senders wait.
+/// Sends queued for the socket before senders wait.
 const QUEUE: usize = 256;
+/// Serialised messages held for the socket before the task stops taking more from the queue.
+const AHEAD_LIMIT: usize = 64 * 1024;
 
-type Socket = XmppStream<BufStream<TcpStream>>;
+type Socket = XmppStream<Wire>;
 
 /// The connection this link stood for is gone.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -71,7 +75,8 @@ enum ConnectError {
 }
 
 enum Outgoing {
-    Stanzas(Vec<Stanza>),
+    /// Messages serialised by [`super::Announcement::write_message`].
+    Serialised(Vec<u8>),
     Barrier(oneshot::Sender<()>),
 }
 
@@ -82,10 +87,11 @@ pub struct Link {
 }
 
 impl Link {
-    /// Queues stanzas on this connection; they are written together.
-    pub async fn send_all(&self, stanzas: Vec<Stanza>) -> Result<(), LinkDown> {
+    /// Queues messages written by [`super::Announcement::write_message`] on this connection;
+    /// they go to the socket as they are, in one write.
+    pub async fn send_serialised(&self, messages: Vec<u8>) -> Result<(), LinkDown> {
         self.queue
-            .send(Outgoing::Stanzas(stanzas))
+            .send(Outgoing::Serialised(messages))
             .await
             .map_err(|_| LinkDown)
     }
@@ -110,7 +116,7 @@ pub struct Connection {
 impl std::fmt::Debug for Outgoing {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Outgoing::Stanzas(stanzas) => write!(f, "Stanzas({})", stanzas.len()),
+            Outgoing::Serialised(bytes) => write!(f, "Serialised({} bytes)", bytes.len()),
             Outgoing::Barrier(_) => f.write_str("Barrier"),
         }
     }
@@ -191,7 +197,11 @@ async fn connect(config: &ComponentConfig) -> Result<Socket, ConnectError> {
         read_timeout: SOFT_TIMEOUT,
         response_timeout: HARD_TIMEOUT,
     };
-    let mut pending = initiate_stream(BufStream::new(tcp), ns::COMPONENT, header, timeouts)
+    let wire = Wire {
+        socket: BufStream::new(tcp),
+        ahead: Mutex::new(BytesMut::new()),
+    };
+    let mut pending = initiate_stream(wire, ns::COMPONENT, header, timeouts)
         .await
         .map_err(ConnectError::Stream)?;
     let stream_id = pending.take_header().id.ok_or(ConnectError::NoStreamId)?;
@@ -235,7 +245,6 @@ async fn serve(
         jid: jid.clone(),
         barriers: HashMap::new(),
         replies: Vec::new(),
-        queued: VecDeque::new(),
         next_ping: 0,
         unflushed: false,
     };
@@ -256,8 +265,6 @@ struct Session {
     barriers: HashMap<String, oneshot::Sender<()>>,
     /// Stanzas this task must send on its own: replies to requests and keepalive pings.
     replies: Vec<Stanza>,
-    /// Workers' stanzas taken from the queue and not yet written, in order.
-    queued: VecDeque<Stanza>,
     next_ping: u64,
     unflushed: bool,
 }
@@ -296,11 +303,25 @@ impl Session {
                 Poll::Ready(Err(err)) => return Poll::Ready(format!("write failed: {err}")),
                 Poll::Ready(Ok(())) => {}
             }
-            let next = match self.replies.pop().or_else(|| self.queued.pop_front()) {
-                Some(stanza) => stanza,
+            let next = match self.replies.pop() {
+                Some(reply) => reply,
+                // Enough is waiting for the socket: write it before taking more.
+                None if socket.get_stream().ahead_len() >= AHEAD_LIMIT => {
+                    match Sink::<&XmppStreamElement>::poll_flush(Pin::new(&mut *socket), cx) {
+                        Poll::Ready(Ok(())) => {
+                            self.unflushed = false;
+                            continue;
+                        }
+                        Poll::Ready(Err(err)) => {
+                            return Poll::Ready(format!("write failed: {err}"));
+                        }
+                        Poll::Pending => break,
+                    }
+                }
                 None => match outgoing.poll_recv(cx) {
-                    Poll::Ready(Some(Outgoing::Stanzas(stanzas))) => {
-                        self.queued.extend(stanzas);
+                    Poll::Ready(Some(Outgoing::Serialised(messages))) => {
+                        socket.get_stream().put_ahead(&messages);
+                        self.unflushed = true;
                         continue;
                     }
                     Poll::Ready(Some(Outgoing::Barrier(done))) => {
@@ -366,5 +387,89 @@ impl Session {
     fn ping_id(&mut self) -> String {
         self.next_ping += 1;
         format!("xb-ping-{}", self.next_ping)
+    }
+}
+
+/// The socket under the XML stream, with a side entrance for messages serialised ahead
+/// ([`super::Announcement::write_message`]), which the XML stream's own writer would otherwise
+/// build and serialise one element at a time.
+///
+/// Bytes put ahead are written before anything the XML stream writes after they were put, so
+/// a barrier's ping still follows the messages it covers. The XML stream flushes its own
+/// buffer into this socket before it flushes the socket, and the socket writes what is ahead
+/// first, so flushing the stream sends both, in order.
+struct Wire {
+    socket: BufStream<TcpStream>,
+    /// Only this connection's task touches it; the lock is never contended.
+    ahead: Mutex<BytesMut>,
+}
+
+impl Wire {
+    fn put_ahead(&self, bytes: &[u8]) {
+        self.ahead
+            .lock()
+            .expect("serialised messages lock")
+            .extend_from_slice(bytes);
+    }
+
+    fn ahead_len(&self) -> usize {
+        self.ahead.lock().expect("serialised messages lock").len()
+    }
+
+    /// Writes what is ahead, all of it or until the socket is full.
+    fn poll_write_ahead(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let ahead = self.ahead.get_mut().expect("serialised messages lock");
+        while !ahead.is_empty() {
+            let written = ready!(Pin::new(&mut self.socket).poll_write(cx, ahead))?;
+            if written == 0 {
+                return Poll::Ready(Err(std::io::ErrorKind::WriteZero.into()));
+            }
+            ahead.advance(written);
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl AsyncRead for Wire {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().socket).poll_read(cx, buf)
+    }
+}
+
+impl AsyncBufRead for Wire {
+    fn poll_fill_buf(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<&[u8]>> {
+        Pin::new(&mut self.get_mut().socket).poll_fill_buf(cx)
+    }
+
+    fn consume(self: Pin<&mut Self>, amount: usize) {
+        Pin::new(&mut self.get_mut().socket).consume(amount);
+    }
+}
+
+impl AsyncWrite for Wire {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let this = self.get_mut();
+        ready!(this.poll_write_ahead(cx))?;
+        Pin::new(&mut this.socket).poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        ready!(this.poll_write_ahead(cx))?;
+        Pin::new(&mut this.socket).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        ready!(this.poll_write_ahead(cx))?;
+        Pin::new(&mut this.socket).poll_shutdown(cx)
     }
 }

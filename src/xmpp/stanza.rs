@@ -18,27 +18,93 @@ use crate::broadcast::JobId;
 /// XEP-0359 origin-id: `xb-` followed by the lower-case hex SHA-1 of `"{job_id}:{recipient}"`.
 /// The same job and recipient always give the same id, so a client can drop repeats.
 pub fn message_id(job_id: JobId, recipient: &BareJid) -> String {
-    let digest = Sha1::digest(format!("{job_id}:{recipient}").as_bytes());
-    let mut id = String::with_capacity(3 + 2 * digest.len());
-    id.push_str("xb-");
-    for byte in digest {
-        id.push_str(&format!("{byte:02x}"));
-    }
-    id
+    let id = MessageId::new(job_id, recipient);
+    String::from_utf8_lossy(id.as_bytes()).into_owned()
 }
 
-/// The content every recipient of one job receives.
+/// [`message_id`] without an allocation: the id as ASCII bytes.
+struct MessageId([u8; 3 + 40]);
+
+impl MessageId {
+    fn new(job_id: JobId, recipient: &BareJid) -> Self {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let digest = Sha1::new()
+            .chain_update(job_id.to_string())
+            .chain_update(b":")
+            .chain_update(recipient.as_str())
+            .finalize();
+        let mut id = [0u8; 43];
+        id[..3].copy_from_slice(b"xb-");
+        for (pair, byte) in id[3..].chunks_exact_mut(2).zip(digest) {
+            pair[0] = HEX[usize::from(byte >> 4)];
+            pair[1] = HEX[usize::from(byte & 0x0f)];
+        }
+        MessageId(id)
+    }
+
+    fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+/// The message every recipient of one job receives.
+///
+/// Only the recipient and the id differ from one message to the next, so the rest is
+/// serialised once, here, and [`Announcement::write_message`] writes a message by putting the
+/// two in between. [`Announcement::message_to`] builds the same message as an element tree;
+/// the tests hold the two to each other.
 #[derive(Debug, Clone)]
 pub struct Announcement {
-    pub job_id: JobId,
-    pub sender: BareJid,
-    pub subject: String,
-    pub body: String,
+    job_id: JobId,
+    sender: BareJid,
+    subject: String,
+    body: String,
+    /// `<message type='chat' from='…' to='`
+    head: String,
+    /// `'><subject>…</subject><body>…</body><origin-id xmlns='urn:xmpp:sid:0' id='`
+    content: String,
 }
 
 impl Announcement {
-    /// The message for one recipient: type chat, from the sender, children subject, body and
-    /// origin-id in that order.
+    pub fn new(job_id: JobId, sender: BareJid, subject: &str, body: &str) -> Self {
+        let mut head = String::from("<message type='chat' from='");
+        escape_into(&mut head, sender.as_str());
+        head.push_str("' to='");
+        let mut content = String::from("><subject>");
+        escape_into(&mut content, subject);
+        content.push_str("</subject><body>");
+        escape_into(&mut content, body);
+        content.push_str("</body><origin-id xmlns='");
+        content.push_str(ns::SID);
+        content.push_str("' id='");
+        Announcement {
+            job_id,
+            sender,
+            subject: subject.to_owned(),
+            body: body.to_owned(),
+            head,
+            content,
+        }
+    }
+
+    /// Appends the message for `recipient` to `out`, serialised for a component stream (it
+    /// takes the stream's default namespace): type chat, from the sender, children subject,
+    /// body and origin-id in that order.
+    pub fn write_message(&self, recipient: &BareJid, out: &mut Vec<u8>) {
+        let id = MessageId::new(self.job_id, recipient);
+        out.extend_from_slice(self.head.as_bytes());
+        let mut to = String::new();
+        out.extend_from_slice(escaped(&mut to, recipient.as_str()).as_bytes());
+        out.extend_from_slice(b"' id='");
+        out.extend_from_slice(id.as_bytes());
+        out.push(b'\'');
+        out.extend_from_slice(self.content.as_bytes());
+        out.extend_from_slice(id.as_bytes());
+        out.extend_from_slice(b"'/></message>");
+    }
+
+    /// The message for one recipient as an element tree, built with the XMPP parsers: the same
+    /// message [`Announcement::write_message`] writes.
     pub fn message_to(&self, recipient: BareJid) -> Stanza {
         let id = message_id(self.job_id, &recipient);
         let mut message = Message::new_with_type(MessageType::Chat, Some(Jid::from(recipient)));
@@ -56,6 +122,30 @@ impl Announcement {
         );
         message.payloads.push(OriginId { id }.into());
         Stanza::Message(message)
+    }
+}
+
+/// `text` with the characters XML gives a meaning to escaped, fit for element text and for
+/// attribute values in either quotes. Borrows `text` when there is nothing to escape.
+fn escaped<'a>(scratch: &'a mut String, text: &'a str) -> &'a str {
+    if text.contains(['&', '<', '>', '\'', '"']) {
+        escape_into(scratch, text);
+        scratch
+    } else {
+        text
+    }
+}
+
+fn escape_into(out: &mut String, text: &str) {
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '\'' => out.push_str("&apos;"),
+            '"' => out.push_str("&quot;"),
+            c => out.push(c),
+        }
     }
 }
 
@@ -147,12 +237,8 @@ mod tests {
 
     #[test]
     fn message_has_the_broadcast_shape() {
-        let announcement = Announcement {
-            job_id: 7,
-            sender: BareJid::new("admin@example.com").unwrap(),
-            subject: "Maintenance <tonight>".into(),
-            body: "a & b".into(),
-        };
+        let sender = BareJid::new("admin@example.com").unwrap();
+        let announcement = Announcement::new(7, sender, "Maintenance <tonight>", "a & b");
         let recipient = BareJid::new("u1@example.com").unwrap();
         let id = message_id(7, &recipient);
         let text = xml(&announcement.message_to(recipient));
@@ -168,6 +254,58 @@ mod tests {
         assert!(text.contains("from='admin@example.com'"), "{text}");
         assert!(text.contains("to='u1@example.com'"), "{text}");
         assert!(text.contains(&format!(" id='{id}'")), "{text}");
+    }
+
+    /// The message as written on the wire, read back as an element of the component stream.
+    fn written(announcement: &Announcement, recipient: &BareJid) -> Element {
+        let mut out = Vec::new();
+        announcement.write_message(recipient, &mut out);
+        let text = String::from_utf8(out).unwrap();
+        let in_stream = text.replacen(
+            "<message ",
+            &format!("<message xmlns='{}' ", ns::COMPONENT),
+            1,
+        );
+        in_stream.parse().unwrap()
+    }
+
+    #[test]
+    fn written_message_is_the_built_message() {
+        let sender = BareJid::new("ops@example.com").unwrap();
+        let texts = [
+            ("Maintenance", "Tonight 22:00-23:00 UTC."),
+            ("<b> & 'quotes' \"too\"", "line 1\nline 2\t]]> é 漢字 🎉"),
+            ("&amp; is not unescaped", "<body>not a child</body>"),
+        ];
+        for (job_id, (subject, body)) in (1..).zip(texts) {
+            let announcement = Announcement::new(job_id, sender.clone(), subject, body);
+            for user in ["u1", "x.y_z-1", "\u{e9}l\u{e8}ve"] {
+                let recipient = BareJid::new(&format!("{user}@example.com")).unwrap();
+                let built = Element::from(announcement.message_to(recipient.clone()));
+                assert_eq!(
+                    written(&announcement, &recipient),
+                    built,
+                    "{subject:?} to {user}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn written_messages_follow_each_other() {
+        let sender = BareJid::new("ops@example.com").unwrap();
+        let announcement = Announcement::new(3, sender, "s", "b");
+        let mut out = Vec::new();
+        for user in ["u1", "u2"] {
+            announcement.write_message(
+                &BareJid::new(&format!("{user}@example.com")).unwrap(),
+                &mut out,
+            );
+        }
+        let text = String::from_utf8(out).unwrap();
+        assert_eq!(text.matches("<message ").count(), 2, "{text}");
+        assert!(text.ends_with("</message>"), "{text}");
+        assert!(text.contains("</message><message "), "{text}");
     }
 
     #[test]
