@@ -160,8 +160,7 @@ impl Manager {
         }
         inner.metrics.worker_up(&domain);
         let committed = std::sync::atomic::AtomicI64::new(job.recipients_processed);
-        let chunk =
-            std::num::NonZeroU32::new((job.rate / 100).max(1)).expect("a chunk is at least 1");
+        let chunk = super::worker::chunk_size(job.rate);
         let worker = Worker {
             safety: inner.safety.clone(),
             fault_limit: fault_limit(inner.lease_time),

@@ -68,8 +68,18 @@ pub struct Worker {
     pub fault_limit: Duration,
     /// Recipients processed in committed batches.
     pub committed: AtomicI64,
-    /// Messages sent together: a hundredth of a second's worth.
+    /// Messages sent together: [`chunk_size`] of the job's rate.
     pub chunk: NonZeroU32,
+}
+
+/// Chunks a worker sends per second at most: each is one wake-up and one socket write, which
+/// on a small virtual machine cost far more CPU than writing the messages themselves.
+const CHUNKS_PER_SECOND: u32 = 20;
+
+/// Messages sent together at `rate` messages per second: a [`CHUNKS_PER_SECOND`]th of a
+/// second's worth, at least one.
+pub fn chunk_size(rate: u32) -> NonZeroU32 {
+    NonZeroU32::new(rate / CHUNKS_PER_SECOND).unwrap_or(NonZeroU32::MIN)
 }
 
 /// The job's rate, kept by governor's limiter with one chunk of slack: a wait that ends late
@@ -82,9 +92,10 @@ struct Pace {
 impl Pace {
     fn new(rate: NonZeroU32, chunk: NonZeroU32) -> Self {
         let burst = chunk.saturating_mul(NonZeroU32::MIN.saturating_add(1));
-        Pace {
-            limiter: RateLimiter::direct(Quota::per_second(rate).allow_burst(burst)),
-        }
+        let limiter = RateLimiter::direct(Quota::per_second(rate).allow_burst(burst));
+        // The slack starts used: the first two chunks are a chunk's time apart, not a burst.
+        let _ = limiter.check_n(chunk);
+        Pace { limiter }
     }
 
     /// Waits until `permits` messages (at most one chunk) may go out.
@@ -255,8 +266,8 @@ impl Worker {
         let Some(link) = self.interruptible(self.connection.link()).await? else {
             return Err(Interrupt::Stop);
         };
-        // Messages go out in chunks (a hundredth of a second's worth): one wake-up, one queue
-        // operation and one socket write per chunk, not per message.
+        // Messages go out in chunks: one wake-up, one queue operation and one socket write per
+        // chunk, not per message.
         let chunk = usize::try_from(self.chunk.get()).unwrap_or(1);
         for recipients in recipients.chunks(chunk) {
             let permits = NonZeroU32::new(recipients.len() as u32).expect("chunks are not empty");
