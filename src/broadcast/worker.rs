@@ -74,7 +74,7 @@ pub struct Worker {
 
 /// Chunks a worker sends per second at most: each is one wake-up and one socket write, which
 /// on a small virtual machine cost far more CPU than writing the messages themselves.
-const CHUNKS_PER_SECOND: u32 = 20;
+const CHUNKS_PER_SECOND: u32 = 10;
 
 /// Messages sent together at `rate` messages per second: a [`CHUNKS_PER_SECOND`]th of a
 /// second's worth, at least one.
