@@ -56,6 +56,9 @@ import time
 import urllib.request
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from rate import replace_block  # noqa: E402
+
 ROOT = Path(__file__).resolve().parent.parent
 BEGIN, END = "<!-- BEGIN bench/cluster.py -->", "<!-- END bench/cluster.py -->"
 SECRET, ADMIN = "s3cret", ("admin", "adminpw")
@@ -483,12 +486,7 @@ def publish(section, write):
     if not write:
         return
     path = ROOT / "BENCHMARKS.md"
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    if BEGIN in text and END in text:
-        text = text[:text.index(BEGIN)] + section + text[text.index(END) + len(END):]
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    path.write_text(text)
+    replace_block(path, BEGIN, END, section)
     print(f"\nwritten to {path}")
 
 

@@ -507,15 +507,35 @@ def report(results, controls, args, warnings):
     return "\n".join(lines)
 
 
+def replace_block(path, begin, end, block):
+    """Puts `block` (which starts with `begin` and ends with `end`) in place of what is between
+    those markers in the file at `path`, or appends it when the markers are not there yet."""
+    text = path.read_text() if path.exists() else "# Benchmarks\n"
+    if begin in text and end in text:
+        text = text[:text.index(begin)] + block + text[text.index(end) + len(end):]
+    else:
+        text = text.rstrip("\n") + "\n\n" + block + "\n"
+    path.write_text(text)
+
+
 def write_section(section):
     """Replaces this script's section of BENCHMARKS.md (between the markers), or appends it."""
-    path = ROOT / "BENCHMARKS.md"
-    text = path.read_text() if path.exists() else "# Benchmarks\n\n" + section + "\n"
-    if BEGIN in text and END in text:
-        text = text[:text.index(BEGIN)] + section + text[text.index(END) + len(END):]
-    elif section not in text:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    path.write_text(text)
+    replace_block(ROOT / "BENCHMARKS.md", BEGIN, END, section)
+
+
+async def wait_connected(admin_port, process, output):
+    """Waits until `serve` (the `process`, logging to `output`) says on /health that it is
+    connected to the XMPP server; raises if it exits or takes more than 30 s."""
+    for _ in range(300):
+        try:
+            if (await asyncio.to_thread(http, f"http://127.0.0.1:{admin_port}/health")).get("xmpp") == "connected":
+                return
+        except OSError:
+            pass
+        if process.poll() is not None:
+            raise RuntimeError(f"xmpp-broadcast exited: {output.read_text()[-2000:]}")
+        await asyncio.sleep(0.1)
+    raise RuntimeError("xmpp-broadcast /health did not report xmpp connected within 30 s")
 
 
 # ---------------------------------------------------------------- main
@@ -550,17 +570,7 @@ async def start_servers(lab, args):
     toml.write_text(COMPONENT_TOML.format(d=d, comp=comp, admin=lab.admin, domain=DOMAIN, component=COMPONENT,
                                           secret=SECRET, auth=ADMIN_AUTH))
     lab.serve = lab.start("serve", [str(args.binary), "serve", "--config", str(toml)])
-    for _ in range(300):
-        try:
-            if (await asyncio.to_thread(http, f"http://127.0.0.1:{lab.admin}/health")).get("xmpp") == "connected":
-                break
-        except OSError:
-            pass
-        if lab.serve.poll() is not None:
-            raise RuntimeError(f"xmpp-broadcast exited: {(d / 'serve.out').read_text()[-2000:]}")
-        await asyncio.sleep(0.1)
-    else:
-        raise RuntimeError("xmpp-broadcast /health did not report xmpp connected within 30 s")
+    await wait_connected(lab.admin, lab.serve, d / "serve.out")
     return c2s
 
 

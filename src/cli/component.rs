@@ -56,8 +56,13 @@ pub fn hash_password_from_stdin() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// One worker thread: the component waits on sockets and timers, and blocking work (password
+/// hashing) goes to the blocking pool. A second worker only added cross-thread wake-ups (about
+/// 10 % more CPU per message) and a second malloc arena, whose fragmentation made the resident
+/// memory creep up during a long job (BENCHMARKS.md).
 fn with_runtime(work: impl Future<Output = anyhow::Result<()>>) -> anyhow::Result<()> {
     tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
         .enable_all()
         .build()?
         .block_on(work)
