@@ -1002,7 +1002,9 @@ def main():
     p.add_argument("--sections", default=",".join(SECTIONS), help=f"comma-separated subset of {','.join(SECTIONS)}")
     p.add_argument("--binary", type=Path, default=ROOT / "target/release/xmpp-broadcast")
     p.add_argument("--no-write", action="store_true", help="print the results only")
-    p.add_argument("--out", type=Path, default=ROOT / "BENCHMARKS.md", help="file to write the block into")
+    p.add_argument("--out", type=Path, help="file to write the block into (default BENCHMARKS.md when every "
+                   "section runs; a part of them is only printed unless --out is given, since the block "
+                   "holds only what ran)")
     p.add_argument("--keep", action="store_true", help="keep the scratch directory and the databases")
     p.add_argument("--receiver", type=int, help=argparse.SUPPRESS)
     p.add_argument("--raw-sender", nargs=2, help=argparse.SUPPRESS)
@@ -1014,6 +1016,11 @@ def main():
     args.sections = [s for s in args.sections.split(",") if s]
     if unknown := set(args.sections) - set(SECTIONS):
         p.error(f"unknown sections: {', '.join(sorted(unknown))}")
+    if args.out is None:
+        if set(args.sections) == set(SECTIONS):
+            args.out = ROOT / "BENCHMARKS.md"
+        else:
+            args.no_write = True  # a partial block must not replace the recorded whole one
     args.binary = args.binary.resolve()
     if not args.binary.exists():
         sys.exit(f"{args.binary} not found: run `cargo build --release` first")
