@@ -21,7 +21,9 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, Instant};
 
 use governor::clock::Clock;
-use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use governor::middleware::NoOpMiddleware;
+use governor::state::{InMemoryState, NotKeyed};
+use governor::{Quota, RateLimiter};
 use jid::BareJid;
 use tokio_util::sync::CancellationToken;
 
@@ -84,15 +86,29 @@ pub fn chunk_size(rate: u32) -> NonZeroU32 {
 
 /// The job's rate, kept by governor's limiter with one chunk of slack: a wait that ends late
 /// (timer granularity, a busy machine) lets the next chunk go early, so the lateness is made up
-/// instead of lowering the rate. The waits are tokio timers, on the worker's own thread.
+/// instead of lowering the rate. The limiter reads tokio's clock and the waits are tokio timers,
+/// on the worker's own thread: one clock for both.
 struct Pace {
-    limiter: DefaultDirectRateLimiter,
+    limiter: RateLimiter<NotKeyed, InMemoryState, TokioClock, NoOpMiddleware<std::time::Instant>>,
+}
+
+/// Tokio's clock as governor's: the time the waits are measured in.
+#[derive(Debug, Clone, Copy)]
+struct TokioClock;
+
+impl Clock for TokioClock {
+    type Instant = std::time::Instant;
+
+    fn now(&self) -> Self::Instant {
+        tokio::time::Instant::now().into_std()
+    }
 }
 
 impl Pace {
     fn new(rate: NonZeroU32, chunk: NonZeroU32) -> Self {
         let burst = chunk.saturating_mul(NonZeroU32::MIN.saturating_add(1));
-        let limiter = RateLimiter::direct(Quota::per_second(rate).allow_burst(burst));
+        let quota = Quota::per_second(rate).allow_burst(burst);
+        let limiter = RateLimiter::direct_with_clock(quota, TokioClock);
         // The slack starts used: the first two chunks are a chunk's time apart, not a burst.
         let _ = limiter.check_n(chunk);
         Pace { limiter }
@@ -102,7 +118,7 @@ impl Pace {
     async fn until_ready(&self, permits: NonZeroU32) {
         // A chunk is half the burst, so the limiter can always grant it: an error cannot occur.
         while let Ok(Err(not_until)) = self.limiter.check_n(permits) {
-            let wait = not_until.wait_time_from(self.limiter.clock().now());
+            let wait = not_until.wait_time_from(TokioClock.now());
             tokio::time::sleep(wait).await;
         }
     }
@@ -341,5 +357,57 @@ impl Worker {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::time::Instant;
+
+    const RATE: u32 = 100;
+
+    fn nonzero(n: u32) -> NonZeroU32 {
+        NonZeroU32::new(n).unwrap()
+    }
+
+    /// Sends `chunks` chunks, each followed by `late` of extra time (a wake-up that ends late,
+    /// the write itself); returns when each chunk was let out, from the start.
+    async fn paced(chunks: usize, late: Duration) -> Vec<Duration> {
+        let chunk = chunk_size(RATE);
+        let pace = Pace::new(nonzero(RATE), chunk);
+        let start = Instant::now();
+        let mut out = Vec::new();
+        for _ in 0..chunks {
+            pace.until_ready(chunk).await;
+            out.push(start.elapsed());
+            tokio::time::advance(late).await;
+        }
+        out
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn chunks_are_a_chunk_apart_from_the_first() {
+        let chunk = Duration::from_secs(1) * chunk_size(RATE).get() / RATE;
+        let times = paced(3, Duration::ZERO).await;
+        assert_eq!(times[0], Duration::ZERO);
+        assert_eq!(
+            times[1], chunk,
+            "the slack must not let the second chunk out at once"
+        );
+        assert_eq!(times[2], 2 * chunk);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn late_chunks_are_made_up() {
+        // 100 chunks of 10 at 100 msg/s, each 30 ms late: without slack the lateness adds up
+        // to 3 s; with it the last chunk still leaves on its slot, 9.9 s after the first.
+        let times = paced(100, Duration::from_millis(30)).await;
+        let last = *times.last().unwrap();
+        let slot = Duration::from_millis(9_900);
+        assert!(
+            last >= slot && last <= slot + Duration::from_millis(31),
+            "last chunk at {last:?}, its slot is {slot:?}"
+        );
     }
 }
