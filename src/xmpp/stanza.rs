@@ -18,21 +18,23 @@ use crate::broadcast::JobId;
 /// XEP-0359 origin-id: `xb-` followed by the lower-case hex SHA-1 of `"{job_id}:{recipient}"`.
 /// The same job and recipient always give the same id, so a client can drop repeats.
 pub fn message_id(job_id: JobId, recipient: &BareJid) -> String {
-    let id = MessageId::new(job_id, recipient);
-    String::from_utf8_lossy(id.as_bytes()).into_owned()
+    let id = MessageId::new(&id_hasher(job_id), recipient);
+    String::from_utf8(id.0.to_vec()).expect("the id is ASCII")
+}
+
+/// SHA-1 fed with the part of the id's input that is the same for a whole job: `"{job_id}:"`.
+fn id_hasher(job_id: JobId) -> Sha1 {
+    Sha1::new().chain_update(format!("{job_id}:"))
 }
 
 /// [`message_id`] without an allocation: the id as ASCII bytes.
 struct MessageId([u8; 3 + 40]);
 
 impl MessageId {
-    fn new(job_id: JobId, recipient: &BareJid) -> Self {
+    /// The id of the message for `recipient`, from the job's [`id_hasher`].
+    fn new(job: &Sha1, recipient: &BareJid) -> Self {
         const HEX: &[u8; 16] = b"0123456789abcdef";
-        let digest = Sha1::new()
-            .chain_update(job_id.to_string())
-            .chain_update(b":")
-            .chain_update(recipient.as_str())
-            .finalize();
+        let digest = job.clone().chain_update(recipient.as_str()).finalize();
         let mut id = [0u8; 43];
         id[..3].copy_from_slice(b"xb-");
         for (pair, byte) in id[3..].chunks_exact_mut(2).zip(digest) {
@@ -40,10 +42,6 @@ impl MessageId {
             pair[1] = HEX[usize::from(byte & 0x0f)];
         }
         MessageId(id)
-    }
-
-    fn as_bytes(&self) -> &[u8] {
-        &self.0
     }
 }
 
@@ -59,29 +57,32 @@ pub struct Announcement {
     sender: BareJid,
     subject: String,
     body: String,
+    /// [`id_hasher`] of the job.
+    ids: Sha1,
     /// `<message type='chat' from='…' to='`
-    head: String,
+    head: Vec<u8>,
     /// `'><subject>…</subject><body>…</body><origin-id xmlns='urn:xmpp:sid:0' id='`
-    content: String,
+    content: Vec<u8>,
 }
 
 impl Announcement {
     pub fn new(job_id: JobId, sender: BareJid, subject: &str, body: &str) -> Self {
-        let mut head = String::from("<message type='chat' from='");
+        let mut head = b"<message type='chat' from='".to_vec();
         escape_into(&mut head, sender.as_str());
-        head.push_str("' to='");
-        let mut content = String::from("><subject>");
+        head.extend_from_slice(b"' to='");
+        let mut content = b"><subject>".to_vec();
         escape_into(&mut content, subject);
-        content.push_str("</subject><body>");
+        content.extend_from_slice(b"</subject><body>");
         escape_into(&mut content, body);
-        content.push_str("</body><origin-id xmlns='");
-        content.push_str(ns::SID);
-        content.push_str("' id='");
+        content.extend_from_slice(b"</body><origin-id xmlns='");
+        content.extend_from_slice(ns::SID.as_bytes());
+        content.extend_from_slice(b"' id='");
         Announcement {
             job_id,
             sender,
             subject: subject.to_owned(),
             body: body.to_owned(),
+            ids: id_hasher(job_id),
             head,
             content,
         }
@@ -91,15 +92,14 @@ impl Announcement {
     /// takes the stream's default namespace): type chat, from the sender, children subject,
     /// body and origin-id in that order.
     pub fn write_message(&self, recipient: &BareJid, out: &mut Vec<u8>) {
-        let id = MessageId::new(self.job_id, recipient);
-        out.extend_from_slice(self.head.as_bytes());
-        let mut to = String::new();
-        out.extend_from_slice(escaped(&mut to, recipient.as_str()).as_bytes());
+        let id = MessageId::new(&self.ids, recipient);
+        out.extend_from_slice(&self.head);
+        escape_into(out, recipient.as_str());
         out.extend_from_slice(b"' id='");
-        out.extend_from_slice(id.as_bytes());
+        out.extend_from_slice(&id.0);
         out.push(b'\'');
-        out.extend_from_slice(self.content.as_bytes());
-        out.extend_from_slice(id.as_bytes());
+        out.extend_from_slice(&self.content);
+        out.extend_from_slice(&id.0);
         out.extend_from_slice(b"'/></message>");
     }
 
@@ -125,28 +125,23 @@ impl Announcement {
     }
 }
 
-/// `text` with the characters XML gives a meaning to escaped, fit for element text and for
-/// attribute values in either quotes. Borrows `text` when there is nothing to escape.
-fn escaped<'a>(scratch: &'a mut String, text: &'a str) -> &'a str {
-    if text.contains(['&', '<', '>', '\'', '"']) {
-        escape_into(scratch, text);
-        scratch
-    } else {
-        text
+/// Appends `text` with the characters XML gives a meaning to escaped, fit for element text and
+/// for attribute values in either quotes.
+fn escape_into(out: &mut Vec<u8>, text: &str) {
+    let mut rest = text;
+    while let Some(at) = rest.find(['&', '<', '>', '\'', '"']) {
+        out.extend_from_slice(&rest.as_bytes()[..at]);
+        let entity: &[u8] = match rest.as_bytes()[at] {
+            b'&' => b"&amp;",
+            b'<' => b"&lt;",
+            b'>' => b"&gt;",
+            b'\'' => b"&apos;",
+            _ => b"&quot;",
+        };
+        out.extend_from_slice(entity);
+        rest = &rest[at + 1..];
     }
-}
-
-fn escape_into(out: &mut String, text: &str) {
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '\'' => out.push_str("&apos;"),
-            '"' => out.push_str("&quot;"),
-            c => out.push(c),
-        }
-    }
+    out.extend_from_slice(rest.as_bytes());
 }
 
 /// A XEP-0199 ping from the component to its server; the reply proves that the server has
