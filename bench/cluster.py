@@ -57,7 +57,7 @@ import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from rate import replace_block  # noqa: E402
+from rate import Lab as ProcessLab, replace_block  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 BEGIN, END = "<!-- BEGIN bench/cluster.py -->", "<!-- END bench/cluster.py -->"
@@ -73,27 +73,16 @@ POLL = 0.05
 # ---------------------------------------------------------------- processes
 
 
-class Lab:
-    """The scratch directory and the processes started in it; stop() ends them, newest first."""
+class Lab(ProcessLab):
+    """The scratch directory, the processes started in it and the databases made for it;
+    stop() ends the processes, newest first, and drops the databases."""
 
     def __init__(self, scratch):
-        self.dir, self.procs, self.databases = scratch, [], []
-
-    def spawn(self, name, argv):
-        out = open(self.dir / f"{name}.out", "ab")
-        proc = subprocess.Popen(argv, cwd=self.dir, stdout=out, stderr=out, stdin=subprocess.DEVNULL,
-                                start_new_session=True)
-        self.procs.append(proc)
-        return proc
+        super().__init__(scratch)
+        self.databases = []
 
     def stop(self):
-        for proc in reversed(self.procs):
-            proc.terminate()  # does nothing to a process that has exited
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        super().stop()
         for name in self.databases:
             psql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
@@ -170,7 +159,7 @@ default_iteration_count = 4096
 storage = "sql"
 sql = {{ driver = "SQLite3"; database = "prosody.sqlite" }}
 {hosts}{components}""")
-    prosody = lab.spawn("prosody", ["prosody", "--config", str(config), "-F"])
+    prosody = lab.start("prosody", ["prosody", "--config", str(config), "-F"])
 
     def listening():
         if prosody.poll() is not None:
@@ -228,7 +217,7 @@ class Instance:
         self.start()
 
     def start(self):
-        self.proc = self.lab.spawn(self.node, [str(self.binary), "serve", "--config", str(self.config)])
+        self.proc = self.lab.start(self.node, [str(self.binary), "serve", "--config", str(self.config)])
 
         def connected():
             if self.proc.poll() is not None:

@@ -72,7 +72,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from rate import (ADMIN_AUTH, ROOT, SECRET, Lab, component_connect, cpu_ns, cpu_pressure, cpu_ticks,  # noqa: E402
-                  fit_rate, free_ports, git, graphql, replace_block, wait_connected, wait_quiet)
+                  fit_rate, free_ports, git, graphql, logs_kept_on_failure, replace_block, wait_connected,
+                  wait_quiet)
 
 BEGIN, END = "<!-- BEGIN bench/limits.py -->", "<!-- END bench/limits.py -->"
 SECTIONS = ["rate", "ceiling", "cost", "ops", "scale", "micro"]
@@ -1029,7 +1030,7 @@ def main():
     signal.signal(signal.SIGTERM, interrupted)
     lab = Lab(Path(tempfile.mkdtemp(prefix="limits-bench-")))
     lim, parts, warnings, timings = Limits(lab, args), [], [], {}
-    try:
+    with logs_kept_on_failure(lab.dir, args):
         if set(args.sections) & {"rate", "ceiling", "cost", "ops"}:
             if not shutil.which("ejabberdctl"):
                 sys.exit("ejabberdctl not found: apt-get install ejabberd erlang-p1-pgsql")
@@ -1051,16 +1052,6 @@ def main():
             t = time.monotonic()
             parts.append(micro_section())
             timings["micro"] = time.monotonic() - t
-    except KeyboardInterrupt:
-        args.keep = True
-        sys.exit(f"interrupted; everything started was stopped; logs kept in {lab.dir}")
-    except BaseException:
-        print(f"failed; everything started was stopped; logs kept in {lab.dir}", file=sys.stderr)
-        args.keep = True
-        raise
-    finally:
-        if not args.keep:
-            shutil.rmtree(lab.dir, ignore_errors=True)
     block = report(args, parts, warnings, timings)
     print("\n" + block)
     if not args.no_write:

@@ -35,6 +35,7 @@ CPU pressure is discarded and redone, at most 3 attempts; default 20), --no-cont
 import argparse
 import asyncio
 import base64
+import contextlib
 import datetime as dt
 import glob
 import hashlib
@@ -158,7 +159,7 @@ class Lab:
         self.dir, self.procs = scratch, []
 
     def start(self, name, argv):
-        log = open(self.dir / f"{name}.out", "wb")
+        log = open(self.dir / f"{name}.out", "ab")  # a process started again under its name adds to its log
         proc = subprocess.Popen(argv, cwd=self.dir, stdout=log, stderr=log, stdin=subprocess.DEVNULL,
                                 start_new_session=True)
         self.procs.append(proc)
@@ -523,6 +524,24 @@ def write_section(section):
     replace_block(ROOT / "BENCHMARKS.md", BEGIN, END, section)
 
 
+@contextlib.contextmanager
+def logs_kept_on_failure(scratch, args):
+    """Runs a benchmark's body (which stops what it started, whatever happens); on Ctrl-C or
+    an error keeps the scratch directory and says where, otherwise removes it unless --keep."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        args.keep = True
+        sys.exit(f"interrupted; everything started was stopped; logs kept in {scratch}")
+    except BaseException:
+        print(f"failed; everything started was stopped; logs kept in {scratch}", file=sys.stderr)
+        args.keep = True
+        raise
+    finally:
+        if not args.keep:
+            shutil.rmtree(scratch, ignore_errors=True)
+
+
 async def wait_connected(admin_port, process, output):
     """Waits until `serve` (the `process`, logging to `output`) says on /health that it is
     connected to the XMPP server; raises if it exits or takes more than 30 s."""
@@ -647,22 +666,14 @@ def main():
                       hashlib.sha256(args.binary.read_bytes()).hexdigest()[:12])
     signal.signal(signal.SIGTERM, interrupted)
     lab = Lab(Path(tempfile.mkdtemp(prefix="rate-bench-")))
-    try:
-        results, controls = asyncio.run(run(lab, args))
-    except KeyboardInterrupt:
-        args.keep = True
-        sys.exit(f"interrupted; everything started was stopped; logs kept in {lab.dir}")
-    except BaseException:
-        print(f"failed; everything started was stopped; logs kept in {lab.dir}", file=sys.stderr)
-        args.keep = True
-        raise
-    finally:
-        lab.stop()
-        warnings = lab.log_lines("serve.out", r"\b(WARN|ERROR)\b") + [
-            line for line in lab.log_lines("prosody.log", r"\t(warn|error)\t")
-            if "Received SIGTERM" not in line]  # that one is our own stop
-        if not args.keep:
-            shutil.rmtree(lab.dir)
+    with logs_kept_on_failure(lab.dir, args):
+        try:
+            results, controls = asyncio.run(run(lab, args))
+        finally:
+            lab.stop()
+            warnings = lab.log_lines("serve.out", r"\b(WARN|ERROR)\b") + [
+                line for line in lab.log_lines("prosody.log", r"\t(warn|error)\t")
+                if "Received SIGTERM" not in line]  # that one is our own stop
     section = report(results, controls, args, warnings)
     print("\n" + section)
     if not args.no_write:
