@@ -1,7 +1,12 @@
-//! `serve`: wires the store, the user directory, the XMPP connection, the manager and the admin
-//! API together, and takes them down in order on SIGTERM or SIGINT.
+//! The running component: wires the store, the user directory, the XMPP connection, the manager
+//! and the admin API together, and takes them down in order when told to stop.
+//!
+//! [`run`] takes its admin listener and its shutdown signal from the caller: the command line
+//! binds `admin.listen` and cancels on SIGTERM or SIGINT; tests bind `127.0.0.1:0` and cancel
+//! when they are done, so a whole instance runs inside a test process.
 
 use anyhow::Context as _;
+use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::admin::{self, AdminApi, Credentials};
@@ -12,11 +17,13 @@ use crate::metrics::Metrics;
 use crate::store::Store;
 use crate::xmpp::Connection;
 
-/// Runs the component until a termination signal arrives.
-pub async fn serve(config: Config) -> anyhow::Result<()> {
-    let stop = CancellationToken::new();
-    tokio::spawn(cancel_on_signal(stop.clone()));
-
+/// Runs the component with the admin API on `listener` until `shutdown` is cancelled; then
+/// stops the workers, lets this instance's leases expire and closes the connections.
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
     let store = Store::connect(
         config.database.url.expose(),
         config.database.max_connections,
@@ -30,7 +37,6 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         .warn_about_empty_domains(&config.domains)
         .await
         .context("cannot read the XMPP server's users ([users] section)")?;
-    let listener = admin::bind(config.admin.listen).await?;
 
     let connection_stop = CancellationToken::new();
     let (connection, connection_task) =
@@ -67,16 +73,19 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         connection,
         metrics,
     };
+    let admin_address = listener
+        .local_addr()
+        .map_or_else(|_| config.admin.listen.to_string(), |a| a.to_string());
     tracing::info!(
         node = %config.node_name,
-        admin = %config.admin.listen,
+        admin = %admin_address,
         component = %config.component.jid,
         resumed,
         "xmpp-broadcast is serving"
     );
-    let http = tokio::spawn(api.serve(listener, stop.clone()));
+    let http = tokio::spawn(api.serve(listener, shutdown.clone()));
 
-    stop.cancelled().await;
+    shutdown.cancelled().await;
     tracing::info!("shutting down");
     manager.shutdown().await;
     connection_stop.cancel();
@@ -85,6 +94,13 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     store.close().await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// A token cancelled on the first SIGTERM or SIGINT.
+pub fn shutdown_on_signal() -> CancellationToken {
+    let shutdown = CancellationToken::new();
+    tokio::spawn(cancel_on_signal(shutdown.clone()));
+    shutdown
 }
 
 async fn cancel_on_signal(stop: CancellationToken) {

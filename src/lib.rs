@@ -5,7 +5,7 @@
 
 /// The GraphQL admin API over HTTP: the only GraphQL.
 pub mod admin;
-/// `serve`: everything wired together.
+/// The running component: everything wired together.
 pub mod app;
 /// Broadcast requests, jobs, the worker, the manager and the operations.
 pub mod broadcast;
@@ -15,6 +15,8 @@ pub mod cli;
 pub mod config;
 /// The XMPP server's accounts, read from its SQL database.
 pub mod directory;
+/// The log's format: one line per event, values escaped and cut.
+pub mod logging;
 /// The Prometheus metrics.
 pub mod metrics;
 /// `$N` placeholders rewritten for each SQL dialect.

@@ -1,27 +1,27 @@
-//! The GraphQL admin API against a real Prosody and a real `serve`, operation by operation and
-//! error code by error code, with MongooseIM's messages, codes, context keys and HTTP statuses
-//! (mongooseim-broadcast.md §5): start, get, list (newest first, paged), abort (a running job
-//! stops sending: Prosody's offline store stops growing), delete by ids and by domain, 400 for
-//! requests that cannot run, 401 for missing or wrong credentials, and domain admins, who may
-//! do everything on their own domain and nothing on another.
+//! The GraphQL admin API, operation by operation and error code by error code, with
+//! MongooseIM's messages, codes, context keys and HTTP statuses (mongooseim-broadcast.md §5):
+//! start, get, list (newest first, paged), abort (a running job stops sending: the XMPP server
+//! receives nothing more), delete by ids and by domain, 400 for requests that cannot run, 401
+//! for missing or wrong credentials, and domain admins, who may do everything on their own
+//! domain and nothing on another.
 //!
-//! One Prosody (VirtualHosts `example.com` and `example.org`) and one `serve` (domains
-//! `example.com`, `example.org` and `empty.example.net`, which has no accounts) are shared by
-//! every scenario. The scenarios run one after the other, each in its own task, so a failing
-//! scenario is reported by name and the others still run; each starts from an `example.com`
-//! without jobs (`reset`), since only one job may run per domain.
+//! Each test runs a whole instance in process ([`support::app::App`]: jobs in SQLite, users in
+//! a Prosody-layout SQLite database, the in-process XEP-0114 server) serving `example.com`,
+//! `example.org` and `empty.example.net` (no accounts), so each can run alone and in
+//! parallel. Delivery to real clients through Prosody and ejabberd is proven by the
+//! end-to-end tests.
 
 mod support;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures::future::BoxFuture;
 use serde_json::{Value, json};
 use support::Deadline;
 use support::admin::{Admin, Auth, BroadcastSpec, START_BROADCAST, assert_timestamp};
-use support::prosody::{DOMAIN, OTHER_DOMAIN, Prosody, ProsodyStorage};
-use support::serve::{ADMIN_PASSWORD, ADMIN_USER, JobStore, Serve, ServeConfig, hash_password};
+use support::app::{App, AppOptions};
+use support::prosody::{DOMAIN, OTHER_DOMAIN};
+use support::serve::{ADMIN_PASSWORD, ADMIN_USER};
 
 /// A configured domain without any account.
 const EMPTY_DOMAIN: &str = "empty.example.net";
@@ -31,6 +31,7 @@ const UNKNOWN_DOMAIN: &str = "unknown.example.net";
 const UNKNOWN_ID: i64 = 999_999;
 /// Accounts of `example.com`: `u0001`..`u0019` and the sender `admin`.
 const USERS: i64 = 20;
+/// A user password (not any admin's).
 const PASSWORD: &str = "pw";
 const DOMAIN_ADMIN: &str = "admin@example.com";
 const DOMAIN_ADMIN_PASSWORD: &str = "domain-admin-pw";
@@ -182,33 +183,24 @@ fn without_locations(error: &Value) -> Value {
     error
 }
 
-/// What every scenario shares.
+/// One in-process instance with a finished job of `example.org`.
 struct Fixture {
-    prosody: Prosody,
-    serve: Serve,
+    app: App,
     /// A finished job of `example.org`.
     foreign_job: i64,
 }
 
 impl Fixture {
     async fn start() -> Fixture {
-        let (prosody, hash) = tokio::join!(
-            Prosody::start(ProsodyStorage::Sqlite),
-            hash_password(DOMAIN_ADMIN_PASSWORD)
-        );
-        tokio::join!(
-            prosody.register_users("u", USERS as usize - 1, PASSWORD),
-            prosody.register_user("admin", PASSWORD),
-            prosody.register_users_at(OTHER_DOMAIN, "o", 2, PASSWORD),
-            prosody.register_user_at(OTHER_DOMAIN, "admin", PASSWORD),
-        );
-        let mut config = ServeConfig::for_prosody(&prosody, JobStore::Sqlite);
-        config.domains = vec![DOMAIN.into(), OTHER_DOMAIN.into(), EMPTY_DOMAIN.into()];
-        assert_eq!(config.node_name, NODE);
-        let serve = Serve::start_with_domain_admins(config, &[(DOMAIN, &hash)]).await;
+        let hash = xmpp_broadcast::admin::hash_password(DOMAIN_ADMIN_PASSWORD).unwrap();
+        let mut options =
+            AppOptions::one_domain(DOMAIN, USERS as usize - 1).with_domain(OTHER_DOMAIN, "o", 2);
+        options.domains.push((EMPTY_DOMAIN.into(), Vec::new()));
+        options.domain_admins = vec![(DOMAIN.into(), hash)];
+        assert_eq!(options.node_name, NODE);
+        let app = App::start(options).await;
         let mut fixture = Fixture {
-            prosody,
-            serve,
+            app,
             foreign_job: 0,
         };
         let foreign = fixture
@@ -222,7 +214,7 @@ impl Fixture {
     }
 
     fn admin(&self) -> &Admin {
-        self.serve.admin()
+        &self.app.admin
     }
 
     /// Sends `call` with `auth`, under `operation` (`operationName`) if given.
@@ -372,9 +364,15 @@ impl Fixture {
         assert_eq!(self.listed(None, None).await, Vec::<i64>::new(), "reset");
     }
 
-    /// Offline messages stored for `example.com`'s accounts.
+    /// Messages the XMPP server received for `example.com`'s accounts.
     async fn offline_count(&self) -> usize {
-        self.prosody.offline_messages().await.len()
+        let suffix = format!("@{DOMAIN}");
+        self.app.server.seen(|seen| {
+            seen.messages
+                .iter()
+                .filter(|m| m.to.ends_with(&suffix))
+                .count()
+        })
     }
 
     /// Polls `/metrics` until no worker of `example.com` is alive on the instance.
@@ -386,56 +384,40 @@ impl Fixture {
     }
 }
 
-type Scenario = fn(Arc<Fixture>) -> BoxFuture<'static, ()>;
-
-/// `[(name, scenario)]` from `name => async fn(Arc<Fixture>)` pairs.
+/// One `#[tokio::test]` per scenario, each with its own instance.
 macro_rules! scenarios {
-    ($($name:literal => $scenario:ident),* $(,)?) => {
-        [$(($name, (|f| Box::pin($scenario(f))) as Scenario)),*]
+    ($($scenario:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $scenario() {
+                let fixture = Arc::new(Fixture::start().await);
+                super::$scenario(fixture).await;
+            }
+        )*
     };
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn admin_api_scenarios() {
-    let started = Instant::now();
-    let fixture = Arc::new(Fixture::start().await);
-    eprintln!("fixture ready in {:?}", started.elapsed());
-    let scenarios = scenarios![
-        "start and get a job" => start_and_get,
-        "abort a running job" => abort_running,
-        "one running job per domain" => one_running_job_per_domain,
-        "unknown and foreign ids are not found" => unknown_and_foreign_ids,
-        "list newest first, paged" => list_and_page,
-        "delete inactive jobs by ids" => delete_by_ids_skips,
-        "delete inactive jobs of a domain" => delete_by_domain_keeps_running,
-        "operation errors" => operation_errors,
-        "start errors in MongooseIM's order" => start_error_precedence,
-        "requests that cannot run get 400" => request_errors,
-        "a failed field is null, its siblings answer" => failed_field_is_null,
-        "missing or wrong credentials get 401" => credentials,
-        "a domain admin manages its domain" => domain_admin_own_domain,
-        "a domain admin gets 401 for another domain" => domain_admin_other_domain,
-        "request forms" => request_forms,
-        "GraphiQL" => graphiql,
+mod scenario {
+    use super::*;
+
+    scenarios![
+        start_and_get,
+        abort_running,
+        one_running_job_per_domain,
+        unknown_and_foreign_ids,
+        list_and_page,
+        delete_by_ids_skips,
+        delete_by_domain_keeps_running,
+        operation_errors,
+        start_error_precedence,
+        request_errors,
+        failed_field_is_null,
+        credentials,
+        domain_admin_own_domain,
+        domain_admin_other_domain,
+        request_forms,
+        graphiql,
     ];
-    let mut failed = Vec::new();
-    for (name, scenario) in scenarios {
-        let started = Instant::now();
-        let outcome = tokio::spawn(scenario(fixture.clone())).await;
-        eprintln!(
-            "scenario '{name}': {} in {:?}",
-            if outcome.is_ok() { "ok" } else { "FAILED" },
-            started.elapsed()
-        );
-        if outcome.is_err() {
-            failed.push(name);
-        }
-    }
-    eprintln!("all scenarios in {:?}", started.elapsed());
-    assert!(
-        failed.is_empty(),
-        "failed scenarios (their panics are printed above): {failed:?}"
-    );
 }
 
 /// startBroadcast's answer, and every field of a finished job.
@@ -476,7 +458,7 @@ async fn start_and_get(f: Arc<Fixture>) {
 }
 
 /// An abort takes effect in the database at once and stops the sending within about a second:
-/// Prosody's offline store stops growing.
+/// the XMPP server receives nothing more.
 async fn abort_running(f: Arc<Fixture>) {
     f.reset().await;
     let before = f.offline_count().await;
@@ -514,8 +496,8 @@ async fn abort_running(f: Arc<Fixture>) {
 
     f.wait_no_live_jobs(STOP_TIMEOUT).await;
     eprintln!("worker stopped {:?} after the abort", asked.elapsed());
-    // A message written to the socket just before the worker stopped is stored by Prosody
-    // within milliseconds on loopback; half a second covers it.
+    // A message written to the socket just before the worker stopped arrives within
+    // milliseconds on loopback; half a second covers it.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let stopped_at = f.offline_count().await;
     // At 1 message per second a sender still running would store 2 or 3 more in 2.5 s.

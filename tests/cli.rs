@@ -1,10 +1,11 @@
-//! The operator CLI as a script or an operator runs it: the built binary against a real
-//! Prosody and `serve` — `start` (flags, files, standard input, `--watch`, `--dry-run`),
+//! The operator CLI as a script or an operator runs it: the built binary against an instance
+//! running in the test process (jobs in SQLite, users in a Prosody-layout SQLite database,
+//! the in-process XEP-0114 server) — `start` (flags, files, standard input, `--watch`, `--dry-run`),
 //! `watch` to FINISHED and to ABORT_ADMIN, `list`, `show`, `abort`, `delete` and `count`, each
 //! as text and as `--json` (the API's own objects), and the exit code and message of every
 //! error path: invalid input (2), not found (3), conflict (4), unavailable (5), auth (6).
 //!
-//! One Prosody (`example.com`: `admin` and `u0001`..`u0019`) and one `serve` (domains
+//! One instance (`example.com`: `admin` and `u0001`..`u0019`; domains
 //! `example.com` and `empty.example.net`, which has no accounts) are shared by the steps of
 //! [`operator_commands_against_a_running_instance`], which run in order: only one job may run
 //! per domain. Tests that need no instance run on their own.
@@ -16,9 +17,10 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
+use support::app::{App, AppOptions};
 use support::free_port;
-use support::prosody::{DOMAIN, Prosody, ProsodyStorage};
-use support::serve::{ADMIN_PASSWORD, ADMIN_USER, JobStore, Serve, ServeConfig};
+use support::prosody::DOMAIN;
+use support::serve::{ADMIN_PASSWORD, ADMIN_USER};
 
 /// A configured domain without any account.
 const EMPTY_DOMAIN: &str = "empty.example.net";
@@ -60,6 +62,19 @@ struct Run {
 }
 
 impl Run {
+    /// The run of `line` that ended with `output`.
+    fn of(line: &str, output: std::process::Output) -> Run {
+        Run {
+            line: line.to_owned(),
+            code: output
+                .status
+                .code()
+                .expect("the CLI exits, it is not killed"),
+            stdout: String::from_utf8(output.stdout).expect("UTF-8 stdout"),
+            stderr: String::from_utf8(output.stderr).expect("UTF-8 stderr"),
+        }
+    }
+
     /// Asserts the exit code; returns the run for more checks.
     fn expect(self, code: i32) -> Run {
         assert_eq!(
@@ -108,15 +123,27 @@ async fn xb(line: &str, env: &[(&str, &str)], stdin: &[u8]) -> Run {
         .args(line.split_whitespace())
         .envs(env.iter().copied());
     let output = support::process::output_with_input(command, stdin).await;
-    Run {
-        line: line.to_owned(),
-        code: output
-            .status
-            .code()
-            .expect("the CLI exits, it is not killed"),
-        stdout: String::from_utf8(output.stdout).expect("UTF-8 stdout"),
-        stderr: String::from_utf8(output.stderr).expect("UTF-8 stderr"),
-    }
+    Run::of(line, output)
+}
+
+/// Runs the binary with the words of `line` and a standard output whose reader has gone away
+/// (as `xmpp-broadcast show 7 | head -1` once `head` is done).
+fn xb_into_closed_pipe(line: &str) -> Run {
+    let (reader, writer) = std::io::pipe().expect("pipe");
+    drop(reader);
+    let output = support::serve::command()
+        .args(line.split_whitespace())
+        .stdin(std::process::Stdio::null())
+        .stdout(writer)
+        .output()
+        .expect("run the CLI");
+    Run::of(line, output)
+}
+
+#[test]
+fn a_reader_that_went_away_ends_the_command_quietly() {
+    let run = xb_into_closed_pipe("schema").expect(0);
+    assert_eq!(run.stderr, "", "no panic, no message");
 }
 
 #[tokio::test]
@@ -196,26 +223,19 @@ async fn usage_errors_are_invalid_input_before_anything_is_sent() {
 
 /// What the steps share.
 struct Fixture {
-    serve: Serve,
-    _prosody: Prosody,
+    app: App,
     /// `--url http://<admin.listen> --user ... --password ...`.
     login: String,
 }
 
 impl Fixture {
     async fn start() -> Fixture {
-        let prosody = Prosody::start(ProsodyStorage::Sqlite).await;
-        tokio::join!(
-            prosody.register_users("u", USERS as usize - 1, "pw"),
-            prosody.register_user("admin", "pw"),
-        );
-        let mut config = ServeConfig::for_prosody(&prosody, JobStore::Sqlite);
-        config.domains = vec![DOMAIN.into(), EMPTY_DOMAIN.into()];
-        let serve = Serve::start(config).await;
-        let url = format!("http://{}", admin_listen(serve.config_path()));
+        let mut options = AppOptions::one_domain(DOMAIN, USERS as usize - 1);
+        options.domains.push((EMPTY_DOMAIN.into(), Vec::new()));
+        let app = App::start(options).await;
+        let url = format!("http://{}", admin_listen(&app.config_path()));
         Fixture {
-            serve,
-            _prosody: prosody,
+            app,
             login: format!("--url {url} --user {ADMIN_USER} --password {ADMIN_PASSWORD}"),
         }
     }
@@ -246,11 +266,11 @@ impl Fixture {
 
     /// The job as the API returns it (`getBroadcast`, every field).
     async fn api_job(&self, id: i64) -> Value {
-        self.serve.admin().get_broadcast(id).await
+        self.app.admin().get_broadcast(id).await
     }
 
     async fn assert_no_jobs(&self) {
-        let jobs = self.serve.admin().get_broadcasts(DOMAIN).await;
+        let jobs = self.app.admin().get_broadcasts(DOMAIN).await;
         assert_eq!(jobs, Vec::<Value>::new());
     }
 }
@@ -291,7 +311,7 @@ async fn count_and_dry_run(f: &Fixture) {
     assert_eq!(count.stdout, format!("{expected}{first_five}\n"));
     let json = f.xb(&format!("count {DOMAIN} --sample 2 --json")).await;
     let api = f
-        .serve
+        .app
         .admin()
         .graphql(
             "{ broadcast { countBroadcastRecipients(domain: \"example.com\", sample: 2) \
@@ -406,6 +426,13 @@ async fn list_and_show(f: &Fixture, notice: i64, newest_first: &[i64]) {
     let ids: Vec<i64> = rows.map(first_column).collect();
     assert_eq!(ids, newest_first, "{table}");
     assert!(table.contains("FINISHED  20/20      1000/s"), "{table}");
+    for line in [
+        format!("show {notice} --domain {DOMAIN}"),
+        format!("list --domain {DOMAIN}"),
+    ] {
+        let run = xb_into_closed_pipe(&format!("{line} {}", f.login));
+        assert_eq!(run.expect(0).stderr, "", "{line} into a closed pipe");
+    }
 
     let listed = f.xb(&format!("list --domain {DOMAIN} --json")).await;
     let mut api = Vec::new();
@@ -559,7 +586,8 @@ async fn not_found_and_auth(f: &Fixture) {
 /// The URL, credentials and domain from the config file, and from the environment; a flag
 /// wins over both.
 async fn instance_from_config_and_environment(f: &Fixture) {
-    let config = f.serve.config_path().to_str().expect("UTF-8 path");
+    let config_path = f.app.config_path();
+    let config = config_path.to_str().expect("UTF-8 path");
     let listed = xb(
         &format!("list --config {config} --domain {EMPTY_DOMAIN}"),
         &[],
@@ -632,7 +660,7 @@ async fn example_scripts(f: &Fixture) {
             output.status,
             String::from_utf8_lossy(&output.stdout)
         );
-        let newest = &f.serve.admin().get_broadcasts(DOMAIN).await[0];
+        let newest = &f.app.admin().get_broadcasts(DOMAIN).await[0];
         let job = f.api_job(newest["id"].as_i64().expect("id")).await;
         assert_eq!(
             (&job["name"], &job["messageSubject"], &job["messageBody"]),

@@ -14,11 +14,13 @@ pub struct ConfigArg {
     pub config: PathBuf,
 }
 
-/// `serve`: runs until SIGTERM or SIGINT.
-pub fn serve(arg: ConfigArg) -> anyhow::Result<()> {
+/// `serve`: binds `admin.listen` and runs the component until SIGTERM or SIGINT.
+pub fn serve_command(arg: ConfigArg) -> anyhow::Result<()> {
     with_runtime(async move {
         let config = Config::load(&arg.config)?;
-        crate::app::serve(config).await
+        let shutdown = crate::app::shutdown_on_signal();
+        let listener = crate::admin::bind(config.admin.listen).await?;
+        crate::app::run(config, listener, shutdown).await
     })
 }
 
@@ -27,7 +29,7 @@ pub fn migrate(arg: ConfigArg) -> anyhow::Result<()> {
     with_runtime(async move {
         let config = Config::load(&arg.config)?;
         Store::connect(config.database.url.expose(), 1).await?;
-        println!("job database is up to date");
+        out!("job database is up to date");
         Ok(())
     })
 }
@@ -35,13 +37,13 @@ pub fn migrate(arg: ConfigArg) -> anyhow::Result<()> {
 /// `check-config`: validates the file.
 pub fn check_config(arg: ConfigArg) -> anyhow::Result<()> {
     Config::load(&arg.config)?;
-    println!("{}: valid", arg.config.display());
+    out!("{}: valid", arg.config.display());
     Ok(())
 }
 
 /// `schema`: prints the admin API's SDL.
 pub fn schema() -> anyhow::Result<()> {
-    print!("{}", crate::admin::build_schema(None).sdl());
+    out!("{}", crate::admin::build_schema(None).sdl().trim_end());
     Ok(())
 }
 
@@ -52,7 +54,7 @@ pub fn hash_password_from_stdin() -> anyhow::Result<()> {
     let password = password.trim_end_matches(['\r', '\n']);
     anyhow::ensure!(!password.is_empty(), "no password on standard input");
     let hash = crate::admin::hash_password(password).map_err(anyhow::Error::msg)?;
-    println!("{hash}");
+    out!("{hash}");
     Ok(())
 }
 

@@ -109,7 +109,7 @@ pub async fn delete(args: DeleteArgs) -> Result<Exit, CommandError> {
         output::print_json(&result);
         return Ok(Exit::Success);
     }
-    println!("deleted {} of {domain}", jobs_named(&result.ids));
+    out!("deleted {} of {domain}", jobs_named(&result.ids));
     let skipped: Vec<i64> = args
         .ids
         .iter()

@@ -7,6 +7,14 @@
 //!   for which domain comes from [`instance`]; what they print from [`output`]; a notice's text
 //!   from [`message`]; their exit codes, which scripts branch on, from [`exit`].
 
+/// `println!` for every command: a reader that went away (`xmpp-broadcast show 7 | head -1`)
+/// ends the command quietly instead of a panic ([`output::write_line`]).
+macro_rules! out {
+    ($($arg:tt)*) => {
+        $crate::cli::output::write_line(format_args!($($arg)*))
+    };
+}
+
 mod component;
 mod exit;
 mod instance;
@@ -19,7 +27,6 @@ mod watch;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use tracing_subscriber::EnvFilter;
 
 pub use component::ConfigArg;
 
@@ -117,9 +124,9 @@ pub enum Command {
 
 /// Runs a parsed command line; the exit code says whether it worked.
 pub fn run(cli: Cli) -> ExitCode {
-    init_logging();
+    crate::logging::init();
     let result = match cli.command {
-        Command::Serve(arg) => component::serve(arg),
+        Command::Serve(arg) => component::serve_command(arg),
         Command::Migrate(arg) => component::migrate(arg),
         Command::CheckConfig(arg) => component::check_config(arg),
         Command::Schema => component::schema(),
@@ -161,14 +168,4 @@ fn operate(command: impl Future<Output = Result<Exit, CommandError>>) -> ExitCod
             err.exit.into()
         }
     }
-}
-
-fn init_logging() {
-    let filter = EnvFilter::try_from_env("XMPP_BROADCAST_LOG")
-        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
 }

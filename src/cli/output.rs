@@ -4,22 +4,46 @@
 //! `BroadcastRecipientsPreview`), pretty-printed, or one per line where a command prints a
 //! stream (`watch`).
 
+use std::io::{ErrorKind, Write as _};
+
 use serde::Serialize;
 
 use crate::admin::client::{BroadcastJob, RecipientsPreview};
+
+/// Longest job name shown in a table; `show` prints it whole.
+const TABLE_NAME_CHARS: usize = 80;
+
+/// Writes one line on stdout. When the reader has gone away (a closed pipe), the command ends
+/// at once with exit code 0: the reader has what it wanted, as with `head`. Any other write
+/// error (a full disk) ends it with exit code 1 and a message.
+pub fn write_line(line: std::fmt::Arguments<'_>) {
+    let mut stdout = std::io::stdout().lock();
+    let written = stdout
+        .write_fmt(line)
+        .and_then(|()| stdout.write_all(b"\n"))
+        .and_then(|()| stdout.flush());
+    match written {
+        Ok(()) => {}
+        Err(err) if err.kind() == ErrorKind::BrokenPipe => std::process::exit(0),
+        Err(err) => {
+            let _ = writeln!(std::io::stderr(), "error: cannot write the output: {err}");
+            std::process::exit(1);
+        }
+    }
+}
 
 /// Prints `value` on stdout: as JSON with `--json`, else as the text `describe` makes of it.
 pub fn emit<T: Serialize>(json: bool, value: &T, describe: impl FnOnce(&T) -> String) {
     if json {
         print_json(value);
     } else {
-        println!("{}", describe(value));
+        out!("{}", describe(value));
     }
 }
 
 /// Prints `value` as indented JSON on stdout.
 pub fn print_json<T: Serialize>(value: &T) {
-    println!(
+    out!(
         "{}",
         serde_json::to_string_pretty(value).unwrap_or_default()
     );
@@ -42,7 +66,7 @@ pub fn jobs_table(jobs: &[BroadcastJob]) -> String {
                 format!("{}/{}", job.recipients_processed, job.recipient_count),
                 format!("{}/s", job.message_rate),
                 job.create_timestamp.clone(),
-                one_line(&job.name),
+                shortened(&one_line(&job.name), TABLE_NAME_CHARS),
             ]
         })
         .collect();
@@ -58,7 +82,7 @@ pub fn jobs_table(jobs: &[BroadcastJob]) -> String {
             let cells: Vec<String> = row
                 .iter()
                 .zip(widths)
-                .map(|(cell, width)| format!("{cell:<width$}"))
+                .map(|(cell, width)| padded(cell, width))
                 .collect();
             cells.join("  ").trim_end().to_owned()
         })
@@ -151,6 +175,22 @@ pub fn duration(seconds: f64) -> String {
     }
 }
 
+/// `cell` followed by spaces up to `width` characters (formatting widths stop at 65,535).
+fn padded(cell: &str, width: usize) -> String {
+    let fill = width.saturating_sub(cell.chars().count());
+    format!("{cell}{}", " ".repeat(fill))
+}
+
+/// `text` cut to `max` characters, the cut marked with `…`.
+fn shortened(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        return text.to_owned();
+    }
+    let mut cut: String = text.chars().take(max.saturating_sub(1)).collect();
+    cut.push('…');
+    cut
+}
+
 /// `text` with line breaks and other control characters shown as spaces.
 fn one_line(text: &str) -> String {
     text.chars()
@@ -193,6 +233,18 @@ mod tests {
              12  RUNNING  10/40      100/s  2026-03-01T12:00:00Z  two lines\n\
              3   RUNNING  10/40      100/s  2026-03-01T12:00:00Z  x"
         );
+    }
+
+    #[test]
+    fn a_huge_name_is_cut_in_the_table_and_whole_in_the_details() {
+        let name = "n".repeat(100_001);
+        let table = jobs_table(&[job(1, &name)]);
+        let row = table.lines().nth(1).unwrap();
+        assert!(row.ends_with(&format!("{}…", "n".repeat(79))), "{row}");
+        assert!(table.len() < 300, "{} bytes", table.len());
+        let details = job_details(&job(1, &name));
+        assert!(details.contains(&name));
+        assert_eq!(padded("ab", 70_000).len(), 70_000);
     }
 
     #[test]

@@ -82,11 +82,11 @@ pub async fn run(args: StartArgs) -> Result<Exit, CommandError> {
         if json {
             output::print_json(&preview);
         } else {
-            println!("dry run: nothing was started");
-            println!("{}", output::preview_text(&preview));
+            out!("dry run: nothing was started");
+            out!("{}", output::preview_text(&preview));
             if preview.recipient_count > 0 {
                 let seconds = preview.recipient_count as f64 / broadcast.rate.max(1) as f64;
-                println!(
+                out!(
                     "at {}/s sending would take about {}",
                     broadcast.rate,
                     output::duration(seconds)
@@ -107,7 +107,7 @@ pub async fn run(args: StartArgs) -> Result<Exit, CommandError> {
     let id = client.start(&broadcast).await?;
     if args.watch {
         if !json {
-            println!("started job {id} on {}", broadcast.domain);
+            out!("started job {id} on {}", broadcast.domain);
         }
         return watch::follow(&client, &broadcast.domain, id, args.poll.interval, json).await;
     }
@@ -115,11 +115,13 @@ pub async fn run(args: StartArgs) -> Result<Exit, CommandError> {
     if json {
         output::print_json(&job);
     } else {
-        println!(
+        out!(
             "started job {id} on {}: {} recipients at {}/s",
-            job.domain, job.recipient_count, job.message_rate
+            job.domain,
+            job.recipient_count,
+            job.message_rate
         );
-        println!(
+        out!(
             "follow it with: xmpp-broadcast watch {id} --domain {}",
             job.domain
         );

@@ -167,7 +167,7 @@ impl View {
                 let now = (job.recipients_processed, job.execution_state);
                 if *last != Some(now) {
                     *last = Some(now);
-                    println!(
+                    out!(
                         "job {} {}: {}, {}",
                         job.id,
                         job.execution_state,
@@ -179,7 +179,7 @@ impl View {
             View::Json { last } => {
                 let line = output::json_line(job);
                 if *last != line {
-                    println!("{line}");
+                    out!("{line}");
                     *last = line;
                 }
             }
@@ -208,7 +208,7 @@ impl View {
             View::Json { .. } => return self.show(job),
             View::Lines { .. } => {}
         }
-        println!("{}", summary(job));
+        out!("{}", summary(job));
     }
 }
 

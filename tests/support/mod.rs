@@ -11,6 +11,8 @@
 //! * [`cluster::Cluster`] — several `serve` instances sharing one job database on one Prosody,
 //!   each behind a [`proxy::TcpProxy`] (a TCP hop a test can cut, or read what passed);
 //! * [`xmpp_client::XmppClient`] — a real XMPP client (slixmpp) logged in as one user;
+//! * [`app::App`] — a whole instance inside the test process, on SQLite and the
+//!   [`fake_server::FakeServer`] (an in-process XEP-0114 server that records messages);
 //! * [`component::RawComponent`] — a minimal XEP-0114 connection (readiness probe, injector);
 //! * [`stanza`] — the expected message id and a structural check of stored stanzas;
 //! * [`process`] — child-process plumbing (signals, bounded waits, logs shown on failure).
@@ -22,9 +24,11 @@
 #![allow(dead_code)]
 
 pub mod admin;
+pub mod app;
 pub mod cluster;
 pub mod component;
 pub mod ejabberd;
+pub mod fake_server;
 pub mod mysql;
 pub mod pg;
 pub mod process;

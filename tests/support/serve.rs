@@ -122,18 +122,7 @@ impl ServeConfig {
         admin_listen: &str,
         domain_admins: &[(&str, &str)],
     ) -> String {
-        let domains: String = self
-            .domains
-            .iter()
-            .map(|domain| {
-                let hash = domain_admins
-                    .iter()
-                    .find(|(admin_domain, _)| admin_domain == domain)
-                    .map(|(_, hash)| format!("admin_password_hash = {hash:?}\n"))
-                    .unwrap_or_default();
-                format!("\n[domains.{domain:?}]\n{hash}")
-            })
-            .collect();
+        let domains = domains_toml(self.domains.iter().map(String::as_str), domain_admins);
         format!(
             "node_name = {node:?}\nlease_time = {lease}\nbackend = \"rdbms\"\n\n\
              [component]\njid = {jid:?}\nsecret = {COMPONENT_SECRET:?}\nserver = {server:?}\n\n\
@@ -154,6 +143,24 @@ impl ServeConfig {
                 .unwrap_or_default(),
         )
     }
+}
+
+/// The `[domains."..."]` tables of `domains`, with the `admin_password_hash` of those in
+/// `domain_admins` (`(domain, hash)` pairs).
+pub fn domains_toml<'a>(
+    domains: impl Iterator<Item = &'a str>,
+    domain_admins: &[(&str, &str)],
+) -> String {
+    domains
+        .map(|domain| {
+            let hash = domain_admins
+                .iter()
+                .find(|(admin_domain, _)| *admin_domain == domain)
+                .map(|(_, hash)| format!("admin_password_hash = {hash:?}\n"))
+                .unwrap_or_default();
+            format!("\n[domains.{domain:?}]\n{hash}")
+        })
+        .collect()
 }
 
 /// One `serve` instance; SIGTERM (then SIGKILL) on drop.
