@@ -2,6 +2,9 @@
 //! text format, labelled `host_type` = domain, with a zero series for every configured domain;
 //! `promtool check metrics` accepts the output without a complaint. After a finished job the
 //! counters equal its recipients exactly; an abort counts once in `jobs_aborted_admin`.
+//!
+//! The instance runs in the test process on the in-process XEP-0114 server: what is counted is
+//! the component's own work, which a real XMPP server would not change.
 
 mod support;
 
@@ -11,9 +14,9 @@ use std::time::Duration;
 use serde_json::json;
 use support::Deadline;
 use support::admin::{Admin, BroadcastSpec};
+use support::app::{App, AppOptions};
 use support::process::{output_with_input, require_program};
-use support::prosody::{DOMAIN, OTHER_DOMAIN, Prosody, ProsodyStorage};
-use support::serve::{JobStore, Serve, ServeConfig};
+use support::prosody::{DOMAIN, OTHER_DOMAIN};
 
 /// Accounts of `example.com`, the sender included.
 const USERS: i64 = 10;
@@ -107,15 +110,11 @@ async fn wait_metric(admin: &Admin, name: &str, value: f64, timeout: Duration) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn metrics_count_jobs_and_recipients() {
-    let prosody = Prosody::start(ProsodyStorage::Sqlite).await;
-    let (_, sender) = tokio::join!(
-        prosody.register_users("u", USERS as usize - 1, "pw"),
-        prosody.register_user("admin", "pw"),
-    );
-    let mut config = ServeConfig::for_prosody(&prosody, JobStore::Sqlite);
-    config.domains = vec![DOMAIN.into(), OTHER_DOMAIN.into()];
-    let serve = Serve::start(config).await;
-    let admin = serve.admin();
+    let options =
+        AppOptions::one_domain(DOMAIN, USERS as usize - 1).with_domain(OTHER_DOMAIN, "o", 0);
+    let app = App::start(options).await;
+    let admin = app.admin();
+    let sender = format!("admin@{DOMAIN}");
 
     // Before any job: the format, build information, a zero series per configured domain.
     let (status, content_type, text) = admin.get("/metrics").await;
