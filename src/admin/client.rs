@@ -1,7 +1,7 @@
 //! A client of the admin API for the command line: one typed method per `broadcast` operation.
 //!
-//! It lives in `admin` because only this module knows GraphQL: the query documents, their
-//! variables and the error codes of `extensions.code` stay in this file. Callers see Rust types
+//! It lives in `admin` because only this module knows GraphQL: the query documents and their
+//! variables stay in this file; error codes are read with [`ErrorCode`]. Callers see Rust types
 //! and, on failure, a [`Failure`] kind they can turn into an exit code. Every value travels as a
 //! GraphQL variable, so a body with quotes or newlines needs no escaping.
 //!
@@ -13,6 +13,8 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+
+pub use super::codes::{ErrorCode, Failure};
 
 /// How long connecting to the admin listener may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -137,25 +139,6 @@ pub struct NewBroadcast {
     pub rate: i64,
 }
 
-/// What kind of failure a [`ClientError`] is, for the caller's exit code.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Failure {
-    /// An argument the server refused: `bad_parameter`, `input_coercion`, `sender_not_found`,
-    /// `no_recipients`.
-    InvalidInput,
-    /// `broadcast_not_found`, `domain_not_found`.
-    NotFound,
-    /// The job's state forbids it: `running_job_limit_exceeded`, `not_running`.
-    Conflict,
-    /// Try again later: `temporarily_unavailable`, `database_error`, HTTP 5xx, nothing
-    /// listening, no answer in time.
-    Unavailable,
-    /// HTTP 401: missing or wrong credentials, or a domain the user may not manage.
-    Unauthorized,
-    /// Anything else, such as an answer that is not the admin API's.
-    Other,
-}
-
 /// Why a call failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -183,15 +166,10 @@ impl ClientError {
     pub fn failure(&self) -> Failure {
         match self {
             ClientError::Api { status: 401, .. } => Failure::Unauthorized,
-            ClientError::Api { code, status, .. } => match code.as_str() {
-                "bad_parameter" | "input_coercion" | "sender_not_found" | "no_recipients" => {
-                    Failure::InvalidInput
-                }
-                "broadcast_not_found" | "domain_not_found" => Failure::NotFound,
-                "running_job_limit_exceeded" | "not_running" => Failure::Conflict,
-                "temporarily_unavailable" | "database_error" => Failure::Unavailable,
-                _ if *status >= 500 => Failure::Unavailable,
-                _ => Failure::Other,
+            ClientError::Api { code, status, .. } => match ErrorCode::parse(code) {
+                Some(code) => code.failure(),
+                None if *status >= 500 => Failure::Unavailable,
+                None => Failure::Other,
             },
             ClientError::Unreachable { .. } => Failure::Unavailable,
             ClientError::Unexpected { status: 401, .. } => Failure::Unauthorized,

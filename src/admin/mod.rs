@@ -9,6 +9,7 @@
 
 mod auth;
 pub mod client;
+pub mod codes;
 mod coercion;
 mod scalars;
 mod schema;

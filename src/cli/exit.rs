@@ -3,24 +3,95 @@
 
 use std::process::ExitCode;
 
-use crate::admin::client::{ClientError, Failure};
+use crate::admin::client::{ClientError, ErrorCode, Failure};
 
-/// The exit codes, as `--help` and the README list them.
-pub const CODES_HELP: &str = "Exit codes:
-  0   success
-  1   unexpected error (an answer that is not the admin API's)
-  2   invalid input: bad arguments, bad_parameter, input_coercion, sender_not_found,
-      no_recipients
-  3   not found: broadcast_not_found, domain_not_found
-  4   conflict: running_job_limit_exceeded, not_running
-  5   unavailable: temporarily_unavailable, database_error, HTTP 5xx, nothing listening,
-      no answer in time
-  6   authentication: missing or wrong credentials, or a domain the user may not manage
-      (HTTP 401)
-watch and start --watch end with how the job ended:
-  0   FINISHED
-  10  ABORT_ADMIN (aborted by an administrator)
-  11  ABORT_ERROR (stopped by an error)";
+/// The exit codes, as `--help` lists them: each with the admin API's error codes it stands for
+/// ([`ErrorCode::ALL`], where each code's failure kind is defined).
+pub fn codes_help() -> String {
+    let codes = |failure| {
+        ErrorCode::of_failure(failure)
+            .map(ErrorCode::as_str)
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let rows = [
+        (Exit::Success, "success".to_owned()),
+        (
+            Exit::Unexpected,
+            format!(
+                "unexpected error: an answer that is not the admin API's, or a request it \
+                 does not accept ({})",
+                codes(Failure::Other)
+            ),
+        ),
+        (
+            Exit::InvalidInput,
+            format!(
+                "invalid input: bad arguments, {}",
+                codes(Failure::InvalidInput)
+            ),
+        ),
+        (
+            Exit::NotFound,
+            format!("not found: {}", codes(Failure::NotFound)),
+        ),
+        (
+            Exit::Conflict,
+            format!("conflict: {}", codes(Failure::Conflict)),
+        ),
+        (
+            Exit::Unavailable,
+            format!(
+                "unavailable: {}, HTTP 5xx, nothing listening, no answer in time",
+                codes(Failure::Unavailable)
+            ),
+        ),
+        (
+            Exit::Unauthorized,
+            format!(
+                "authentication: {} (HTTP 401: missing or wrong credentials, or a domain the \
+                 user may not manage)",
+                codes(Failure::Unauthorized)
+            ),
+        ),
+    ];
+    let mut help = String::from("Exit codes:\n");
+    for (exit, meaning) in rows {
+        help.push_str(&wrapped(&format!("  {:<4}", exit as u8), &meaning));
+    }
+    help.push_str("watch and start --watch end with how the job ended:\n");
+    help.push_str(&wrapped("  0   ", "FINISHED"));
+    help.push_str(&wrapped(
+        "  10  ",
+        "ABORT_ADMIN (aborted by an administrator)",
+    ));
+    help.push_str(&wrapped("  11  ", "ABORT_ERROR (stopped by an error)"));
+    help.trim_end().to_owned()
+}
+
+/// Longest line of [`codes_help`].
+const HELP_WIDTH: usize = 92;
+
+/// `text` after `lead`, wrapped at word boundaries and indented under its first line.
+fn wrapped(lead: &str, text: &str) -> String {
+    let indent = " ".repeat(lead.len() + 2);
+    let mut out = lead.to_owned();
+    let mut line_len = lead.len();
+    for (n, word) in text.split_whitespace().enumerate() {
+        if n > 0 && line_len + 1 + word.len() > HELP_WIDTH {
+            out.push('\n');
+            out.push_str(&indent);
+            line_len = indent.len();
+        } else if n > 0 {
+            out.push(' ');
+            line_len += 1;
+        }
+        out.push_str(word);
+        line_len += word.len();
+    }
+    out.push('\n');
+    out
+}
 
 /// How an operator command ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -40,7 +40,7 @@ use exit::{CommandError, Exit};
 /// XMPP_BROADCAST_PASSWORD, or with the instance's config file (--config or
 /// XMPP_BROADCAST_CONFIG). They print text, or the API's JSON objects with --json.
 #[derive(Debug, Parser)]
-#[command(name = "xmpp-broadcast", version, about, after_long_help = exit::CODES_HELP)]
+#[command(name = "xmpp-broadcast", version, about, after_long_help = exit::codes_help())]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -81,30 +81,30 @@ pub enum Command {
     /// Example: xmpp-broadcast start --url http://127.0.0.1:5551 --user admin
     /// --domain example.com --name maintenance --sender admin@example.com
     /// --body-file - --dry-run < notice.txt
-    #[command(after_long_help = exit::CODES_HELP)]
+    #[command(after_long_help = exit::codes_help())]
     Start(start::StartArgs),
     /// List the broadcast jobs of a domain, newest first.
     ///
     /// Example: xmpp-broadcast list --config /etc/xmpp-broadcast/component.toml
     /// --domain example.com --limit 10
-    #[command(after_long_help = exit::CODES_HELP)]
+    #[command(after_long_help = exit::codes_help())]
     List(jobs::ListArgs),
     /// Show every field of a broadcast job, the body included.
     ///
     /// Example: xmpp-broadcast show 7 --domain example.com --json | jq -r .executionState
-    #[command(after_long_help = exit::CODES_HELP)]
+    #[command(after_long_help = exit::codes_help())]
     Show(jobs::JobArgs),
     /// Follow a broadcast job until it ends: a progress bar (processed / count, rate, ETA) on
     /// a terminal, progress lines otherwise (the job as JSON with --json); the exit code says
     /// how the job ended.
     ///
     /// Example: xmpp-broadcast watch 7 --domain example.com
-    #[command(after_long_help = exit::CODES_HELP)]
+    #[command(after_long_help = exit::codes_help())]
     Watch(watch::WatchArgs),
     /// Stop a running broadcast job, whichever instance runs it.
     ///
     /// Example: xmpp-broadcast abort 7 --domain example.com
-    #[command(after_long_help = exit::CODES_HELP)]
+    #[command(after_long_help = exit::codes_help())]
     Abort(jobs::JobArgs),
     /// Delete finished and aborted broadcast jobs, by id or all of a domain; running jobs are
     /// skipped (and named, exit code 0).
@@ -112,13 +112,13 @@ pub enum Command {
     /// Example: xmpp-broadcast delete 7 8 --domain example.com
     ///
     /// Example: xmpp-broadcast delete --all --domain example.com
-    #[command(after_long_help = exit::CODES_HELP)]
+    #[command(after_long_help = exit::codes_help())]
     Delete(jobs::DeleteArgs),
     /// Count the users a broadcast to a domain would reach now and list the first few,
     /// without starting anything (a dry run).
     ///
     /// Example: xmpp-broadcast count example.com --sample 10
-    #[command(after_long_help = exit::CODES_HELP)]
+    #[command(after_long_help = exit::codes_help())]
     Count(jobs::CountArgs),
 }
 
