@@ -477,6 +477,10 @@ mod tests {
 
     impl Instance {
         async fn new() -> Self {
+            Instance::with_lease_time(LEASE_TIME).await
+        }
+
+        async fn with_lease_time(lease_time: Duration) -> Self {
             let dir = tempfile::tempdir().unwrap();
             let url = format!("sqlite://{}/jobs.db", dir.path().display());
             let store = Store::connect(&url, 4).await.unwrap();
@@ -514,7 +518,7 @@ mod tests {
                 connection,
                 metrics.clone(),
                 "node1".to_owned(),
-                LEASE_TIME,
+                lease_time,
             );
             Instance {
                 manager,
@@ -528,6 +532,12 @@ mod tests {
         /// A running job of example.com owned by node1, with `corruption` applied to its row
         /// (an assignment of the `UPDATE … SET` clause).
         async fn job_stored_with(&self, corruption: &str) -> JobId {
+            self.job_of("node1", LEASE_TIME, corruption).await
+        }
+
+        /// A running job of example.com owned by `owner` for `lease_time`, with `corruption`
+        /// applied to its row.
+        async fn job_of(&self, owner: &str, lease_time: Duration, corruption: &str) -> JobId {
             let spec = JobSpec {
                 name: "maintenance".into(),
                 domain: "example.com".into(),
@@ -540,7 +550,7 @@ mod tests {
             let users = Snapshot::Listed(vec!["u1".into(), "u2".into(), "u3".into()]);
             let id = self
                 .store
-                .create_job(&spec, "node1", LEASE_TIME, &users)
+                .create_job(&spec, owner, lease_time, &users)
                 .await
                 .unwrap();
             self.store
@@ -662,6 +672,22 @@ mod tests {
         assert_eq!(state, "abort_error");
         let reason = reason.unwrap();
         assert!(reason.contains("recipients_processed is -1"), "{reason}");
+        instance.assert_never_taken_up_again(id).await;
+        instance.shut_down().await;
+    }
+
+    /// The same, met when taking over the job of an instance that stopped renewing its lease.
+    #[tokio::test]
+    async fn an_unreadable_job_is_ended_when_taken_over() {
+        let instance = Instance::with_lease_time(Duration::from_secs(3)).await;
+        let expired = Duration::from_millis(100);
+        let id = instance
+            .job_of("node2", expired, "recipients_processed = -2")
+            .await;
+        instance.manager.spawn_lease_renewal();
+        let (state, reason) = instance.ended(id).await;
+        assert_eq!(state, "abort_error");
+        assert!(reason.unwrap().contains("recipients_processed is -2"));
         instance.assert_never_taken_up_again(id).await;
         instance.shut_down().await;
     }
