@@ -797,3 +797,36 @@ async fn abandoning_a_job_is_fenced_and_keeps_its_progress(store: Store) {
     assert!(store.owned_leases("node1").await.unwrap().is_empty());
     assert!(store.snapshot_page(id, None, 10).await.unwrap().is_empty());
 }
+
+/// SQLite keeps any text in a time column: a value that does not decode is reported with its
+/// job and column like any other unusable value.
+#[tokio::test]
+async fn an_undecodable_value_is_reported_with_its_column() {
+    sqlite()
+        .await
+        .run(|store| async move {
+            let id = store
+                .create_job(&spec("example.com"), "node1", LEASE, &users(1))
+                .await
+                .unwrap();
+            store
+                .execute_for_test(&format!(
+                    "UPDATE xb_jobs SET created_at = 'yesterday' WHERE id = {id}"
+                ))
+                .await;
+            let bad = invalid_row(store.get_job(id).await);
+            assert_eq!(
+                (bad.job_id, bad.column.as_str()),
+                (id, "created_at"),
+                "{bad}"
+            );
+            assert!(matches!(bad.problem, RowProblem::Undecodable(_)), "{bad}");
+            assert_eq!(
+                invalid_row(store.list_jobs("example.com", 10, 0).await),
+                bad
+            );
+            let owned = store.running_jobs_owned_by("node1").await.unwrap();
+            assert_eq!(owned, vec![Err(bad)]);
+        })
+        .await;
+}
