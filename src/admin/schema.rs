@@ -188,7 +188,7 @@ impl BroadcastAdminMutation {
         };
         Ok(Some(BroadcastMutationResult {
             message: "Broadcast job started".to_owned(),
-            ids: vec![graphql_id(id)],
+            ids: vec![graphql_id(id)?],
         }))
     }
 
@@ -235,7 +235,7 @@ impl BroadcastAdminMutation {
         let Some(deleted) = reported(ctx, deleted) else {
             return Ok(None);
         };
-        Ok(Some(deleted_result(deleted)))
+        Ok(Some(deleted_result(deleted)?))
     }
 
     /// Delete every finished and aborted job of a domain; returns the ids deleted
@@ -253,15 +253,15 @@ impl BroadcastAdminMutation {
         let Some(deleted) = reported(ctx, deleted) else {
             return Ok(None);
         };
-        Ok(Some(deleted_result(deleted)))
+        Ok(Some(deleted_result(deleted)?))
     }
 }
 
-fn deleted_result(ids: Vec<i64>) -> BroadcastMutationResult {
-    BroadcastMutationResult {
+fn deleted_result(ids: Vec<i64>) -> async_graphql::Result<BroadcastMutationResult> {
+    Ok(BroadcastMutationResult {
         message: "Inactive broadcasts deleted".to_owned(),
-        ids: ids.into_iter().map(graphql_id).collect(),
-    }
+        ids: ids.into_iter().map(graphql_id).collect::<Result<_, _>>()?,
+    })
 }
 
 /// Refuses a domain admin acting on another domain, as MongooseIM's `@protected` does; the
@@ -345,7 +345,7 @@ pub struct Broadcast(Job);
 
 #[Object]
 impl Broadcast {
-    async fn id(&self) -> i32 {
+    async fn id(&self) -> async_graphql::Result<i32> {
         graphql_id(self.0.id)
     }
 
@@ -427,9 +427,11 @@ fn service<'a>(ctx: &Context<'a>) -> &'a Broadcasts {
     ctx.data_unchecked::<Broadcasts>()
 }
 
-/// Job ids are GraphQL `Int`s, as in MongooseIM.
-fn graphql_id(id: i64) -> i32 {
-    i32::try_from(id).unwrap_or(i32::MAX)
+/// Job ids are GraphQL `Int`s, as in MongooseIM. The store creates none beyond
+/// `broadcast::MAX_JOB_ID`, so every id fits; one that does not is an error, never clamped.
+fn graphql_id(id: i64) -> async_graphql::Result<i32> {
+    i32::try_from(id)
+        .map_err(|_| async_graphql::Error::new(format!("job id {id} does not fit a GraphQL Int")))
 }
 
 type ErrorContext<'a> = [(&'static str, async_graphql::Value)];

@@ -1,9 +1,85 @@
-//! A broadcast job as stored: its definition, state, progress and owner.
+//! A broadcast job as stored: its definition, state, progress and owner, and the checks that
+//! stored data is usable, made where it is turned into these types.
+
+use std::num::NonZeroU32;
 
 use chrono::{DateTime, Utc};
+use jid::BareJid;
+
+use crate::broadcast::spec::{self, Parameter};
 
 /// Identifier of a job, assigned by the job store.
 pub type JobId = i64;
+
+/// The largest job id. The admin API carries ids as MongooseIM does, as GraphQL `Int`s (32-bit
+/// signed), so a job with a larger id could be neither shown nor named: the store refuses to
+/// create one, and reports a stored one as an [`InvalidRow`].
+pub const MAX_JOB_ID: JobId = i32::MAX as JobId;
+
+/// A stored job whose data cannot be used: which job, which column, and why. Reading the row
+/// fails with it when a value cannot even be shown (an id beyond [`MAX_JOB_ID`], an unknown
+/// state, a negative count); [`Job::sending`] fails with it when the job cannot be sent (a
+/// sender that is not a JID of the domain, a rate or text beyond the request's limits). A
+/// running job with such data ends as ABORT_ERROR with this as its reason.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("stored job {job_id} is unusable: its {column} {problem}")]
+pub struct InvalidRow {
+    pub job_id: JobId,
+    /// The column of `xb_jobs` holding the value.
+    pub column: String,
+    pub problem: RowProblem,
+}
+
+/// What is wrong with a stored value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RowProblem {
+    #[error("is {value}, outside {min}..={max}")]
+    OutOfRange { value: i64, min: i64, max: i64 },
+    #[error("is not a known execution state")]
+    UnknownState,
+    #[error("is not a bare JID ({0})")]
+    NotABareJid(String),
+    #[error("is not an account of the job's domain")]
+    NotInDomain,
+    /// The text breaks the limits a request's text of this kind is checked against.
+    #[error("is not a valid {}: too long, or with a character XML cannot carry", .0.as_str())]
+    BadText(Parameter),
+    #[error("cannot be decoded ({0})")]
+    Undecodable(String),
+}
+
+impl InvalidRow {
+    pub fn new(job_id: JobId, column: &str, problem: RowProblem) -> Self {
+        InvalidRow {
+            job_id,
+            column: column.to_owned(),
+            problem,
+        }
+    }
+
+    /// Checks that a stored integer is within `min..=max`.
+    pub fn check_range(
+        job_id: JobId,
+        column: &str,
+        value: i64,
+        (min, max): (i64, i64),
+    ) -> Result<i64, Self> {
+        if (min..=max).contains(&value) {
+            Ok(value)
+        } else {
+            let problem = RowProblem::OutOfRange { value, min, max };
+            Err(InvalidRow::new(job_id, column, problem))
+        }
+    }
+}
+
+/// What a worker needs to send a job, checked: the sender as a JID of the job's domain, and a
+/// rate within the request's limits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sending {
+    pub sender: BareJid,
+    pub rate: NonZeroU32,
+}
 
 /// Where a job is in its life; MongooseIM's `BroadcastJobState`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,6 +101,7 @@ impl ExecutionState {
         }
     }
 
+    /// The state stored as `value`, if it is one.
     pub fn from_db_str(value: &str) -> Option<Self> {
         match value {
             "running" => Some(ExecutionState::Running),
@@ -65,6 +142,40 @@ pub struct Job {
     pub snapshot_at: Option<String>,
 }
 
+impl Job {
+    /// The sender and the rate of a stored job, after checking every stored value that goes
+    /// into its messages against the limits its request was checked against when it was
+    /// started: the sender (`sender_jid`), the rate (`message_rate`), the subject and the body.
+    /// A job that fails cannot be sent as it is.
+    pub fn sending(&self) -> Result<Sending, InvalidRow> {
+        let bad = |column: &str, problem| InvalidRow::new(self.id, column, problem);
+        let sender = BareJid::new(&self.sender_jid)
+            .map_err(|err| bad("sender_jid", RowProblem::NotABareJid(err.to_string())))?;
+        spec::check_sender(&sender, &self.domain)
+            .map_err(|_| bad("sender_jid", RowProblem::NotInDomain))?;
+        let rate = spec::check_rate(i64::from(self.rate))
+            .ok()
+            .and_then(NonZeroU32::new)
+            .ok_or_else(|| {
+                let (min, max) = (*spec::RATE.start(), *spec::RATE.end());
+                let problem = RowProblem::OutOfRange {
+                    value: i64::from(self.rate),
+                    min: i64::from(min),
+                    max: i64::from(max),
+                };
+                bad("message_rate", problem)
+            })?;
+        for (column, text, parameter) in [
+            ("subject", &self.subject, Parameter::Subject),
+            ("body", &self.body, Parameter::Body),
+        ] {
+            spec::check_text(text, parameter)
+                .map_err(|_| bad(column, RowProblem::BadText(parameter)))?;
+        }
+        Ok(Sending { sender, rate })
+    }
+}
+
 /// The recipient set of a job, fixed when the job is created (design invariant 4).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Snapshot {
@@ -97,4 +208,79 @@ pub struct Lease {
     pub owner: String,
     /// Raised at each claim, so that an older holder's writes match no row.
     pub epoch: i64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job() -> Job {
+        Job {
+            id: 7,
+            name: "maintenance".into(),
+            domain: "example.com".into(),
+            sender_jid: "admin@example.com".into(),
+            subject: "Tonight".into(),
+            body: "line 1\r\nline 2".into(),
+            rate: 50,
+            recipient_count: 10,
+            state: ExecutionState::Running,
+            abortion_reason: None,
+            created_at: Utc::now(),
+            started_at: None,
+            stopped_at: None,
+            cursor: None,
+            recipients_processed: 0,
+            owner: Some("node1".into()),
+            snapshot_at: None,
+        }
+    }
+
+    /// The column `sending` blames for a job changed by `change`.
+    fn blamed(change: impl FnOnce(&mut Job)) -> InvalidRow {
+        let mut job = job();
+        change(&mut job);
+        job.sending().unwrap_err()
+    }
+
+    #[test]
+    fn a_valid_job_can_be_sent() {
+        let sending = job().sending().unwrap();
+        assert_eq!(sending.sender.as_str(), "admin@example.com");
+        assert_eq!(sending.rate.get(), 50);
+    }
+
+    #[test]
+    fn stored_values_that_cannot_be_sent_name_their_column() {
+        let bad = blamed(|job| job.sender_jid = "@example.com".into());
+        assert_eq!((bad.job_id, bad.column.as_str()), (7, "sender_jid"));
+        assert!(matches!(bad.problem, RowProblem::NotABareJid(_)), "{bad}");
+        let foreign = blamed(|job| job.sender_jid = "admin@other.org".into());
+        assert_eq!(foreign.problem, RowProblem::NotInDomain);
+        for rate in [0, 1001, u32::MAX] {
+            let bad = blamed(|job| job.rate = rate);
+            assert_eq!(bad.column, "message_rate");
+            assert_eq!(
+                bad.problem,
+                RowProblem::OutOfRange {
+                    value: i64::from(rate),
+                    min: 1,
+                    max: 1000
+                }
+            );
+        }
+        assert_eq!(
+            blamed(|job| job.rate = 0).to_string(),
+            "stored job 7 is unusable: its message_rate is 0, outside 1..=1000"
+        );
+        let nul = blamed(|job| job.subject = "a\u{0}b".into());
+        assert_eq!(
+            (nul.column.as_str(), nul.problem),
+            ("subject", RowProblem::BadText(Parameter::Subject))
+        );
+        let long = blamed(|job| job.body = "x".repeat(16_001));
+        assert_eq!(long.column, "body");
+        let heavy = blamed(|job| job.body = format!("e{}", "\u{301}".repeat(100_000)));
+        assert_eq!(heavy.column, "body");
+    }
 }

@@ -6,7 +6,8 @@
 //! holds the lease of each of its workers: a job aborted from any instance (its lease deleted) or
 //! taken over (its epoch raised) stops sending within about a second. On shutdown it stops its
 //! workers and lets its leases expire at once, so the jobs can continue without waiting
-//! (design invariant 7).
+//! (design invariant 7). A job of its own whose stored row cannot be read as a job is ended as
+//! ABORT_ERROR wherever it is met (resume, takeover, adoption), never launched.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -17,7 +18,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::broadcast::safety::Safety;
 use crate::broadcast::worker::{Worker, WorkerEnd};
-use crate::broadcast::{ExecutionState, Job, JobId, Lease};
+use crate::broadcast::{ExecutionState, InvalidRow, Job, JobId, Lease};
 use crate::directory::Directory;
 use crate::metrics::{JobEnd, Metrics};
 use crate::store::{Store, StoreError};
@@ -117,21 +118,27 @@ impl Manager {
         let jobs = inner.store.running_jobs_owned_by(&inner.node).await?;
         let mut resumed = 0;
         for job in jobs {
-            if self.is_running(job.id) {
+            let job_id = match &job {
+                Ok(job) => job.id,
+                Err(bad) => bad.job_id,
+            };
+            if self.is_running(job_id) {
                 continue;
             }
             let lease = inner
                 .store
-                .reclaim_own_lease(job.id, &inner.node, inner.lease_time)
+                .reclaim_own_lease(job_id, &inner.node, inner.lease_time)
                 .await?;
-            if let Some(lease) = lease {
-                tracing::info!(
-                    job_id = job.id,
-                    processed = job.recipients_processed,
-                    "resuming job"
-                );
-                self.launch(job, lease, false);
-                resumed += 1;
+            let Some(lease) = lease else {
+                continue;
+            };
+            match job {
+                Ok(job) => {
+                    tracing::info!(job_id, processed = job.recipients_processed, "resuming job");
+                    self.launch(job, lease, false);
+                    resumed += 1;
+                }
+                Err(bad) => self.end_unusable(&lease, &bad).await,
             }
         }
         Ok(resumed)
@@ -310,9 +317,24 @@ impl Manager {
                 self.launch(job, lease, false);
             }
             Ok(_) => {}
+            Err(StoreError::InvalidRow(bad)) => self.end_unusable(&lease, &bad).await,
             Err(err) => {
                 tracing::warn!(job_id = lease.job_id, error = %err, "cannot read a job to resume")
             }
+        }
+    }
+
+    /// Ends a job of this instance whose stored row cannot be read as a job: ABORT_ERROR with
+    /// the row's fault as the reason, fenced by `lease`, and the lease gone, so that no round
+    /// takes the job up again. If the database fails meanwhile, the lease stays and the next
+    /// ownership check tries again.
+    async fn end_unusable(&self, lease: &Lease, bad: &InvalidRow) {
+        let job_id = lease.job_id;
+        tracing::error!(job_id, error = %bad, "ending a job whose stored data is unusable");
+        match self.inner.store.abandon(lease, &bad.to_string()).await {
+            Ok(true) => {}
+            Ok(false) => tracing::warn!(job_id, "the job was no longer this instance's to end"),
+            Err(err) => tracing::warn!(job_id, error = %err, "cannot record the job as failed"),
         }
     }
 
@@ -407,6 +429,7 @@ impl Manager {
                 self.launch(job, lease, false);
             }
             Ok(None) => {}
+            Err(StoreError::InvalidRow(bad)) => self.end_unusable(&lease, &bad).await,
             // The lease is ours: the next ownership round resumes the job.
             Err(err) => {
                 tracing::warn!(job_id = lease.job_id, error = %err, "cannot read a job taken over")
@@ -426,5 +449,260 @@ impl Manager {
                 tracing::warn!(error = %err, "cannot release leases; they expire by themselves")
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use jid::BareJid;
+
+    use super::*;
+    use crate::broadcast::{JobSpec, RecipientGroup, Snapshot};
+    use crate::config::{ComponentConfig, Secret, UsersConfig, UsersSchema};
+
+    const LEASE_TIME: Duration = Duration::from_secs(60);
+    /// How long a test waits for a job to end.
+    const DEADLINE: Duration = Duration::from_secs(10);
+
+    /// A manager of `node1` on a job store in a scratch SQLite file, which is also its (Prosody)
+    /// users database, with a component connection to a port nothing listens on: the jobs here
+    /// end before they would send.
+    struct Instance {
+        manager: Manager,
+        store: Store,
+        metrics: Metrics,
+        stop_connection: CancellationToken,
+        _dir: tempfile::TempDir,
+    }
+
+    impl Instance {
+        async fn new() -> Self {
+            Instance::with_lease_time(LEASE_TIME).await
+        }
+
+        async fn with_lease_time(lease_time: Duration) -> Self {
+            let dir = tempfile::tempdir().unwrap();
+            let url = format!("sqlite://{}/jobs.db", dir.path().display());
+            let store = Store::connect(&url, 4).await.unwrap();
+            store
+                .execute_for_test(
+                    "CREATE TABLE prosody (host TEXT NOT NULL, \"user\" TEXT NOT NULL, \
+                     store TEXT NOT NULL, key TEXT NOT NULL, type TEXT NOT NULL, \
+                     value TEXT NOT NULL)",
+                )
+                .await;
+            let directory = Directory::connect(&UsersConfig {
+                schema: UsersSchema::Prosody,
+                url: Secret::new(url),
+                time_zone: None,
+            })
+            .await
+            .unwrap();
+            let closed_port = std::net::TcpListener::bind("127.0.0.1:0")
+                .and_then(|listener| listener.local_addr())
+                .unwrap()
+                .port();
+            let stop_connection = CancellationToken::new();
+            let (connection, _) = Connection::start(
+                ComponentConfig {
+                    jid: BareJid::new("broadcast.example.com").unwrap(),
+                    secret: Secret::new("secret"),
+                    server: format!("127.0.0.1:{closed_port}"),
+                },
+                stop_connection.clone(),
+            );
+            let metrics = Metrics::new(&["example.com".to_owned()]);
+            let manager = Manager::new(
+                store.clone(),
+                directory,
+                connection,
+                metrics.clone(),
+                "node1".to_owned(),
+                lease_time,
+            );
+            Instance {
+                manager,
+                store,
+                metrics,
+                stop_connection,
+                _dir: dir,
+            }
+        }
+
+        /// A running job of example.com owned by node1, with `corruption` applied to its row
+        /// (an assignment of the `UPDATE … SET` clause).
+        async fn job_stored_with(&self, corruption: &str) -> JobId {
+            self.job_of("node1", LEASE_TIME, corruption).await
+        }
+
+        /// A running job of example.com owned by `owner` for `lease_time`, with `corruption`
+        /// applied to its row.
+        async fn job_of(&self, owner: &str, lease_time: Duration, corruption: &str) -> JobId {
+            let spec = JobSpec {
+                name: "maintenance".into(),
+                domain: "example.com".into(),
+                subject: "Tonight".into(),
+                body: "The server restarts at 22:00.".into(),
+                sender: BareJid::new("admin@example.com").unwrap(),
+                rate: 100,
+                recipient_group: RecipientGroup::AllUsersInDomain,
+            };
+            let users = Snapshot::Listed(vec!["u1".into(), "u2".into(), "u3".into()]);
+            let id = self
+                .store
+                .create_job(&spec, owner, lease_time, &users)
+                .await
+                .unwrap();
+            self.store
+                .execute_for_test(&format!("UPDATE xb_jobs SET {corruption} WHERE id = {id}"))
+                .await;
+            id
+        }
+
+        /// The stored state and reason of a job, read with SQL (the row may not make a `Job`).
+        async fn stored_end(&self, id: JobId) -> (String, Option<String>) {
+            let column = |name: &str| format!("SELECT {name} FROM xb_jobs WHERE id = {id}");
+            let state = self.store.text_for_test(&column("execution_state")).await;
+            let reason = self.store.text_for_test(&column("abortion_reason")).await;
+            (state.unwrap(), reason)
+        }
+
+        /// Waits until the job is no longer running; returns its state and reason.
+        async fn ended(&self, id: JobId) -> (String, Option<String>) {
+            let deadline = std::time::Instant::now() + DEADLINE;
+            loop {
+                let end = self.stored_end(id).await;
+                if end.0 != "running" {
+                    return end;
+                }
+                assert!(std::time::Instant::now() < deadline, "job {id} still runs");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+
+        /// Nothing of this instance can take the job up again: no lease, no worker, and a
+        /// resume finds nothing to run.
+        async fn assert_never_taken_up_again(&self, id: JobId) {
+            assert!(self.store.owned_leases("node1").await.unwrap().is_empty());
+            assert_eq!(self.manager.resume_owned_jobs().await.unwrap(), 0);
+            let deadline = std::time::Instant::now() + DEADLINE;
+            while self.manager.live_jobs() > 0 {
+                assert!(std::time::Instant::now() < deadline, "a worker still runs");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            assert_eq!(self.stored_end(id).await.0, "abort_error");
+        }
+
+        /// The value of a metric series of example.com.
+        fn metric(&self, name: &str) -> String {
+            let text = self.metrics.render();
+            let series = format!("{name}{{host_type=\"example.com\"}} ");
+            text.lines()
+                .find_map(|line| line.strip_prefix(series.as_str()))
+                .unwrap_or_else(|| panic!("no {series} in {text}"))
+                .to_owned()
+        }
+
+        async fn shut_down(self) {
+            self.manager.shutdown().await;
+            self.stop_connection.cancel();
+            self.store.close().await;
+        }
+    }
+
+    /// A stored sender that no longer parses ends the job as ABORT_ERROR, naming the column,
+    /// once: before, the worker reported a lost lease and the job was launched again every
+    /// two seconds.
+    #[tokio::test]
+    async fn a_stored_sender_that_does_not_parse_ends_the_job_once() {
+        let instance = Instance::new().await;
+        let id = instance
+            .job_stored_with("sender_jid = '@example.com'")
+            .await;
+        assert_eq!(instance.manager.resume_owned_jobs().await.unwrap(), 1);
+        let (state, reason) = instance.ended(id).await;
+        assert_eq!(state, "abort_error");
+        let reason = reason.unwrap();
+        assert!(
+            reason.contains("sender_jid") && reason.contains("not a bare JID"),
+            "{reason}"
+        );
+        instance.assert_never_taken_up_again(id).await;
+        let job = instance.store.get_job(id).await.unwrap().unwrap();
+        assert!(job.started_at.is_none(), "nothing was started: {job:?}");
+        assert_eq!(
+            instance.metric("mod_broadcast_jobs_aborted_error_total"),
+            "1"
+        );
+        instance.shut_down().await;
+    }
+
+    /// A stored rate of 0 made batches of no recipients, and the job FINISHED with nothing sent.
+    #[tokio::test]
+    async fn a_stored_rate_of_zero_is_an_error_not_a_finished_job() {
+        for rate in [0, 1001] {
+            let instance = Instance::new().await;
+            let id = instance
+                .job_stored_with(&format!("message_rate = {rate}"))
+                .await;
+            assert_eq!(instance.manager.resume_owned_jobs().await.unwrap(), 1);
+            let (state, reason) = instance.ended(id).await;
+            assert_eq!(state, "abort_error", "rate {rate}");
+            let reason = reason.unwrap();
+            assert!(
+                reason.contains(&format!("message_rate is {rate}, outside 1..=1000")),
+                "{reason}"
+            );
+            instance.assert_never_taken_up_again(id).await;
+            let job = instance.store.get_job(id).await.unwrap().unwrap();
+            assert_eq!(job.recipients_processed, 0);
+            instance.shut_down().await;
+        }
+    }
+
+    /// A row that cannot even be read as a job is ended at resume, without a worker, and
+    /// `serve` still starts (the resume does not fail).
+    #[tokio::test]
+    async fn an_unreadable_job_is_ended_when_resumed() {
+        let instance = Instance::new().await;
+        let id = instance.job_stored_with("recipients_processed = -1").await;
+        assert_eq!(instance.manager.resume_owned_jobs().await.unwrap(), 0);
+        assert_eq!(instance.manager.live_jobs(), 0);
+        let (state, reason) = instance.stored_end(id).await;
+        assert_eq!(state, "abort_error");
+        let reason = reason.unwrap();
+        assert!(reason.contains("recipients_processed is -1"), "{reason}");
+        instance.assert_never_taken_up_again(id).await;
+        instance.shut_down().await;
+    }
+
+    /// The same, met when taking over the job of an instance that stopped renewing its lease.
+    #[tokio::test]
+    async fn an_unreadable_job_is_ended_when_taken_over() {
+        let instance = Instance::with_lease_time(Duration::from_secs(3)).await;
+        let expired = Duration::from_millis(100);
+        let id = instance
+            .job_of("node2", expired, "recipients_processed = -2")
+            .await;
+        instance.manager.spawn_lease_renewal();
+        let (state, reason) = instance.ended(id).await;
+        assert_eq!(state, "abort_error");
+        assert!(reason.unwrap().contains("recipients_processed is -2"));
+        instance.assert_never_taken_up_again(id).await;
+        instance.shut_down().await;
+    }
+
+    /// The same, met by the ownership check (a held lease without a worker): before, it logged
+    /// that the job could not be read, every second, for ever.
+    #[tokio::test]
+    async fn an_unreadable_job_is_ended_by_the_ownership_check() {
+        let instance = Instance::new().await;
+        let id = instance.job_stored_with("recipient_count = -3").await;
+        instance.manager.spawn_ownership_check();
+        let (state, reason) = instance.ended(id).await;
+        assert_eq!(state, "abort_error");
+        assert!(reason.unwrap().contains("recipient_count is -3"));
+        instance.assert_never_taken_up_again(id).await;
+        instance.shut_down().await;
     }
 }

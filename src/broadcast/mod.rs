@@ -9,7 +9,9 @@ mod service;
 pub mod spec;
 mod worker;
 
-pub use job::{ExecutionState, Job, JobId, Lease, Snapshot};
+pub use job::{
+    ExecutionState, InvalidRow, Job, JobId, Lease, MAX_JOB_ID, RowProblem, Sending, Snapshot,
+};
 pub use manager::Manager;
 pub use safety::Safety;
 pub use service::{AbortError, Broadcasts, Preview, QueryError, StartError};

@@ -1,9 +1,12 @@
 //! What an operator asks for: a broadcast request, parsed and validated once into a [`JobSpec`].
 //!
 //! Every limit of the request is checked here, before anything is written, so that code further
-//! down can trust a `JobSpec` (design invariant 8). Lengths count grapheme clusters, the unit
-//! operators see; characters that XML 1.0 cannot carry are refused because a single one would
-//! break the component's stream for every job.
+//! down can trust a `JobSpec` (design invariant 9). Lengths count grapheme clusters, the unit
+//! operators see, as MongooseIM does; the code points of a text are bounded too, at
+//! [`CODE_POINTS_PER_CHARACTER`] per allowed character, so that one cluster (a letter followed
+//! by 100,000 combining marks is one) cannot carry hundreds of kilobytes. Characters that XML 1.0
+//! cannot carry are refused because a single one would break the component's stream for every
+//! job.
 
 use jid::BareJid;
 use unicode_segmentation::UnicodeSegmentation;
@@ -14,6 +17,24 @@ pub const NAME_LENGTH: std::ops::RangeInclusive<usize> = 1..=250;
 pub const SUBJECT_LENGTH: std::ops::RangeInclusive<usize> = 0..=1024;
 /// Allowed number of characters in a body.
 pub const BODY_LENGTH: std::ops::RangeInclusive<usize> = 1..=16_000;
+/// Code points allowed per allowed character (grapheme cluster), over a whole text.
+///
+/// Grapheme clusters have no length limit of their own, so the grapheme limits alone let a
+/// 250-character name carry megabytes. Real text averages one to two code points per cluster
+/// (an accented letter written with a combining mark has two, a flag two, the longest emoji ZWJ
+/// sequences seven to ten), so four per character on average leaves room for any text a person
+/// writes, and holds a text to at most 16 UTF-8 bytes per allowed character (a body to 256 KB).
+/// Code points rather than bytes, so that the bound does not depend on the script: 16,000 CJK
+/// characters (3 bytes each) or emoji (4) fit as easily as 16,000 Latin letters.
+pub const CODE_POINTS_PER_CHARACTER: usize = 4;
+/// Most code points in a job name: [`CODE_POINTS_PER_CHARACTER`] per character of
+/// [`NAME_LENGTH`].
+pub const NAME_CODE_POINTS: usize = CODE_POINTS_PER_CHARACTER * *NAME_LENGTH.end();
+/// Most code points in a subject: [`CODE_POINTS_PER_CHARACTER`] per character of
+/// [`SUBJECT_LENGTH`].
+pub const SUBJECT_CODE_POINTS: usize = CODE_POINTS_PER_CHARACTER * *SUBJECT_LENGTH.end();
+/// Most code points in a body: [`CODE_POINTS_PER_CHARACTER`] per character of [`BODY_LENGTH`].
+pub const BODY_CODE_POINTS: usize = CODE_POINTS_PER_CHARACTER * *BODY_LENGTH.end();
 /// Allowed message rate, in messages per second.
 pub const RATE: std::ops::RangeInclusive<u32> = 1..=1000;
 
@@ -27,6 +48,17 @@ pub enum Parameter {
 }
 
 impl Parameter {
+    /// The limits of a text parameter: allowed characters (grapheme clusters) and most code
+    /// points; `None` for the rate.
+    pub fn text_limits(self) -> Option<(std::ops::RangeInclusive<usize>, usize)> {
+        match self {
+            Parameter::MessageRate => None,
+            Parameter::Name => Some((NAME_LENGTH, NAME_CODE_POINTS)),
+            Parameter::Subject => Some((SUBJECT_LENGTH, SUBJECT_CODE_POINTS)),
+            Parameter::Body => Some((BODY_LENGTH, BODY_CODE_POINTS)),
+        }
+    }
+
     /// The parameter's name in error messages, as MongooseIM spells it.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -91,9 +123,9 @@ impl JobSpec {
     pub fn parse(request: BroadcastRequest) -> Result<Self, InvalidRequest> {
         let rate = check_rate(request.rate)?;
         check_sender(&request.sender, &request.domain)?;
-        check_text(&request.name, NAME_LENGTH, Parameter::Name)?;
-        check_text(&request.subject, SUBJECT_LENGTH, Parameter::Subject)?;
-        check_text(&request.body, BODY_LENGTH, Parameter::Body)?;
+        check_text(&request.name, Parameter::Name)?;
+        check_text(&request.subject, Parameter::Subject)?;
+        check_text(&request.body, Parameter::Body)?;
         Ok(JobSpec {
             name: request.name,
             domain: request.domain,
@@ -133,17 +165,21 @@ pub fn batch_size(rate: u32) -> u32 {
     rate * 10
 }
 
-fn check_text(
-    text: &str,
-    allowed: std::ops::RangeInclusive<usize>,
-    parameter: Parameter,
-) -> Result<(), InvalidRequest> {
-    let length = text.graphemes(true).count();
-    if allowed.contains(&length) && text.chars().all(is_xml_char) {
-        Ok(())
-    } else {
-        Err(InvalidRequest::BadParameter(parameter))
+/// Whether `text` may be the value of the text parameter `parameter`: within its limits of
+/// characters (grapheme clusters) and code points, and made of XML 1.0 characters only.
+pub fn check_text(text: &str, parameter: Parameter) -> Result<(), InvalidRequest> {
+    let refused = Err(InvalidRequest::BadParameter(parameter));
+    let Some((allowed, most_code_points)) = parameter.text_limits() else {
+        return refused;
+    };
+    // A code point takes at least one byte: a longer text is refused without reading it.
+    if text.len() > most_code_points * 4 || text.chars().count() > most_code_points {
+        return refused;
     }
+    if !text.chars().all(is_xml_char) || !allowed.contains(&text.graphemes(true).count()) {
+        return refused;
+    }
+    Ok(())
 }
 
 /// Whether XML 1.0 allows this character in a document (the `Char` production).
@@ -228,6 +264,39 @@ mod tests {
         ok.subject = String::new();
         ok.body = "\u{1F469}\u{200D}\u{1F4BB}".repeat(16_000);
         assert!(JobSpec::parse(ok).is_ok());
+    }
+
+    #[test]
+    fn code_points_are_bounded_as_well_as_characters() {
+        // One letter and 100,000 combining marks: one character, 200 KB.
+        let heavy = format!("e{}", "\u{301}".repeat(100_000));
+        assert_eq!(heavy.graphemes(true).count(), 1);
+        let bad = |p| InvalidRequest::BadParameter(p);
+        assert_eq!(refused(|r| r.name = heavy.clone()), bad(Parameter::Name));
+        assert_eq!(
+            refused(|r| r.subject = heavy.clone()),
+            bad(Parameter::Subject)
+        );
+        assert_eq!(refused(|r| r.body = heavy), bad(Parameter::Body));
+
+        // At the bound, in few characters: accepted; one code point more: refused.
+        let marks = |n| format!("e{}", "\u{301}".repeat(n - 1));
+        for (parameter, most) in [
+            (Parameter::Name, NAME_CODE_POINTS),
+            (Parameter::Subject, SUBJECT_CODE_POINTS),
+            (Parameter::Body, BODY_CODE_POINTS),
+        ] {
+            assert_eq!(check_text(&marks(most), parameter), Ok(()), "{parameter:?}");
+            assert_eq!(
+                check_text(&marks(most + 1), parameter),
+                Err(bad(parameter)),
+                "{parameter:?}"
+            );
+        }
+        assert_eq!(
+            (NAME_CODE_POINTS, SUBJECT_CODE_POINTS, BODY_CODE_POINTS),
+            (1000, 4096, 64_000)
+        );
     }
 
     #[test]

@@ -11,7 +11,9 @@
 //! trusted ([`Safety`]); if not it pauses, and when renewals succeed again it resumes only if
 //! the lease is still its own.
 //!
-//! A failed database call is retried with backoff. A connection failure is retried for as long
+//! A job whose stored data cannot be sent (see [`Job::sending`]) ends as ABORT_ERROR before
+//! anything is sent, with the column at fault as the reason. A failed database call is retried
+//! with backoff. A connection failure is retried for as long
 //! as it lasts (safety mode covers the leases meanwhile); an error the database itself keeps
 //! answering, such as a missing table, ends the job as ABORT_ERROR once it has lasted
 //! [`Worker::fault_limit`], with the error as the reason.
@@ -30,7 +32,7 @@ use tokio_util::sync::CancellationToken;
 use crate::broadcast::Safety;
 use crate::broadcast::recipients::{PageError, Recipients};
 use crate::broadcast::spec::batch_size;
-use crate::broadcast::{Job, Lease};
+use crate::broadcast::{Job, Lease, Sending};
 use crate::directory::Directory;
 use crate::directory::DirectoryError;
 use crate::metrics::Metrics;
@@ -142,7 +144,7 @@ impl Fault for StoreError {
     fn is_answered_by_database(&self) -> bool {
         matches!(
             self,
-            StoreError::Database(sqlx::Error::Database(_)) | StoreError::UnknownState(_)
+            StoreError::Database(sqlx::Error::Database(_)) | StoreError::InvalidRow(_)
         )
     }
 }
@@ -205,16 +207,15 @@ impl Worker {
     async fn run_batches(&self) -> Result<(), Interrupt> {
         let job = &self.job;
         let lease = &self.lease;
+        // Stored data that cannot be sent ends the job at once: retrying cannot mend it.
+        let Sending { sender, rate } = job
+            .sending()
+            .map_err(|bad| Interrupt::Failed(bad.to_string()))?;
         if !self.retry(|| self.store.mark_started(lease)).await? {
             return Err(Interrupt::LeaseLost);
         }
         let domain = job.domain.as_str();
-        let sender = BareJid::new(&job.sender_jid).map_err(|err| {
-            tracing::error!(job_id = job.id, error = %err, "stored sender JID is invalid");
-            Interrupt::LeaseLost
-        })?;
         let announcement = Announcement::new(job.id, sender, &job.subject, &job.body);
-        let rate = NonZeroU32::new(job.rate.max(1)).expect("rate is at least 1");
         let pace = Pace::new(rate, self.chunk);
         let recipients = Recipients::of(job, &self.store, &self.directory);
         let mut cursor = job.cursor.clone();
@@ -222,7 +223,7 @@ impl Worker {
         tracing::info!(job_id = job.id, processed, cursor = ?cursor, "worker started");
         loop {
             let page = self
-                .retry(|| recipients.page(cursor.as_deref(), batch_size(job.rate)))
+                .retry(|| recipients.page(cursor.as_deref(), batch_size(rate.get())))
                 .await?;
             let Some(last) = page.last().cloned() else {
                 break;

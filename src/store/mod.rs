@@ -5,6 +5,10 @@
 //! placeholders, and only the clock, lease arithmetic and JSON expansion differ, in [`sql`];
 //! MySQL's `?` placeholders are derived from the same text. All times come from the database,
 //! never from this process (design invariant 1); MySQL sessions run in UTC.
+//!
+//! Rows read back are checked where they become [`Job`]s: a value that cannot be shown (an id
+//! beyond [`MAX_JOB_ID`], an unknown state, a negative count, a value that does not decode) is
+//! an [`InvalidRow`] naming the job and the column, never clamped.
 
 mod sql;
 #[cfg(test)]
@@ -18,7 +22,9 @@ use sqlx::mysql::{MySqlConnectOptions, MySqlPool, MySqlPoolOptions};
 use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
 
-use crate::broadcast::{ExecutionState, Job, JobId, JobSpec, Lease, Snapshot};
+use crate::broadcast::{
+    ExecutionState, InvalidRow, Job, JobId, JobSpec, Lease, MAX_JOB_ID, RowProblem, Snapshot,
+};
 
 use self::sql::Statements;
 
@@ -35,8 +41,15 @@ pub enum StoreError {
     Database(#[from] sqlx::Error),
     #[error("job database migration: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
-    #[error("job database holds an unknown execution state {0:?}")]
-    UnknownState(String),
+    /// A stored job that cannot be turned into a [`Job`].
+    #[error(transparent)]
+    InvalidRow(#[from] InvalidRow),
+    /// A new job would get an id beyond [`MAX_JOB_ID`]; nothing was written.
+    #[error(
+        "cannot create job {id}: job ids beyond {MAX_JOB_ID} do not fit the admin API's 32-bit \
+         integers (delete old jobs and restart the id sequence of xb_jobs)"
+    )]
+    JobIdsExhausted { id: JobId },
 }
 
 /// How a job that ran to its end is recorded.
@@ -135,7 +148,7 @@ impl Store {
             Snapshot::Listed(users) => (users, None),
             Snapshot::CreatedBy { at, .. } => (&[], Some(at)),
         };
-        let result: Result<JobId, sqlx::Error> = on_pool!(self, pool => async {
+        let result: Result<Result<JobId, JobId>, sqlx::Error> = on_pool!(self, pool => async {
             let mut tx = pool.begin().await?;
             sqlx::query(sql.insert_job)
                 .bind(&spec.name)
@@ -150,6 +163,10 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
             let id: JobId = sqlx::query_scalar(sql.last_insert_id).fetch_one(&mut *tx).await?;
+            if id > MAX_JOB_ID {
+                tx.rollback().await?;
+                return Ok(Err(id));
+            }
             sqlx::query(sql.insert_lease)
                 .bind(id)
                 .bind(owner)
@@ -165,20 +182,26 @@ impl Store {
                     .await?;
             }
             tx.commit().await?;
-            Ok(id)
+            Ok(Ok(id))
         }.await);
-        result.map_err(|err| match &err {
-            sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::RunningJobExists,
-            _ => StoreError::Database(err),
-        })
+        match result {
+            Ok(Ok(id)) => Ok(id),
+            Ok(Err(id)) => Err(StoreError::JobIdsExhausted { id }),
+            Err(sqlx::Error::Database(db)) if db.is_unique_violation() => {
+                Err(StoreError::RunningJobExists)
+            }
+            Err(err) => Err(StoreError::Database(err)),
+        }
     }
 
-    /// Reads one job with its progress and owner.
+    /// Reads one job with its progress and owner; a row that cannot be turned into a [`Job`]
+    /// is [`StoreError::InvalidRow`].
     pub async fn get_job(&self, id: JobId) -> Result<Option<Job>, StoreError> {
-        let row: Option<JobRow> = on_pool!(self, pool => {
-            sqlx::query_as(self.sql().select_job).bind(id).fetch_optional(pool).await?
+        let job = on_pool!(self, pool => {
+            let row = sqlx::query(self.sql().select_job).bind(id).fetch_optional(pool).await?;
+            row.as_ref().map(decode_job).transpose()?
         });
-        row.map(JobRow::into_job).transpose()
+        Ok(job.transpose()?)
     }
 
     /// Lists a domain's jobs, newest first.
@@ -188,23 +211,32 @@ impl Store {
         limit: i64,
         offset: i64,
     ) -> Result<Vec<Job>, StoreError> {
-        let rows: Vec<JobRow> = on_pool!(self, pool => {
-            sqlx::query_as(self.sql().select_domain_jobs)
+        let jobs: Vec<Result<Job, InvalidRow>> = on_pool!(self, pool => {
+            let rows = sqlx::query(self.sql().select_domain_jobs)
                 .bind(domain)
                 .bind(limit)
                 .bind(offset)
                 .fetch_all(pool)
-                .await?
+                .await?;
+            rows.iter().map(decode_job).collect::<Result<_, _>>()?
         });
-        rows.into_iter().map(JobRow::into_job).collect()
+        Ok(jobs.into_iter().collect::<Result<_, _>>()?)
     }
 
-    /// Running jobs whose lease names `owner`.
-    pub async fn running_jobs_owned_by(&self, owner: &str) -> Result<Vec<Job>, StoreError> {
-        let rows: Vec<JobRow> = on_pool!(self, pool => {
-            sqlx::query_as(self.sql().select_owned_running_jobs).bind(owner).fetch_all(pool).await?
+    /// Running jobs whose lease names `owner`, each read on its own: a row that cannot be
+    /// turned into a [`Job`] is reported alone, so that the others can go on.
+    pub async fn running_jobs_owned_by(
+        &self,
+        owner: &str,
+    ) -> Result<Vec<Result<Job, InvalidRow>>, StoreError> {
+        let jobs = on_pool!(self, pool => {
+            let rows = sqlx::query(self.sql().select_owned_running_jobs)
+                .bind(owner)
+                .fetch_all(pool)
+                .await?;
+            rows.iter().map(decode_job).collect::<Result<_, _>>()?
         });
-        rows.into_iter().map(JobRow::into_job).collect()
+        Ok(jobs)
     }
 
     /// Takes up a job this instance already owns (after a restart): raises the epoch so that any
@@ -359,6 +391,38 @@ impl Store {
         Ok(done?)
     }
 
+    /// Ends a running job whose stored data is unusable as ABORT_ERROR with `reason`, fenced by
+    /// its lease like every worker write; progress and the other columns stay as stored. The
+    /// lease goes in any case if it is still `lease` (a job that no longer runs has no use for
+    /// it), so that nothing takes the job up again. Returns false if the job was not running
+    /// under `lease`.
+    pub async fn abandon(&self, lease: &Lease, reason: &str) -> Result<bool, StoreError> {
+        let sql = self.sql();
+        let done: Result<bool, sqlx::Error> = on_pool!(self, pool => async {
+            let mut tx = pool.begin().await?;
+            let updated = sqlx::query(sql.abandon_job)
+                .bind(reason)
+                .bind(lease.job_id)
+                .bind(&lease.owner)
+                .bind(lease.epoch)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            sqlx::query(sql.delete_held_lease)
+                .bind(lease.job_id)
+                .bind(&lease.owner)
+                .bind(lease.epoch)
+                .execute(&mut *tx)
+                .await?;
+            if updated == 1 {
+                sqlx::query(sql.delete_recipients).bind(lease.job_id).execute(&mut *tx).await?;
+            }
+            tx.commit().await?;
+            Ok(updated == 1)
+        }.await);
+        Ok(done?)
+    }
+
     /// Stops a running job of `domain` for an administrator, whichever instance owns it: the
     /// state changes, the lease and the snapshot go, and the owner notices that its lease is
     /// gone. Returns false if no running job of that domain has this id.
@@ -471,6 +535,30 @@ impl Store {
     pub async fn close(&self) {
         on_pool!(self, pool => pool.close().await)
     }
+
+    /// Runs a statement the tests write themselves (to store rows the store never writes).
+    #[cfg(test)]
+    pub(crate) async fn execute_for_test(&self, statement: &str) {
+        let statement = sqlx::AssertSqlSafe(statement.to_owned());
+        on_pool!(self, pool => sqlx::query(statement).execute(pool).await.map(drop))
+            .unwrap_or_else(|err| panic!("{err}"));
+    }
+
+    /// The one text value a test's query selects (`NULL` as `None`).
+    #[cfg(test)]
+    pub(crate) async fn text_for_test(&self, query: &str) -> Option<String> {
+        let query = sqlx::AssertSqlSafe(query.to_owned());
+        on_pool!(self, pool => sqlx::query_scalar(query).fetch_one(pool).await)
+            .unwrap_or_else(|err| panic!("{err}"))
+    }
+
+    /// The number a test's `SELECT COUNT(*)` counts.
+    #[cfg(test)]
+    pub(crate) async fn count_for_test(&self, query: &str) -> i64 {
+        let query = sqlx::AssertSqlSafe(query.to_owned());
+        on_pool!(self, pool => sqlx::query_scalar(query).fetch_one(pool).await)
+            .unwrap_or_else(|err| panic!("{err}"))
+    }
 }
 
 /// A job as selected by the statements' `job_select!`.
@@ -496,27 +584,65 @@ struct JobRow {
 }
 
 impl JobRow {
-    fn into_job(self) -> Result<Job, StoreError> {
+    /// The job, if every value fits its type: an id within `1..=MAX_JOB_ID`, a known state,
+    /// a rate and counts that are not negative.
+    fn into_job(self) -> Result<Job, InvalidRow> {
+        let id = self.id;
+        InvalidRow::check_range(id, "id", id, (1, MAX_JOB_ID))?;
         let state = ExecutionState::from_db_str(&self.execution_state)
-            .ok_or_else(|| StoreError::UnknownState(self.execution_state.clone()))?;
+            .ok_or_else(|| InvalidRow::new(id, "execution_state", RowProblem::UnknownState))?;
+        let not_negative =
+            |column, value| InvalidRow::check_range(id, column, value, (0, i64::MAX));
+        let rate = u32::try_from(self.message_rate).map_err(|_| {
+            let value = i64::from(self.message_rate);
+            let problem = RowProblem::OutOfRange {
+                value,
+                min: 0,
+                max: i64::from(i32::MAX),
+            };
+            InvalidRow::new(id, "message_rate", problem)
+        })?;
+        let recipient_count = not_negative("recipient_count", self.recipient_count)?;
+        let recipients_processed = not_negative("recipients_processed", self.recipients_processed)?;
         Ok(Job {
-            id: self.id,
+            id,
             name: self.name,
             domain: self.domain,
             sender_jid: self.sender_jid,
             subject: self.subject,
             body: self.body,
-            rate: self.message_rate.max(0) as u32,
-            recipient_count: self.recipient_count,
+            rate,
+            recipient_count,
             state,
             abortion_reason: self.abortion_reason,
             created_at: self.created_at,
             started_at: self.started_at,
             stopped_at: self.stopped_at,
             cursor: self.cursor_username,
-            recipients_processed: self.recipients_processed,
+            recipients_processed,
             owner: self.owner,
             snapshot_at: self.snapshot_at,
         })
+    }
+}
+
+/// Turns a row of `job_select!` into a [`Job`]: `Err` only when the database fails; a row
+/// whose values do not fit (or do not decode) is an [`InvalidRow`] naming the column.
+fn decode_job<'r, R>(row: &'r R) -> Result<Result<Job, InvalidRow>, sqlx::Error>
+where
+    R: sqlx::Row,
+    JobRow: sqlx::FromRow<'r, R>,
+    i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    &'static str: sqlx::ColumnIndex<R>,
+{
+    match <JobRow as sqlx::FromRow<'r, R>>::from_row(row) {
+        Ok(job) => Ok(job.into_job()),
+        Err(sqlx::Error::ColumnDecode { index, source }) => {
+            let id: i64 = row.try_get("id")?;
+            let column = index.trim_matches('"');
+            let problem = RowProblem::Undecodable(source.to_string());
+            Ok(Err(InvalidRow::new(id, column, problem)))
+        }
+        Err(err) => Err(err),
     }
 }

@@ -70,6 +70,11 @@ pub struct Statements {
     pub update_progress: &'static str,
     /// `$1` state, `$2` reason, `$3` processed, `$4` job id, `$5` owner, `$6` epoch.
     pub complete_job: &'static str,
+    /// `$1` reason, `$2` job id, `$3` owner, `$4` epoch: ends a job whose stored data is
+    /// unusable as ABORT_ERROR, leaving its other columns as they are.
+    pub abandon_job: &'static str,
+    /// `$1` job id, `$2` owner, `$3` epoch: deletes a lease only if it is still the one given.
+    pub delete_held_lease: &'static str,
     /// `$1` job id, `$2` domain: an administrator's abort, whoever owns the job.
     pub abort_job: &'static str,
     /// `$1` owner: the leases an instance holds, to check that its workers may go on.
@@ -169,6 +174,16 @@ macro_rules! statements {
                 " WHERE id = $4 AND ",
                 fenced!("$5", "$6")
             )),
+            abandon_job: $finish(concat!(
+                "UPDATE xb_jobs SET execution_state = 'abort_error', abortion_reason = $1, ",
+                "stopped_at = ",
+                $now,
+                " WHERE id = $2 AND ",
+                fenced!("$3", "$4")
+            )),
+            delete_held_lease: $finish(
+                "DELETE FROM xb_leases WHERE job_id = $1 AND owner = $2 AND epoch = $3",
+            ),
             abort_job: $finish(concat!(
                 "UPDATE xb_jobs SET execution_state = 'abort_admin', stopped_at = ",
                 $now,

@@ -8,6 +8,7 @@ use jid::BareJid;
 
 use super::{Outcome, Store, StoreError};
 use crate::broadcast::{ExecutionState, JobSpec, Lease, RecipientGroup, Snapshot};
+use crate::broadcast::{InvalidRow, MAX_JOB_ID, RowProblem};
 use crate::test_support::Scratch;
 
 const LEASE: Duration = Duration::from_secs(60);
@@ -111,6 +112,9 @@ on_every_dialect!(
     unicode_at_the_limits_round_trips,
     timestamps_come_from_one_utc_clock_in_order,
     a_dated_snapshot_is_stored_without_usernames,
+    rows_that_do_not_fit_their_types_are_reported,
+    new_job_ids_stop_at_the_largest_api_int,
+    abandoning_a_job_is_fenced_and_keeps_its_progress,
 );
 
 async fn creates_a_running_owned_job_with_its_snapshot(store: Store) {
@@ -628,4 +632,201 @@ async fn expired_leases_of_others_are_taken_over_once(store: Store) {
     );
     assert_eq!(store.renew_leases("node1", LEASE).await.unwrap(), 0);
     assert!(store.commit_progress(&taken, "u0001", 1).await.unwrap());
+}
+
+/// Stores a finished job of other.org with the given id, as no code of ours would.
+async fn insert_finished_job(store: &Store, id: i64) {
+    store
+        .execute_for_test(&format!(
+            "INSERT INTO xb_jobs (id, name, domain, sender_jid, subject, body, message_rate, \
+             recipient_count, execution_state) VALUES ({id}, 'old', 'other.org', \
+             'admin@other.org', '', 'b', 10, 1, 'finished')"
+        ))
+        .await;
+}
+
+/// The [`InvalidRow`] a read of a job fails with.
+fn invalid_row<T: std::fmt::Debug>(read: Result<T, StoreError>) -> InvalidRow {
+    match read {
+        Err(StoreError::InvalidRow(bad)) => bad,
+        other => panic!("expected an invalid row, got {other:?}"),
+    }
+}
+
+/// Values a running job's row cannot hold are reported with the job and the column, by every
+/// read, and never clamped; a resuming owner gets the bad row alone, beside the good ones.
+async fn rows_that_do_not_fit_their_types_are_reported(store: Store) {
+    let good = store
+        .create_job(&spec("other.org"), "node1", LEASE, &users(2))
+        .await
+        .unwrap();
+    let id = store
+        .create_job(&spec("example.com"), "node1", LEASE, &users(3))
+        .await
+        .unwrap();
+    for (column, value) in [
+        ("recipients_processed", -5),
+        ("recipient_count", -1),
+        ("message_rate", -1),
+    ] {
+        store
+            .execute_for_test(&format!(
+                "UPDATE xb_jobs SET {column} = {value} WHERE id = {id}"
+            ))
+            .await;
+        let bad = invalid_row(store.get_job(id).await);
+        assert_eq!((bad.job_id, bad.column.as_str()), (id, column), "{bad}");
+        assert!(
+            matches!(bad.problem, RowProblem::OutOfRange { value: v, min: 0, .. } if v == value),
+            "{bad}"
+        );
+        assert!(bad.to_string().contains(column), "{bad}");
+        assert_eq!(
+            invalid_row(store.list_jobs("example.com", 10, 0).await),
+            bad
+        );
+        let owned = store.running_jobs_owned_by("node1").await.unwrap();
+        assert_eq!(owned.len(), 2);
+        assert_eq!(owned[0].as_ref().unwrap().id, good);
+        assert_eq!(owned[1].as_ref().unwrap_err(), &bad);
+        // Put right for the next column.
+        store
+            .execute_for_test(&format!("UPDATE xb_jobs SET {column} = 3 WHERE id = {id}"))
+            .await;
+    }
+    assert_eq!(store.get_job(id).await.unwrap().unwrap().rate, 3);
+
+    // A stored id beyond what the API carries is an error, not i32::MAX.
+    let huge = 3_000_000_000;
+    insert_finished_job(&store, huge).await;
+    let bad = invalid_row(store.get_job(huge).await);
+    assert_eq!((bad.job_id, bad.column.as_str()), (huge, "id"));
+    assert_eq!(
+        bad.problem,
+        RowProblem::OutOfRange {
+            value: huge,
+            min: 1,
+            max: MAX_JOB_ID
+        }
+    );
+    assert_eq!(invalid_row(store.list_jobs("other.org", 10, 0).await), bad);
+}
+
+/// The last id the API can carry is given out; the next start is refused before anything is
+/// committed.
+async fn new_job_ids_stop_at_the_largest_api_int(store: Store) {
+    insert_finished_job(&store, MAX_JOB_ID - 1).await;
+    if let Store::Postgres(_) = store {
+        // An explicit id does not move PostgreSQL's identity sequence.
+        store
+            .execute_for_test(&format!(
+                "SELECT setval(pg_get_serial_sequence('xb_jobs', 'id'), {})",
+                MAX_JOB_ID - 1
+            ))
+            .await;
+    }
+    let last = store
+        .create_job(&spec("example.com"), "node1", LEASE, &users(2))
+        .await
+        .unwrap();
+    assert_eq!(last, MAX_JOB_ID);
+    assert_eq!(store.get_job(last).await.unwrap().unwrap().id, MAX_JOB_ID);
+
+    let refused = store
+        .create_job(&spec("nobody.net"), "node1", LEASE, &users(2))
+        .await;
+    assert!(
+        matches!(refused, Err(StoreError::JobIdsExhausted { id }) if id > MAX_JOB_ID),
+        "{refused:?}"
+    );
+    let beyond = |table: &str, column: &str| {
+        format!("SELECT COUNT(*) FROM {table} WHERE {column} > {MAX_JOB_ID}")
+    };
+    assert_eq!(store.count_for_test(&beyond("xb_jobs", "id")).await, 0);
+    assert_eq!(
+        store.count_for_test(&beyond("xb_leases", "job_id")).await,
+        0
+    );
+    assert_eq!(
+        store
+            .count_for_test(&beyond("xb_recipients", "job_id"))
+            .await,
+        0
+    );
+    assert!(
+        store
+            .list_jobs("nobody.net", 10, 0)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+/// Ending a job whose data is unusable is a worker write like the others: fenced by the lease,
+/// once; the progress stays as stored and the lease and snapshot go.
+async fn abandoning_a_job_is_fenced_and_keeps_its_progress(store: Store) {
+    let id = store
+        .create_job(&spec("example.com"), "node1", LEASE, &users(5))
+        .await
+        .unwrap();
+    assert!(
+        store
+            .commit_progress(&lease(id, 1), "u0002", 2)
+            .await
+            .unwrap()
+    );
+    let reason = "stored job is unusable: its sender_jid is not a bare JID";
+    let stranger = Lease {
+        owner: "node2".into(),
+        ..lease(id, 1)
+    };
+    assert!(!store.abandon(&stranger, reason).await.unwrap());
+    assert!(!store.abandon(&lease(id, 2), reason).await.unwrap());
+    assert_eq!(store.owned_leases("node1").await.unwrap(), vec![(id, 1)]);
+
+    assert!(store.abandon(&lease(id, 1), reason).await.unwrap());
+    assert!(!store.abandon(&lease(id, 1), reason).await.unwrap(), "once");
+    let job = store.get_job(id).await.unwrap().unwrap();
+    assert_eq!(job.state, ExecutionState::AbortError);
+    assert_eq!(job.abortion_reason.as_deref(), Some(reason));
+    assert_eq!(
+        (job.recipients_processed, job.cursor.as_deref()),
+        (2, Some("u0002"))
+    );
+    assert!(job.stopped_at.is_some() && job.owner.is_none());
+    assert!(store.owned_leases("node1").await.unwrap().is_empty());
+    assert!(store.snapshot_page(id, None, 10).await.unwrap().is_empty());
+}
+
+/// SQLite keeps any text in a time column: a value that does not decode is reported with its
+/// job and column like any other unusable value.
+#[tokio::test]
+async fn an_undecodable_value_is_reported_with_its_column() {
+    sqlite()
+        .await
+        .run(|store| async move {
+            let id = store
+                .create_job(&spec("example.com"), "node1", LEASE, &users(1))
+                .await
+                .unwrap();
+            store
+                .execute_for_test(&format!(
+                    "UPDATE xb_jobs SET created_at = 'yesterday' WHERE id = {id}"
+                ))
+                .await;
+            let bad = invalid_row(store.get_job(id).await);
+            assert_eq!(
+                (bad.job_id, bad.column.as_str()),
+                (id, "created_at"),
+                "{bad}"
+            );
+            assert!(matches!(bad.problem, RowProblem::Undecodable(_)), "{bad}");
+            assert_eq!(
+                invalid_row(store.list_jobs("example.com", 10, 0).await),
+                bad
+            );
+            let owned = store.running_jobs_owned_by("node1").await.unwrap();
+            assert_eq!(owned, vec![Err(bad)]);
+        })
+        .await;
 }

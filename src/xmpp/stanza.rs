@@ -127,16 +127,22 @@ impl Announcement {
 
 /// Appends `text` with the characters XML gives a meaning to escaped, fit for element text and
 /// for attribute values in either quotes.
+///
+/// A carriage return is written as the character reference `&#13;`: a parser turns a raw one
+/// (alone or before a line feed) into a line feed and keeps only a referenced one, so the server
+/// receives exactly the operator's text. Tabs and line feeds are written as they are: element
+/// text keeps them, and the attribute values written here are JIDs, which cannot contain them.
 fn escape_into(out: &mut Vec<u8>, text: &str) {
     let mut rest = text;
-    while let Some(at) = rest.find(['&', '<', '>', '\'', '"']) {
+    while let Some(at) = rest.find(['&', '<', '>', '\'', '"', '\r']) {
         out.extend_from_slice(&rest.as_bytes()[..at]);
         let entity: &[u8] = match rest.as_bytes()[at] {
             b'&' => b"&amp;",
             b'<' => b"&lt;",
             b'>' => b"&gt;",
             b'\'' => b"&apos;",
-            _ => b"&quot;",
+            b'"' => b"&quot;",
+            _ => b"&#13;",
         };
         out.extend_from_slice(entity);
         rest = &rest[at + 1..];
@@ -271,6 +277,7 @@ mod tests {
             ("Maintenance", "Tonight 22:00-23:00 UTC."),
             ("<b> & 'quotes' \"too\"", "line 1\nline 2\t]]> é 漢字 🎉"),
             ("&amp; is not unescaped", "<body>not a child</body>"),
+            ("CR\r, CRLF\r\n", "\r\n\r\nline\rfeed\n\r"),
         ];
         for (job_id, (subject, body)) in (1..).zip(texts) {
             let announcement = Announcement::new(job_id, sender.clone(), subject, body);
@@ -284,6 +291,36 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// A parser turns a raw carriage return into a line feed: it is written as a reference,
+    /// which the server's parser gives back as it is.
+    #[test]
+    fn carriage_returns_are_written_as_references() {
+        let sender = BareJid::new("ops@example.com").unwrap();
+        let announcement = Announcement::new(5, sender, "a\rb", "line 1\r\nline 2\r");
+        let recipient = BareJid::new("u1@example.com").unwrap();
+        let mut out = Vec::new();
+        announcement.write_message(&recipient, &mut out);
+        let text = String::from_utf8(out).unwrap();
+        assert!(!text.contains('\r'), "{text:?}");
+        assert!(text.contains("<subject>a&#13;b</subject>"), "{text}");
+        assert!(
+            text.contains("<body>line 1&#13;\nline 2&#13;</body>"),
+            "{text}"
+        );
+        let message = written(&announcement, &recipient);
+        assert_eq!(child_text(&message, "subject"), "a\rb");
+        assert_eq!(child_text(&message, "body"), "line 1\r\nline 2\r");
+    }
+
+    /// The text of the first child named `name`.
+    fn child_text(message: &Element, name: &str) -> String {
+        message
+            .children()
+            .find(|child| child.name() == name)
+            .unwrap_or_else(|| panic!("no <{name}/> in {message:?}"))
+            .text()
     }
 
     #[test]
@@ -301,6 +338,111 @@ mod tests {
         assert_eq!(text.matches("<message ").count(), 2, "{text}");
         assert!(text.ends_with("</message>"), "{text}");
         assert!(text.contains("</message><message "), "{text}");
+    }
+
+    /// Any text is either refused by the request's validation or written into the message so
+    /// that a real XML parser (minidom's) gives it back exactly, with the message's id.
+    mod round_trip {
+        use proptest::prelude::*;
+
+        use super::*;
+        use crate::broadcast::spec::is_xml_char;
+        use crate::broadcast::{BroadcastRequest, JobSpec, MAX_JOB_ID, RecipientGroup};
+
+        /// Text made of any characters and of pieces that XML treats specially.
+        fn text() -> impl Strategy<Value = String> {
+            let special = [
+                "\r",
+                "\n",
+                "\t",
+                "\r\n",
+                "\n\r",
+                "<",
+                ">",
+                "&",
+                "'",
+                "\"",
+                "]]>",
+                "&amp;",
+                "&#13;",
+                "&#x0;",
+                "<![CDATA[",
+                "<!--",
+                "\u{1F600}",
+                "\u{10FFFF}",
+                "e\u{301}",
+                "\u{1F469}\u{200D}\u{1F4BB}",
+                "\u{0}",
+                "\u{1B}",
+                "\u{7F}",
+                "\u{85}",
+                "\u{2028}",
+                "\u{FEFF}",
+                "\u{FFFE}",
+                "\u{FFFF}",
+                " ",
+            ];
+            let piece = prop_oneof![
+                2 => any::<char>().prop_map(String::from),
+                1 => prop::sample::select(special.to_vec()).prop_map(String::from),
+            ];
+            prop::collection::vec(piece, 0..48).prop_map(|pieces| pieces.concat())
+        }
+
+        /// A username: mostly plain, sometimes any characters (those that make no JID are
+        /// skipped, as the worker skips them).
+        fn user() -> impl Strategy<Value = String> {
+            prop_oneof!["[a-z0-9._-]{1,16}", "\\PC{1,8}"]
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(1024))]
+
+            #[test]
+            fn text_is_refused_or_round_trips(
+                subject in text(),
+                body in text(),
+                job_id in 1..=MAX_JOB_ID,
+                user in user(),
+            ) {
+                let sender = BareJid::new("ops@example.com").unwrap();
+                let request = BroadcastRequest {
+                    name: "property".into(),
+                    domain: "example.com".into(),
+                    subject: subject.clone(),
+                    body: body.clone(),
+                    sender: sender.clone(),
+                    rate: 10,
+                    recipient_group: RecipientGroup::AllUsersInDomain,
+                };
+                // The texts are far below the length limits: only their characters and an
+                // empty body are reasons to refuse them.
+                let carried = |text: &str| text.chars().all(is_xml_char);
+                let acceptable = carried(&subject) && carried(&body) && !body.is_empty();
+                let spec = JobSpec::parse(request);
+                prop_assert_eq!(spec.is_ok(), acceptable, "{:?}", spec);
+                let Ok(spec) = spec else {
+                    return Ok(());
+                };
+                let Ok(recipient) = BareJid::new(&format!("{user}@example.com")) else {
+                    return Ok(());
+                };
+                let announcement = Announcement::new(job_id, sender, &spec.subject, &spec.body);
+                let message = written(&announcement, &recipient);
+                prop_assert_eq!(child_text(&message, "subject"), subject);
+                prop_assert_eq!(child_text(&message, "body"), body);
+                let id = message_id(job_id, &recipient);
+                prop_assert_eq!(message.attr("id"), Some(id.as_str()));
+                prop_assert_eq!(message.attr("to"), Some(recipient.as_str()));
+                prop_assert_eq!(message.attr("from"), Some("ops@example.com"));
+                let origin = message.get_child("origin-id", ns::SID).unwrap();
+                prop_assert_eq!(origin.attr("id"), Some(id.as_str()));
+                // The message built with the XMPP parsers carries the same texts.
+                let built = Element::from(announcement.message_to(recipient));
+                prop_assert_eq!(child_text(&built, "subject"), child_text(&message, "subject"));
+                prop_assert_eq!(child_text(&built, "body"), child_text(&message, "body"));
+            }
+        }
     }
 
     #[test]
