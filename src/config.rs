@@ -12,10 +12,14 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::ops::RangeInclusive;
 use std::path::Path;
+use std::str::FromStr;
 use std::time::Duration;
 
 use jid::BareJid;
 use serde::Deserialize;
+use sqlx::mysql::MySqlConnectOptions;
+use sqlx::postgres::PgConnectOptions;
+use sqlx::sqlite::SqliteConnectOptions;
 
 /// The shortest lease accepted (`lease_time`, seconds): shorter leases would make instances
 /// renew too often.
@@ -769,14 +773,28 @@ fn validate_database_url(key: &str, value: &str) -> Result<(), ConfigError> {
         "mysql://",
         "mariadb://",
     ];
-    if known.iter().any(|prefix| value.starts_with(prefix)) {
-        Ok(())
-    } else {
-        Err(invalid(
+    if !known.iter().any(|prefix| value.starts_with(prefix)) {
+        return Err(invalid(
             key,
             "must be a sqlite://, postgres:// or mysql:// URL".to_owned(),
-        ))
+        ));
     }
+    // Parsed as the driver will parse it (no connection): a wrong port or parameter shows here,
+    // without a database. The driver's message never quotes the URL, so not its password.
+    let parsed = if value.starts_with("sqlite:") {
+        SqliteConnectOptions::from_str(value).map(drop)
+    } else if value.starts_with("mysql:") || value.starts_with("mariadb:") {
+        MySqlConnectOptions::from_str(value).map(drop)
+    } else {
+        PgConnectOptions::from_str(value).map(drop)
+    };
+    parsed.map_err(|err| {
+        let cause = match err {
+            sqlx::Error::Configuration(cause) => cause.to_string(),
+            other => other.to_string(),
+        };
+        invalid(key, format!("is not a valid database URL: {cause}"))
+    })
 }
 
 #[cfg(test)]
@@ -929,6 +947,31 @@ mod tests {
             "component.secret",
             &["at most 1024 bytes"],
         );
+    }
+
+    #[test]
+    fn database_urls_are_parsed_without_showing_the_password() {
+        let cases = [
+            (
+                "sqlite:///tmp/jobs.db",
+                "postgres://u:hunter2@127.0.0.1:99999/jobs",
+            ),
+            (
+                "sqlite:///tmp/jobs.db",
+                "mysql://u:hunter2@127.0.0.1:5432/jobs?sslmode=nope",
+            ),
+            ("sqlite:///tmp/jobs.db?mode=nope", "sqlite:///tmp/jobs.db"),
+        ];
+        for (jobs, users) in cases {
+            let text = MINIMAL
+                .replace("sqlite:///tmp/jobs.db", jobs)
+                .replace("sqlite:///var/lib/prosody/prosody.sqlite", users);
+            let message = error_of(&text);
+            assert!(message.contains("is not a valid database URL"), "{message}");
+            assert!(!message.contains("hunter2"), "{message}");
+        }
+        let text = MINIMAL.replace("sqlite:///tmp/jobs.db", "postgres://u:p@[::1]:5432/jobs");
+        Config::from_toml(&text, &[]).unwrap();
     }
 
     #[test]
