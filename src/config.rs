@@ -1,19 +1,61 @@
 //! The configuration file: a TOML document plus `XMPP_BROADCAST_*` environment overrides.
 //!
 //! Everything is validated here, once, at load time; the rest of the program receives typed
-//! values it can trust. Secrets never appear in `Debug` output.
+//! values it can trust. Every number has a bound (the constants below), every string a length
+//! and a character set where a bad one could hurt, and the operator's custom statements may
+//! only use the placeholders of the arguments they are given ([`CustomStatement`]). What needs
+//! the databases (reaching them, their tables, running the custom statements) is checked by
+//! `serve` and `check-config` alike when they connect. Secrets never appear in `Debug` output.
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::net::SocketAddr;
+use std::ops::RangeInclusive;
 use std::path::Path;
+use std::str::FromStr;
 use std::time::Duration;
 
 use jid::BareJid;
 use serde::Deserialize;
+use sqlx::mysql::MySqlConnectOptions;
+use sqlx::postgres::PgConnectOptions;
+use sqlx::sqlite::SqliteConnectOptions;
 
-/// The shortest lease accepted: shorter leases would make instances renew too often.
+/// The shortest lease accepted (`lease_time`, seconds): shorter leases would make instances
+/// renew too often.
 pub const MIN_LEASE_TIME_SECS: u64 = 10;
+/// The longest lease accepted (`lease_time`, seconds): the jobs of an instance that died are
+/// taken over by another after this time, so an hour is already a long outage; the lease's
+/// expiry must also stay a date every job database can store.
+pub const MAX_LEASE_TIME_SECS: u64 = 3600;
+/// `lease_time` when the file has none, in seconds.
+pub const DEFAULT_LEASE_TIME_SECS: u64 = 600;
+
+/// The most connections to the job database (`database.max_connections`). An instance runs at
+/// most one job per domain plus its lease renewal and the admin API, so a few connections
+/// suffice; PostgreSQL's own default limit for the whole server is 100. The pool reserves
+/// memory for every allowed connection, so the bound also keeps that small.
+pub const MAX_DATABASE_CONNECTIONS: u32 = 100;
+/// `database.max_connections` when the file has none.
+pub const DEFAULT_DATABASE_CONNECTIONS: u32 = 5;
+
+/// The longest `node_name`, in bytes: it is written into every lease (MySQL: `VARCHAR(255)`).
+pub const MAX_NODE_NAME_BYTES: usize = 250;
+/// The longest `admin.username`, `admin.password` and `component.secret`, in bytes: credentials
+/// travel in an HTTP header (Basic auth) or a handshake, where a few hundred bytes is plenty.
+pub const MAX_CREDENTIAL_BYTES: usize = 1024;
+/// The longest `users.time_zone`, in bytes (IANA names are shorter than 40).
+pub const MAX_TIME_ZONE_BYTES: usize = 64;
+
+/// The most memory (KiB) a domain admin's argon2 hash may ask for: every login with that
+/// account costs this much. 64 MiB is over three times the default of `hash-password`
+/// (19 MiB, OWASP's recommendation).
+pub const MAX_ARGON2_MEMORY_KIB: u32 = 64 * 1024;
+/// The most passes an argon2 hash may ask for (`t`; the default of `hash-password` is 2).
+pub const MAX_ARGON2_PASSES: u32 = 10;
+/// The most lanes an argon2 hash may ask for (`p`; the default of `hash-password` is 1). They
+/// run one after the other here, so they add to the time of a login.
+pub const MAX_ARGON2_LANES: u32 = 8;
 
 /// A configuration problem, phrased so that the operator knows which key to fix.
 #[derive(Debug, thiserror::Error)]
@@ -97,16 +139,116 @@ pub enum UsersSchema {
 }
 
 /// Operator-supplied SQL for `schema = "custom"`, with numbered placeholders `$1`, `$2`, …
-/// (bound parameters only; on MySQL they are rewritten to `?`).
+/// (bound parameters only; on MySQL they are rewritten to `?`). The arguments of each are
+/// those of [`EXISTS_SQL`], [`COUNT_SQL`] and [`PAGE_SQL`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CustomQueries {
-    /// `$1` domain, `$2` username: one row with the number of such accounts (0 or 1).
+    /// [`EXISTS_SQL`]: one row with the number of such accounts (0 or 1).
     pub exists: String,
-    /// `$1` domain, `$2` snapshot instant (text): the number of accounts created up to it.
+    /// [`COUNT_SQL`]: the number of accounts created up to the instant.
     pub count: String,
-    /// `$1` domain, `$2` snapshot instant (text), `$3` last username of the previous page
-    /// ('' for the first), `$4` page size: the next usernames, in the database's order.
+    /// [`PAGE_SQL`]: the next usernames, in the database's order.
     pub page: String,
+}
+
+/// One of the operator's statements of `schema = "custom"`: its key and the arguments the
+/// directory binds to it, `$1` first. A statement may leave arguments out, but may use no
+/// other placeholder, and must use those in `required`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CustomStatement {
+    /// The config key, e.g. `users.exists_sql`.
+    pub key: &'static str,
+    /// What `$1`, `$2`, … stand for, in order.
+    pub parameters: &'static [&'static str],
+    /// The placeholders (1-based) the statement must use, with the reason.
+    pub required: &'static [(usize, &'static str)],
+}
+
+/// `users.exists_sql`: does `username@domain` exist.
+pub const EXISTS_SQL: CustomStatement = CustomStatement {
+    key: "users.exists_sql",
+    parameters: &["domain", "username"],
+    required: &[],
+};
+
+/// `users.count_sql`: how many accounts of the domain were created up to the instant.
+pub const COUNT_SQL: CustomStatement = CustomStatement {
+    key: "users.count_sql",
+    parameters: &["domain", "snapshot instant"],
+    required: &[],
+};
+
+/// `users.page_sql`: the next usernames of the domain created up to the instant, after the
+/// previous page's last username, at most the page size.
+pub const PAGE_SQL: CustomStatement = CustomStatement {
+    key: "users.page_sql",
+    parameters: &[
+        "domain",
+        "snapshot instant",
+        "last username of the previous page",
+        "page size",
+    ],
+    required: &[(
+        PAGE_SQL_CURSOR,
+        "without it every page would be the first one and a job would never end",
+    )],
+};
+
+/// The placeholder of `users.page_sql` that carries the previous page's last username.
+pub const PAGE_SQL_CURSOR: usize = 3;
+
+impl CustomStatement {
+    /// Checks that `sql` uses only this statement's placeholders, and the required ones.
+    pub fn check(&self, sql: &str) -> Result<(), ConfigError> {
+        let used = crate::placeholders::numbers(sql);
+        if let Some(&number) = used
+            .iter()
+            .find(|&&number| number == 0 || number > self.parameters.len())
+        {
+            let shown = if number == usize::MAX {
+                "a placeholder with a huge number".to_owned()
+            } else {
+                format!("${number}")
+            };
+            return Err(invalid(
+                self.key,
+                format!(
+                    "{shown} is not one of its parameters; it may use {}",
+                    self.allowed()
+                ),
+            ));
+        }
+        for &(number, reason) in self.required {
+            if !used.contains(&number) {
+                let name = self.parameters.get(number - 1).copied().unwrap_or_default();
+                return Err(invalid(
+                    self.key,
+                    format!("must use ${number} ({name}): {reason}"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// `$1 (domain), $2 (username)`.
+    fn allowed(&self) -> String {
+        let listed: Vec<String> = self
+            .parameters
+            .iter()
+            .enumerate()
+            .map(|(i, name)| format!("${} ({name})", i + 1))
+            .collect();
+        listed.join(", ")
+    }
+}
+
+impl CustomQueries {
+    /// Checks each statement's placeholders against its arguments.
+    pub fn check(&self) -> Result<(), ConfigError> {
+        EXISTS_SQL.check(&self.exists)?;
+        COUNT_SQL.check(&self.count)?;
+        PAGE_SQL.check(&self.page)
+    }
 }
 
 /// The HTTP listener with the GraphQL admin API, `/health` and `/metrics`.
@@ -245,7 +387,7 @@ struct RawConfig {
 }
 
 fn default_lease_time() -> i64 {
-    600
+    DEFAULT_LEASE_TIME_SECS as i64
 }
 
 fn default_backend() -> String {
@@ -265,11 +407,11 @@ struct RawComponent {
 struct RawDatabase {
     url: String,
     #[serde(default = "default_max_connections")]
-    max_connections: u32,
+    max_connections: i64,
 }
 
-fn default_max_connections() -> u32 {
-    5
+fn default_max_connections() -> i64 {
+    i64::from(DEFAULT_DATABASE_CONNECTIONS)
 }
 
 #[derive(Deserialize)]
@@ -292,9 +434,9 @@ impl RawUsers {
     fn validate(self, domains: &[String]) -> Result<UsersConfig, ConfigError> {
         validate_database_url("users.url", &self.url)?;
         let custom_keys = [
-            ("users.exists_sql", &self.exists_sql),
-            ("users.count_sql", &self.count_sql),
-            ("users.page_sql", &self.page_sql),
+            (EXISTS_SQL.key, &self.exists_sql),
+            (COUNT_SQL.key, &self.count_sql),
+            (PAGE_SQL.key, &self.page_sql),
         ];
         let schema = match self.schema.as_str() {
             "prosody" => UsersSchema::Prosody,
@@ -304,26 +446,22 @@ impl RawUsers {
             "ejabberd_new" => UsersSchema::EjabberdNew,
             "mongooseim" => UsersSchema::MongooseIm,
             "custom" => {
-                let mut statements = Vec::new();
-                for (key, value) in custom_keys {
-                    match value.as_deref().map(str::trim) {
-                        Some(sql) if !sql.is_empty() => statements.push(sql.to_owned()),
-                        _ => {
-                            return Err(invalid(
-                                key,
-                                "schema \"custom\" needs exists_sql, count_sql and page_sql \
-                                 (see component.toml.example for their parameters)",
-                            ));
-                        }
-                    }
-                }
-                let [exists, count, page] =
-                    <[String; 3]>::try_from(statements).expect("three statements were checked");
-                UsersSchema::Custom(CustomQueries {
-                    exists,
-                    count,
-                    page,
-                })
+                let statement =
+                    |key: &str, value: &Option<String>| match value.as_deref().map(str::trim) {
+                        Some(sql) if !sql.is_empty() => Ok(sql.to_owned()),
+                        _ => Err(invalid(
+                            key,
+                            "schema \"custom\" needs exists_sql, count_sql and page_sql \
+                         (see component.toml.example for their parameters)",
+                        )),
+                    };
+                let queries = CustomQueries {
+                    exists: statement(EXISTS_SQL.key, &self.exists_sql)?,
+                    count: statement(COUNT_SQL.key, &self.count_sql)?,
+                    page: statement(PAGE_SQL.key, &self.page_sql)?,
+                };
+                queries.check()?;
+                UsersSchema::Custom(queries)
             }
             other => {
                 return Err(invalid(
@@ -346,15 +484,8 @@ impl RawUsers {
                 "only applies to schema = \"custom\"; remove it",
             ));
         }
-        if self
-            .time_zone
-            .as_deref()
-            .is_some_and(|zone| zone.trim().is_empty())
-        {
-            return Err(invalid(
-                "users.time_zone",
-                "must not be empty; leave it out for UTC",
-            ));
+        if let Some(zone) = &self.time_zone {
+            validate_time_zone(zone)?;
         }
         Ok(UsersConfig {
             schema,
@@ -414,18 +545,16 @@ struct RawDomain {
 
 impl RawConfig {
     fn validate(self) -> Result<Config, ConfigError> {
-        if self.node_name.trim().is_empty() || self.node_name.len() > 250 {
-            return Err(invalid("node_name", "must be 1..250 characters"));
+        validate_text("node_name", &self.node_name, MAX_NODE_NAME_BYTES)?;
+        if self.node_name.trim().is_empty() {
+            return Err(invalid("node_name", "must not be blank"));
         }
-        if self.lease_time < MIN_LEASE_TIME_SECS as i64 {
-            return Err(invalid(
-                "lease_time",
-                format!(
-                    "{} is below the minimum of {MIN_LEASE_TIME_SECS} seconds",
-                    self.lease_time
-                ),
-            ));
-        }
+        let lease_time = in_range(
+            "lease_time",
+            self.lease_time,
+            MIN_LEASE_TIME_SECS..=MAX_LEASE_TIME_SECS,
+            " seconds",
+        )?;
         if self.backend != "rdbms" {
             return Err(invalid(
                 "backend",
@@ -450,11 +579,20 @@ impl RawConfig {
         if self.component.secret.is_empty() {
             return Err(invalid("component.secret", "must not be empty"));
         }
+        if self.component.secret.len() > MAX_CREDENTIAL_BYTES {
+            return Err(invalid(
+                "component.secret",
+                format!("must be at most {MAX_CREDENTIAL_BYTES} bytes"),
+            ));
+        }
         validate_host_port("component.server", &self.component.server)?;
         validate_database_url("database.url", &self.database.url)?;
-        if self.database.max_connections == 0 {
-            return Err(invalid("database.max_connections", "must be at least 1"));
-        }
+        let max_connections = in_range(
+            "database.max_connections",
+            self.database.max_connections,
+            1..=u64::from(MAX_DATABASE_CONNECTIONS),
+            "",
+        )?;
         let listen: SocketAddr = self.admin.listen.parse().map_err(|_| {
             invalid(
                 "admin.listen",
@@ -464,27 +602,24 @@ impl RawConfig {
                 ),
             )
         })?;
-        if self.admin.username.is_empty() {
-            return Err(invalid("admin.username", "must not be empty"));
+        validate_text("admin.username", &self.admin.username, MAX_CREDENTIAL_BYTES)?;
+        if self.admin.username.contains(':') {
+            return Err(invalid(
+                "admin.username",
+                "must not contain ':' (HTTP Basic authentication could not send it)",
+            ));
         }
-        if self.admin.password.is_empty() {
-            return Err(invalid("admin.password", "must not be empty"));
-        }
+        validate_text("admin.password", &self.admin.password, MAX_CREDENTIAL_BYTES)?;
         let mut domains = Vec::with_capacity(self.domains.len());
         let mut domain_admins = BTreeMap::new();
         for (name, settings) in self.domains {
-            let key = format!("domains.\"{name}\"");
+            let key = format!("domains.\"{}\"", name.escape_debug());
             let domain = BareJid::new(&name)
                 .ok()
                 .filter(|jid| jid.node().is_none() && jid.to_string() == name)
                 .ok_or_else(|| invalid(&key, "is not a lower-case domain name"))?;
             if let Some(hash) = settings.admin_password_hash {
-                if argon2::password_hash::phc::PasswordHash::new(&hash).is_err() {
-                    return Err(invalid(
-                        &format!("{key}.admin_password_hash"),
-                        "is not a password hash; make one with `xmpp-broadcast hash-password`",
-                    ));
-                }
+                validate_password_hash(&format!("{key}.admin_password_hash"), &hash)?;
                 domain_admins.insert(domain.to_string(), Secret::new(hash));
             }
             domains.push(domain.to_string());
@@ -498,7 +633,7 @@ impl RawConfig {
         let users = self.users.validate(&domains)?;
         Ok(Config {
             node_name: self.node_name,
-            lease_time: Duration::from_secs(self.lease_time as u64),
+            lease_time: Duration::from_secs(lease_time),
             component: ComponentConfig {
                 jid,
                 secret: Secret::new(self.component.secret),
@@ -506,7 +641,8 @@ impl RawConfig {
             },
             database: DatabaseConfig {
                 url: Secret::new(self.database.url),
-                max_connections: self.database.max_connections,
+                max_connections: u32::try_from(max_connections)
+                    .unwrap_or(DEFAULT_DATABASE_CONNECTIONS),
             },
             users,
             admin: AdminConfig {
@@ -520,18 +656,113 @@ impl RawConfig {
     }
 }
 
+/// `value` if it lies in `range`, or an error naming the key and the range (`unit` follows the
+/// numbers, e.g. `" seconds"`).
+fn in_range(
+    key: &str,
+    value: i64,
+    range: RangeInclusive<u64>,
+    unit: &str,
+) -> Result<u64, ConfigError> {
+    match u64::try_from(value) {
+        Ok(value) if range.contains(&value) => Ok(value),
+        _ => Err(invalid(
+            key,
+            format!(
+                "must be between {} and {}{unit}, not {value}",
+                range.start(),
+                range.end()
+            ),
+        )),
+    }
+}
+
+/// A non-empty text of at most `max_bytes` bytes without control characters (which would
+/// forge log lines, or could not be sent in an HTTP header).
+fn validate_text(key: &str, value: &str, max_bytes: usize) -> Result<(), ConfigError> {
+    if value.is_empty() {
+        return Err(invalid(key, "must not be empty"));
+    }
+    if value.len() > max_bytes {
+        return Err(invalid(
+            key,
+            format!("must be at most {max_bytes} bytes, not {}", value.len()),
+        ));
+    }
+    if value.chars().any(char::is_control) {
+        return Err(invalid(key, "must not contain control characters"));
+    }
+    Ok(())
+}
+
 fn validate_host_port(key: &str, value: &str) -> Result<(), ConfigError> {
-    let valid = value
-        .rsplit_once(':')
-        .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0));
+    let valid = value.rsplit_once(':').is_some_and(|(host, port)| {
+        !host.is_empty()
+            && !host.chars().any(|c| c.is_whitespace() || c.is_control())
+            && port.parse::<u16>().is_ok_and(|p| p > 0)
+    });
     if valid {
         Ok(())
     } else {
         Err(invalid(
             key,
-            format!("\"{value}\" is not host:port such as 127.0.0.1:5347"),
+            format!(
+                "\"{}\" is not host:port such as 127.0.0.1:5347 (port 1 to 65535)",
+                value.escape_debug()
+            ),
         ))
     }
+}
+
+/// A zone name or offset as PostgreSQL and MySQL take them: `Europe/Berlin`, `UTC`, `+02:00`.
+fn validate_time_zone(zone: &str) -> Result<(), ConfigError> {
+    const KEY: &str = "users.time_zone";
+    if zone.trim().is_empty() {
+        return Err(invalid(KEY, "must not be empty; leave it out for UTC"));
+    }
+    let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '/' | '_' | '+' | '-' | ':');
+    if zone.len() > MAX_TIME_ZONE_BYTES || !zone.chars().all(allowed) {
+        return Err(invalid(
+            KEY,
+            format!(
+                "\"{}\" is not a time zone such as \"Europe/Berlin\" or \"+02:00\" (at most \
+                 {MAX_TIME_ZONE_BYTES} letters, digits and / _ + - :)",
+                zone.escape_debug()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// An argon2 hash (PHC string) whose cost stays within the `MAX_ARGON2_*` bounds: every login
+/// of the account pays it.
+fn validate_password_hash(key: &str, hash: &str) -> Result<(), ConfigError> {
+    let not_a_hash = || {
+        invalid(
+            key,
+            "is not an argon2 password hash; make one with `xmpp-broadcast hash-password`",
+        )
+    };
+    let parsed = argon2::password_hash::phc::PasswordHash::new(hash).map_err(|_| not_a_hash())?;
+    argon2::Algorithm::new(parsed.algorithm.as_str()).map_err(|_| not_a_hash())?;
+    let params = argon2::Params::try_from(&parsed).map_err(|_| not_a_hash())?;
+    let limits = [
+        ("m (memory, KiB)", params.m_cost(), MAX_ARGON2_MEMORY_KIB),
+        ("t (passes)", params.t_cost(), MAX_ARGON2_PASSES),
+        ("p (lanes)", params.p_cost(), MAX_ARGON2_LANES),
+    ];
+    for (name, value, max) in limits {
+        if value > max {
+            return Err(invalid(
+                key,
+                format!(
+                    "the hash's cost {name} = {value} is above the maximum of {max}: every \
+                     login would pay it; make a hash with `xmpp-broadcast hash-password`"
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn validate_database_url(key: &str, value: &str) -> Result<(), ConfigError> {
@@ -542,14 +773,28 @@ fn validate_database_url(key: &str, value: &str) -> Result<(), ConfigError> {
         "mysql://",
         "mariadb://",
     ];
-    if known.iter().any(|prefix| value.starts_with(prefix)) {
-        Ok(())
-    } else {
-        Err(invalid(
+    if !known.iter().any(|prefix| value.starts_with(prefix)) {
+        return Err(invalid(
             key,
             "must be a sqlite://, postgres:// or mysql:// URL".to_owned(),
-        ))
+        ));
     }
+    // Parsed as the driver will parse it (no connection): a wrong port or parameter shows here,
+    // without a database. The driver's message never quotes the URL, so not its password.
+    let parsed = if value.starts_with("sqlite:") {
+        SqliteConnectOptions::from_str(value).map(drop)
+    } else if value.starts_with("mysql:") || value.starts_with("mariadb:") {
+        MySqlConnectOptions::from_str(value).map(drop)
+    } else {
+        PgConnectOptions::from_str(value).map(drop)
+    };
+    parsed.map_err(|err| {
+        let cause = match err {
+            sqlx::Error::Configuration(cause) => cause.to_string(),
+            other => other.to_string(),
+        };
+        invalid(key, format!("is not a valid database URL: {cause}"))
+    })
 }
 
 #[cfg(test)]
@@ -586,33 +831,283 @@ mod tests {
         assert_eq!(config.users.schema, UsersSchema::Prosody);
     }
 
-    #[test]
-    fn short_lease_is_refused_by_name() {
-        let text = MINIMAL.replace("node_name = \"node1\"", "node_name = \"n\"\nlease_time = 5");
-        let message = error_of(&text);
-        assert!(message.contains("`lease_time`"), "{message}");
-        assert!(message.contains("minimum of 10"), "{message}");
-    }
-
-    #[test]
-    fn unknown_schema_and_backend_are_named() {
-        assert!(error_of(&MINIMAL.replace("\"prosody\"", "\"nope\"")).contains("`users.schema`"));
-        let text = MINIMAL.replace(
+    /// `MINIMAL` with `line` added at the top level.
+    fn with_top(line: &str) -> String {
+        MINIMAL.replace(
             "node_name = \"node1\"",
-            "node_name = \"n\"\nbackend = \"mnesia\"",
-        );
-        assert!(error_of(&text).contains("`backend`"));
+            &format!("node_name = \"node1\"\n{line}"),
+        )
+    }
+
+    /// `MINIMAL` with `line` added to the table `[table]`.
+    fn with_in(table: &str, line: &str) -> String {
+        MINIMAL.replace(&format!("[{table}]"), &format!("[{table}]\n{line}"))
+    }
+
+    /// Asserts that `text` is refused with a message naming `key` and saying each of `needles`.
+    fn assert_refused(text: &str, key: &str, needles: &[&str]) {
+        let message = error_of(text);
+        assert!(message.contains(&format!("`{key}`")), "{message}");
+        for needle in needles {
+            assert!(message.contains(needle), "no {needle:?} in: {message}");
+        }
     }
 
     #[test]
-    fn bad_addresses_are_named() {
-        assert!(
-            error_of(&MINIMAL.replace("127.0.0.1:5347", "nohost")).contains("`component.server`")
+    fn lease_time_is_bounded() {
+        for bad in [
+            "5",
+            "9",
+            "3601",
+            "-1",
+            "1000000000000000",
+            "9223372036854775807",
+        ] {
+            assert_refused(
+                &with_top(&format!("lease_time = {bad}")),
+                "lease_time",
+                &["between 10 and 3600 seconds", bad],
+            );
+        }
+        for good in [MIN_LEASE_TIME_SECS, 60, MAX_LEASE_TIME_SECS] {
+            let config =
+                Config::from_toml(&with_top(&format!("lease_time = {good}")), &[]).unwrap();
+            assert_eq!(config.lease_time, Duration::from_secs(good));
+        }
+    }
+
+    #[test]
+    fn max_connections_is_bounded() {
+        for bad in ["0", "-3", "101", "1000000000", "9223372036854775807"] {
+            assert_refused(
+                &with_in("database", &format!("max_connections = {bad}")),
+                "database.max_connections",
+                &["between 1 and 100", bad],
+            );
+        }
+        for good in [1, MAX_DATABASE_CONNECTIONS] {
+            let text = with_in("database", &format!("max_connections = {good}"));
+            assert_eq!(
+                Config::from_toml(&text, &[])
+                    .unwrap()
+                    .database
+                    .max_connections,
+                good
+            );
+        }
+        let config = Config::from_toml(MINIMAL, &[]).unwrap();
+        assert_eq!(
+            config.database.max_connections,
+            DEFAULT_DATABASE_CONNECTIONS
         );
-        assert!(error_of(&MINIMAL.replace("127.0.0.1:5551", "x")).contains("`admin.listen`"));
-        assert!(
-            error_of(&MINIMAL.replace("sqlite:///tmp/jobs.db", "redis://x"))
-                .contains("`database.url`")
+    }
+
+    #[test]
+    fn node_name_is_bounded_text() {
+        let long = "n".repeat(MAX_NODE_NAME_BYTES + 1);
+        let cases = [
+            ("\"\"", "must not be empty"),
+            ("\"  \"", "must not be blank"),
+            (&format!("\"{long}\"") as &str, "at most 250 bytes"),
+            ("\"node1\\nforged log line\"", "control characters"),
+        ];
+        for (value, needle) in cases {
+            let text = MINIMAL.replace("\"node1\"", value);
+            assert_refused(&text, "node_name", &[needle]);
+        }
+        let longest = "n".repeat(MAX_NODE_NAME_BYTES);
+        Config::from_toml(&MINIMAL.replace("node1", &longest), &[]).unwrap();
+    }
+
+    #[test]
+    fn credentials_are_bounded_text() {
+        let long = "x".repeat(MAX_CREDENTIAL_BYTES + 1);
+        assert_refused(
+            &MINIMAL.replace("username = \"admin\"", "username = \"ad:min\""),
+            "admin.username",
+            &["':'"],
+        );
+        assert_refused(
+            &MINIMAL.replace("username = \"admin\"", "username = \"ad\\tmin\""),
+            "admin.username",
+            &["control characters"],
+        );
+        assert_refused(
+            &MINIMAL.replace("password = \"pw\"", "password = \"p\\r\\nw\""),
+            "admin.password",
+            &["control characters"],
+        );
+        assert_refused(
+            &MINIMAL.replace("password = \"pw\"", &format!("password = \"{long}\"")),
+            "admin.password",
+            &["at most 1024 bytes"],
+        );
+        assert_refused(
+            &MINIMAL.replace("secret = \"s3cret\"", &format!("secret = \"{long}\"")),
+            "component.secret",
+            &["at most 1024 bytes"],
+        );
+    }
+
+    #[test]
+    fn database_urls_are_parsed_without_showing_the_password() {
+        let cases = [
+            (
+                "sqlite:///tmp/jobs.db",
+                "postgres://u:hunter2@127.0.0.1:99999/jobs",
+            ),
+            (
+                "sqlite:///tmp/jobs.db",
+                "mysql://u:hunter2@127.0.0.1:5432/jobs?sslmode=nope",
+            ),
+            ("sqlite:///tmp/jobs.db?mode=nope", "sqlite:///tmp/jobs.db"),
+        ];
+        for (jobs, users) in cases {
+            let text = MINIMAL
+                .replace("sqlite:///tmp/jobs.db", jobs)
+                .replace("sqlite:///var/lib/prosody/prosody.sqlite", users);
+            let message = error_of(&text);
+            assert!(message.contains("is not a valid database URL"), "{message}");
+            assert!(!message.contains("hunter2"), "{message}");
+        }
+        let text = MINIMAL.replace("sqlite:///tmp/jobs.db", "postgres://u:p@[::1]:5432/jobs");
+        Config::from_toml(&text, &[]).unwrap();
+    }
+
+    #[test]
+    fn component_server_needs_a_host_and_a_port() {
+        for bad in [
+            "127.0.0.1:0",
+            "127.0.0.1:65536",
+            ":5347",
+            "bad host:5347",
+            "127.0.0.1",
+        ] {
+            assert_refused(
+                &MINIMAL.replace("127.0.0.1:5347", bad),
+                "component.server",
+                &["host:port"],
+            );
+        }
+        for good in ["[::1]:5347", "xmpp.example.com:5347", "127.0.0.1:65535"] {
+            Config::from_toml(&MINIMAL.replace("127.0.0.1:5347", good), &[]).unwrap();
+        }
+    }
+
+    #[test]
+    fn time_zones_are_names_or_offsets() {
+        for good in [
+            "UTC",
+            "Europe/Berlin",
+            "America/Argentina/Buenos_Aires",
+            "+02:00",
+            "Etc/GMT-3",
+        ] {
+            let text = with_in("users", &format!("time_zone = \"{good}\""));
+            let config = Config::from_toml(&text, &[]).unwrap();
+            assert_eq!(config.users.time_zone.as_deref(), Some(good));
+        }
+        let long = "A".repeat(MAX_TIME_ZONE_BYTES + 1);
+        for bad in [
+            "",
+            " ",
+            "UTC'; DROP TABLE users; --",
+            "Europe/Berlin\\n",
+            &long,
+        ] {
+            let text = with_in("users", &format!("time_zone = \"{bad}\""));
+            assert_refused(&text, "users.time_zone", &[]);
+        }
+    }
+
+    /// `hash-password`'s output for "secret", with its parameters replaced by `params`.
+    fn hash_with(params: &str) -> String {
+        format!(
+            "$argon2id$v=19${params}$c2FsdHNhbHRzYWx0$O5UYdPHmNKfyVV1Z8cZ2AcyGC2/dC8ZNQoHgGJFpAX8"
+        )
+    }
+
+    #[test]
+    fn domain_admin_hashes_have_a_bounded_cost() {
+        let key = "domains.\"example.com\".admin_password_hash";
+        let cases = [
+            (hash_with("m=4194304,t=2,p=1"), "m (memory, KiB) = 4194304"),
+            (hash_with("m=19456,t=1000,p=1"), "t (passes) = 1000"),
+            (hash_with("m=19456,t=2,p=64"), "p (lanes) = 64"),
+            (
+                "$pbkdf2-sha256$i=1000$c2FsdHNhbHQ$O5UYdPHmNKfyVV1Z8cZ2AcyGC2/dC8ZNQoHgGJFpAX8"
+                    .to_owned(),
+                "is not an argon2 password hash",
+            ),
+        ];
+        for (hash, needle) in cases {
+            let text = format!("{MINIMAL}admin_password_hash = \"{hash}\"\n");
+            assert_refused(&text, key, &[needle]);
+        }
+        let top = hash_with(&format!(
+            "m={MAX_ARGON2_MEMORY_KIB},t={MAX_ARGON2_PASSES},p={MAX_ARGON2_LANES}"
+        ));
+        Config::from_toml(&format!("{MINIMAL}admin_password_hash = \"{top}\"\n"), &[]).unwrap();
+    }
+
+    /// `MINIMAL` with `schema = "custom"` and these statements.
+    fn custom(exists: &str, count: &str, page: &str) -> String {
+        MINIMAL.replace(
+            "schema = \"prosody\"",
+            &format!(
+                "schema = \"custom\"\nexists_sql = \"{exists}\"\ncount_sql = \"{count}\"\n\
+                 page_sql = \"{page}\""
+            ),
+        )
+    }
+
+    const EXISTS: &str = "SELECT COUNT(*) FROM a WHERE d = $1 AND n = $2";
+    const COUNT: &str = "SELECT COUNT(*) FROM a WHERE d = $1 AND c <= $2";
+    const PAGE: &str = "SELECT n FROM a WHERE d = $1 AND c <= $2 AND n > $3 ORDER BY n LIMIT $4";
+
+    #[test]
+    fn custom_statements_use_only_their_parameters() {
+        let config = Config::from_toml(&custom(EXISTS, COUNT, PAGE), &[]).unwrap();
+        assert!(matches!(config.users.schema, UsersSchema::Custom(_)));
+        // Arguments may be left out, and a `$N` inside quotes is no placeholder.
+        let sparse = custom(
+            "SELECT COUNT(*) FROM a WHERE n = $2 AND x <> '$9'",
+            "SELECT COUNT(*) FROM a",
+            "SELECT n FROM a WHERE n > $3 ORDER BY n",
+        );
+        Config::from_toml(&sparse, &[]).unwrap();
+
+        let exists_3 = custom(&format!("{EXISTS} AND x = $3"), COUNT, PAGE);
+        assert_refused(
+            &exists_3,
+            "users.exists_sql",
+            &[
+                "$3 is not one of its parameters",
+                "$1 (domain), $2 (username)",
+            ],
+        );
+        let count_0 = custom(EXISTS, &format!("{COUNT} AND x = $0"), PAGE);
+        assert_refused(
+            &count_0,
+            "users.count_sql",
+            &["$0", "$1 (domain), $2 (snapshot instant)"],
+        );
+        let page_5 = custom(EXISTS, COUNT, &format!("{PAGE} OFFSET $5"));
+        assert_refused(&page_5, "users.page_sql", &["$5", "$4 (page size)"]);
+        let huge = custom(
+            EXISTS,
+            COUNT,
+            &format!("{PAGE} OFFSET $99999999999999999999999"),
+        );
+        assert_refused(&huge, "users.page_sql", &["huge number"]);
+        let no_cursor = custom(EXISTS, COUNT, "SELECT n FROM a WHERE d = $1 LIMIT $4");
+        assert_refused(
+            &no_cursor,
+            "users.page_sql",
+            &[
+                "must use $3 (last username of the previous page)",
+                "never end",
+            ],
         );
     }
 

@@ -13,6 +13,8 @@ pub mod broadcast;
 pub mod cli;
 /// The configuration file and its validation.
 pub mod config;
+/// Reaching a SQL database: the target named in errors, a first connection within a deadline.
+pub mod database;
 /// The XMPP server's accounts, read from its SQL database.
 pub mod directory;
 /// The log's format: one line per event, values escaped and cut.

@@ -13,6 +13,66 @@ pub struct Positional {
     pub binds: Vec<usize>,
 }
 
+/// The number `N` of every `$N` placeholder of `sql` outside quoted strings and identifiers,
+/// in order of appearance. A number too large for `usize` saturates to `usize::MAX`, so any
+/// text is scanned without overflow.
+pub fn numbers(sql: &str) -> Vec<usize> {
+    let mut numbers = Vec::new();
+    scan(sql, |token| {
+        if let Token::Placeholder(number) = token {
+            numbers.push(number);
+        }
+    });
+    numbers
+}
+
+/// A piece of a statement, as [`scan`] cuts it.
+enum Token<'a> {
+    /// Text copied as it is.
+    Text(&'a str),
+    /// A `$N` placeholder outside quotes, with its number (saturated, see [`numbers`]).
+    Placeholder(usize),
+}
+
+/// Cuts `sql` into text and `$N` placeholders; quoted strings and identifiers (`'…'`, `"…"`,
+/// `` `…` ``) are text.
+fn scan<'a>(sql: &'a str, mut each: impl FnMut(Token<'a>)) {
+    let bytes = sql.as_bytes();
+    let mut quote: Option<u8> = None;
+    let mut text_start = 0;
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        match quote {
+            Some(q) => {
+                if b == q {
+                    quote = None;
+                }
+                i += 1;
+            }
+            None if matches!(b, b'\'' | b'"' | b'`') => {
+                quote = Some(b);
+                i += 1;
+            }
+            None if b == b'$' && bytes.get(i + 1).is_some_and(u8::is_ascii_digit) => {
+                each(Token::Text(&sql[text_start..i]));
+                let mut number = 0usize;
+                i += 1;
+                while let Some(digit) = bytes.get(i).filter(|d| d.is_ascii_digit()) {
+                    number = number
+                        .saturating_mul(10)
+                        .saturating_add(usize::from(digit - b'0'));
+                    i += 1;
+                }
+                each(Token::Placeholder(number));
+                text_start = i;
+            }
+            None => i += 1,
+        }
+    }
+    each(Token::Text(&sql[text_start..]));
+}
+
 /// Rewrites the `$N` placeholders of `sql` outside quoted strings and identifiers.
 ///
 /// With `question_marks` (MySQL/MariaDB) every `$N` becomes `?`, and `binds` lists the argument
@@ -20,50 +80,34 @@ pub struct Positional {
 /// (PostgreSQL, SQLite) the placeholders are renumbered `$1, $2, …` in order of first
 /// appearance and each argument is bound once: a statement may then leave arguments out,
 /// which PostgreSQL would otherwise refuse ("could not determine data type of parameter").
+///
+/// `$0` stands for no argument: its bind is `usize::MAX`, which no argument list reaches, so
+/// the code that binds refuses it instead of binding the first argument.
 pub fn positional(sql: &str, question_marks: bool) -> Positional {
     let mut out = String::with_capacity(sql.len());
     let mut binds = Vec::new();
     let mut seen: Vec<usize> = Vec::new();
-    let mut quote: Option<char> = None;
-    let mut chars = sql.char_indices().peekable();
-    while let Some((_, c)) = chars.next() {
-        match quote {
-            Some(q) => {
-                if c == q {
-                    quote = None;
-                }
-                out.push(c);
+    scan(sql, |token| match token {
+        Token::Text(text) => out.push_str(text),
+        Token::Placeholder(number) => {
+            let argument = number.checked_sub(1).unwrap_or(usize::MAX);
+            if question_marks {
+                out.push('?');
+                binds.push(argument);
+            } else {
+                let position = match seen.iter().position(|&a| a == argument) {
+                    Some(position) => position,
+                    None => {
+                        seen.push(argument);
+                        binds.push(argument);
+                        seen.len() - 1
+                    }
+                };
+                out.push('$');
+                out.push_str(&(position + 1).to_string());
             }
-            None if matches!(c, '\'' | '"' | '`') => {
-                quote = Some(c);
-                out.push(c);
-            }
-            None if c == '$' && chars.peek().is_some_and(|(_, d)| d.is_ascii_digit()) => {
-                let mut number = 0usize;
-                while let Some((_, d)) = chars.peek().copied().filter(|(_, d)| d.is_ascii_digit()) {
-                    number = number * 10 + d.to_digit(10).expect("a digit") as usize;
-                    chars.next();
-                }
-                let argument = number.saturating_sub(1);
-                if question_marks {
-                    out.push('?');
-                    binds.push(argument);
-                } else {
-                    let position = match seen.iter().position(|&a| a == argument) {
-                        Some(position) => position,
-                        None => {
-                            seen.push(argument);
-                            binds.push(argument);
-                            seen.len() - 1
-                        }
-                    };
-                    out.push('$');
-                    out.push_str(&(position + 1).to_string());
-                }
-            }
-            None => out.push(c),
         }
-    }
+    });
     Positional { sql: out, binds }
 }
 
@@ -121,6 +165,28 @@ mod tests {
             p.sql,
             "SELECT ? FROM JSON_TABLE(?, '$[*]' COLUMNS (u TEXT PATH '$')) j"
         );
+    }
+
+    #[test]
+    fn numbers_are_read_outside_quotes_without_overflow() {
+        assert_eq!(
+            numbers("SELECT $2, '$1', `$7` WHERE a = $10 AND b = $0"),
+            vec![2, 10, 0]
+        );
+        assert_eq!(
+            numbers("SELECT $99999999999999999999999999"),
+            vec![usize::MAX]
+        );
+        assert_eq!(numbers("SELECT 'unterminated $1"), Vec::<usize>::new());
+        assert_eq!(numbers("SELECT é$1ü"), vec![1]);
+    }
+
+    #[test]
+    fn placeholder_zero_and_huge_numbers_bind_no_argument() {
+        for question_marks in [true, false] {
+            let p = positional("SELECT $0, $99999999999999999999999", question_marks);
+            assert_eq!(p.binds, vec![usize::MAX, usize::MAX - 1], "{p:?}");
+        }
     }
 
     #[test]

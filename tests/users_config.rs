@@ -1,7 +1,7 @@
 //! A wrong `[users]` section stops `serve` at start-up, before it listens or connects, with a
 //! non-zero exit and a message that names the key to fix: an unknown schema, a users database
 //! without the schema's table, the other ejabberd schema variant, a wrong domain mapping, and
-//! custom SQL that fails.
+//! custom SQL that fails. `check-config` refuses each of them with the same message.
 
 mod support;
 
@@ -34,7 +34,8 @@ async fn users_database(path: &Path, schema: &str) -> String {
     url
 }
 
-/// Runs `serve` with `users` as the `[users]` section; returns its output once it exited.
+/// Runs `check-config` and `serve` with `users` as the `[users]` section; asserts that they
+/// say the same; returns the output of `serve` once it exited.
 async fn serve_with_users(dir: &Path, users: &str) -> Output {
     let config = format!(
         "node_name = \"node1\"\n\
@@ -50,12 +51,40 @@ async fn serve_with_users(dir: &Path, users: &str) -> Output {
     );
     let path = dir.join("component.toml");
     fs::write(&path, config).expect("write config");
-    let mut command = tokio::process::Command::from(serve::command());
-    command.arg("serve").arg("--config").arg(&path);
-    tokio::time::timeout(EXIT_TIMEOUT, command.output())
+    let checked = run_to_end("check-config", &path).await;
+    let served = run_to_end("serve", &path).await;
+    assert_eq!(
+        error_line(&checked),
+        error_line(&served),
+        "check-config and serve disagree"
+    );
+    assert_eq!(checked.status.code(), served.status.code());
+    served
+}
+
+/// Runs `command --config path`; returns its output once it exited.
+async fn run_to_end(command: &str, path: &Path) -> Output {
+    let mut child = tokio::process::Command::from(serve::command());
+    child
+        .arg(command)
+        .arg("--config")
+        .arg(path)
+        .kill_on_drop(true);
+    tokio::time::timeout(EXIT_TIMEOUT, child.output())
         .await
-        .expect("serve exits at start-up instead of running half-configured")
-        .expect("run serve")
+        .unwrap_or_else(|_| {
+            panic!("{command} exits at start-up instead of running half-configured")
+        })
+        .expect("run the binary")
+}
+
+/// The `error: …` lines of a run.
+fn error_line(output: &Output) -> Vec<String> {
+    String::from_utf8_lossy(&output.stderr)
+        .lines()
+        .filter(|line| line.starts_with("error: "))
+        .map(str::to_owned)
+        .collect()
 }
 
 /// Asserts that `serve` failed and said each of `needles`.

@@ -153,7 +153,10 @@ impl Fault for DirectoryError {
     fn is_answered_by_database(&self) -> bool {
         match self {
             DirectoryError::Database(err) => matches!(err, sqlx::Error::Database(_)),
-            DirectoryError::Layout(_) => true,
+            DirectoryError::Connect(_) => false,
+            DirectoryError::Layout(_)
+            | DirectoryError::Config(_)
+            | DirectoryError::Placeholder { .. } => true,
         }
     }
 }

@@ -3,8 +3,16 @@
 
 use std::path::PathBuf;
 
+use anyhow::Context as _;
+
 use crate::config::Config;
+use crate::directory::Directory;
 use crate::store::Store;
+
+/// What `serve` says before an error of the job database, and `check-config` too.
+const JOB_DATABASE_CONTEXT: &str = "cannot open the job database (database.url)";
+/// What `serve` says before an error of the users database, and `check-config` too.
+const USERS_CONTEXT: &str = "cannot read the XMPP server's users ([users] section)";
 
 /// The configuration file of `serve`, `migrate` and `check-config`.
 #[derive(Debug, clap::Args)]
@@ -34,10 +42,45 @@ pub fn migrate(arg: ConfigArg) -> anyhow::Result<()> {
     })
 }
 
-/// `check-config`: validates the file.
-pub fn check_config(arg: ConfigArg) -> anyhow::Result<()> {
-    Config::load(&arg.config)?;
-    out!("{}: valid", arg.config.display());
+/// The arguments of `check-config`.
+#[derive(Debug, clap::Args)]
+pub struct CheckConfigArgs {
+    #[command(flatten)]
+    pub config: ConfigArg,
+    /// Check the file only, without connecting to the databases (e.g. on another machine).
+    #[arg(long)]
+    pub offline: bool,
+}
+
+/// `check-config`: what `serve` checks before it listens, with the same messages: the file
+/// (every key), then, unless `--offline`, the databases — the job database answers (it is not
+/// migrated), and the users database has the tables of `users.schema` and runs the custom
+/// statements. Not checked: whether `admin.listen` is free (a running instance holds it) and
+/// the XMPP server (`serve` waits for it).
+pub fn check_config(args: CheckConfigArgs) -> anyhow::Result<()> {
+    let path = args.config.config;
+    let config = Config::load(&path)?;
+    if args.offline {
+        out!("{}: valid (databases not checked)", path.display());
+        return Ok(());
+    }
+    with_runtime(check_databases(&config))?;
+    out!("{}: valid, databases reached", path.display());
+    Ok(())
+}
+
+/// The start-up checks of `serve` that need the databases, in its order and with its errors.
+async fn check_databases(config: &Config) -> anyhow::Result<()> {
+    Store::check(config.database.url.expose())
+        .await
+        .context(JOB_DATABASE_CONTEXT)?;
+    let directory = Directory::connect(&config.users)
+        .await
+        .context(USERS_CONTEXT)?;
+    directory
+        .warn_about_empty_domains(&config.domains)
+        .await
+        .context(USERS_CONTEXT)?;
     Ok(())
 }
 

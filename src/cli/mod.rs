@@ -56,10 +56,11 @@ pub enum Command {
     ///
     /// Example: xmpp-broadcast migrate --config /etc/xmpp-broadcast/component.toml
     Migrate(ConfigArg),
-    /// Check a configuration file and exit: 0 when it is valid.
+    /// Check a configuration file as `serve` does at start, databases included (not with
+    /// --offline), and exit: 0 when it is valid.
     ///
     /// Example: xmpp-broadcast check-config --config component.toml
-    CheckConfig(ConfigArg),
+    CheckConfig(component::CheckConfigArgs),
     /// Print the GraphQL schema of the admin API (SDL).
     ///
     /// Example: xmpp-broadcast schema > schema.graphql

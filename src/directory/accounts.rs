@@ -4,7 +4,7 @@
 //! (`$1` domain, `$2` instant, `$3` last username, `$4` limit).
 
 use crate::broadcast::Snapshot;
-use crate::config::UsersSchema;
+use crate::config::{COUNT_SQL, EXISTS_SQL, PAGE_SQL, PAGE_SQL_CURSOR, UsersSchema};
 
 use super::clock::Clock;
 use super::{Arg, Dialect, DirectoryError, Query, UsersPool};
@@ -99,33 +99,25 @@ impl Dated {
             UsersSchema::Custom(custom) => {
                 // Each statement runs once with harmless arguments, bound as in production: a
                 // syntax error, a missing table or a parameter of the wrong type shows now.
+                let exists: [Arg; EXISTS_SQL.parameters.len()] = [Arg::Text(""), Arg::Text("")];
+                let count: [Arg; COUNT_SQL.parameters.len()] =
+                    [Arg::Text(""), Arg::Text(END_OF_TIME)];
+                let page: [Arg; PAGE_SQL.parameters.len()] = [
+                    Arg::Text(""),
+                    Arg::Text(END_OF_TIME),
+                    Arg::Text(""),
+                    Arg::Int(1),
+                ];
                 let harmless: [(&str, &str, Vec<Arg<'static>>); 3] = [
-                    (
-                        "users.exists_sql",
-                        &custom.exists,
-                        vec![Arg::Text(""), Arg::Text("")],
-                    ),
-                    (
-                        "users.count_sql",
-                        &custom.count,
-                        vec![Arg::Text(""), Arg::Text(END_OF_TIME)],
-                    ),
-                    (
-                        "users.page_sql",
-                        &custom.page,
-                        vec![
-                            Arg::Text(""),
-                            Arg::Text(END_OF_TIME),
-                            Arg::Text(""),
-                            Arg::Int(1),
-                        ],
-                    ),
+                    (EXISTS_SQL.key, &custom.exists, exists.to_vec()),
+                    (COUNT_SQL.key, &custom.count, count.to_vec()),
+                    (PAGE_SQL.key, &custom.page, page.to_vec()),
                 ];
                 let checks = harmless
                     .into_iter()
                     .map(|(key, sql, args)| Check {
                         query: Query::operator(sql, dialect),
-                        integer: key != "users.page_sql",
+                        integer: key != PAGE_SQL.key,
                         args,
                         must_fail: false,
                         advice: format!("{key} fails on the users database"),
@@ -251,10 +243,8 @@ impl Dated {
             return Ok(Snapshot::Listed(Vec::new()));
         }
         let at = self.clock.snapshot_instant(pool).await?;
-        let count = self
-            .count
-            .integer(pool, &[Arg::Text(domain), Arg::Text(&at)])
-            .await?;
+        let args: [Arg; COUNT_SQL.parameters.len()] = [Arg::Text(domain), Arg::Text(&at)];
+        let count = self.count.integer(pool, &args).await?;
         Ok(Snapshot::CreatedBy { at, count })
     }
 
@@ -269,12 +259,22 @@ impl Dated {
         if !self.serves(domain) {
             return Ok(Vec::new());
         }
-        let args = [
+        let args: [Arg; PAGE_SQL.parameters.len()] = [
             Arg::Text(domain),
             Arg::Text(at),
             Arg::Text(after.unwrap_or("")),
             Arg::Int(i64::from(limit)),
         ];
-        Ok(self.page.strings(pool, &args).await?)
+        let page = self.page.strings(pool, &args).await?;
+        // A page that holds the previous page's last username again does not advance: paging
+        // on would send the same page forever.
+        if let Some(after) = after.filter(|after| page.iter().any(|user| user == after)) {
+            return Err(DirectoryError::Layout(format!(
+                "the page after {after:?} contains {after:?} again: {} must return only \
+                 usernames after ${}",
+                PAGE_SQL.key, PAGE_SQL_CURSOR
+            )));
+        }
+        Ok(page)
     }
 }

@@ -26,19 +26,41 @@ use std::time::Duration;
 use sqlx::mysql::{MySqlConnectOptions, MySqlPool, MySqlPoolOptions};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePool, SqlitePoolOptions};
-use sqlx::{AssertSqlSafe, ConnectOptions as _, Connection as _};
+use sqlx::{AssertSqlSafe, Connection as _};
 
 use crate::broadcast::Snapshot;
-use crate::config::{UsersConfig, UsersSchema};
+use crate::config::{ConfigError, EXISTS_SQL, UsersConfig, UsersSchema};
+use crate::database::{ConnectError, Target};
 use crate::placeholders::positional;
 
 use self::accounts::Dated;
 
+/// The users database, as connection errors name it.
+const USERS_DATABASE: &str = "the users database";
+/// The config key of its URL.
+const USERS_DATABASE_KEY: &str = "users.url";
+/// How long a statement waits for a free connection of the pool.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
+/// MySQL's error number for a time zone it does not know.
+const MYSQL_UNKNOWN_TIME_ZONE: u16 = 1298;
+
 /// A failure to read the server's accounts.
 #[derive(Debug, thiserror::Error)]
 pub enum DirectoryError {
+    /// The users database cannot be reached: where, and why.
+    #[error(transparent)]
+    Connect(#[from] ConnectError),
+    /// The `[users]` section is not valid (a hand-made [`UsersConfig`]; a loaded one was
+    /// checked already).
+    #[error(transparent)]
+    Config(#[from] ConfigError),
     #[error("users database: {0}")]
     Database(#[from] sqlx::Error),
+    /// A statement has a placeholder for which it is given no argument.
+    #[error(
+        "users database: a statement has a placeholder ${number} but is given {given} argument(s)"
+    )]
+    Placeholder { number: usize, given: usize },
     /// The database does not look as `[users]` says: the message says what to fix.
     #[error("users database: {0}")]
     Layout(String),
@@ -108,12 +130,12 @@ struct Query {
     binds: Vec<usize>,
 }
 
-/// Binds `args` in the order the statement's placeholders want them.
+/// Binds `args` (from [`Query::arguments`]) in order.
 macro_rules! bound {
-    ($query:expr, $statement:expr, $args:expr) => {{
+    ($query:expr, $args:expr) => {{
         let mut query = $query;
-        for &index in &$statement.binds {
-            query = match $args[index] {
+        for argument in $args {
+            query = match argument {
                 Arg::Text(text) => query.bind(text),
                 Arg::Int(number) => query.bind(number),
             };
@@ -148,22 +170,38 @@ impl Query {
         AssertSqlSafe(self.sql.clone())
     }
 
+    /// The arguments to bind, in the order of the statement's placeholders; an error (never a
+    /// panic) for a placeholder beyond `args`.
+    fn arguments<'a>(&self, args: &[Arg<'a>]) -> Result<Vec<Arg<'a>>, DirectoryError> {
+        self.binds
+            .iter()
+            .map(|&index| {
+                args.get(index).copied().ok_or(DirectoryError::Placeholder {
+                    number: index.saturating_add(1),
+                    given: args.len(),
+                })
+            })
+            .collect()
+    }
+
     /// The first column of every row, as text.
     async fn strings(
         &self,
         pool: &UsersPool,
         args: &[Arg<'_>],
-    ) -> Result<Vec<String>, sqlx::Error> {
-        on_pool!(pool, pool => {
-            bound!(sqlx::query_scalar(self.text()), self, args).fetch_all(pool).await
-        })
+    ) -> Result<Vec<String>, DirectoryError> {
+        let args = self.arguments(args)?;
+        Ok(on_pool!(pool, pool => {
+            bound!(sqlx::query_scalar(self.text()), args).fetch_all(pool).await?
+        }))
     }
 
     /// The first column of the one row, as an integer.
-    async fn integer(&self, pool: &UsersPool, args: &[Arg<'_>]) -> Result<i64, sqlx::Error> {
-        on_pool!(pool, pool => {
-            bound!(sqlx::query_scalar(self.text()), self, args).fetch_one(pool).await
-        })
+    async fn integer(&self, pool: &UsersPool, args: &[Arg<'_>]) -> Result<i64, DirectoryError> {
+        let args = self.arguments(args)?;
+        Ok(on_pool!(pool, pool => {
+            bound!(sqlx::query_scalar(self.text()), args).fetch_one(pool).await?
+        }))
     }
 
     /// The first row, as (text, integer).
@@ -171,10 +209,11 @@ impl Query {
         &self,
         pool: &UsersPool,
         args: &[Arg<'_>],
-    ) -> Result<(String, i64), sqlx::Error> {
-        on_pool!(pool, pool => {
-            bound!(sqlx::query_as(self.text()), self, args).fetch_one(pool).await
-        })
+    ) -> Result<(String, i64), DirectoryError> {
+        let args = self.arguments(args)?;
+        Ok(on_pool!(pool, pool => {
+            bound!(sqlx::query_as(self.text()), args).fetch_one(pool).await?
+        }))
     }
 }
 
@@ -183,6 +222,9 @@ impl Directory {
     /// `custom`, that the statements prepare), so that a wrong setting is reported at start-up
     /// instead of at the first broadcast.
     pub async fn connect(config: &UsersConfig) -> Result<Self, DirectoryError> {
+        if let UsersSchema::Custom(custom) = &config.schema {
+            custom.check()?;
+        }
         let pool = connect_pool(config).await?;
         let layout = match &config.schema {
             UsersSchema::Prosody => Layout::Prosody(prosody::Prosody::new(pool.dialect())),
@@ -224,7 +266,7 @@ impl Directory {
             Layout::Dated(dated) if dated.serves(domain) => &dated.exists,
             Layout::Dated(_) => return Ok(false),
         };
-        let args = [Arg::Text(domain), Arg::Text(username)];
+        let args: [Arg; EXISTS_SQL.parameters.len()] = [Arg::Text(domain), Arg::Text(username)];
         Ok(exists.integer(&self.pool, &args).await? > 0)
     }
 
@@ -284,9 +326,11 @@ impl Directory {
 }
 
 /// Opens the users database: read only where the driver allows, with sessions in the
-/// configured time zone.
+/// configured time zone. One direct connection comes first, so that an unreachable database or
+/// an unknown zone is reported at once with its cause (the pool would only time out).
 async fn connect_pool(config: &UsersConfig) -> Result<UsersPool, DirectoryError> {
     let url = config.url.expose();
+    let target = Target::new(USERS_DATABASE, USERS_DATABASE_KEY);
     let zone = config.time_zone.clone();
     let bad_zone = |err: sqlx::Error| {
         DirectoryError::Layout(format!(
@@ -297,44 +341,54 @@ async fn connect_pool(config: &UsersConfig) -> Result<UsersPool, DirectoryError>
     if url.starts_with("sqlite:") {
         // Read only, and no connection kept open between reads: the server owns this file.
         // SQLite's CURRENT_TIMESTAMP is UTC; users.time_zone does not apply.
-        let options = SqliteConnectOptions::from_str(url)?
+        let options = SqliteConnectOptions::from_str(url)
+            .map_err(|err| target.driver_error(err))?
             .read_only(true)
             .busy_timeout(Duration::from_secs(5));
+        let target = target.sqlite(&options);
+        target.sqlite_directory(&options)?;
         let pool = SqlitePoolOptions::new()
             .max_connections(1)
             .min_connections(0)
             .idle_timeout(Duration::from_secs(1))
             .connect_with(options)
-            .await?;
+            .await
+            .map_err(|err| target.driver_error(err))?;
         Ok(UsersPool::Sqlite(pool))
     } else if url.starts_with("mysql:") || url.starts_with("mariadb:") {
         let zone = config.time_zone.clone().unwrap_or_else(|| "+00:00".into());
-        let options = MySqlConnectOptions::from_str(url)?
+        let options = MySqlConnectOptions::from_str(url)
+            .map_err(|err| target.driver_error(err))?
             .timezone(Some(zone))
             .charset("utf8mb4");
-        // One connection first: a zone the server does not know fails it with a clear error
-        // (the pool would only time out).
-        match options.connect().await {
+        let target = target.mysql(&options);
+        match target.connect(&options).await {
             Ok(conn) => conn.close().await?,
-            Err(sqlx::Error::Database(err)) if config.time_zone.is_some() => {
+            Err(ConnectError {
+                cause: crate::database::Cause::Driver(sqlx::Error::Database(err)),
+                ..
+            }) if err
+                .try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>()
+                .is_some_and(|err| err.number() == MYSQL_UNKNOWN_TIME_ZONE) =>
+            {
                 return Err(bad_zone(sqlx::Error::Database(err)));
             }
             Err(err) => return Err(err.into()),
         }
         let pool = MySqlPoolOptions::new()
             .max_connections(2)
-            .acquire_timeout(Duration::from_secs(10))
+            .acquire_timeout(ACQUIRE_TIMEOUT)
             .connect_with(options)
-            .await?;
+            .await
+            .map_err(|err| target.driver_error(err))?;
         Ok(UsersPool::MySql(pool))
     } else {
         // sqlx starts every PostgreSQL session in UTC; `timestamp` columns are compared in the
         // zone the server's own sessions write them in.
         let zone: Arc<str> = config.time_zone.as_deref().unwrap_or("UTC").into();
-        let options = PgConnectOptions::from_str(url)?;
-        // One connection first: a zone the server does not know fails it with a clear error
-        // (the pool would only time out).
-        let mut conn = options.connect().await?;
+        let options = PgConnectOptions::from_str(url).map_err(|err| target.driver_error(err))?;
+        let target = target.postgres(&options);
+        let mut conn = target.connect(&options).await?;
         sqlx::query("SELECT set_config('TimeZone', $1, false)")
             .bind(&*zone)
             .execute(&mut conn)
@@ -343,7 +397,7 @@ async fn connect_pool(config: &UsersConfig) -> Result<UsersPool, DirectoryError>
         conn.close().await?;
         let pool = PgPoolOptions::new()
             .max_connections(2)
-            .acquire_timeout(Duration::from_secs(10))
+            .acquire_timeout(ACQUIRE_TIMEOUT)
             .after_connect(move |conn, _| {
                 let zone = zone.clone();
                 Box::pin(async move {
@@ -355,7 +409,8 @@ async fn connect_pool(config: &UsersConfig) -> Result<UsersPool, DirectoryError>
                 })
             })
             .connect_with(options)
-            .await?;
+            .await
+            .map_err(|err| target.driver_error(err))?;
         Ok(UsersPool::Postgres(pool))
     }
 }

@@ -53,7 +53,7 @@ impl Prosody {
         pool: &UsersPool,
         domain: &str,
     ) -> Result<Vec<String>, DirectoryError> {
-        Ok(self.usernames.strings(pool, &[Arg::Text(domain)]).await?)
+        self.usernames.strings(pool, &[Arg::Text(domain)]).await
     }
 
     /// Whether `domain` has at least one account (one short read).

@@ -218,7 +218,8 @@ impl Case {
             Arg::Text(created_at.unwrap_or_default()),
         ];
         on_pool!(&self.writer, pool => {
-            bound!(sqlx::query(query.text()), query, args).execute(pool).await.map(drop)
+            let args = query.arguments(&args).expect("three arguments");
+            bound!(sqlx::query(query.text()), args).execute(pool).await.map(drop)
         })
         .unwrap_or_else(|e| panic!("register {username}@{domain}: {e}"));
     }
@@ -525,5 +526,84 @@ async fn a_wrong_time_zone_shows_as_accounts_from_the_future() {
             .unwrap(),
         0
     );
+    case.finish().await;
+}
+
+/// A statement with a placeholder beyond its arguments is an error when bound, never a panic
+/// (an index out of bounds before), on every dialect's rewriting.
+#[test]
+fn a_placeholder_without_an_argument_is_an_error() {
+    for dialect in [Dialect::Sqlite, Dialect::Postgres, Dialect::MySql] {
+        let args = [Arg::Text(DOMAIN), Arg::Text("alice")];
+        let query = Query::operator("SELECT COUNT(*) FROM a WHERE d = $1 AND n = $3", dialect);
+        match query.arguments(&args) {
+            Err(DirectoryError::Placeholder {
+                number: 3,
+                given: 2,
+            }) => {}
+            other => panic!("{dialect:?}: {other:?}"),
+        }
+        // `$0` is not the first argument.
+        let query = Query::operator("SELECT COUNT(*) FROM a WHERE d = $0", dialect);
+        assert!(query.arguments(&args).is_err(), "{dialect:?}");
+        let query = Query::operator("SELECT COUNT(*) FROM a WHERE n = $2", dialect);
+        assert_eq!(query.arguments(&args).unwrap().len(), 1, "{dialect:?}");
+    }
+}
+
+/// A hand-made `[users]` section with a placeholder its statement is not given is refused
+/// when the directory connects, by key, before any statement runs.
+#[tokio::test]
+async fn custom_statements_with_foreign_placeholders_are_refused_at_connection() {
+    let case = Case::new(Kind::Custom, Dialect::Sqlite).await;
+    let mut config = case.config();
+    let UsersSchema::Custom(custom) = &mut config.schema else {
+        unreachable!("a custom case")
+    };
+    custom.exists.push_str(" AND name <> $3");
+    match Directory::connect(&config).await {
+        Err(DirectoryError::Config(err)) => {
+            let message = err.to_string();
+            assert!(
+                message.contains("`users.exists_sql`") && message.contains("$3"),
+                "{message}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    case.finish().await;
+}
+
+/// A custom page statement that ignores the previous page's last username would return the
+/// same page forever: the second page is refused instead.
+#[tokio::test]
+async fn a_page_that_does_not_advance_is_refused() {
+    let case = Case::new(Kind::Custom, Dialect::Sqlite).await;
+    for name in ["alice", "bob"] {
+        case.register(name, DOMAIN, None).await;
+    }
+    let mut config = case.config();
+    let UsersSchema::Custom(custom) = &mut config.schema else {
+        unreachable!("a custom case")
+    };
+    // Uses $3, but so that it filters nothing.
+    custom.page = "SELECT name FROM accounts WHERE domain = $1 AND registered_at <= $2 \
+                   AND (name > $3 OR 1 = 1) ORDER BY name LIMIT $4"
+        .into();
+    let directory = Directory::connect(&config).await.unwrap();
+    let Snapshot::CreatedBy { at, .. } = directory.snapshot(DOMAIN).await.unwrap() else {
+        panic!("a custom schema's snapshot is an instant")
+    };
+    let first = directory.page(DOMAIN, &at, None, 2).await.unwrap();
+    assert_eq!(first, ["alice", "bob"]);
+    match directory.page(DOMAIN, &at, Some("bob"), 2).await {
+        Err(DirectoryError::Layout(message)) => {
+            assert!(
+                message.contains("users.page_sql") && message.contains("$3"),
+                "{message}"
+            )
+        }
+        other => panic!("{other:?}"),
+    }
     case.finish().await;
 }

@@ -18,15 +18,34 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use sqlx::Connection as _;
 use sqlx::mysql::{MySqlConnectOptions, MySqlPool, MySqlPoolOptions};
-use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
 
 use crate::broadcast::{
     ExecutionState, InvalidRow, Job, JobId, JobSpec, Lease, MAX_JOB_ID, RowProblem, Snapshot,
 };
 
+use crate::database::{ConnectError, Target};
+
 use self::sql::Statements;
+
+/// The job database, as connection errors name it.
+const JOB_DATABASE: &str = "the job database";
+/// The config key of its URL.
+const JOB_DATABASE_KEY: &str = "database.url";
+/// How long a statement waits for a free connection of the pool.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The job database's SQLite options (WAL, foreign keys, busy timeout), without creating it.
+fn sqlite_options(url: &str, target: &Target) -> Result<SqliteConnectOptions, ConnectError> {
+    Ok(SqliteConnectOptions::from_str(url)
+        .map_err(|err| target.driver_error(err))?
+        .journal_mode(SqliteJournalMode::Wal)
+        .foreign_keys(true)
+        .busy_timeout(Duration::from_secs(10)))
+}
 
 /// Rows sent to the database per statement when a recipient snapshot is written.
 const SNAPSHOT_CHUNK: usize = 5_000;
@@ -37,6 +56,9 @@ pub enum StoreError {
     /// The domain already has a running job (the database's unique index said so).
     #[error("the domain already has a running broadcast job")]
     RunningJobExists,
+    /// The job database cannot be reached: where, and why.
+    #[error(transparent)]
+    Connect(#[from] ConnectError),
     #[error("job database: {0}")]
     Database(#[from] sqlx::Error),
     #[error("job database migration: {0}")]
@@ -80,40 +102,85 @@ macro_rules! on_pool {
 
 impl Store {
     /// Connects to the job database named by `url` (`postgres://`, `mysql://` or `sqlite:`) and
-    /// brings its schema up to date.
+    /// brings its schema up to date. A database that cannot be reached is reported at once,
+    /// with its address and the cause ([`StoreError::Connect`]).
     pub async fn connect(url: &str, max_connections: u32) -> Result<Self, StoreError> {
+        let target = Target::new(JOB_DATABASE, JOB_DATABASE_KEY);
         let store = if url.starts_with("mysql:") || url.starts_with("mariadb:") {
             // UTC sessions: NOW(6) and the DATETIME(6) columns are UTC (sqlx's default too).
-            let options = MySqlConnectOptions::from_str(url)?
+            let options = MySqlConnectOptions::from_str(url)
+                .map_err(|err| target.driver_error(err))?
                 .timezone(Some("+00:00".to_owned()))
                 .charset("utf8mb4");
+            let target = target.mysql(&options);
+            target.connect(&options).await?.close().await.ok();
             let pool = MySqlPoolOptions::new()
                 .max_connections(max_connections)
-                .acquire_timeout(Duration::from_secs(10))
+                .acquire_timeout(ACQUIRE_TIMEOUT)
                 .connect_with(options)
-                .await?;
+                .await
+                .map_err(|err| target.driver_error(err))?;
             Store::MySql(pool)
         } else if url.starts_with("sqlite:") {
-            let options = SqliteConnectOptions::from_str(url)?
-                .create_if_missing(true)
-                .journal_mode(SqliteJournalMode::Wal)
-                .foreign_keys(true)
-                .busy_timeout(Duration::from_secs(10));
+            let options = sqlite_options(url, &target)?.create_if_missing(true);
+            let target = target.sqlite(&options);
+            target.sqlite_directory(&options)?;
             let pool = SqlitePoolOptions::new()
                 .max_connections(max_connections)
                 .connect_with(options)
-                .await?;
+                .await
+                .map_err(|err| target.driver_error(err))?;
             Store::Sqlite(pool)
         } else {
+            let options =
+                PgConnectOptions::from_str(url).map_err(|err| target.driver_error(err))?;
+            let target = target.postgres(&options);
+            target.connect(&options).await?.close().await.ok();
             let pool = PgPoolOptions::new()
                 .max_connections(max_connections)
-                .acquire_timeout(Duration::from_secs(10))
-                .connect(url)
-                .await?;
+                .acquire_timeout(ACQUIRE_TIMEOUT)
+                .connect_with(options)
+                .await
+                .map_err(|err| target.driver_error(err))?;
             Store::Postgres(pool)
         };
         store.migrate().await?;
         Ok(store)
+    }
+
+    /// Checks, without changing anything, that [`Store::connect`] can reach the job database,
+    /// with the same error if not: one connection to PostgreSQL or MySQL; for SQLite, that the
+    /// file's directory exists and, if the file does, that it is a database. The schema is not
+    /// migrated.
+    pub async fn check(url: &str) -> Result<(), StoreError> {
+        let target = Target::new(JOB_DATABASE, JOB_DATABASE_KEY);
+        if url.starts_with("mysql:") || url.starts_with("mariadb:") {
+            let options =
+                MySqlConnectOptions::from_str(url).map_err(|err| target.driver_error(err))?;
+            let target = target.mysql(&options);
+            target.connect(&options).await?.close().await.ok();
+        } else if url.starts_with("sqlite:") {
+            // Read only, without the pragmas of `sqlite_options`: nothing is written.
+            let options = SqliteConnectOptions::from_str(url)
+                .map_err(|err| target.driver_error(err))?
+                .read_only(true);
+            let target = target.sqlite(&options);
+            target.sqlite_directory(&options)?;
+            if options.get_filename().exists() {
+                let mut connection = target.connect(&options).await?;
+                sqlx::query("SELECT COUNT(*) FROM sqlite_master")
+                    .execute(&mut connection)
+                    .await
+                    .map_err(|err| target.driver_error(err))?;
+                connection.close().await.ok();
+            }
+        } else {
+            let options =
+                PgConnectOptions::from_str(url).map_err(|err| target.driver_error(err))?;
+            let target = target.postgres(&options);
+            target.connect(&options).await?.close().await.ok();
+        }
+        Ok(())
     }
 
     async fn migrate(&self) -> Result<(), StoreError> {
