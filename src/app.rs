@@ -17,6 +17,12 @@ use crate::metrics::Metrics;
 use crate::store::Store;
 use crate::xmpp::Connection;
 
+/// What `serve` (and `check-config`, which runs the same checks) says before an error of the
+/// job database.
+pub const JOB_DATABASE_CONTEXT: &str = "cannot open the job database (database.url)";
+/// What `serve` and `check-config` say before an error of the users database.
+pub const USERS_CONTEXT: &str = "cannot read the XMPP server's users ([users] section)";
+
 /// Runs the component with the admin API on `listener` until `shutdown` is cancelled; then
 /// stops the workers, lets this instance's leases expire and closes the connections.
 pub async fn run(
@@ -29,14 +35,14 @@ pub async fn run(
         config.database.max_connections,
     )
     .await
-    .context("cannot open the job database (database.url)")?;
+    .context(JOB_DATABASE_CONTEXT)?;
     let directory = Directory::connect(&config.users)
         .await
-        .context("cannot read the XMPP server's users ([users] section)")?;
+        .context(USERS_CONTEXT)?;
     directory
         .warn_about_empty_domains(&config.domains)
         .await
-        .context("cannot read the XMPP server's users ([users] section)")?;
+        .context(USERS_CONTEXT)?;
 
     let connection_stop = CancellationToken::new();
     let (connection, connection_task) =

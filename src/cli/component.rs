@@ -5,14 +5,10 @@ use std::path::PathBuf;
 
 use anyhow::Context as _;
 
+use crate::app::{JOB_DATABASE_CONTEXT, USERS_CONTEXT};
 use crate::config::Config;
 use crate::directory::Directory;
 use crate::store::Store;
-
-/// What `serve` says before an error of the job database, and `check-config` too.
-const JOB_DATABASE_CONTEXT: &str = "cannot open the job database (database.url)";
-/// What `serve` says before an error of the users database, and `check-config` too.
-const USERS_CONTEXT: &str = "cannot read the XMPP server's users ([users] section)";
 
 /// The configuration file of `serve`, `migrate` and `check-config`.
 #[derive(Debug, clap::Args)]
