@@ -17,6 +17,8 @@ pub mod config;
 pub mod database;
 /// The XMPP server's accounts, read from its SQL database.
 pub mod directory;
+/// What a broadcast job is: the request, its limits, the stored job, its lease and snapshot.
+pub mod job;
 /// The log's format: one line per event, values escaped and cut.
 pub mod logging;
 /// The Prometheus metrics.

@@ -7,11 +7,10 @@ use std::time::{Duration, Instant};
 
 use jid::BareJid;
 use tokio_util::sync::CancellationToken;
-use xmpp_broadcast::broadcast::{
-    ExecutionState, JobSpec, Lease, Manager, RecipientGroup, Snapshot,
-};
+use xmpp_broadcast::broadcast::Manager;
 use xmpp_broadcast::config::{ComponentConfig, Secret, UsersConfig, UsersSchema};
 use xmpp_broadcast::directory::Directory;
+use xmpp_broadcast::job::{ExecutionState, JobSpec, Lease, RecipientGroup, Snapshot};
 use xmpp_broadcast::metrics::Metrics;
 use xmpp_broadcast::store::Store;
 use xmpp_broadcast::xmpp::{Connection, message_id};
@@ -57,15 +56,7 @@ async fn a_batch_cut_by_a_disconnect_is_sent_again_before_it_counts() {
         lease_time,
     );
     let job = store.get_job(id).await.unwrap().unwrap();
-    manager.launch(
-        job,
-        Lease {
-            job_id: id,
-            owner: "node1".into(),
-            epoch: 1,
-        },
-        true,
-    );
+    manager.launch(job, Lease::first(id, "node1"), true);
 
     let deadline = Instant::now() + Duration::from_secs(30);
     let job = loop {

@@ -18,8 +18,8 @@ use tokio_util::task::TaskTracker;
 
 use crate::broadcast::safety::Safety;
 use crate::broadcast::worker::{Worker, WorkerEnd};
-use crate::broadcast::{ExecutionState, InvalidRow, Job, JobId, Lease};
 use crate::directory::Directory;
+use crate::job::{ExecutionState, InvalidRow, Job, JobId, Lease};
 use crate::metrics::{JobEnd, Metrics};
 use crate::store::{Store, StoreError};
 use crate::xmpp::Connection;
@@ -457,8 +457,8 @@ mod tests {
     use jid::BareJid;
 
     use super::*;
-    use crate::broadcast::{JobSpec, RecipientGroup, Snapshot};
     use crate::config::{ComponentConfig, Secret, UsersConfig, UsersSchema};
+    use crate::job::{JobSpec, RecipientGroup, Snapshot};
 
     const LEASE_TIME: Duration = Duration::from_secs(60);
     /// How long a test waits for a job to end.

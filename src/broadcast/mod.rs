@@ -1,19 +1,18 @@
-//! The broadcast domain: requests and their validation, jobs, the worker that sends one job, the
-//! manager that runs this instance's workers, and the operations the admin API calls.
+//! Running broadcasts: the worker that sends one job, the manager that runs this instance's
+//! workers, and the operations the admin API calls. What a job is lives in [`crate::job`].
 
-mod job;
 mod manager;
 mod recipients;
 mod safety;
 mod service;
-pub mod spec;
 mod worker;
 
-pub use job::{
-    ExecutionState, InvalidRow, Job, JobId, Lease, MAX_JOB_ID, RowProblem, Sending, Snapshot,
+pub use crate::job::spec::{self, Parameter};
+pub use crate::job::{
+    BroadcastRequest, ExecutionState, InvalidRequest, InvalidRow, Job, JobId, JobSpec, Lease,
+    MAX_JOB_ID, RecipientGroup, RowProblem, Sending, Snapshot,
 };
 pub use manager::Manager;
 pub use safety::Safety;
 pub use service::{AbortError, Broadcasts, Preview, QueryError, StartError};
-pub use spec::{BroadcastRequest, InvalidRequest, JobSpec, Parameter, RecipientGroup};
 pub use worker::WorkerEnd;

@@ -6,8 +6,8 @@
 //! every time. Either way pages come in the order the cursor is compared in, so a resumed job
 //! continues after its last committed recipient.
 
-use crate::broadcast::Job;
 use crate::directory::{Directory, DirectoryError};
+use crate::job::Job;
 use crate::store::{Store, StoreError};
 
 /// A failure to read a page of recipients; the worker retries it.

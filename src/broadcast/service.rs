@@ -5,9 +5,10 @@
 
 use std::time::Duration;
 
-use crate::broadcast::spec::{self, BroadcastRequest, InvalidRequest, JobSpec};
-use crate::broadcast::{ExecutionState, Job, JobId, Lease, Manager, Snapshot};
+use crate::broadcast::Manager;
 use crate::directory::{Directory, DirectoryError};
+use crate::job::spec::{self, BroadcastRequest, InvalidRequest, JobSpec};
+use crate::job::{ExecutionState, Job, JobId, Lease, Snapshot};
 use crate::store::{Store, StoreError};
 
 /// Why a broadcast could not be started. Nothing was written in any case.
@@ -143,12 +144,7 @@ impl Broadcasts {
         tracing::info!(job_id = id, domain = %spec.domain, name = %spec.name, recipients = recipients.len(), rate = spec.rate, "broadcast started");
         match self.store.get_job(id).await {
             Ok(Some(job)) => {
-                let lease = Lease {
-                    job_id: id,
-                    owner: node.to_owned(),
-                    epoch: 1,
-                };
-                self.manager.launch(job, lease, true);
+                self.manager.launch(job, Lease::first(id, node), true);
             }
             // The job is stored and owned; the manager resumes it at its next start.
             Ok(None) | Err(_) => {

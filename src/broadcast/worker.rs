@@ -31,10 +31,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::broadcast::Safety;
 use crate::broadcast::recipients::{PageError, Recipients};
-use crate::broadcast::spec::batch_size;
-use crate::broadcast::{Job, Lease, Sending};
 use crate::directory::Directory;
 use crate::directory::DirectoryError;
+use crate::job::spec::batch_size;
+use crate::job::{Job, Lease, Sending};
 use crate::metrics::Metrics;
 use crate::store::{Outcome, Store, StoreError};
 use crate::xmpp::{Announcement, Connection, LinkDown};

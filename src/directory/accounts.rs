@@ -3,8 +3,8 @@
 //! arguments: exists (`$1` domain, `$2` username), count (`$1` domain, `$2` instant) and page
 //! (`$1` domain, `$2` instant, `$3` last username, `$4` limit).
 
-use crate::broadcast::Snapshot;
 use crate::config::{COUNT_SQL, EXISTS_SQL, PAGE_SQL, PAGE_SQL_CURSOR, UsersSchema};
+use crate::job::Snapshot;
 
 use super::clock::Clock;
 use super::{Arg, Dialect, DirectoryError, Query, UsersPool};

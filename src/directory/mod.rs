@@ -28,9 +28,9 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePool, SqlitePoolOptions};
 use sqlx::{AssertSqlSafe, Connection as _};
 
-use crate::broadcast::Snapshot;
 use crate::config::{ConfigError, EXISTS_SQL, UsersConfig, UsersSchema};
 use crate::database::{ConnectError, Target};
+use crate::job::Snapshot;
 use crate::placeholders::positional;
 
 use self::accounts::Dated;

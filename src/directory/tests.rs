@@ -9,8 +9,8 @@ use sqlx::sqlite::SqliteConnectOptions;
 use sqlx::{AssertSqlSafe, mysql::MySqlPool, postgres::PgPool, sqlite::SqlitePool};
 
 use super::{Arg, Dialect, Directory, DirectoryError, Query, UsersPool};
-use crate::broadcast::Snapshot;
 use crate::config::{CustomQueries, Secret, UsersConfig, UsersSchema};
+use crate::job::Snapshot;
 use crate::test_support::Scratch;
 
 const DOMAIN: &str = "example.com";
@@ -442,7 +442,7 @@ async fn the_time_zone_is_checked_at_connection() {
 /// only reads, so a job stored beside ejabberd's tables pages them as usual.
 #[tokio::test]
 async fn the_users_database_can_hold_the_jobs() {
-    use crate::broadcast::{JobSpec, RecipientGroup};
+    use crate::job::{JobSpec, RecipientGroup};
     use crate::store::Store;
 
     on_dialects(

@@ -23,7 +23,7 @@ use sqlx::mysql::{MySqlConnectOptions, MySqlPool, MySqlPoolOptions};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
 
-use crate::broadcast::{
+use crate::job::{
     ExecutionState, InvalidRow, Job, JobId, JobSpec, Lease, MAX_JOB_ID, RowProblem, Snapshot,
 };
 
@@ -200,7 +200,8 @@ impl Store {
         }
     }
 
-    /// Creates a running job owned by `owner`, with its lease and its recipient snapshot (the
+    /// Creates a running job owned by `owner`, with its lease ([`Lease::first`]) and its
+    /// recipient snapshot (the
     /// listed usernames, or the instant that bounds them), in one transaction. Fails with
     /// [`StoreError::RunningJobExists`] if the domain has a running job.
     pub async fn create_job(
@@ -237,6 +238,7 @@ impl Store {
             sqlx::query(sql.insert_lease)
                 .bind(id)
                 .bind(owner)
+                .bind(Lease::FIRST_EPOCH)
                 .bind(lease_time.as_secs_f64())
                 .execute(&mut *tx)
                 .await?;

@@ -44,7 +44,9 @@ pub struct Statements {
     pub insert_job: &'static str,
     /// The id the last insert on this connection generated.
     pub last_insert_id: &'static str,
-    /// `$1` job id, `$2` owner, `$3` lease seconds.
+    /// `$1` job id, `$2` owner, `$3` epoch ([`Lease::FIRST_EPOCH`]), `$4` lease seconds.
+    ///
+    /// [`Lease::FIRST_EPOCH`]: crate::job::Lease::FIRST_EPOCH
     pub insert_lease: &'static str,
     /// `$1` job id, `$2` JSON array of usernames.
     pub insert_recipients: &'static str,
@@ -112,9 +114,9 @@ macro_rules! statements {
             ),
             last_insert_id: $finish($last_insert_id),
             insert_lease: $finish(concat!(
-                "INSERT INTO xb_leases (job_id, owner, epoch, expires_at) VALUES ($1, $2, 1, ",
+                "INSERT INTO xb_leases (job_id, owner, epoch, expires_at) VALUES ($1, $2, $3, ",
                 $later_open,
-                "$3",
+                "$4",
                 $later_close,
                 ")"
             )),

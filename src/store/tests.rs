@@ -7,8 +7,8 @@ use std::time::Duration;
 use jid::BareJid;
 
 use super::{Outcome, Store, StoreError};
-use crate::broadcast::{ExecutionState, JobSpec, Lease, RecipientGroup, Snapshot};
-use crate::broadcast::{InvalidRow, MAX_JOB_ID, RowProblem};
+use crate::job::{ExecutionState, JobSpec, Lease, RecipientGroup, Snapshot};
+use crate::job::{InvalidRow, MAX_JOB_ID, RowProblem};
 use crate::test_support::Scratch;
 
 const LEASE: Duration = Duration::from_secs(60);
@@ -441,8 +441,8 @@ async fn deletes_only_inactive_jobs_of_the_domain(store: Store) {
 /// The longest texts the API accepts, in characters that take the most bytes: every field comes
 /// back unchanged, and listed recipients with non-ASCII names are paged in byte order.
 async fn unicode_at_the_limits_round_trips(store: Store) {
-    use crate::broadcast::BroadcastRequest;
-    use crate::broadcast::spec::{BODY_LENGTH, NAME_LENGTH, SUBJECT_LENGTH};
+    use crate::job::BroadcastRequest;
+    use crate::job::spec::{BODY_LENGTH, NAME_LENGTH, SUBJECT_LENGTH};
 
     let request = BroadcastRequest {
         // 250 user-perceived characters of 11 bytes each (a ZWJ sequence).

@@ -12,7 +12,7 @@ use tokio_xmpp::parsers::ping::Ping;
 use tokio_xmpp::parsers::stanza_error::{DefinedCondition, ErrorType, StanzaError};
 use tokio_xmpp::parsers::stanza_id::OriginId;
 
-use crate::broadcast::JobId;
+use crate::job::JobId;
 
 /// The id of the message for `recipient` in job `job_id`, used both as the stanza id and as the
 /// XEP-0359 origin-id: `xb-` followed by the lower-case hex SHA-1 of `"{job_id}:{recipient}"`.
@@ -346,8 +346,8 @@ mod tests {
         use proptest::prelude::*;
 
         use super::*;
-        use crate::broadcast::spec::is_xml_char;
-        use crate::broadcast::{BroadcastRequest, JobSpec, MAX_JOB_ID, RecipientGroup};
+        use crate::job::spec::is_xml_char;
+        use crate::job::{BroadcastRequest, JobSpec, MAX_JOB_ID, RecipientGroup};
 
         /// Text made of any characters and of pieces that XML treats specially.
         fn text() -> impl Strategy<Value = String> {

@@ -1,12 +1,19 @@
+//! What a broadcast job is, below every module that handles one (store, directory, xmpp,
+//! broadcast): the request and its validation ([`spec`]), and the job as stored.
+//!
 //! A broadcast job as stored: its definition, state, progress and owner, and the checks that
 //! stored data is usable, made where it is turned into these types.
+
+pub mod spec;
+
+pub use spec::{BroadcastRequest, InvalidRequest, JobSpec, RecipientGroup};
 
 use std::num::NonZeroU32;
 
 use chrono::{DateTime, Utc};
 use jid::BareJid;
 
-use crate::broadcast::spec::{self, Parameter};
+use self::spec::Parameter;
 
 /// Identifier of a job, assigned by the job store.
 pub type JobId = i64;
@@ -208,6 +215,20 @@ pub struct Lease {
     pub owner: String,
     /// Raised at each claim, so that an older holder's writes match no row.
     pub epoch: i64,
+}
+
+impl Lease {
+    /// The epoch of the lease a job is created with.
+    pub const FIRST_EPOCH: i64 = 1;
+
+    /// The lease a new job is created with, held by its creator.
+    pub fn first(job_id: JobId, owner: &str) -> Lease {
+        Lease {
+            job_id,
+            owner: owner.to_owned(),
+            epoch: Lease::FIRST_EPOCH,
+        }
+    }
 }
 
 #[cfg(test)]
