@@ -8,6 +8,8 @@
 
 use prometheus::{Encoder, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder};
 
+use crate::job::JobEnd;
+
 /// This instance's metrics; cheap to clone.
 #[derive(Clone)]
 pub struct Metrics {
@@ -20,14 +22,6 @@ pub struct Metrics {
     recipients_processed: IntCounterVec,
     recipients_success: IntCounterVec,
     recipients_skipped: IntCounterVec,
-}
-
-/// How a job stopped running on this instance.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum JobEnd {
-    Finished,
-    AbortedByAdmin,
-    AbortedByError,
 }
 
 impl Metrics {

@@ -17,10 +17,10 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::broadcast::safety::Safety;
-use crate::broadcast::worker::{Worker, WorkerEnd};
+use crate::broadcast::worker::Worker;
 use crate::directory::Directory;
-use crate::job::{ExecutionState, InvalidRow, Job, JobId, Lease};
-use crate::metrics::{JobEnd, Metrics};
+use crate::job::{ExecutionState, InvalidRow, Job, JobEnd, JobId, Lease};
+use crate::metrics::Metrics;
 use crate::store::{Store, StoreError};
 use crate::xmpp::Connection;
 
@@ -191,10 +191,9 @@ impl Manager {
                 .expect("worker map lock")
                 .remove(&job_id);
             let job_end = match end {
-                WorkerEnd::Finished => Some(JobEnd::Finished),
-                WorkerEnd::Failed => Some(JobEnd::AbortedByError),
-                _ if inner.stop.is_cancelled() => None,
-                WorkerEnd::Stopped | WorkerEnd::LeaseLost => manager.why_stopped(job_id).await,
+                Some(end) => Some(end),
+                None if inner.stop.is_cancelled() => None,
+                None => manager.why_stopped(job_id).await,
             };
             inner.metrics.worker_down(&domain, job_end);
         });

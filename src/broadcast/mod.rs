@@ -15,4 +15,3 @@ pub use crate::job::{
 pub use manager::Manager;
 pub use safety::Safety;
 pub use service::{AbortError, Broadcasts, Preview, QueryError, StartError};
-pub use worker::WorkerEnd;

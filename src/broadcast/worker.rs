@@ -34,27 +34,13 @@ use crate::broadcast::recipients::{PageError, Recipients};
 use crate::directory::Directory;
 use crate::directory::DirectoryError;
 use crate::job::spec::batch_size;
-use crate::job::{Job, Lease, Sending};
+use crate::job::{Job, JobEnd, Lease, Sending};
 use crate::metrics::Metrics;
 use crate::store::{Outcome, Store, StoreError};
 use crate::xmpp::{Announcement, Connection, LinkDown};
 
 /// Longest pause between retries of a failed database call.
 const RETRY_MAX: Duration = Duration::from_secs(10);
-
-/// How a worker ended.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum WorkerEnd {
-    /// Every recipient was processed and the job is recorded as finished.
-    Finished,
-    /// Told to stop: the instance is shutting down (the job resumes later), or the manager
-    /// found the job aborted or its lease taken.
-    Stopped,
-    /// The lease was lost or the job was stopped elsewhere; nothing more was written.
-    LeaseLost,
-    /// A lasting fault ended the job; it is recorded as ABORT_ERROR.
-    Failed,
-}
 
 /// One running job on this instance.
 pub struct Worker {
@@ -171,38 +157,41 @@ impl Fault for PageError {
 }
 
 impl Worker {
-    pub async fn run(self) -> WorkerEnd {
+    /// Runs the job until it ends here ([`JobEnd::Finished`], or [`JobEnd::AbortedByError`]
+    /// recorded by this worker), or until it stops without ending it (`None`: told to stop, or
+    /// the lease is gone; the manager finds out why).
+    pub async fn run(self) -> Option<JobEnd> {
         let job_id = self.job.id;
         match self.run_batches().await {
-            Ok(()) => WorkerEnd::Finished,
+            Ok(()) => Some(JobEnd::Finished),
             Err(Interrupt::Stop) => {
                 tracing::info!(
                     job_id,
                     "worker stopped; the job resumes from its last batch"
                 );
-                WorkerEnd::Stopped
+                None
             }
             Err(Interrupt::LeaseLost) => {
                 tracing::warn!(job_id, "the job is no longer ours to run; stopped sending");
-                WorkerEnd::LeaseLost
+                None
             }
             Err(Interrupt::Failed(reason)) => self.give_up(reason).await,
         }
     }
 
     /// Records a job that a lasting fault stopped as ABORT_ERROR, if the database lets us.
-    async fn give_up(&self, reason: String) -> WorkerEnd {
+    async fn give_up(&self, reason: String) -> Option<JobEnd> {
         let job_id = self.job.id;
         tracing::error!(job_id, %reason, "giving the job up");
         let processed = self.committed.load(Ordering::Relaxed);
         let outcome = Outcome::AbortError { reason };
         match self.store.complete(&self.lease, &outcome, processed).await {
-            Ok(true) => WorkerEnd::Failed,
-            Ok(false) => WorkerEnd::LeaseLost,
+            Ok(true) => Some(JobEnd::AbortedByError),
+            Ok(false) => None,
             Err(err) => {
                 // The job stays running and owned: it is resumed when the database recovers.
                 tracing::error!(job_id, error = %err, "cannot record the job as failed");
-                WorkerEnd::Stopped
+                None
             }
         }
     }

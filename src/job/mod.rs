@@ -208,6 +208,19 @@ impl Snapshot {
     }
 }
 
+/// How a job ended: recorded in the job database, counted in the metrics. A worker that stops
+/// without ending its job (shutdown, lease taken) reports no end: the job goes on elsewhere or
+/// later.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobEnd {
+    /// Every recipient was processed: FINISHED.
+    Finished,
+    /// An administrator aborted it: ABORT_ADMIN.
+    AbortedByAdmin,
+    /// A lasting fault or unusable stored data ended it: ABORT_ERROR.
+    AbortedByError,
+}
+
 /// The right to run one job: every write a worker makes is conditional on it (invariant 1).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Lease {
