@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::broadcast::safety::Safety;
-use crate::broadcast::worker::Worker;
+use crate::broadcast::worker::{Shared, Worker};
 use crate::directory::Directory;
 use crate::job::{ExecutionState, InvalidRow, Job, JobEnd, JobId, Lease};
 use crate::metrics::Metrics;
@@ -166,21 +166,15 @@ impl Manager {
             inner.metrics.job_started(&domain);
         }
         inner.metrics.worker_up(&domain);
-        let committed = std::sync::atomic::AtomicI64::new(job.recipients_processed);
-        let chunk = super::worker::chunk_size(job.rate);
-        let worker = Worker {
-            safety: inner.safety.clone(),
-            fault_limit: fault_limit(inner.lease_time),
-            committed,
-            chunk,
+        let shared = Shared {
             store: inner.store.clone(),
             directory: inner.directory.clone(),
             connection: inner.connection.clone(),
             metrics: inner.metrics.clone(),
-            lease,
-            job,
-            stop,
+            safety: inner.safety.clone(),
+            fault_limit: fault_limit(inner.lease_time),
         };
+        let worker = Worker::new(shared, job, lease, stop);
         let manager = self.clone();
         inner.tasks.spawn(async move {
             let end = worker.run().await;

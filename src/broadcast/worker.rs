@@ -42,24 +42,64 @@ use crate::xmpp::{Announcement, Connection, LinkDown};
 /// Longest pause between retries of a failed database call.
 const RETRY_MAX: Duration = Duration::from_secs(10);
 
-/// One running job on this instance.
-pub struct Worker {
+/// What the workers of an instance share: its databases, its connection, its metrics and its
+/// safety deadline.
+#[derive(Clone)]
+pub struct Shared {
     pub store: Store,
     /// The users database, for jobs whose snapshot is an instant of it.
     pub directory: Directory,
     pub connection: Connection,
     pub metrics: Metrics,
     pub safety: Safety,
-    pub lease: Lease,
-    pub job: Job,
-    pub stop: CancellationToken,
     /// How long the database may keep answering a call with an error before the job is
     /// given up as ABORT_ERROR.
     pub fault_limit: Duration,
+}
+
+/// One running job on this instance.
+pub struct Worker {
+    store: Store,
+    directory: Directory,
+    connection: Connection,
+    metrics: Metrics,
+    safety: Safety,
+    fault_limit: Duration,
+    lease: Lease,
+    job: Job,
+    stop: CancellationToken,
     /// Recipients processed in committed batches.
-    pub committed: AtomicI64,
+    committed: AtomicI64,
     /// Messages sent together: [`chunk_size`] of the job's rate.
-    pub chunk: NonZeroU32,
+    chunk: NonZeroU32,
+}
+
+impl Worker {
+    /// The worker of `job` under `lease`, from its committed progress; it stops when `stop` is
+    /// cancelled.
+    pub fn new(shared: Shared, job: Job, lease: Lease, stop: CancellationToken) -> Worker {
+        let Shared {
+            store,
+            directory,
+            connection,
+            metrics,
+            safety,
+            fault_limit,
+        } = shared;
+        Worker {
+            committed: AtomicI64::new(job.recipients_processed),
+            chunk: chunk_size(job.rate),
+            store,
+            directory,
+            connection,
+            metrics,
+            safety,
+            fault_limit,
+            lease,
+            job,
+            stop,
+        }
+    }
 }
 
 /// Chunks a worker sends per second at most: each is one wake-up and one socket write, which
