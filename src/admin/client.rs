@@ -15,13 +15,14 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 pub use super::codes::{ErrorCode, Failure};
+pub use crate::job::ExecutionState;
 
 /// How long connecting to the admin listener may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a whole request may take; starting a job reads the domain's accounts.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// Every field of `Broadcast`, in the order of [`BroadcastJob`].
+/// Every field of `Broadcast`, in the order of [`ApiJob`].
 const JOB_FIELDS: &str = "id name domain messageSubject messageBody senderJid messageRate \
     ownerNode createTimestamp startTimestamp stopTimestamp executionState abortionReason \
     recipientGroup recipientCount recipientsProcessed";
@@ -61,7 +62,7 @@ fn list_document() -> String {
 /// so that serialising it gives back the API's JSON object.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct BroadcastJob {
+pub struct ApiJob {
     pub id: i64,
     pub name: String,
     pub domain: String,
@@ -75,39 +76,11 @@ pub struct BroadcastJob {
     pub create_timestamp: String,
     pub start_timestamp: Option<String>,
     pub stop_timestamp: Option<String>,
-    pub execution_state: JobState,
+    pub execution_state: ExecutionState,
     pub abortion_reason: Option<String>,
     pub recipient_group: String,
     pub recipient_count: i64,
     pub recipients_processed: i64,
-}
-
-/// `executionState` of a job.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum JobState {
-    Running,
-    Finished,
-    AbortError,
-    AbortAdmin,
-}
-
-impl JobState {
-    /// The name the API uses, such as `ABORT_ADMIN`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            JobState::Running => "RUNNING",
-            JobState::Finished => "FINISHED",
-            JobState::AbortError => "ABORT_ERROR",
-            JobState::AbortAdmin => "ABORT_ADMIN",
-        }
-    }
-}
-
-impl std::fmt::Display for JobState {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
 }
 
 /// The answer of a mutation: what was done, to which jobs.
@@ -130,7 +103,7 @@ pub struct RecipientsPreview {
 /// The arguments of `startBroadcast`; the recipients are every user of the domain. The server
 /// checks every value.
 #[derive(Debug, Clone)]
-pub struct NewBroadcast {
+pub struct StartRequest {
     pub name: String,
     pub domain: String,
     pub subject: String,
@@ -210,7 +183,7 @@ impl AdminClient {
     }
 
     /// `startBroadcast`: returns the new job's id.
-    pub async fn start(&self, broadcast: &NewBroadcast) -> Result<i64, ClientError> {
+    pub async fn start(&self, broadcast: &StartRequest) -> Result<i64, ClientError> {
         let variables = json!({
             "name": broadcast.name,
             "domain": broadcast.domain,
@@ -232,7 +205,7 @@ impl AdminClient {
     }
 
     /// `getBroadcast`: job `id` of `domain`.
-    pub async fn get(&self, domain: &str, id: i64) -> Result<BroadcastJob, ClientError> {
+    pub async fn get(&self, domain: &str, id: i64) -> Result<ApiJob, ClientError> {
         let variables = json!({ "domain": domain, "id": id });
         self.call(&get_document(), "getBroadcast", variables).await
     }
@@ -243,7 +216,7 @@ impl AdminClient {
         domain: &str,
         limit: u32,
         index: u32,
-    ) -> Result<Vec<BroadcastJob>, ClientError> {
+    ) -> Result<Vec<ApiJob>, ClientError> {
         let variables = json!({ "domain": domain, "limit": limit, "index": index });
         self.call(&list_document(), "getBroadcasts", variables)
             .await
@@ -365,8 +338,8 @@ fn excerpt(text: &str) -> String {
 mod tests {
     use super::*;
 
-    fn job() -> BroadcastJob {
-        BroadcastJob {
+    fn job() -> ApiJob {
+        ApiJob {
             id: 1,
             name: "n".into(),
             domain: "example.com".into(),
@@ -378,7 +351,7 @@ mod tests {
             create_timestamp: "2026-01-01T00:00:00Z".into(),
             start_timestamp: None,
             stop_timestamp: None,
-            execution_state: JobState::AbortAdmin,
+            execution_state: ExecutionState::AbortAdmin,
             abortion_reason: None,
             recipient_group: "ALL_USERS_IN_DOMAIN".into(),
             recipient_count: 2,

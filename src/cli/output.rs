@@ -8,7 +8,7 @@ use std::io::{ErrorKind, Write as _};
 
 use serde::Serialize;
 
-use crate::admin::client::{BroadcastJob, RecipientsPreview};
+use crate::admin::client::{ApiJob, RecipientsPreview};
 
 /// Longest job name shown in a table; `show` prints it whole.
 const TABLE_NAME_CHARS: usize = 80;
@@ -55,7 +55,7 @@ pub fn json_line<T: Serialize>(value: &T) -> String {
 }
 
 /// Jobs as a table, one line per job, the name last.
-pub fn jobs_table(jobs: &[BroadcastJob]) -> String {
+pub fn jobs_table(jobs: &[ApiJob]) -> String {
     let header = ["ID", "STATE", "PROCESSED", "RATE", "CREATED", "NAME"].map(str::to_owned);
     let rows: Vec<[String; 6]> = jobs
         .iter()
@@ -91,7 +91,7 @@ pub fn jobs_table(jobs: &[BroadcastJob]) -> String {
 }
 
 /// Every field of a job, one per line, the body last and indented.
-pub fn job_details(job: &BroadcastJob) -> String {
+pub fn job_details(job: &ApiJob) -> String {
     let none = || "-".to_owned();
     let mut fields = vec![
         ("id", job.id.to_string()),
@@ -124,7 +124,7 @@ pub fn job_details(job: &BroadcastJob) -> String {
 }
 
 /// `processed/count processed (percent)`.
-pub fn progress(job: &BroadcastJob) -> String {
+pub fn progress(job: &ApiJob) -> String {
     let percent = if job.recipient_count > 0 {
         job.recipients_processed * 100 / job.recipient_count
     } else {
@@ -201,10 +201,10 @@ fn one_line(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::admin::client::JobState;
+    use crate::admin::client::ExecutionState;
 
-    fn job(id: i64, name: &str) -> BroadcastJob {
-        BroadcastJob {
+    fn job(id: i64, name: &str) -> ApiJob {
+        ApiJob {
             id,
             name: name.into(),
             domain: "example.com".into(),
@@ -216,7 +216,7 @@ mod tests {
             create_timestamp: "2026-03-01T12:00:00Z".into(),
             start_timestamp: Some("2026-03-01T12:00:01Z".into()),
             stop_timestamp: None,
-            execution_state: JobState::Running,
+            execution_state: ExecutionState::Running,
             abortion_reason: None,
             recipient_group: "ALL_USERS_IN_DOMAIN".into(),
             recipient_count: 40,

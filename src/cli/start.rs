@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use clap::ArgGroup;
 
-use crate::admin::client::NewBroadcast;
+use crate::admin::client::StartRequest;
 
 use super::exit::{CommandError, Exit};
 use super::instance::{DomainArg, InstanceArgs, Target};
@@ -66,7 +66,7 @@ pub async fn run(args: StartArgs) -> Result<Exit, CommandError> {
     let subject = read_text(args.subject.as_deref(), args.subject_file.as_deref())?;
     let body = read_text(args.body.as_deref(), args.body_file.as_deref())?;
     let Target { client, domain } = args.instance.target(args.domain.domain.as_deref())?;
-    let broadcast = NewBroadcast {
+    let broadcast = StartRequest {
         name: args.name,
         domain,
         subject: subject.unwrap_or_default(),

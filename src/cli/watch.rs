@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::admin::client::{AdminClient, BroadcastJob, ClientError, Failure, JobState};
+use crate::admin::client::{AdminClient, ApiJob, ClientError, ExecutionState, Failure};
 
 use super::exit::{CommandError, Exit};
 use super::instance::{DomainArg, InstanceArgs, Target};
@@ -76,7 +76,7 @@ pub async fn follow(
     let mut job = client.get(domain, id).await?;
     let mut view = View::new(&job, json);
     let mut outage: Option<Instant> = None;
-    while job.execution_state == JobState::Running {
+    while job.execution_state == ExecutionState::Running {
         view.show(&job);
         tokio::time::sleep(interval).await;
         match client.get(domain, id).await {
@@ -101,11 +101,11 @@ pub async fn follow(
 }
 
 /// The exit code for how a job ended.
-fn ending(state: JobState) -> Exit {
+fn ending(state: ExecutionState) -> Exit {
     match state {
-        JobState::Running | JobState::Finished => Exit::Success,
-        JobState::AbortAdmin => Exit::AbortedByAdmin,
-        JobState::AbortError => Exit::AbortedByError,
+        ExecutionState::Running | ExecutionState::Finished => Exit::Success,
+        ExecutionState::AbortAdmin => Exit::AbortedByAdmin,
+        ExecutionState::AbortError => Exit::AbortedByError,
     }
 }
 
@@ -119,14 +119,14 @@ enum View {
     /// A text line per change.
     Lines {
         estimate: Estimate,
-        last: Option<(i64, JobState)>,
+        last: Option<(i64, ExecutionState)>,
     },
     /// The job object as JSON, a line per change; the last line printed.
     Json { last: String },
 }
 
 impl View {
-    fn new(job: &BroadcastJob, json: bool) -> View {
+    fn new(job: &ApiJob, json: bool) -> View {
         let estimate = Estimate::new(job);
         if json {
             View::Json {
@@ -154,7 +154,7 @@ impl View {
         }
     }
 
-    fn show(&mut self, job: &BroadcastJob) {
+    fn show(&mut self, job: &ApiJob) {
         match self {
             View::Bar { bar, estimate } => {
                 estimate.observe(job);
@@ -198,7 +198,7 @@ impl View {
     }
 
     /// Shows the final state: the last JSON line, or a summary line.
-    fn finish(&mut self, job: &BroadcastJob) {
+    fn finish(&mut self, job: &ApiJob) {
         match self {
             View::Bar { bar, .. } => {
                 bar.set_position(job.recipients_processed.max(0) as u64);
@@ -213,7 +213,7 @@ impl View {
 }
 
 /// `job 7 FINISHED: 20/20 processed (100%) in 2s`, with the reason of an ABORT_ERROR.
-fn summary(job: &BroadcastJob) -> String {
+fn summary(job: &ApiJob) -> String {
     let mut text = format!(
         "job {} {}: {}",
         job.id,
@@ -248,7 +248,7 @@ struct Estimate {
 }
 
 impl Estimate {
-    fn new(job: &BroadcastJob) -> Estimate {
+    fn new(job: &ApiJob) -> Estimate {
         Estimate {
             configured: job.message_rate.max(1) as f64,
             first_batch: None,
@@ -257,7 +257,7 @@ impl Estimate {
         }
     }
 
-    fn observe(&mut self, job: &BroadcastJob) {
+    fn observe(&mut self, job: &ApiJob) {
         let processed = job.recipients_processed;
         if processed == self.last_change.1 {
             return;
@@ -280,7 +280,7 @@ impl Estimate {
     }
 
     /// `12.5/s, ETA 1m20s`: the time left counts down between batches.
-    fn describe(&self, job: &BroadcastJob) -> String {
+    fn describe(&self, job: &ApiJob) -> String {
         let remaining = (job.recipient_count - job.recipients_processed).max(0) as f64;
         let since_change = self.last_change.0.elapsed().as_secs_f64();
         let eta = (remaining / self.rate() - since_change).max(0.0);
@@ -294,9 +294,9 @@ mod tests {
 
     #[test]
     fn the_exit_code_says_how_the_job_ended() {
-        assert_eq!(ending(JobState::Finished), Exit::Success);
-        assert_eq!(ending(JobState::AbortAdmin) as u8, 10);
-        assert_eq!(ending(JobState::AbortError) as u8, 11);
+        assert_eq!(ending(ExecutionState::Finished), Exit::Success);
+        assert_eq!(ending(ExecutionState::AbortAdmin) as u8, 10);
+        assert_eq!(ending(ExecutionState::AbortError) as u8, 11);
     }
 
     #[test]

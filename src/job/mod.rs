@@ -98,6 +98,32 @@ pub enum ExecutionState {
 }
 
 impl ExecutionState {
+    /// Every state.
+    pub const ALL: [ExecutionState; 4] = [
+        ExecutionState::Running,
+        ExecutionState::Finished,
+        ExecutionState::AbortError,
+        ExecutionState::AbortAdmin,
+    ];
+
+    /// The name the admin API gives the state (MongooseIM's `BroadcastJobState`), such as
+    /// `ABORT_ADMIN`.
+    pub fn as_api_str(self) -> &'static str {
+        match self {
+            ExecutionState::Running => "RUNNING",
+            ExecutionState::Finished => "FINISHED",
+            ExecutionState::AbortError => "ABORT_ERROR",
+            ExecutionState::AbortAdmin => "ABORT_ADMIN",
+        }
+    }
+
+    /// The state the admin API names `name`.
+    pub fn from_api_str(name: &str) -> Option<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|state| state.as_api_str() == name)
+    }
+
     /// The value stored in the `execution_state` column.
     pub fn as_db_str(self) -> &'static str {
         match self {
@@ -117,6 +143,27 @@ impl ExecutionState {
             "abort_admin" => Some(ExecutionState::AbortAdmin),
             _ => None,
         }
+    }
+}
+
+impl std::fmt::Display for ExecutionState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_api_str())
+    }
+}
+
+/// As the admin API writes it (`RUNNING`, …), for clients of the API.
+impl serde::Serialize for ExecutionState {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_api_str())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for ExecutionState {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let name = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+        ExecutionState::from_api_str(&name)
+            .ok_or_else(|| serde::de::Error::custom(format!("unknown execution state {name:?}")))
     }
 }
 
