@@ -151,6 +151,8 @@ def flood(pid, port, spread):
     prober.start()
 
     def attempt(i):
+        if spread is None:
+            return 0, "none", 0.0
         if spread:
             return post(port, f"admin@d{i}.org", "wrong", source=f"127.0.1.{i + 1}")
         return post(port, "admin@example.com", f"wrong{i}")
@@ -178,11 +180,12 @@ def flood(pid, port, spread):
 
 def measure(binary, scratch, label):
     results = {}
-    for scenario in ("timing", "one", "spread"):
+    for scenario in ("timing", "control", "one", "spread"):
         lab = Lab(scratch)
         try:
             proc, port = start_serve(lab, binary, scratch, f"{label}-{scenario}")
-            results[scenario] = timing(port) if scenario == "timing" else flood(proc.pid, port, scenario == "spread")
+            results[scenario] = (timing(port) if scenario == "timing" else
+                                 flood(proc.pid, port, None if scenario == "control" else scenario == "spread"))
             print(label, scenario, json.dumps(results[scenario]), flush=True)
         finally:
             lab.stop()
@@ -193,7 +196,7 @@ def section(runs):
     rows = []
     for label, results in runs:
         t = results["timing"]
-        for scenario in ("one", "spread"):
+        for scenario in ("control", "one", "spread"):
             r = results[scenario]
             statuses = ", ".join(f"{n}× {k}" for k, n in sorted(r["statuses"].items()))
             rows.append(f"| {label} | {scenario} | {r['rss_before']:.0f} | {r['rss_peak']:.0f} | {r['rss_after']:.0f} "
@@ -205,7 +208,8 @@ def section(runs):
     return f"""{BEGIN}
 `python3 bench/login_flood.py --before OLD --binary NEW` ({time.strftime('%Y-%m-%d')}, release builds, same machine).
 `one`: 200 wrong `admin@example.com` logins, 20 at a time, one client address; `spread`: 200 wrong
-logins of 200 accounts from 200 loopback addresses, 20 at a time. RSS in MB (before / peak / 15 s
+logins of 200 accounts from 200 loopback addresses, 20 at a time; `control`: the same good
+requests and waits without any login (the RSS that normal requests add). RSS in MB (before / peak / 15 s
 after the flood); good requests: global admin `getBroadcasts`, a new connection each, one after
 the other, in ms (median before the flood; median / p95 / max during it).
 
