@@ -3,18 +3,24 @@
 //! The global admin's credentials are compared as SHA-1 digests, so the comparison takes the
 //! same time whatever the supplied password shares with the real one. A domain admin logs in as
 //! `admin@<domain>` with a password checked against the argon2 hash in the config; successful
-//! checks are remembered (as digests) so that a script's requests do not each pay for argon2.
+//! checks are remembered (as digests, at most [`MAX_VERIFIED`]) so that a script's requests do
+//! not each pay for argon2. Every other attempt costs one argon2 verification on the
+//! [`login`](super::login) threads — against the dummy hash when no such admin exists, so that
+//! the answer's timing does not tell which domains have an admin — unless the client or the
+//! account has failed too often lately, which is refused without hashing.
 
-use std::collections::{BTreeMap, HashSet};
-use std::sync::{Arc, Mutex};
+use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use argon2::Argon2;
-use argon2::password_hash::PasswordVerifier;
 use argon2::password_hash::phc::PasswordHash;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use sha1::{Digest, Sha1};
 
+use super::login::{self, FailureLimiter, LoginLimits, MAX_VERIFIED, Target, Verifier};
 use crate::config::Secret;
 
 /// An authenticated caller.
@@ -43,58 +49,157 @@ pub enum Denied {
     Missing,
     /// Wrong credentials, or a header in a wrong form: `wrong_credentials`.
     Wrong,
+    /// The client or the account failed too often lately: 429 `too_many_login_failures`,
+    /// without any hashing; the wait until the next attempt may be verified.
+    Limited(Duration),
+    /// Too many verifications are waiting: 503 `login_busy`.
+    Busy,
 }
 
 /// Everyone who may log in.
 #[derive(Clone)]
 pub struct Credentials {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
     global_digest: [u8; 20],
-    domain_admins: Arc<BTreeMap<String, Secret>>,
+    /// Domain admins' hashes by domain; a hash that does not parse (the config refuses it)
+    /// matches no password.
+    domain_admins: BTreeMap<String, Option<Arc<PasswordHash>>>,
     /// Digests of `user:password` pairs of domain admins already verified.
-    verified: Arc<Mutex<HashSet<[u8; 20]>>>,
+    verified: Mutex<Verified>,
+    limiter: FailureLimiter,
+    verifier: Verifier,
+}
+
+/// A bounded set, oldest entry forgotten first.
+#[derive(Default)]
+struct Verified {
+    set: HashSet<[u8; 20]>,
+    order: VecDeque<[u8; 20]>,
+}
+
+impl Verified {
+    fn insert(&mut self, digest: [u8; 20]) {
+        if self.set.insert(digest) {
+            self.order.push_back(digest);
+            if self.order.len() > MAX_VERIFIED
+                && let Some(oldest) = self.order.pop_front()
+            {
+                self.set.remove(&oldest);
+            }
+        }
+    }
 }
 
 impl Credentials {
+    /// The global admin and the domain admins, with the documented login limits.
     pub fn new(username: &str, password: &str, domain_admins: BTreeMap<String, Secret>) -> Self {
+        Credentials::with_limits(username, password, domain_admins, LoginLimits::default())
+    }
+
+    /// As [`Credentials::new`], with other login limits.
+    pub fn with_limits(
+        username: &str,
+        password: &str,
+        domain_admins: BTreeMap<String, Secret>,
+        limits: LoginLimits,
+    ) -> Self {
+        let domain_admins: BTreeMap<_, _> = domain_admins
+            .into_iter()
+            .map(|(domain, hash)| {
+                let parsed = PasswordHash::new(hash.expose()).ok().map(Arc::new);
+                (domain, parsed)
+            })
+            .collect();
+        let template = domain_admins.values().flatten().next().map(Arc::as_ref);
+        let dummy = login::dummy_hash(template);
         Credentials {
-            global_digest: digest(format!("{username}:{password}").as_bytes()),
-            domain_admins: Arc::new(domain_admins),
-            verified: Arc::new(Mutex::new(HashSet::new())),
+            inner: Arc::new(Inner {
+                global_digest: digest(format!("{username}:{password}").as_bytes()),
+                domain_admins,
+                verified: Mutex::new(Verified::default()),
+                limiter: FailureLimiter::new(limits),
+                verifier: Verifier::start(&limits, dummy),
+            }),
         }
     }
 
-    /// Checks an `Authorization` header value.
-    pub fn check(&self, header: Option<&str>) -> Result<Principal, Denied> {
+    /// Checks an `Authorization` header value of a request from `client`.
+    pub async fn check(
+        &self,
+        header: Option<&str>,
+        client: Option<IpAddr>,
+    ) -> Result<Principal, Denied> {
+        let inner = &self.inner;
         let header = header.ok_or(Denied::Missing)?;
-        let supplied = header
-            .strip_prefix("Basic ")
-            .and_then(|encoded| STANDARD.decode(encoded.trim()).ok())
-            .ok_or(Denied::Wrong)?;
+        let supplied = basic_credentials(header).ok_or(Denied::Wrong)?;
         let supplied_digest = digest(&supplied);
-        if supplied_digest == self.global_digest {
+        if supplied_digest == inner.global_digest {
             return Ok(Principal::GlobalAdmin);
         }
-        let text = std::str::from_utf8(&supplied).map_err(|_| Denied::Wrong)?;
-        let (user, password) = text.split_once(':').ok_or(Denied::Wrong)?;
-        let domain = domain_of_admin(user).ok_or(Denied::Wrong)?;
-        let hash = self.domain_admins.get(&domain).ok_or(Denied::Wrong)?;
-        let known = self
-            .verified
-            .lock()
-            .expect("verified lock")
-            .contains(&supplied_digest);
-        if !known {
-            let hash = PasswordHash::new(hash.expose()).map_err(|_| Denied::Wrong)?;
-            Argon2::default()
-                .verify_password(password.as_bytes(), &hash)
-                .map_err(|_| Denied::Wrong)?;
-            self.verified
-                .lock()
-                .expect("verified lock")
-                .insert(supplied_digest);
+        let colon = supplied.iter().position(|byte| *byte == b':');
+        let colon = colon.ok_or(Denied::Wrong)?;
+        let (user, password) = (&supplied[..colon], &supplied[colon + 1..]);
+        let user = String::from_utf8_lossy(user);
+        let admin = domain_of_admin(&user)
+            .and_then(|domain| Some((inner.domain_admins.get(&domain)?.clone(), domain)));
+        if let Some((_, domain)) = &admin
+            && inner.verified().set.contains(&supplied_digest)
+        {
+            return Ok(Principal::DomainAdmin(domain.clone()));
         }
-        Ok(Principal::DomainAdmin(domain))
+        // Anything else costs an argon2 verification, unless the client or the account has
+        // failed too often.
+        inner
+            .limiter
+            .check(client, &user)
+            .map_err(Denied::Limited)?;
+        let (target, domain) = match admin {
+            Some((Some(hash), domain)) => (Target::Known(hash), Some(domain)),
+            Some((None, _)) | None => (Target::Unknown, None),
+        };
+        let matches = inner
+            .verifier
+            .verify(target, password.to_vec())
+            .await
+            .map_err(|_| Denied::Busy)?;
+        match domain {
+            Some(domain) if matches => {
+                inner.verified().insert(supplied_digest);
+                inner.limiter.succeeded(&user);
+                Ok(Principal::DomainAdmin(domain))
+            }
+            _ => {
+                inner.limiter.failed(client, &user);
+                Err(Denied::Wrong)
+            }
+        }
     }
+
+    /// The verifier threads' counters.
+    #[cfg(test)]
+    pub(crate) fn verifier_stats(&self) -> &login::VerifierStats {
+        &self.inner.verifier.stats
+    }
+}
+
+impl Inner {
+    fn verified(&self) -> std::sync::MutexGuard<'_, Verified> {
+        self.verified.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// The decoded `user:password` of a Basic `Authorization` value. The scheme is
+/// case-insensitive (RFC 7235 section 2.1, RFC 7617).
+fn basic_credentials(header: &str) -> Option<Vec<u8>> {
+    let header = header.trim_start();
+    let (scheme, encoded) = header.split_once([' ', '\t'])?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    STANDARD.decode(encoded.trim()).ok()
 }
 
 /// The domain of a domain admin's user name, `admin@<domain>` (normalised).
@@ -115,45 +220,90 @@ pub fn hash_password(password: &str) -> Result<String, String> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
+    use std::net::Ipv4Addr;
+    use std::sync::atomic::Ordering;
+
+    use argon2::{Algorithm, Params, Version};
+
     use super::*;
 
-    fn basic(user_password: &str) -> String {
+    pub(crate) fn basic(user_password: &str) -> String {
         format!("Basic {}", STANDARD.encode(user_password))
     }
 
+    /// An argon2 hash with `memory_kib` of memory and one pass: fast enough for tests, slow
+    /// enough (with a few MiB) that concurrent logins overlap.
+    pub(crate) fn test_hash(password: &str, memory_kib: u32) -> String {
+        let params = Params::new(memory_kib, 1, 1, None).unwrap();
+        let argon2 = Argon2::new(Algorithm::Argon2id, Version::V0x13, params);
+        argon2::password_hash::PasswordHasher::hash_password(&argon2, password.as_bytes())
+            .unwrap()
+            .to_string()
+    }
+
+    pub(crate) fn credentials_with(memory_kib: u32, limits: LoginLimits) -> Credentials {
+        let admins = BTreeMap::from([
+            (
+                "example.com".to_owned(),
+                Secret::new(test_hash("domainpw", memory_kib)),
+            ),
+            (
+                "other.org".to_owned(),
+                Secret::new(test_hash("otherpw", memory_kib)),
+            ),
+        ]);
+        Credentials::with_limits("admin", "secret", admins, limits)
+    }
+
     fn credentials() -> Credentials {
-        let hash = hash_password("domainpw").unwrap();
-        let admins = BTreeMap::from([("example.com".to_owned(), Secret::new(hash))]);
-        Credentials::new("admin", "secret", admins)
+        credentials_with(64, LoginLimits::default())
     }
 
-    #[test]
-    fn checks_the_global_admin() {
+    fn client(last: u8) -> Option<IpAddr> {
+        Some(IpAddr::V4(Ipv4Addr::new(127, 0, 0, last)))
+    }
+
+    const HOME: Option<IpAddr> = Some(IpAddr::V4(Ipv4Addr::LOCALHOST));
+
+    #[tokio::test]
+    async fn checks_the_global_admin() {
         let credentials = credentials();
-        let ok = credentials.check(Some(&basic("admin:secret")));
-        assert_eq!(ok, Ok(Principal::GlobalAdmin));
-        let wrong = credentials.check(Some(&basic("admin:wrong")));
+        for scheme in ["Basic", "basic", "BASIC", "bAsIc"] {
+            let header = format!("{scheme} {}", STANDARD.encode("admin:secret"));
+            let ok = credentials.check(Some(&header), HOME).await;
+            assert_eq!(ok, Ok(Principal::GlobalAdmin), "{header}");
+        }
+        let wrong = credentials.check(Some(&basic("admin:wrong")), HOME).await;
         assert_eq!(wrong, Err(Denied::Wrong));
-        assert_eq!(credentials.check(Some("Bearer x")), Err(Denied::Wrong));
-        assert_eq!(credentials.check(None), Err(Denied::Missing));
+        for malformed in ["Bearer x", "Basic", "Basicx", "Basic !!!"] {
+            let refused = credentials.check(Some(malformed), HOME).await;
+            assert_eq!(refused, Err(Denied::Wrong), "{malformed}");
+        }
+        assert_eq!(credentials.check(None, HOME).await, Err(Denied::Missing));
     }
 
-    #[test]
-    fn checks_domain_admins_against_their_hash() {
+    #[tokio::test]
+    async fn checks_domain_admins_against_their_hash() {
         let credentials = credentials();
         let domain_admin = Principal::DomainAdmin("example.com".into());
         for _ in 0..2 {
-            let ok = credentials.check(Some(&basic("admin@Example.com:domainpw")));
+            let ok = credentials
+                .check(Some(&basic("admin@Example.com:domainpw")), HOME)
+                .await;
             assert_eq!(ok, Ok(domain_admin.clone()));
         }
+        let lower_case = format!("basic {}", STANDARD.encode("admin@other.org:otherpw"));
+        let ok = credentials.check(Some(&lower_case), HOME).await;
+        assert_eq!(ok, Ok(Principal::DomainAdmin("other.org".into())));
         for refused in [
             "admin@example.com:wrong",
             "root@example.com:domainpw",
             "admin@other.org:domainpw",
+            "admin@unknown.net:domainpw",
         ] {
             assert_eq!(
-                credentials.check(Some(&basic(refused))),
+                credentials.check(Some(&basic(refused)), HOME).await,
                 Err(Denied::Wrong),
                 "{refused}"
             );
@@ -161,5 +311,152 @@ mod tests {
         assert!(domain_admin.may_manage("example.com"));
         assert!(!domain_admin.may_manage("other.org"));
         assert!(Principal::GlobalAdmin.may_manage("other.org"));
+    }
+
+    /// The answer for an account that does not exist costs the same as for a known admin with
+    /// a wrong password: one argon2 verification, against a hash with the same parameters.
+    #[tokio::test]
+    async fn unknown_accounts_cost_a_verification_of_the_dummy_hash() {
+        let credentials = credentials();
+        let stats = credentials.verifier_stats();
+        let attempts = [
+            "admin@unknown.net:pw",
+            "root@example.com:pw",
+            "admin:wrong",
+            "no-at-sign:pw",
+        ];
+        for (index, attempt) in attempts.iter().enumerate() {
+            let refused = credentials.check(Some(&basic(attempt)), HOME).await;
+            assert_eq!(refused, Err(Denied::Wrong), "{attempt}");
+            let done = index as u64 + 1;
+            assert_eq!(stats.dummies.load(Ordering::SeqCst), done, "{attempt}");
+            assert_eq!(stats.verified.load(Ordering::SeqCst), done, "{attempt}");
+        }
+        let known = credentials
+            .check(Some(&basic("admin@example.com:wrong")), HOME)
+            .await;
+        assert_eq!(known, Err(Denied::Wrong));
+        assert_eq!(stats.verified.load(Ordering::SeqCst), 5);
+        assert_eq!(stats.dummies.load(Ordering::SeqCst), 4);
+        let dummy = login::dummy_hash(credentials.inner.domain_admins["example.com"].as_deref());
+        let known = credentials.inner.domain_admins["example.com"]
+            .as_deref()
+            .unwrap();
+        assert_eq!(dummy.params, known.params);
+    }
+
+    /// Many wrong logins at once: never more verifications at a time than verifier threads,
+    /// the queue's overflow refused at once as busy, and the global admin unaffected.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_bad_logins_are_bounded_by_the_verifier_threads_and_queue() {
+        let limits = LoginLimits {
+            verifier_threads: 2,
+            verify_queue: 3,
+            ..LoginLimits::default()
+        };
+        let credentials = credentials_with(4096, limits);
+        let attempts = (0..40u8).map(|index| {
+            let credentials = credentials.clone();
+            tokio::spawn(async move {
+                let header = basic(&format!("admin@example.com:wrong{index}"));
+                credentials.check(Some(&header), client(index + 1)).await
+            })
+        });
+        let attempts: Vec<_> = attempts.collect();
+        let global = credentials.check(Some(&basic("admin:secret")), HOME).await;
+        assert_eq!(global, Ok(Principal::GlobalAdmin));
+        let mut answers = Vec::new();
+        for attempt in attempts {
+            answers.push(attempt.await.unwrap());
+        }
+        let busy = answers.iter().filter(|a| **a == Err(Denied::Busy)).count();
+        let wrong = answers.iter().filter(|a| **a == Err(Denied::Wrong)).count();
+        assert_eq!(busy + wrong, 40, "{answers:?}");
+        assert!(busy > 0, "the queue never overflowed: {answers:?}");
+        let stats = credentials.verifier_stats();
+        assert!(stats.peak.load(Ordering::SeqCst) <= 2);
+        assert_eq!(stats.verified.load(Ordering::SeqCst), wrong as u64);
+    }
+
+    /// After its failures an account is refused without hashing, from any address; another
+    /// admin still logs in, and a known good login (cached) of the flooded account still works.
+    #[tokio::test]
+    async fn an_account_that_failed_too_often_is_refused_without_hashing() {
+        let limits = LoginLimits {
+            max_failures_per_account: 3,
+            ..LoginLimits::default()
+        };
+        let credentials = credentials_with(64, limits);
+        let good = basic("admin@example.com:domainpw");
+        assert!(credentials.check(Some(&good), HOME).await.is_ok());
+        let stats = credentials.verifier_stats();
+        for index in 0..3 {
+            let header = basic(&format!("admin@example.com:wrong{index}"));
+            let refused = credentials.check(Some(&header), client(index + 2)).await;
+            assert_eq!(refused, Err(Denied::Wrong));
+        }
+        let verified = stats.verified.load(Ordering::SeqCst);
+        assert_eq!(verified, 4);
+        let limited = credentials
+            .check(Some(&basic("admin@example.com:again")), client(9))
+            .await;
+        assert!(matches!(limited, Err(Denied::Limited(_))), "{limited:?}");
+        assert_eq!(stats.verified.load(Ordering::SeqCst), verified);
+        // A right password that has not been verified before is refused too, until the window
+        // ends; one verified before is not.
+        let other_password = credentials
+            .check(Some(&basic("admin@EXAMPLE.com:domainpw")), HOME)
+            .await;
+        assert!(matches!(other_password, Err(Denied::Limited(_))));
+        assert!(credentials.check(Some(&good), HOME).await.is_ok());
+        let other = credentials
+            .check(Some(&basic("admin@other.org:otherpw")), HOME)
+            .await;
+        assert_eq!(other, Ok(Principal::DomainAdmin("other.org".into())));
+    }
+
+    #[tokio::test]
+    async fn a_client_that_failed_too_often_is_refused_without_hashing() {
+        let limits = LoginLimits {
+            max_failures_per_client: 4,
+            ..LoginLimits::default()
+        };
+        let credentials = credentials_with(64, limits);
+        for index in 0..4 {
+            let header = basic(&format!("admin@d{index}.org:wrong"));
+            assert_eq!(
+                credentials.check(Some(&header), HOME).await,
+                Err(Denied::Wrong)
+            );
+        }
+        let header = basic("admin@other.org:otherpw");
+        let limited = credentials.check(Some(&header), HOME).await;
+        assert!(matches!(limited, Err(Denied::Limited(_))), "{limited:?}");
+        assert_eq!(
+            credentials.verifier_stats().verified.load(Ordering::SeqCst),
+            4
+        );
+        // The global admin is never limited (a digest comparison costs nothing).
+        let global = credentials.check(Some(&basic("admin:secret")), HOME).await;
+        assert_eq!(global, Ok(Principal::GlobalAdmin));
+        // Another address is not limited.
+        let other = credentials.check(Some(&header), client(2)).await;
+        assert_eq!(other, Ok(Principal::DomainAdmin("other.org".into())));
+    }
+
+    #[test]
+    fn the_verified_cache_is_bounded() {
+        let mut verified = Verified::default();
+        for index in 0..(MAX_VERIFIED + 10) {
+            verified.insert(digest(index.to_string().as_bytes()));
+        }
+        assert_eq!(verified.set.len(), MAX_VERIFIED);
+        assert_eq!(verified.order.len(), MAX_VERIFIED);
+        assert!(!verified.set.contains(&digest(b"0")));
+        assert!(
+            verified
+                .set
+                .contains(&digest(MAX_VERIFIED.to_string().as_bytes()))
+        );
     }
 }

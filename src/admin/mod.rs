@@ -6,15 +6,24 @@
 //! parsed or whose arguments cannot be coerced (`parser_error`, `input_coercion`), and 200 with a
 //! null field and an `extensions.code` for operation errors. A domain admin acting on another
 //! domain gets 401 `no_permissions`.
+//!
+//! Before that, a POST that a web page of another origin could have sent is refused
+//! ([`same_origin`]), logins are limited ([`login`]) and connections are bounded
+//! ([`listener`]); each limit has its own status and code (README, security section).
 
 mod auth;
 pub mod client;
 pub mod codes;
 mod coercion;
+mod listener;
+#[cfg(test)]
+mod listener_tests;
+mod login;
+mod same_origin;
 mod scalars;
 mod schema;
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use serde_json::json;
 use tokio::net::TcpListener;
@@ -24,6 +33,11 @@ use warp::http::StatusCode;
 use warp::reply::{Reply, Response};
 
 pub use auth::{Credentials, Principal, hash_password};
+pub use listener::{HEADER_TIMEOUT, ListenerLimits, MAX_CONNECTIONS, STALL_TIMEOUT};
+pub use login::{
+    FAILURE_WINDOW, LoginLimits, MAX_FAILURES_PER_ACCOUNT, MAX_FAILURES_PER_CLIENT, MAX_VERIFIED,
+    VERIFIER_THREADS, VERIFY_QUEUE,
+};
 pub use schema::{AdminSchema, build as build_schema};
 
 use crate::metrics::Metrics;
@@ -44,9 +58,48 @@ pub struct AdminApi {
 const MAX_BODY: u64 = 256 * 1024;
 
 impl AdminApi {
-    /// Serves until `stop` fires. The listener is bound by the caller, so that a port in use is
-    /// reported at start-up.
+    /// Serves until `stop` fires, with the documented [`ListenerLimits`]. The listener is bound
+    /// by the caller, so that a port in use is reported at start-up.
     pub async fn serve(self, listener: TcpListener, stop: CancellationToken) {
+        self.serve_with(listener, stop, ListenerLimits::default())
+            .await;
+    }
+
+    /// As [`AdminApi::serve`], with other connection limits.
+    pub async fn serve_with(
+        self,
+        listener: TcpListener,
+        stop: CancellationToken,
+        limits: ListenerLimits,
+    ) {
+        listener::run(listener, limits, stop, move |client| {
+            hyper_util::service::TowerToHyperService::new(warp::service(
+                self.clone().routes(client),
+            ))
+        })
+        .await;
+    }
+
+    /// Every route, for a request from `client`.
+    fn routes(
+        self,
+        client: SocketAddr,
+    ) -> impl Filter<Extract = (impl Reply,), Error = warp::Rejection> + Clone + Send + Sync + 'static
+    {
+        let cross_site = warp::path!("api" / "graphql")
+            .and(warp::post())
+            .and(warp::header::headers_cloned())
+            .and_then(|headers: warp::http::HeaderMap| async move {
+                match same_origin::check(&headers) {
+                    Ok(()) => Err(warp::reject::not_found()),
+                    Err(refusal) => Ok(error_reply(
+                        refusal.status(),
+                        refusal.code(),
+                        refusal.message(),
+                        None,
+                    )),
+                }
+            });
         let api = self.clone();
         let graphql = warp::path!("api" / "graphql")
             .and(warp::post())
@@ -55,7 +108,10 @@ impl AdminApi {
             .and(warp::body::bytes())
             .then(move |authorization: Option<String>, body: bytes::Bytes| {
                 let api = api.clone();
-                async move { api.graphql(authorization.as_deref(), &body).await }
+                async move {
+                    api.graphql(authorization.as_deref(), client.ip(), &body)
+                        .await
+                }
             });
         let connection = self.connection.clone();
         let health = warp::path!("health").and(warp::get()).map(move || {
@@ -81,15 +137,14 @@ impl AdminApi {
                 "text/plain; version=0.0.4; charset=utf-8",
             )
         });
-        let routes = graphql.or(graphiql).or(health).or(prometheus);
-        warp::serve(routes)
-            .incoming(listener)
-            .graceful(async move { stop.cancelled().await })
-            .run()
-            .await;
+        cross_site
+            .or(graphql)
+            .or(graphiql)
+            .or(health)
+            .or(prometheus)
     }
 
-    async fn graphql(&self, authorization: Option<&str>, body: &[u8]) -> Response {
+    async fn graphql(&self, authorization: Option<&str>, client: IpAddr, body: &[u8]) -> Response {
         let request = match parse_request(body) {
             Ok(request) => request,
             Err((code, message)) => {
@@ -100,12 +155,7 @@ impl AdminApi {
             .operation_name
             .clone()
             .unwrap_or_else(|| "ROOT".to_owned());
-        // A domain admin's first request costs an argon2 verification: keep it off the runtime.
-        let credentials = self.credentials.clone();
-        let header = authorization.map(str::to_owned);
-        let checked = tokio::task::spawn_blocking(move || credentials.check(header.as_deref()))
-            .await
-            .unwrap_or(Err(Denied::Wrong));
+        let checked = self.credentials.check(authorization, Some(client)).await;
         let principal = match checked {
             Ok(principal) => principal,
             Err(denied) => return denied_reply(denied, &operation),
@@ -235,6 +285,30 @@ fn mark_request_errors(
 
 fn denied_reply(denied: Denied, operation: &str) -> Response {
     let (code, message, path) = match denied {
+        Denied::Limited(wait) => {
+            let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+            let message = format!(
+                "Too many failed logins from this address or for this account; try again in \
+                 {seconds} s"
+            );
+            let reply = error_reply(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too_many_login_failures",
+                &message,
+                None,
+            );
+            return warp::reply::with_header(reply, "retry-after", seconds.to_string())
+                .into_response();
+        }
+        Denied::Busy => {
+            let reply = error_reply(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "login_busy",
+                "Too many logins are being verified; try again shortly",
+                None,
+            );
+            return warp::reply::with_header(reply, "retry-after", "1").into_response();
+        }
         Denied::Missing => (
             "no_permissions",
             format!("Cannot execute query {operation} without permissions"),
