@@ -5,7 +5,9 @@
 //! `no_permissions` or `wrong_credentials` before anything runs, 400 for requests that cannot be
 //! parsed or whose arguments cannot be coerced (`parser_error`, `input_coercion`), and 200 with a
 //! null field and an `extensions.code` for operation errors. A domain admin acting on another
-//! domain gets 401 `no_permissions`.
+//! domain gets 401 `no_permissions`, decided on the document before any field runs. A query over
+//! the bounds of `document` (size, fragments expanded) gets 400 `query_too_complex` without being
+//! validated or run.
 //!
 //! Before that, a POST that a web page of another origin could have sent is refused
 //! ([`same_origin`]), logins are limited ([`login`]) and connections are bounded
@@ -15,6 +17,7 @@ mod auth;
 pub mod client;
 pub mod codes;
 mod coercion;
+mod document;
 mod listener;
 #[cfg(test)]
 mod listener_tests;
@@ -22,6 +25,7 @@ mod login;
 mod same_origin;
 mod scalars;
 mod schema;
+mod source;
 
 use std::net::{IpAddr, SocketAddr};
 
@@ -168,22 +172,39 @@ impl AdminApi {
                 None,
             );
         }
-        let document = match async_graphql::parser::parse_query(&request.query) {
-            Ok(document) => document,
-            Err(err) => {
+        let checked = match document::check(
+            &request.query,
+            request.operation_name.as_deref(),
+            &request.variables,
+        ) {
+            Ok(checked) => checked,
+            Err(refusal) => {
                 return error_reply(
                     StatusCode::BAD_REQUEST,
-                    "parser_error",
-                    &err.to_string(),
+                    refusal.code(),
+                    &refusal.to_string(),
                     None,
                 );
             }
         };
+        // Every domain the operation names is checked before any field runs, so that a refused
+        // request has changed nothing; each resolver checks its own domain again.
+        if let Some(refused) = checked
+            .domains
+            .iter()
+            .find(|used| !principal.may_manage(&used.domain))
+        {
+            let (message, path) = schema::permission_denied(&operation, &refused.field);
+            return no_permissions_reply(&message, Some(json!(path)));
+        }
+        let document = checked.document;
         let variables = request.variables.clone();
-        let request = request.data(Caller {
+        let mut request = request.data(Caller {
             principal,
             operation,
         });
+        request.query = checked.query;
+        request.set_parsed_query(document.clone());
         let response = self.schema.execute(request).await;
         if let Some(refusal) = permission_refusal(&response) {
             return refusal;
@@ -338,15 +359,17 @@ fn permission_refusal(response: &async_graphql::Response) -> Option<Response> {
         .as_ref()
         .and_then(|extensions| extensions.get("path"))
         .and_then(|path| path.clone().into_json().ok());
+    Some(no_permissions_reply(&error.message, path))
+}
+
+/// 401 `no_permissions` for a domain the caller may not manage.
+fn no_permissions_reply(message: &str, path: Option<serde_json::Value>) -> Response {
     let body = json!({ "errors": [{
-        "message": error.message,
+        "message": message,
         "path": path,
         "extensions": { "code": "no_permissions" },
     }] });
-    Some(
-        warp::reply::with_status(warp::reply::json(&body), StatusCode::UNAUTHORIZED)
-            .into_response(),
-    )
+    warp::reply::with_status(warp::reply::json(&body), StatusCode::UNAUTHORIZED).into_response()
 }
 
 fn error_reply(
@@ -372,3 +395,8 @@ pub async fn bind(address: SocketAddr) -> std::io::Result<TcpListener> {
         )
     })
 }
+
+#[cfg(test)]
+mod properties;
+#[cfg(test)]
+mod tests;

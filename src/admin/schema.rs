@@ -13,10 +13,18 @@ use crate::broadcast::{
     self, AbortError, BroadcastRequest, Broadcasts, InvalidRequest, Job, QueryError, StartError,
 };
 
-/// Deepest selection accepted: the broadcast queries are four levels deep.
-const MAX_DEPTH: usize = 8;
-/// Largest query complexity accepted (one per selected field).
-const MAX_COMPLEXITY: usize = 200;
+/// Deepest selection accepted: the broadcast queries are three fields deep. The same bound is
+/// checked, fragments expanded, before validation (`document`); async-graphql checks it again.
+const MAX_DEPTH: usize = super::document::MAX_DEPTH;
+/// Largest query complexity accepted (one per selected field); `document` bounds the
+/// selections after expansion by the same figure before async-graphql computes this.
+const MAX_COMPLEXITY: usize = super::document::MAX_EXPANDED_SELECTIONS;
+/// Most jobs one `getBroadcasts` returns; clients page with `limit` and `index`. A larger
+/// `limit` is refused (`bad_parameter`) rather than capped, because a client that takes a page
+/// shorter than its `limit` for the last one would stop early without a word.
+pub const MAX_LIST_LIMIT: i64 = 100;
+/// `limit` of `getBroadcasts` when none is given, as in MongooseIM.
+const DEFAULT_LIST_LIMIT: i64 = 50;
 
 /// Who sent the request and under which operation name, for permission checks.
 pub struct Caller {
@@ -71,19 +79,22 @@ impl BroadcastAdminQuery {
         &self,
         ctx: &Context<'_>,
         domain: DomainName,
-        #[graphql(default_with = "Some(PosInt(50))")] limit: Option<PosInt>,
+        #[graphql(default_with = "Some(PosInt(DEFAULT_LIST_LIMIT))")] limit: Option<PosInt>,
         #[graphql(default_with = "Some(NonNegInt(0))")] index: Option<NonNegInt>,
     ) -> async_graphql::Result<Option<Vec<Broadcast>>> {
         let context = [("domain", domain.0.clone().into())];
         authorize(ctx, &domain, "getBroadcasts")?;
-        let jobs = service(ctx)
-            .list(
-                &domain.0,
-                limit.map_or(50, |limit| limit.0),
-                index.map_or(0, |index| index.0),
-            )
-            .await
-            .map_err(|err| query_error(err, &context));
+        let limit = limit.map_or(DEFAULT_LIST_LIMIT, |limit| limit.0);
+        let jobs = if limit > MAX_LIST_LIMIT {
+            let context = [("domain", domain.0.clone().into()), ("limit", limit.into())];
+            let message = format!("Invalid parameter: limit (at most {MAX_LIST_LIMIT})");
+            Err(operation_error("bad_parameter", message, &context))
+        } else {
+            service(ctx)
+                .list(&domain.0, limit, index.map_or(0, |index| index.0))
+                .await
+                .map_err(|err| query_error(err, &context))
+        };
         let Some(jobs) = reported(ctx, jobs) else {
             return Ok(None);
         };
@@ -271,23 +282,31 @@ fn authorize(ctx: &Context<'_>, domain: &DomainName, field: &str) -> async_graph
     if caller.principal.may_manage(&domain.0) {
         return Ok(());
     }
-    let operation = caller.operation.clone();
-    let field = field.to_owned();
-    Err(async_graphql::Error::new(format!(
+    let (message, path) = permission_denied(&caller.operation, field);
+    Err(
+        async_graphql::Error::new(message).extend_with(move |_, extensions| {
+            extensions.set("code", "no_permissions");
+            extensions.set(
+                "path",
+                async_graphql::Value::List(path.iter().map(|part| part.as_str().into()).collect()),
+            );
+        }),
+    )
+}
+
+/// MongooseIM's message and path for a domain admin's `field` on another domain, under
+/// `operation` (the request's operation name, or `ROOT`).
+pub fn permission_denied(operation: &str, field: &str) -> (String, Vec<String>) {
+    let message = format!(
         "Cannot execute query {operation} without permissions to the given domain. \
          Args with invalid value: domain"
-    ))
-    .extend_with(move |_, extensions| {
-        extensions.set("code", "no_permissions");
-        extensions.set(
-            "path",
-            async_graphql::Value::List(vec![
-                operation.clone().into(),
-                "broadcast".into(),
-                field.clone().into(),
-            ]),
-        );
-    }))
+    );
+    let path = vec![
+        operation.to_owned(),
+        "broadcast".to_owned(),
+        field.to_owned(),
+    ];
+    (message, path)
 }
 
 /// The outcome of a broadcast mutation.
