@@ -69,16 +69,16 @@ pub async fn run(
         manager.clone(),
         config.domains.clone(),
     );
-    let api = AdminApi {
-        schema: admin::build_schema(Some(broadcasts)),
-        credentials: Credentials::new(
+    let api = AdminApi::new(
+        admin::build_schema(Some(broadcasts)),
+        Credentials::new(
             &config.admin.username,
             config.admin.password.expose(),
             config.domain_admins.clone(),
         ),
         connection,
         metrics,
-    };
+    );
     let admin_address = listener
         .local_addr()
         .map_or_else(|_| config.admin.listen.to_string(), |a| a.to_string());

@@ -34,12 +34,12 @@ impl Served {
             server: "127.0.0.1:1".to_owned(),
         };
         let (connection, _) = Connection::start(component, stop.clone());
-        let api = AdminApi {
-            schema: build_schema(None),
-            credentials: credentials.clone(),
+        let api = AdminApi::new(
+            build_schema(None),
+            credentials.clone(),
             connection,
-            metrics: Metrics::new(&["example.com".to_owned()]),
-        };
+            Metrics::new(&["example.com".to_owned()]),
+        );
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();
         let task = tokio::spawn(api.serve_with(listener, stop.clone(), limits));

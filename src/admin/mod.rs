@@ -52,16 +52,39 @@ use schema::Caller;
 /// What the listener serves.
 #[derive(Clone)]
 pub struct AdminApi {
-    pub schema: AdminSchema,
-    pub credentials: Credentials,
-    pub connection: Connection,
-    pub metrics: Metrics,
+    schema: AdminSchema,
+    credentials: Credentials,
+    connection: Connection,
+    metrics: Metrics,
+    /// Requests executed at once, each on a blocking thread ([`MAX_EXECUTIONS`]).
+    executions: std::sync::Arc<tokio::sync::Semaphore>,
 }
+
+/// GraphQL requests executed at once. Each runs on a thread of tokio's blocking pool, off the
+/// runtime's one worker thread; the bound keeps the memory of large answers bounded and leaves
+/// a core to the sending.
+const MAX_EXECUTIONS: usize = 2;
 
 /// Largest request body accepted.
 const MAX_BODY: u64 = 256 * 1024;
 
 impl AdminApi {
+    /// The API of an instance.
+    pub fn new(
+        schema: AdminSchema,
+        credentials: Credentials,
+        connection: Connection,
+        metrics: Metrics,
+    ) -> Self {
+        AdminApi {
+            schema,
+            credentials,
+            connection,
+            metrics,
+            executions: std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_EXECUTIONS)),
+        }
+    }
+
     /// Serves until `stop` fires, with the documented [`ListenerLimits`]. The listener is bound
     /// by the caller, so that a port in use is reported at start-up.
     pub async fn serve(self, listener: TcpListener, stop: CancellationToken) {
@@ -205,17 +228,51 @@ impl AdminApi {
         });
         request.query = checked.query;
         request.set_parsed_query(document.clone());
-        let response = self.schema.execute(request).await;
-        if let Some(refusal) = permission_refusal(&response) {
-            return refusal;
-        }
-        let status = classify(&response);
-        let mut reply = serde_json::to_value(&response).unwrap_or_else(|_| json!({}));
-        if status == StatusCode::BAD_REQUEST {
-            mark_request_errors(&mut reply, &response, &document, &variables);
-        }
-        warp::reply::with_status(warp::reply::json(&reply), status).into_response()
+        // The answer is built off the runtime's thread, which sends every job's messages: a
+        // large answer (a hundred jobs' bodies, several times over) takes a noticeable time to
+        // resolve and serialise.
+        let Ok(_permit) = self.executions.acquire().await else {
+            return error_reply(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "temporarily_unavailable",
+                "Shutting down",
+                None,
+            );
+        };
+        let schema = self.schema.clone();
+        let runtime = tokio::runtime::Handle::current();
+        let answered = tokio::task::spawn_blocking(move || {
+            let response = runtime.block_on(schema.execute(request));
+            answer(&response, &document, &variables)
+        })
+        .await;
+        answered.unwrap_or_else(|_| {
+            error_reply(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "temporarily_unavailable",
+                "The request could not be answered",
+                None,
+            )
+        })
     }
+}
+
+/// The HTTP answer to an executed request.
+fn answer(
+    response: &async_graphql::Response,
+    document: &async_graphql::parser::types::ExecutableDocument,
+    variables: &async_graphql::Variables,
+) -> Response {
+    if let Some(refusal) = permission_refusal(response) {
+        return refusal;
+    }
+    let status = classify(response);
+    if status != StatusCode::BAD_REQUEST {
+        return warp::reply::with_status(warp::reply::json(response), status).into_response();
+    }
+    let mut reply = serde_json::to_value(response).unwrap_or_else(|_| json!({}));
+    mark_request_errors(&mut reply, response, document, variables);
+    warp::reply::with_status(warp::reply::json(&reply), status).into_response()
 }
 
 /// Reads a request body as MongooseIM does: `variables` may be an object, a JSON-encoded

@@ -84,12 +84,12 @@ impl Lab {
             Duration::from_secs(60),
         );
         let broadcasts = Broadcasts::new(store.clone(), directory, manager, domains);
-        let api = AdminApi {
-            schema: super::build_schema(Some(broadcasts)),
-            credentials: credentials(),
+        let api = AdminApi::new(
+            super::build_schema(Some(broadcasts)),
+            credentials(),
             connection,
             metrics,
-        };
+        );
         Lab {
             api,
             store,
