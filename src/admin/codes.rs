@@ -78,6 +78,18 @@ error_codes! {
     ValidationError = "validation_error", 400, Other;
     /// An argument's value does not fit its type.
     InputCoercion = "input_coercion", 400, InvalidInput;
+    /// The query is over the document bounds (size, nesting, selections with fragments
+    /// expanded, aliases, depth); nothing was validated or run.
+    QueryTooComplex = "query_too_complex", 400, Other;
+    /// A POST that a page of another origin sent (its `Origin` or `Sec-Fetch-Site`).
+    CrossOriginRequest = "cross_origin_request", 403, Other;
+    /// A POST whose body is not `application/json`.
+    UnsupportedMediaType = "unsupported_media_type", 415, Other;
+    /// Too many failed logins from the client's address or for the account: wait
+    /// (`Retry-After`).
+    TooManyLoginFailures = "too_many_login_failures", 429, Unavailable;
+    /// Every password verifier is busy: try again shortly (`Retry-After`).
+    LoginBusy = "login_busy", 503, Unavailable;
     // An operation failed: its field is null, HTTP 200.
     /// The domain is not served by this instance.
     DomainNotFound = "domain_not_found", 200, NotFound;
@@ -96,8 +108,10 @@ error_codes! {
     /// The instance cannot start jobs now (its leases cannot be trusted, or the job database
     /// failed).
     TemporarilyUnavailable = "temporarily_unavailable", 200, Unavailable;
-    /// The job database failed.
+    /// The job database failed, or a stored job cannot be read (the message says which).
     DatabaseError = "database_error", 200, Unavailable;
+    /// No job id is left that fits the API's 32-bit integers; nothing was created.
+    JobIdsExhausted = "job_ids_exhausted", 200, Conflict;
 }
 
 impl ErrorCode {

@@ -20,6 +20,7 @@ use async_graphql::parser::types::{
 };
 use async_graphql::{Name, Positioned, ScalarType, Value, Variables};
 
+use super::codes::ErrorCode;
 use super::scalars::DomainName;
 use super::source::{self, SourceError};
 
@@ -76,12 +77,12 @@ pub enum Refusal {
 
 impl Refusal {
     /// The `extensions.code` of the answer (HTTP 400).
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> ErrorCode {
         match self {
-            Refusal::TooLarge { .. } | Refusal::TooComplex { .. } => "query_too_complex",
-            Refusal::Source(SourceError::TooDeep { .. }) => "query_too_complex",
-            Refusal::Source(_) | Refusal::Parse(_) => "parser_error",
-            Refusal::FragmentCycle(_) | Refusal::UnknownFragment(_) => "validation_error",
+            Refusal::TooLarge { .. } | Refusal::TooComplex { .. } => ErrorCode::QueryTooComplex,
+            Refusal::Source(SourceError::TooDeep { .. }) => ErrorCode::QueryTooComplex,
+            Refusal::Source(_) | Refusal::Parse(_) => ErrorCode::ParserError,
+            Refusal::FragmentCycle(_) | Refusal::UnknownFragment(_) => ErrorCode::ValidationError,
         }
     }
 }
@@ -482,13 +483,16 @@ mod tests {
                 "{depth}: {:?}",
                 started.elapsed()
             );
-            assert_eq!(refusal.code(), "query_too_complex");
+            assert_eq!(refusal.code(), ErrorCode::QueryTooComplex);
             assert!(
                 refusal.to_string().contains("after expanding fragments"),
                 "{refusal}"
             );
         }
-        assert_eq!(refused(&nested_fragments(60)).code(), "query_too_complex");
+        assert_eq!(
+            refused(&nested_fragments(60)).code(),
+            ErrorCode::QueryTooComplex
+        );
         // Six levels (2^6 = 64 spreads of a 3-selection fragment) stay under the bound.
         check(&nested_fragments(6), None, &Variables::default()).unwrap();
     }
@@ -515,7 +519,7 @@ mod tests {
         assert!(matches!(refused(cycle), Refusal::FragmentCycle(_)));
         let own = "query { broadcast { ...A } } fragment A on T { x { ...A } }";
         assert!(matches!(refused(own), Refusal::FragmentCycle(_)));
-        assert_eq!(refused(cycle).code(), "validation_error");
+        assert_eq!(refused(cycle).code(), ErrorCode::ValidationError);
         let unknown = "query { broadcast { ...Nope } }";
         assert!(matches!(refused(unknown), Refusal::UnknownFragment(_)));
     }
@@ -558,7 +562,7 @@ mod tests {
 
         let large = format!("{{ x(a: \"{}\") }}", "y".repeat(MAX_QUERY_BYTES));
         assert!(matches!(refused(&large), Refusal::TooLarge { .. }));
-        assert_eq!(refused(&large).code(), "query_too_complex");
+        assert_eq!(refused(&large).code(), ErrorCode::QueryTooComplex);
     }
 
     #[test]
@@ -610,7 +614,7 @@ mod tests {
         );
         assert!(checked.unwrap().query.contains("😀😀"));
         let refusal = refused(r#"{ broadcast { getBroadcasts(domain: "\uD83D") { id } } }"#);
-        assert_eq!(refusal.code(), "parser_error");
+        assert_eq!(refusal.code(), ErrorCode::ParserError);
     }
 
     #[test]

@@ -37,6 +37,7 @@ use warp::http::StatusCode;
 use warp::reply::{Reply, Response};
 
 pub use auth::{Credentials, Principal, hash_password};
+pub use codes::ErrorCode;
 pub use listener::{HEADER_TIMEOUT, ListenerLimits, MAX_CONNECTIONS, STALL_TIMEOUT};
 pub use login::{
     FAILURE_WINDOW, LoginLimits, MAX_FAILURES_PER_ACCOUNT, MAX_FAILURES_PER_CLIENT, MAX_VERIFIED,
@@ -119,12 +120,7 @@ impl AdminApi {
             .and_then(|headers: warp::http::HeaderMap| async move {
                 match same_origin::check(&headers) {
                     Ok(()) => Err(warp::reject::not_found()),
-                    Err(refusal) => Ok(error_reply(
-                        refusal.status(),
-                        refusal.code(),
-                        refusal.message(),
-                        None,
-                    )),
+                    Err(refusal) => Ok(error_reply(refusal.code(), refusal.message(), None)),
                 }
             });
         let api = self.clone();
@@ -175,7 +171,7 @@ impl AdminApi {
         let request = match parse_request(body) {
             Ok(request) => request,
             Err((code, message)) => {
-                return error_reply(StatusCode::BAD_REQUEST, code, message, None);
+                return error_reply(code, message, None);
             }
         };
         let operation = request
@@ -188,12 +184,7 @@ impl AdminApi {
             Err(denied) => return denied_reply(denied, &operation),
         };
         if request.query.trim().is_empty() {
-            return error_reply(
-                StatusCode::BAD_REQUEST,
-                "no_query_supplied",
-                "No query supplied",
-                None,
-            );
+            return error_reply(ErrorCode::NoQuerySupplied, "No query supplied", None);
         }
         let checked = match document::check(
             &request.query,
@@ -202,12 +193,7 @@ impl AdminApi {
         ) {
             Ok(checked) => checked,
             Err(refusal) => {
-                return error_reply(
-                    StatusCode::BAD_REQUEST,
-                    refusal.code(),
-                    &refusal.to_string(),
-                    None,
-                );
+                return error_reply(refusal.code(), &refusal.to_string(), None);
             }
         };
         // Every domain the operation names is checked before any field runs, so that a refused
@@ -231,14 +217,8 @@ impl AdminApi {
         // The answer is built off the runtime's thread, which sends every job's messages: a
         // large answer (a hundred jobs' bodies, several times over) takes a noticeable time to
         // resolve and serialise.
-        let Ok(_permit) = self.executions.acquire().await else {
-            return error_reply(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "temporarily_unavailable",
-                "Shutting down",
-                None,
-            );
-        };
+        // The semaphore is never closed, so a permit always comes.
+        let _permit = self.executions.acquire().await.ok();
         let schema = self.schema.clone();
         let runtime = tokio::runtime::Handle::current();
         let answered = tokio::task::spawn_blocking(move || {
@@ -248,8 +228,7 @@ impl AdminApi {
         .await;
         answered.unwrap_or_else(|_| {
             error_reply(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "temporarily_unavailable",
+                ErrorCode::TemporarilyUnavailable,
                 "The request could not be answered",
                 None,
             )
@@ -277,9 +256,10 @@ fn answer(
 
 /// Reads a request body as MongooseIM does: `variables` may be an object, a JSON-encoded
 /// object or null, and variables set to null are dropped so that defaults apply.
-fn parse_request(body: &[u8]) -> Result<async_graphql::Request, (&'static str, &'static str)> {
-    const INVALID_BODY: (&str, &str) = ("invalid_json_body", "Invalid JSON body");
-    const INVALID_VARIABLES: (&str, &str) = ("variables_invalid_json", "Invalid variables JSON");
+fn parse_request(body: &[u8]) -> Result<async_graphql::Request, (ErrorCode, &'static str)> {
+    const INVALID_BODY: (ErrorCode, &str) = (ErrorCode::InvalidJsonBody, "Invalid JSON body");
+    const INVALID_VARIABLES: (ErrorCode, &str) =
+        (ErrorCode::VariablesInvalidJson, "Invalid variables JSON");
     let mut body: serde_json::Value = serde_json::from_slice(body).map_err(|_| INVALID_BODY)?;
     let object = body.as_object_mut().ok_or(INVALID_BODY)?;
     let variables = match object.remove("variables") {
@@ -353,11 +333,11 @@ fn mark_request_errors(
             error["message"] = json!(explained);
         }
         let code = if coercion {
-            "input_coercion"
+            ErrorCode::InputCoercion
         } else {
-            "validation_error"
+            ErrorCode::ValidationError
         };
-        error["extensions"] = json!({ "code": code });
+        error["extensions"] = json!({ "code": code.as_str() });
     }
 }
 
@@ -369,36 +349,30 @@ fn denied_reply(denied: Denied, operation: &str) -> Response {
                 "Too many failed logins from this address or for this account; try again in \
                  {seconds} s"
             );
-            let reply = error_reply(
-                StatusCode::TOO_MANY_REQUESTS,
-                "too_many_login_failures",
-                &message,
-                None,
-            );
+            let reply = error_reply(ErrorCode::TooManyLoginFailures, &message, None);
             return warp::reply::with_header(reply, "retry-after", seconds.to_string())
                 .into_response();
         }
         Denied::Busy => {
             let reply = error_reply(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "login_busy",
+                ErrorCode::LoginBusy,
                 "Too many logins are being verified; try again shortly",
                 None,
             );
             return warp::reply::with_header(reply, "retry-after", "1").into_response();
         }
         Denied::Missing => (
-            "no_permissions",
+            ErrorCode::NoPermissions,
             format!("Cannot execute query {operation} without permissions"),
             Some(vec![operation.to_owned()]),
         ),
         Denied::Wrong => (
-            "wrong_credentials",
+            ErrorCode::WrongCredentials,
             "The provided credentials are wrong".to_owned(),
             None,
         ),
     };
-    let reply = error_reply(StatusCode::UNAUTHORIZED, code, &message, path);
+    let reply = error_reply(code, &message, path);
     warp::reply::with_header(reply, "www-authenticate", "Basic realm=\"xmpp-broadcast\"")
         .into_response()
 }
@@ -409,7 +383,9 @@ fn permission_refusal(response: &async_graphql::Response) -> Option<Response> {
         err.extensions
             .as_ref()
             .and_then(|extensions| extensions.get("code"))
-            .is_some_and(|code| *code == async_graphql::Value::from("no_permissions"))
+            .is_some_and(|code| {
+                *code == async_graphql::Value::from(ErrorCode::NoPermissions.as_str())
+            })
     })?;
     let path = error
         .extensions
@@ -424,23 +400,25 @@ fn no_permissions_reply(message: &str, path: Option<serde_json::Value>) -> Respo
     let body = json!({ "errors": [{
         "message": message,
         "path": path,
-        "extensions": { "code": "no_permissions" },
+        "extensions": { "code": ErrorCode::NoPermissions.as_str() },
     }] });
-    warp::reply::with_status(warp::reply::json(&body), StatusCode::UNAUTHORIZED).into_response()
+    let status = http_status(ErrorCode::NoPermissions);
+    warp::reply::with_status(warp::reply::json(&body), status).into_response()
 }
 
-fn error_reply(
-    status: StatusCode,
-    code: &str,
-    message: &str,
-    path: Option<Vec<String>>,
-) -> Response {
-    let mut error = json!({ "message": message, "extensions": { "code": code } });
+/// An answer carrying one error with `code`, under the code's HTTP status.
+fn error_reply(code: ErrorCode, message: &str, path: Option<Vec<String>>) -> Response {
+    let mut error = json!({ "message": message, "extensions": { "code": code.as_str() } });
     if let Some(path) = path {
         error["path"] = json!(path);
     }
-    warp::reply::with_status(warp::reply::json(&json!({ "errors": [error] })), status)
-        .into_response()
+    let body = warp::reply::json(&json!({ "errors": [error] }));
+    warp::reply::with_status(body, http_status(code)).into_response()
+}
+
+/// The HTTP status of an answer carrying `code` ([`ErrorCode::http_status`]).
+fn http_status(code: ErrorCode) -> StatusCode {
+    StatusCode::from_u16(code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
 }
 
 /// Binds the admin listener, with a message that names the key on failure.

@@ -16,8 +16,9 @@
 //! No CORS headers are ever sent, so a browser refuses the preflight of a cross-origin JSON
 //! request.
 
+use super::codes::ErrorCode;
+use warp::http::HeaderMap;
 use warp::http::header::{CONTENT_TYPE, HOST, ORIGIN};
-use warp::http::{HeaderMap, StatusCode};
 
 /// Why a POST to `/api/graphql` is refused before it runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,17 +30,11 @@ pub(crate) enum Refusal {
 }
 
 impl Refusal {
-    pub fn status(self) -> StatusCode {
+    /// The answer's code (its HTTP status is the code's: 415 or 403).
+    pub fn code(self) -> ErrorCode {
         match self {
-            Refusal::NotJson => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            Refusal::CrossOrigin => StatusCode::FORBIDDEN,
-        }
-    }
-
-    pub fn code(self) -> &'static str {
-        match self {
-            Refusal::NotJson => "unsupported_media_type",
-            Refusal::CrossOrigin => "cross_origin_request",
+            Refusal::NotJson => ErrorCode::UnsupportedMediaType,
+            Refusal::CrossOrigin => ErrorCode::CrossOriginRequest,
         }
     }
 

@@ -8,10 +8,12 @@ use async_graphql::{
 };
 
 use super::auth::Principal;
+use super::codes::ErrorCode;
 use super::scalars::{BareJid, DateTime, DomainName, Jid, NonNegInt, PosInt};
 use crate::broadcast::{
     self, AbortError, BroadcastRequest, Broadcasts, InvalidRequest, Job, QueryError, StartError,
 };
+use crate::store::StoreError;
 
 /// Deepest selection accepted: the broadcast queries are three fields deep. The same bound is
 /// checked, fragments expanded, before validation (`document`); async-graphql checks it again.
@@ -88,7 +90,7 @@ impl BroadcastAdminQuery {
         let jobs = if limit > MAX_LIST_LIMIT {
             let context = [("domain", domain.0.clone().into()), ("limit", limit.into())];
             let message = format!("Invalid parameter: limit (at most {MAX_LIST_LIMIT})");
-            Err(operation_error("bad_parameter", message, &context))
+            Err(operation_error(ErrorCode::BadParameter, message, &context))
         } else {
             service(ctx)
                 .list(&domain.0, limit, index.map_or(0, |index| index.0))
@@ -285,7 +287,7 @@ fn authorize(ctx: &Context<'_>, domain: &DomainName, field: &str) -> async_graph
     let (message, path) = permission_denied(&caller.operation, field);
     Err(
         async_graphql::Error::new(message).extend_with(move |_, extensions| {
-            extensions.set("code", "no_permissions");
+            extensions.set("code", ErrorCode::NoPermissions.as_str());
             extensions.set(
                 "path",
                 async_graphql::Value::List(path.iter().map(|part| part.as_str().into()).collect()),
@@ -456,12 +458,12 @@ fn graphql_id(id: i64) -> async_graphql::Result<i32> {
 type ErrorContext<'a> = [(&'static str, async_graphql::Value)];
 
 fn operation_error(
-    code: &str,
+    code: ErrorCode,
     message: String,
     context: &ErrorContext<'_>,
 ) -> async_graphql::Error {
     async_graphql::Error::new(message).extend_with(|_, extensions| {
-        extensions.set("code", code);
+        extensions.set("code", code.as_str());
         for (key, value) in context {
             extensions.set(*key, value.clone());
         }
@@ -470,18 +472,22 @@ fn operation_error(
 
 fn start_error(err: StartError, context: &ErrorContext<'_>) -> async_graphql::Error {
     let code = match &err {
-        StartError::DomainNotFound => "domain_not_found",
-        StartError::Invalid(InvalidRequest::BadParameter(_)) => "bad_parameter",
+        StartError::DomainNotFound => ErrorCode::DomainNotFound,
+        StartError::Invalid(InvalidRequest::BadParameter(_)) => ErrorCode::BadParameter,
         StartError::Invalid(InvalidRequest::SenderNotInDomain) | StartError::SenderNotFound => {
-            "sender_not_found"
+            ErrorCode::SenderNotFound
         }
-        StartError::NoRecipients => "no_recipients",
-        StartError::RunningJobLimitExceeded => "running_job_limit_exceeded",
-        StartError::TemporarilyUnavailable => "temporarily_unavailable",
+        StartError::NoRecipients => ErrorCode::NoRecipients,
+        StartError::RunningJobLimitExceeded => ErrorCode::RunningJobLimitExceeded,
+        StartError::TemporarilyUnavailable => ErrorCode::TemporarilyUnavailable,
+        StartError::JobIdsExhausted(_) => {
+            tracing::error!(error = %err, "startBroadcast refused");
+            ErrorCode::JobIdsExhausted
+        }
         StartError::Store(_) | StartError::Directory(_) => {
             tracing::error!(error = %err, "startBroadcast failed");
             return operation_error(
-                "temporarily_unavailable",
+                ErrorCode::TemporarilyUnavailable,
                 "Broadcast manager is temporarily unavailable".to_owned(),
                 context,
             );
@@ -492,18 +498,19 @@ fn start_error(err: StartError, context: &ErrorContext<'_>) -> async_graphql::Er
 
 fn abort_error(err: AbortError, context: &ErrorContext<'_>) -> async_graphql::Error {
     let code = match &err {
-        AbortError::DomainNotFound => "domain_not_found",
-        AbortError::NotFound => "broadcast_not_found",
-        AbortError::NotRunning => "not_running",
+        AbortError::DomainNotFound => ErrorCode::DomainNotFound,
+        AbortError::NotFound => ErrorCode::BroadcastNotFound,
+        AbortError::NotRunning => ErrorCode::NotRunning,
         AbortError::Store(_) | AbortError::Directory(_) => return database_error(&err, context),
     };
     operation_error(code, err.to_string(), context)
 }
 
+/// `database_error`: the job database failed (the details in the log only).
 fn database_error(err: &dyn std::fmt::Display, context: &ErrorContext<'_>) -> async_graphql::Error {
     tracing::error!(error = %err, "job database error");
     operation_error(
-        "database_error",
+        ErrorCode::DatabaseError,
         "The job database cannot be reached; try again".to_owned(),
         context,
     )
@@ -511,8 +518,14 @@ fn database_error(err: &dyn std::fmt::Display, context: &ErrorContext<'_>) -> as
 
 fn query_error(err: QueryError, context: &ErrorContext<'_>) -> async_graphql::Error {
     let code = match &err {
-        QueryError::DomainNotFound => "domain_not_found",
-        QueryError::NotFound => "broadcast_not_found",
+        QueryError::DomainNotFound => ErrorCode::DomainNotFound,
+        QueryError::NotFound => ErrorCode::BroadcastNotFound,
+        // A stored job that cannot be read: the answer names the job and the column, so that
+        // the operator can delete it.
+        QueryError::Store(StoreError::InvalidRow(bad)) => {
+            tracing::error!(error = %bad, "unusable stored job");
+            return operation_error(ErrorCode::DatabaseError, bad.to_string(), context);
+        }
         QueryError::Store(_) | QueryError::Directory(_) => return database_error(&err, context),
     };
     operation_error(code, err.to_string(), context)

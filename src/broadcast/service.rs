@@ -27,6 +27,9 @@ pub enum StartError {
     /// The job database cannot be trusted right now (safety mode).
     #[error("Broadcast manager is temporarily unavailable")]
     TemporarilyUnavailable,
+    /// No job id fits the API any more ([`StoreError::JobIdsExhausted`]); nothing was written.
+    #[error(transparent)]
+    JobIdsExhausted(StoreError),
     #[error(transparent)]
     Store(StoreError),
     #[error(transparent)]
@@ -37,6 +40,9 @@ impl From<StoreError> for StartError {
     fn from(err: StoreError) -> Self {
         match err {
             StoreError::RunningJobExists => StartError::RunningJobLimitExceeded,
+            exhausted @ StoreError::JobIdsExhausted { .. } => {
+                StartError::JobIdsExhausted(exhausted)
+            }
             other => StartError::Store(other),
         }
     }
