@@ -338,6 +338,34 @@ fn excerpt(text: &str) -> String {
 mod tests {
     use super::*;
 
+    /// The job's fields are the schema's: the client asks for every field of `Broadcast`, in
+    /// its order, and [`ApiJob`] serialises to the same names.
+    #[test]
+    fn the_client_asks_for_every_field_of_the_schemas_broadcast() {
+        let sdl = super::super::build_schema(None).sdl();
+        let start = sdl.find("type Broadcast {").expect("type Broadcast");
+        let end = start + sdl[start..].find('}').expect("end of type Broadcast");
+        let schema_fields: Vec<&str> = sdl[start..end]
+            .lines()
+            .filter_map(|line| line.trim().split_once(':').map(|(name, _)| name))
+            .filter(|name| !name.contains(' '))
+            .collect();
+        let asked: Vec<&str> = JOB_FIELDS.split_whitespace().collect();
+        assert_eq!(asked, schema_fields);
+        let serialised = serde_json::to_value(job()).unwrap();
+        let names: Vec<&str> = serialised
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        let mut sorted = schema_fields.clone();
+        sorted.sort_unstable();
+        let mut names_sorted = names.clone();
+        names_sorted.sort_unstable();
+        assert_eq!(names_sorted, sorted);
+    }
+
     fn job() -> ApiJob {
         ApiJob {
             id: 1,

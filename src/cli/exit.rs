@@ -166,3 +166,51 @@ impl From<ClientError> for CommandError {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The README's table of error codes: `(code, HTTP status, exit code)` per row.
+    fn readme_codes() -> Vec<(String, u16, u8)> {
+        let readme = include_str!("../../README.md");
+        let start = readme
+            .find("<!-- error codes:")
+            .expect("the README has the error code table");
+        let end = readme[start..]
+            .find("<!-- end of error codes -->")
+            .expect("the table's end mark");
+        readme[start..start + end]
+            .lines()
+            .filter_map(|line| {
+                let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+                let code = cells.get(1)?.strip_prefix('`')?.strip_suffix('`')?;
+                Some((code.to_owned(), cells[2].parse().ok()?, cells[3].parse().ok()?))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_readme_lists_every_code_with_its_status_and_exit_code() {
+        let expected: Vec<(String, u16, u8)> = ErrorCode::ALL
+            .iter()
+            .map(|code| {
+                let exit = Exit::from(code.failure()) as u8;
+                (code.as_str().to_owned(), code.http_status(), exit)
+            })
+            .collect();
+        assert_eq!(readme_codes(), expected);
+    }
+
+    #[test]
+    fn help_names_every_code_once() {
+        let help = codes_help();
+        for code in ErrorCode::ALL {
+            let mentions = help
+                .split(|c: char| !(c.is_ascii_lowercase() || c == '_'))
+                .filter(|word| *word == code.as_str())
+                .count();
+            assert_eq!(mentions, 1, "{code} in\n{help}");
+        }
+    }
+}
