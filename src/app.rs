@@ -10,7 +10,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::admin::{self, AdminApi, Credentials};
-use crate::broadcast::{Broadcasts, Manager};
+use crate::broadcast::{BroadcastService, Manager};
 use crate::config::Config;
 use crate::directory::Directory;
 use crate::metrics::Metrics;
@@ -63,7 +63,7 @@ pub async fn run(
     manager.spawn_lease_renewal();
     manager.spawn_ownership_check();
 
-    let broadcasts = Broadcasts::new(
+    let broadcasts = BroadcastService::new(
         store.clone(),
         directory,
         manager.clone(),

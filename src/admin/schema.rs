@@ -10,9 +10,8 @@ use async_graphql::{
 use super::auth::Principal;
 use super::codes::ErrorCode;
 use super::scalars::{BareJid, DateTime, DomainName, Jid, NonNegInt, PosInt};
-use crate::broadcast::{
-    self, AbortError, BroadcastRequest, Broadcasts, InvalidRequest, Job, QueryError, StartError,
-};
+use crate::broadcast::{AbortError, BroadcastService, QueryError, StartError};
+use crate::job::{self, BroadcastRequest, InvalidRequest, Job};
 use crate::store::StoreError;
 
 /// Deepest selection accepted: the broadcast queries are three fields deep. The same bound is
@@ -39,7 +38,7 @@ pub struct Caller {
 pub type AdminSchema = Schema<Query, Mutation, EmptySubscription>;
 
 /// Builds the schema; `broadcasts` is `None` only to print the SDL.
-pub fn build(broadcasts: Option<Broadcasts>) -> AdminSchema {
+pub fn build(broadcasts: Option<BroadcastService>) -> AdminSchema {
     let builder = Schema::build(Query, Mutation, EmptySubscription)
         .limit_depth(MAX_DEPTH)
         .limit_complexity(MAX_COMPLEXITY);
@@ -83,7 +82,7 @@ impl BroadcastAdminQuery {
         domain: DomainName,
         #[graphql(default_with = "Some(PosInt(DEFAULT_LIST_LIMIT))")] limit: Option<PosInt>,
         #[graphql(default_with = "Some(NonNegInt(0))")] index: Option<NonNegInt>,
-    ) -> async_graphql::Result<Option<Vec<Broadcast>>> {
+    ) -> async_graphql::Result<Option<Vec<BroadcastObject>>> {
         let context = [("domain", domain.0.clone().into())];
         authorize(ctx, &domain, "getBroadcasts")?;
         let limit = limit.map_or(DEFAULT_LIST_LIMIT, |limit| limit.0);
@@ -100,7 +99,7 @@ impl BroadcastAdminQuery {
         let Some(jobs) = reported(ctx, jobs) else {
             return Ok(None);
         };
-        Ok(Some(jobs.into_iter().map(Broadcast).collect()))
+        Ok(Some(jobs.into_iter().map(BroadcastObject).collect()))
     }
 
     /// Get a broadcast job by its id
@@ -109,7 +108,7 @@ impl BroadcastAdminQuery {
         ctx: &Context<'_>,
         domain: DomainName,
         id: i32,
-    ) -> async_graphql::Result<Option<Broadcast>> {
+    ) -> async_graphql::Result<Option<BroadcastObject>> {
         let context = [("domain", domain.0.clone().into()), ("id", id.into())];
         authorize(ctx, &domain, "getBroadcast")?;
         let job = service(ctx)
@@ -119,7 +118,7 @@ impl BroadcastAdminQuery {
         let Some(job) = reported(ctx, job) else {
             return Ok(None);
         };
-        Ok(Some(Broadcast(job)))
+        Ok(Some(BroadcastObject(job)))
     }
 
     /// Count the users a broadcast to the domain would reach now and list the first few,
@@ -327,18 +326,18 @@ pub enum BroadcastRecipientGroup {
     AllUsersInDomain,
 }
 
-impl From<BroadcastRecipientGroup> for broadcast::RecipientGroup {
+impl From<BroadcastRecipientGroup> for job::RecipientGroup {
     fn from(group: BroadcastRecipientGroup) -> Self {
         match group {
-            BroadcastRecipientGroup::AllUsersInDomain => {
-                broadcast::RecipientGroup::AllUsersInDomain
-            }
+            BroadcastRecipientGroup::AllUsersInDomain => job::RecipientGroup::AllUsersInDomain,
         }
     }
 }
 
-/// The state of a broadcast job.
+/// The state of a broadcast job: [`ExecutionState`](crate::job::ExecutionState), whose
+/// variants it must have (the compiler checks it) and whose API names it gives.
 #[derive(Enum, Clone, Copy, PartialEq, Eq)]
+#[graphql(remote = "crate::job::ExecutionState")]
 pub enum BroadcastJobState {
     /// Sending
     Running,
@@ -350,22 +349,25 @@ pub enum BroadcastJobState {
     AbortAdmin,
 }
 
-impl From<broadcast::ExecutionState> for BroadcastJobState {
-    fn from(state: broadcast::ExecutionState) -> Self {
-        match state {
-            broadcast::ExecutionState::Running => BroadcastJobState::Running,
-            broadcast::ExecutionState::Finished => BroadcastJobState::Finished,
-            broadcast::ExecutionState::AbortError => BroadcastJobState::AbortError,
-            broadcast::ExecutionState::AbortAdmin => BroadcastJobState::AbortAdmin,
-        }
+#[cfg(test)]
+#[test]
+fn graphql_names_of_the_job_states_are_the_apis() {
+    use async_graphql::resolver_utils::EnumType;
+    for item in BroadcastJobState::items() {
+        let state: crate::job::ExecutionState = item.value.into();
+        assert_eq!(item.name, state.as_api_str());
     }
+    assert_eq!(
+        BroadcastJobState::items().len(),
+        crate::job::ExecutionState::ALL.len()
+    );
 }
 
-/// A broadcast job.
-pub struct Broadcast(Job);
+/// A broadcast job, as the GraphQL type `Broadcast`.
+pub struct BroadcastObject(Job);
 
-#[Object]
-impl Broadcast {
+#[Object(name = "Broadcast")]
+impl BroadcastObject {
     async fn id(&self) -> async_graphql::Result<i32> {
         graphql_id(self.0.id)
     }
@@ -444,8 +446,8 @@ fn reported<T>(ctx: &Context<'_>, result: async_graphql::Result<T>) -> Option<T>
     }
 }
 
-fn service<'a>(ctx: &Context<'a>) -> &'a Broadcasts {
-    ctx.data_unchecked::<Broadcasts>()
+fn service<'a>(ctx: &Context<'a>) -> &'a BroadcastService {
+    ctx.data_unchecked::<BroadcastService>()
 }
 
 /// Job ids are GraphQL `Int`s, as in MongooseIM. The store creates none beyond

@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 use warp::Filter;
 
 use super::{AdminApi, Credentials};
-use crate::broadcast::{Broadcasts, Manager};
+use crate::broadcast::{BroadcastService, Manager};
 use crate::config::{ComponentConfig, Secret, UsersConfig, UsersSchema};
 use crate::directory::Directory;
 use crate::metrics::Metrics;
@@ -83,7 +83,7 @@ impl Lab {
             "node1".into(),
             Duration::from_secs(60),
         );
-        let broadcasts = Broadcasts::new(store.clone(), directory, manager, domains);
+        let broadcasts = BroadcastService::new(store.clone(), directory, manager, domains);
         let api = AdminApi::new(
             super::build_schema(Some(broadcasts)),
             credentials(),

@@ -7,11 +7,6 @@ mod safety;
 mod service;
 mod worker;
 
-pub use crate::job::spec::{self, Parameter};
-pub use crate::job::{
-    BroadcastRequest, ExecutionState, InvalidRequest, InvalidRow, Job, JobId, JobSpec, Lease,
-    MAX_JOB_ID, RecipientGroup, RowProblem, Sending, Snapshot,
-};
 pub use manager::Manager;
 pub use safety::Safety;
-pub use service::{AbortError, Broadcasts, Preview, QueryError, StartError};
+pub use service::{AbortError, BroadcastService, Preview, QueryError, StartError};

@@ -98,16 +98,16 @@ impl From<QueryError> for AbortError {
 
 /// The broadcast operations of this instance.
 #[derive(Clone)]
-pub struct Broadcasts {
+pub struct BroadcastService {
     store: Store,
     directory: Directory,
     manager: Manager,
     domains: Vec<String>,
 }
 
-impl Broadcasts {
+impl BroadcastService {
     pub fn new(store: Store, directory: Directory, manager: Manager, domains: Vec<String>) -> Self {
-        Broadcasts {
+        BroadcastService {
             store,
             directory,
             manager,

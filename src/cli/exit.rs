@@ -185,7 +185,11 @@ mod tests {
             .filter_map(|line| {
                 let cells: Vec<&str> = line.split('|').map(str::trim).collect();
                 let code = cells.get(1)?.strip_prefix('`')?.strip_suffix('`')?;
-                Some((code.to_owned(), cells[2].parse().ok()?, cells[3].parse().ok()?))
+                Some((
+                    code.to_owned(),
+                    cells[2].parse().ok()?,
+                    cells[3].parse().ok()?,
+                ))
             })
             .collect()
     }
