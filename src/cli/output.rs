@@ -126,7 +126,8 @@ pub fn job_details(job: &ApiJob) -> String {
 /// `processed/count processed (percent)`.
 pub fn progress(job: &ApiJob) -> String {
     let percent = if job.recipient_count > 0 {
-        job.recipients_processed * 100 / job.recipient_count
+        // In i128: whatever the API answers, the percentage cannot overflow.
+        i128::from(job.recipients_processed) * 100 / i128::from(job.recipient_count)
     } else {
         100
     };
@@ -245,6 +246,10 @@ mod tests {
         let details = job_details(&job(1, &name));
         assert!(details.contains(&name));
         assert_eq!(padded("ab", 70_000).len(), 70_000);
+        let mut huge = job(1, "n");
+        huge.recipients_processed = i64::MAX;
+        let expected = format!("{}/40 processed (23058430092136939517%)", i64::MAX);
+        assert_eq!(progress(&huge), expected, "no overflow");
     }
 
     #[test]
