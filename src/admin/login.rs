@@ -14,9 +14,8 @@ use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use argon2::Argon2;
-use argon2::password_hash::PasswordVerifier;
 use argon2::password_hash::phc::{Output, PasswordHash};
+use argon2::{Algorithm, Argon2, Block, Params, Version};
 use sha1::{Digest, Sha1};
 use tokio::sync::oneshot;
 use tokio::time::Instant;
@@ -148,6 +147,9 @@ impl Verifier {
 }
 
 fn verify_jobs(jobs: &Mutex<Receiver<Job>>, stats: &VerifierStats, dummy: &PasswordHash) {
+    // argon2's working memory, kept for the thread's life: one allocation of the largest
+    // configured cost instead of one per login, which malloc would keep anyway.
+    let mut memory = Vec::new();
     loop {
         let job = {
             let jobs = jobs.lock().unwrap_or_else(PoisonError::into_inner);
@@ -159,11 +161,9 @@ fn verify_jobs(jobs: &Mutex<Receiver<Job>>, stats: &VerifierStats, dummy: &Passw
         let running = stats.running.fetch_add(1, Ordering::SeqCst) + 1;
         stats.peak.fetch_max(running, Ordering::SeqCst);
         let matches = match &job.target {
-            Target::Known(hash) => Argon2::default()
-                .verify_password(&job.password, hash.as_ref())
-                .is_ok(),
+            Target::Known(hash) => verify(&job.password, hash, &mut memory),
             Target::Unknown => {
-                let _ = Argon2::default().verify_password(&job.password, dummy);
+                let _ = verify(&job.password, dummy, &mut memory);
                 stats.dummies.fetch_add(1, Ordering::SeqCst);
                 false
             }
@@ -172,6 +172,41 @@ fn verify_jobs(jobs: &Mutex<Receiver<Job>>, stats: &VerifierStats, dummy: &Passw
         stats.running.fetch_sub(1, Ordering::SeqCst);
         let _ = job.reply.send(matches);
     }
+}
+
+/// Whether `password` matches `hash` (a PHC string's parts), computed in `memory`, which grows
+/// to the hash's memory cost and is reused by the next verification. As argon2's own
+/// `verify_password`, with the output compared in constant time.
+fn verify(password: &[u8], hash: &PasswordHash, memory: &mut Vec<Block>) -> bool {
+    let (Some(salt), Some(expected)) = (&hash.salt, &hash.hash) else {
+        return false;
+    };
+    let Ok(algorithm) = Algorithm::try_from(hash.algorithm.as_str()) else {
+        return false;
+    };
+    let version = match hash.version.map(Version::try_from) {
+        None => Version::default(),
+        Some(Ok(version)) => version,
+        Some(Err(_)) => return false,
+    };
+    let Ok(params) = Params::try_from(hash) else {
+        return false;
+    };
+    let blocks = params.block_count();
+    if memory.len() < blocks {
+        memory.resize(blocks, Block::default());
+    }
+    let mut buffer = [0u8; Output::MAX_LENGTH];
+    let Some(out) = buffer.get_mut(..expected.len()) else {
+        return false;
+    };
+    let computed = Argon2::new(algorithm, version, params).hash_password_into_with_memory(
+        password,
+        salt.as_ref(),
+        &mut *out,
+        &mut memory[..blocks],
+    );
+    computed.is_ok() && Output::new(out).is_ok_and(|output| output == *expected)
 }
 
 /// The hash verified for unknown accounts: the parameters (algorithm, version, memory, time,
@@ -394,6 +429,39 @@ mod tests {
         );
         assert_eq!(dummy.hash.map(|output| output.len()), Some(32));
         assert_eq!(dummy.algorithm.as_str(), "argon2id");
+    }
+
+    #[test]
+    fn verifying_in_reused_memory_agrees_with_argon2() {
+        use argon2::password_hash::{PasswordHasher, PasswordVerifier};
+        let mut memory = Vec::new();
+        let cheap = Argon2::new(
+            Algorithm::Argon2id,
+            Version::V0x13,
+            Params::new(64, 1, 1, None).unwrap(),
+        )
+        .hash_password(b"cheap")
+        .unwrap();
+        let default = PasswordHash::new(&crate::admin::hash_password("pw").unwrap()).unwrap();
+        // The larger hash first, then the smaller one in the same (larger) memory, and back.
+        for (hash, right) in [(&default, "pw"), (&cheap, "cheap"), (&default, "pw")] {
+            for password in [right, "wrong", ""] {
+                let expected = Argon2::default()
+                    .verify_password(password.as_bytes(), hash)
+                    .is_ok();
+                assert_eq!(verify(password.as_bytes(), hash, &mut memory), expected);
+                assert_eq!(expected, password == right);
+            }
+        }
+        let largest = Params::try_from(&default).unwrap().block_count();
+        assert_eq!(
+            memory.len(),
+            largest,
+            "the memory is the largest cost, kept"
+        );
+        let mut no_output = default.clone();
+        no_output.hash = None;
+        assert!(!verify(b"pw", &no_output, &mut memory));
     }
 
     #[test]
