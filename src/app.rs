@@ -36,13 +36,7 @@ pub async fn run(
     )
     .await
     .context(JOB_DATABASE_CONTEXT)?;
-    let directory = Directory::connect(&config.users)
-        .await
-        .context(USERS_CONTEXT)?;
-    directory
-        .warn_about_empty_domains(&config.domains)
-        .await
-        .context(USERS_CONTEXT)?;
+    let directory = open_users(&config).await?;
 
     let connection_stop = CancellationToken::new();
     let (connection, connection_task) =
@@ -100,6 +94,19 @@ pub async fn run(
     store.close().await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The XMPP server's users database as `serve` opens it before it listens: its layout checked
+/// (`[users]`), and configured domains without an account logged. `check-config` runs the same.
+pub async fn open_users(config: &Config) -> anyhow::Result<Directory> {
+    let directory = Directory::connect(&config.users)
+        .await
+        .context(USERS_CONTEXT)?;
+    directory
+        .warn_about_empty_domains(&config.domains)
+        .await
+        .context(USERS_CONTEXT)?;
+    Ok(directory)
 }
 
 /// A token cancelled on the first SIGTERM or SIGINT.

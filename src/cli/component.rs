@@ -5,9 +5,8 @@ use std::path::PathBuf;
 
 use anyhow::Context as _;
 
-use crate::app::{JOB_DATABASE_CONTEXT, USERS_CONTEXT};
+use crate::app::JOB_DATABASE_CONTEXT;
 use crate::config::Config;
-use crate::directory::Directory;
 use crate::store::Store;
 
 /// The configuration file of `serve`, `migrate` and `check-config`.
@@ -70,13 +69,7 @@ async fn check_databases(config: &Config) -> anyhow::Result<()> {
     Store::check(config.database.url.expose())
         .await
         .context(JOB_DATABASE_CONTEXT)?;
-    let directory = Directory::connect(&config.users)
-        .await
-        .context(USERS_CONTEXT)?;
-    directory
-        .warn_about_empty_domains(&config.domains)
-        .await
-        .context(USERS_CONTEXT)?;
+    crate::app::open_users(config).await?;
     Ok(())
 }
 
