@@ -334,8 +334,9 @@ impl From<BroadcastRecipientGroup> for job::RecipientGroup {
     }
 }
 
-/// The state of a broadcast job: [`ExecutionState`](crate::job::ExecutionState), whose
-/// variants it must have (the compiler checks it) and whose API names it gives.
+// A remote of `job::ExecutionState`: the compiler checks that the variants are the same, and a
+// test that the GraphQL names are the ones the job module gives.
+/// The state of a broadcast job.
 #[derive(Enum, Clone, Copy, PartialEq, Eq)]
 #[graphql(remote = "crate::job::ExecutionState")]
 pub enum BroadcastJobState {
