@@ -59,12 +59,7 @@ pub struct Shared {
 
 /// One running job on this instance.
 pub struct Worker {
-    store: Store,
-    directory: Directory,
-    connection: Connection,
-    metrics: Metrics,
-    safety: Safety,
-    fault_limit: Duration,
+    shared: Shared,
     lease: Lease,
     job: Job,
     stop: CancellationToken,
@@ -78,23 +73,10 @@ impl Worker {
     /// The worker of `job` under `lease`, from its committed progress; it stops when `stop` is
     /// cancelled.
     pub fn new(shared: Shared, job: Job, lease: Lease, stop: CancellationToken) -> Worker {
-        let Shared {
-            store,
-            directory,
-            connection,
-            metrics,
-            safety,
-            fault_limit,
-        } = shared;
         Worker {
             committed: AtomicI64::new(job.recipients_processed),
             chunk: chunk_size(job.rate),
-            store,
-            directory,
-            connection,
-            metrics,
-            safety,
-            fault_limit,
+            shared,
             lease,
             job,
             stop,
@@ -225,7 +207,12 @@ impl Worker {
         tracing::error!(job_id, %reason, "giving the job up");
         let processed = self.committed.load(Ordering::Relaxed);
         let outcome = Outcome::AbortError { reason };
-        match self.store.complete(&self.lease, &outcome, processed).await {
+        match self
+            .shared
+            .store
+            .complete(&self.lease, &outcome, processed)
+            .await
+        {
             Ok(true) => Some(JobEnd::AbortedByError),
             Ok(false) => None,
             Err(err) => {
@@ -243,13 +230,13 @@ impl Worker {
         let Sending { sender, rate } = job
             .sending()
             .map_err(|bad| Interrupt::Failed(bad.to_string()))?;
-        if !self.retry(|| self.store.mark_started(lease)).await? {
+        if !self.retry(|| self.shared.store.mark_started(lease)).await? {
             return Err(Interrupt::LeaseLost);
         }
         let domain = job.domain.as_str();
         let announcement = Announcement::new(job.id, sender, &job.subject, &job.body);
         let pace = Pace::new(rate, self.chunk);
-        let recipients = Recipients::of(job, &self.store, &self.directory);
+        let recipients = Recipients::of(job, &self.shared.store, &self.shared.directory);
         let mut cursor = job.cursor.clone();
         let mut processed = job.recipients_processed;
         tracing::info!(job_id = job.id, processed, cursor = ?cursor, "worker started");
@@ -283,20 +270,25 @@ impl Worker {
             }
             processed += page.len() as i64;
             if !self
-                .retry(|| self.store.commit_progress(lease, &last, processed))
+                .retry(|| self.shared.store.commit_progress(lease, &last, processed))
                 .await?
             {
                 return Err(Interrupt::LeaseLost);
             }
             self.committed.store(processed, Ordering::Relaxed);
             let sent = messages.len() as u64;
-            self.metrics
+            self.shared
+                .metrics
                 .batch_committed(domain, sent, page.len() as u64 - sent);
             tracing::debug!(job_id = job.id, processed, "batch committed");
             cursor = Some(last);
         }
         if !self
-            .retry(|| self.store.complete(lease, &Outcome::Finished, processed))
+            .retry(|| {
+                self.shared
+                    .store
+                    .complete(lease, &Outcome::Finished, processed)
+            })
             .await?
         {
             return Err(Interrupt::LeaseLost);
@@ -312,7 +304,7 @@ impl Worker {
         recipients: &[BareJid],
         pace: &Pace,
     ) -> Result<Result<(), LinkDown>, Interrupt> {
-        let Some(link) = self.interruptible(self.connection.link()).await? else {
+        let Some(link) = self.interruptible(self.shared.connection.link()).await? else {
             return Err(Interrupt::Stop);
         };
         // Messages go out in chunks: one wake-up, one queue operation and one socket write per
@@ -345,7 +337,7 @@ impl Worker {
     /// Pauses while this instance's leases cannot be trusted; afterwards goes on only if the
     /// lease is still this worker's.
     async fn hold_while_unsafe(&self) -> Result<(), Interrupt> {
-        if self.safety.may_send() {
+        if self.shared.safety.may_send() {
             return Ok(());
         }
         let job_id = self.job.id;
@@ -353,9 +345,12 @@ impl Worker {
             job_id,
             "pausing: the leases of this instance are not renewed"
         );
-        self.interruptible(self.safety.wait_until_safe()).await?;
+        self.interruptible(self.shared.safety.wait_until_safe())
+            .await?;
         let lease = &self.lease;
-        let held = self.retry(|| self.store.owned_leases(&lease.owner)).await?;
+        let held = self
+            .retry(|| self.shared.store.owned_leases(&lease.owner))
+            .await?;
         if !held.contains(&(lease.job_id, lease.epoch)) {
             return Err(Interrupt::LeaseLost);
         }
@@ -378,7 +373,7 @@ impl Worker {
                 Err(err) => {
                     if err.is_answered_by_database() {
                         let since = *failing_since.get_or_insert_with(Instant::now);
-                        if since.elapsed() >= self.fault_limit {
+                        if since.elapsed() >= self.shared.fault_limit {
                             return Err(Interrupt::Failed(err.to_string()));
                         }
                     } else {
