@@ -11,7 +11,6 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::{Duration, Instant};
 
-use sqlx::{AssertSqlSafe, ConnectOptions, Connection};
 use support::serve::{self, BINARY};
 use support::{free_port, scratch_dir, unique_database_name};
 
@@ -118,23 +117,6 @@ fn committed_schema_matches_the_binary() {
     );
 }
 
-/// A SQLite database at `path` with `schema` (SQL text) loaded; returns its URL.
-async fn sqlite_database(path: &Path, schema: &str) -> String {
-    let url = format!("sqlite://{}", path.display());
-    let mut conn = <sqlx::sqlite::SqliteConnectOptions as std::str::FromStr>::from_str(&url)
-        .expect("sqlite URL")
-        .create_if_missing(true)
-        .connect()
-        .await
-        .expect("create the database");
-    sqlx::raw_sql(AssertSqlSafe(schema.to_owned()))
-        .execute(&mut conn)
-        .await
-        .expect("load the schema");
-    conn.close().await.expect("close");
-    url
-}
-
 /// The settings a test varies; everything else is a config `serve` accepts.
 struct Settings {
     top: String,
@@ -145,7 +127,7 @@ struct Settings {
 impl Settings {
     /// Jobs in a new SQLite file of `dir`, users in a Prosody-shaped SQLite database.
     async fn valid(dir: &Path) -> Self {
-        let users = sqlite_database(&dir.join("prosody.sqlite"), PROSODY_TABLE).await;
+        let users = support::sqlite_database(&dir.join("prosody.sqlite"), PROSODY_TABLE).await;
         Settings {
             top: String::new(),
             database: format!("url = \"sqlite://{}\"", dir.join("jobs.db").display()),
@@ -253,7 +235,7 @@ async fn both_refuse(label: &str, settings: &Settings, needles: &[&str]) -> (Str
 async fn check_config_and_serve_refuse_the_same_configs_alike() {
     let data = scratch_dir("bad-config-data");
     let valid = Settings::valid(data.path()).await;
-    let accounts = sqlite_database(&data.path().join("accounts.db"), ACCOUNTS_TABLE).await;
+    let accounts = support::sqlite_database(&data.path().join("accounts.db"), ACCOUNTS_TABLE).await;
     let custom = |exists: &str, page: &str| Settings {
         users: format!(
             "schema = \"custom\"\nurl = \"{accounts}\"\n\

@@ -10,29 +10,11 @@ use std::path::Path;
 use std::process::Output;
 use std::time::Duration;
 
-use sqlx::{AssertSqlSafe, ConnectOptions, Connection};
 use support::serve;
 use support::{free_port, scratch_dir};
 
 /// `serve` fails in well under this (it reads two local SQLite files).
 const EXIT_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// A SQLite users database at `path`, with `schema` (SQL text) loaded.
-async fn users_database(path: &Path, schema: &str) -> String {
-    let url = format!("sqlite://{}", path.display());
-    let mut conn = <sqlx::sqlite::SqliteConnectOptions as std::str::FromStr>::from_str(&url)
-        .expect("sqlite URL")
-        .create_if_missing(true)
-        .connect()
-        .await
-        .expect("create the users database");
-    sqlx::raw_sql(AssertSqlSafe(schema.to_owned()))
-        .execute(&mut conn)
-        .await
-        .expect("load the schema");
-    conn.close().await.expect("close");
-    url
-}
 
 /// Runs `check-config` and `serve` with `users` as the `[users]` section; asserts that they
 /// say the same; returns the output of `serve` once it exited.
@@ -104,7 +86,7 @@ fn ejabberd_schema(file: &str) -> String {
 #[tokio::test]
 async fn an_unknown_schema_is_refused_by_name() {
     let dir = scratch_dir("users-config");
-    let url = users_database(&dir.path().join("users.db"), "SELECT 1").await;
+    let url = support::sqlite_database(&dir.path().join("users.db"), "SELECT 1").await;
     let output = serve_with_users(
         dir.path(),
         &format!("schema = \"ejabberd2\"\nurl = \"{url}\""),
@@ -119,7 +101,7 @@ async fn an_unknown_schema_is_refused_by_name() {
 #[tokio::test]
 async fn a_users_database_without_the_table_is_refused() {
     let dir = scratch_dir("users-config");
-    let url = users_database(&dir.path().join("users.db"), "SELECT 1").await;
+    let url = support::sqlite_database(&dir.path().join("users.db"), "SELECT 1").await;
     let output = serve_with_users(
         dir.path(),
         &format!("schema = \"ejabberd_new\"\nurl = \"{url}\""),
@@ -131,7 +113,9 @@ async fn a_users_database_without_the_table_is_refused() {
 #[tokio::test]
 async fn the_other_ejabberd_schema_is_named() {
     let dir = scratch_dir("users-config");
-    let url = users_database(&dir.path().join("new.db"), &ejabberd_schema("lite.new.sql")).await;
+    let url =
+        support::sqlite_database(&dir.path().join("new.db"), &ejabberd_schema("lite.new.sql"))
+            .await;
     let output = serve_with_users(
         dir.path(),
         &format!("schema = \"ejabberd\"\ndomain = \"example.com\"\nurl = \"{url}\""),
@@ -139,7 +123,8 @@ async fn the_other_ejabberd_schema_is_named() {
     .await;
     assert_refused(&output, &["users.schema = \"ejabberd_new\""]);
 
-    let url = users_database(&dir.path().join("old.db"), &ejabberd_schema("lite.sql")).await;
+    let url =
+        support::sqlite_database(&dir.path().join("old.db"), &ejabberd_schema("lite.sql")).await;
     let output = serve_with_users(
         dir.path(),
         &format!("schema = \"ejabberd_new\"\nurl = \"{url}\""),
@@ -151,7 +136,8 @@ async fn the_other_ejabberd_schema_is_named() {
 #[tokio::test]
 async fn a_database_mapped_to_a_domain_not_served_is_refused() {
     let dir = scratch_dir("users-config");
-    let url = users_database(&dir.path().join("users.db"), &ejabberd_schema("lite.sql")).await;
+    let url =
+        support::sqlite_database(&dir.path().join("users.db"), &ejabberd_schema("lite.sql")).await;
     let output = serve_with_users(
         dir.path(),
         &format!("schema = \"ejabberd\"\ndomain = \"example.org\"\nurl = \"{url}\""),
@@ -170,7 +156,7 @@ async fn a_database_mapped_to_a_domain_not_served_is_refused() {
 #[tokio::test]
 async fn custom_sql_that_fails_is_refused_by_key() {
     let dir = scratch_dir("users-config");
-    let url = users_database(
+    let url = support::sqlite_database(
         &dir.path().join("users.db"),
         "CREATE TABLE accounts (domain TEXT, name TEXT, created TEXT)",
     )

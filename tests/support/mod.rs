@@ -126,3 +126,21 @@ where
         eprintln!("warning: could not {what}");
     }
 }
+
+/// A SQLite database at `path` with `schema` (SQL text) loaded; returns its URL.
+pub async fn sqlite_database(path: &std::path::Path, schema: &str) -> String {
+    use sqlx::{ConnectOptions, Connection};
+    let url = format!("sqlite://{}", path.display());
+    let mut conn = <sqlx::sqlite::SqliteConnectOptions as std::str::FromStr>::from_str(&url)
+        .expect("sqlite URL")
+        .create_if_missing(true)
+        .connect()
+        .await
+        .expect("create the database");
+    sqlx::raw_sql(sqlx::AssertSqlSafe(schema.to_owned()))
+        .execute(&mut conn)
+        .await
+        .expect("load the schema");
+    conn.close().await.expect("close");
+    url
+}
