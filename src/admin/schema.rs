@@ -226,33 +226,6 @@ impl BroadcastAdminMutation {
         }))
     }
 
-    /// Stop the running job of a domain, whichever instance runs it, as MongooseIM does when
-    /// a domain is removed; returns the ids aborted, none if no job runs (xmpp-broadcast's own
-    /// addition). The global admin may name a domain that is no longer configured but still
-    /// has jobs
-    async fn abort_broadcasts_by_domain(
-        &self,
-        ctx: &Context<'_>,
-        domain: DomainName,
-    ) -> async_graphql::Result<Option<BroadcastMutationResult>> {
-        let context = [("domain", domain.0.clone().into())];
-        authorize(ctx, &domain, "abortBroadcastsByDomain")?;
-        let aborted = service(ctx)
-            .abort_domain(&domain.0)
-            .await
-            .map_err(|err| abort_error(err, &context));
-        let Some(aborted) = reported(ctx, aborted) else {
-            return Ok(None);
-        };
-        Ok(Some(BroadcastMutationResult {
-            message: "Broadcasts aborted".to_owned(),
-            ids: aborted
-                .into_iter()
-                .map(graphql_id)
-                .collect::<Result<_, _>>()?,
-        }))
-    }
-
     /// Delete finished and aborted jobs of a domain by id, skipping running ones and ids that
     /// are not the domain's; returns the ids actually deleted
     async fn delete_inactive_broadcasts_by_ids(
@@ -293,6 +266,33 @@ impl BroadcastAdminMutation {
             return Ok(None);
         };
         Ok(Some(deleted_result(deleted)?))
+    }
+
+    /// Stop the running job of a domain, whichever instance runs it, as MongooseIM does when
+    /// a domain is removed; returns the ids aborted, none if no job runs (xmpp-broadcast's own
+    /// addition). The global admin may name a domain that is no longer configured but still
+    /// has jobs
+    async fn abort_broadcasts_by_domain(
+        &self,
+        ctx: &Context<'_>,
+        domain: DomainName,
+    ) -> async_graphql::Result<Option<BroadcastMutationResult>> {
+        let context = [("domain", domain.0.clone().into())];
+        authorize(ctx, &domain, "abortBroadcastsByDomain")?;
+        let aborted = service(ctx)
+            .abort_domain(&domain.0)
+            .await
+            .map_err(|err| abort_error(err, &context));
+        let Some(aborted) = reported(ctx, aborted) else {
+            return Ok(None);
+        };
+        Ok(Some(BroadcastMutationResult {
+            message: "Broadcasts aborted".to_owned(),
+            ids: aborted
+                .into_iter()
+                .map(graphql_id)
+                .collect::<Result<_, _>>()?,
+        }))
     }
 }
 
