@@ -1,12 +1,12 @@
 //! The eight metrics of MongooseIM's mod_broadcast, in Prometheus text format, labelled by
-//! `host_type` (the domain), plus build information. They are local to this instance: sum them
+//! `host_type` (the domain), plus build information and whether the job database is usable. They are local to this instance: sum them
 //! over instances for a cluster-wide figure.
 //!
 //! Recipients are counted when their batch is committed, that is once the server has
 //! acknowledged it, so the counters of a finished job equal its recipients even when a batch
 //! had to be sent twice.
 
-use prometheus::{Encoder, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder};
+use prometheus::{Encoder, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder};
 
 use crate::job::JobEnd;
 
@@ -22,6 +22,7 @@ pub struct Metrics {
     recipients_processed: IntCounterVec,
     recipients_success: IntCounterVec,
     recipients_skipped: IntCounterVec,
+    job_database_up: IntGauge,
 }
 
 impl Metrics {
@@ -77,8 +78,18 @@ impl Metrics {
                 "mod_broadcast_recipients_skipped_total",
                 "Per-recipient routes that failed and were skipped.",
             ),
+            job_database_up: IntGauge::new(
+                "xmpp_broadcast_job_database_up",
+                "1 while the job database is usable (reached, and this instance's leases renewed), \
+                 0 otherwise.",
+            )
+            .expect("valid gauge"),
             registry,
         };
+        metrics
+            .registry
+            .register(Box::new(metrics.job_database_up.clone()))
+            .expect("unique metric");
         let build = IntGaugeVec::new(
             Opts::new(
                 "xmpp_broadcast_build_info",
@@ -149,6 +160,11 @@ impl Metrics {
             .inc_by(skipped);
     }
 
+    /// Whether the job database is usable now.
+    pub fn job_database_up(&self, up: bool) {
+        self.job_database_up.set(i64::from(up));
+    }
+
     /// The Prometheus text exposition of every metric.
     pub fn render(&self) -> String {
         let mut text = Vec::new();
@@ -184,5 +200,22 @@ mod tests {
         ] {
             assert!(text.lines().any(|l| l == line), "missing {line} in\n{text}");
         }
+    }
+
+    #[test]
+    fn says_whether_the_job_database_is_usable() {
+        let metrics = Metrics::new(&["example.com".to_owned()]);
+        let value = |metrics: &Metrics| {
+            let text = metrics.render();
+            text.lines()
+                .find_map(|line| line.strip_prefix("xmpp_broadcast_job_database_up "))
+                .map(str::to_owned)
+                .unwrap_or_else(|| panic!("no job database gauge in\n{text}"))
+        };
+        assert_eq!(value(&metrics), "0", "not usable before anything says so");
+        metrics.job_database_up(true);
+        assert_eq!(value(&metrics), "1");
+        metrics.job_database_up(false);
+        assert_eq!(value(&metrics), "0");
     }
 }

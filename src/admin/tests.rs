@@ -83,11 +83,14 @@ impl Lab {
             "node1".into(),
             Duration::from_secs(60),
         );
+        manager.take_up_jobs().await.unwrap();
+        let safety = manager.safety().clone();
         let broadcasts = BroadcastService::new(store.clone(), directory, manager, domains);
         let api = AdminApi::new(
             super::build_schema(Some(broadcasts)),
             credentials(),
             connection,
+            safety,
             metrics,
         );
         Lab {
