@@ -223,11 +223,12 @@ class Instance:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"{self.node} exited: {(self.lab.dir / f'{self.node}.out').read_text()[-2000:]}")
             try:
-                return self.request("GET", "/health").get("xmpp") == "connected"
+                health = self.request("GET", "/health")
+                return health.get("xmpp") == "connected" and health.get("status") == "ok"
             except OSError:
                 return False
 
-        until(f"{self.node} to be connected", connected, 30)
+        until(f"{self.node} to be connected with its job database up", connected, 30)
 
     def kill(self):
         self.proc.kill()

@@ -544,17 +544,19 @@ def logs_kept_on_failure(scratch, args):
 
 async def wait_connected(admin_port, process, output):
     """Waits until `serve` (the `process`, logging to `output`) says on /health that it is
-    connected to the XMPP server; raises if it exits or takes more than 30 s."""
+    connected to the XMPP server and its job database is up; raises if it exits or takes more
+    than 30 s."""
     for _ in range(300):
         try:
-            if (await asyncio.to_thread(http, f"http://127.0.0.1:{admin_port}/health")).get("xmpp") == "connected":
+            health = await asyncio.to_thread(http, f"http://127.0.0.1:{admin_port}/health")
+            if health.get("xmpp") == "connected" and health.get("status") == "ok":
                 return
         except OSError:
             pass
         if process.poll() is not None:
             raise RuntimeError(f"xmpp-broadcast exited: {output.read_text()[-2000:]}")
         await asyncio.sleep(0.1)
-    raise RuntimeError("xmpp-broadcast /health did not report xmpp connected within 30 s")
+    raise RuntimeError("xmpp-broadcast /health did not report xmpp connected and status ok within 30 s")
 
 
 # ---------------------------------------------------------------- main

@@ -1,6 +1,12 @@
 //! The running component: wires the store, the user directory, the XMPP connection, the manager
 //! and the admin API together, and takes them down in order when told to stop.
 //!
+//! The admin API serves from the start, whether or not the job database answers: the store is
+//! opened without connecting (a URL that does not parse stops the start), and the manager
+//! reaches it, migrates it and resumes this instance's jobs in the background, retrying until
+//! it can; meanwhile `/health` says the job database is down and operations on jobs answer
+//! `temporarily_unavailable`. The users database is checked before listening.
+//!
 //! [`run`] takes its admin listener and its shutdown signal from the caller: the command line
 //! binds `admin.listen` and cancels on SIGTERM or SIGINT; tests bind `127.0.0.1:0` and cancel
 //! when they are done, so a whole instance runs inside a test process.
@@ -17,8 +23,8 @@ use crate::metrics::Metrics;
 use crate::store::Store;
 use crate::xmpp::Connection;
 
-/// What `serve` (and `check-config`, which runs the same checks) says before an error of the
-/// job database.
+/// What `check-config` says before an error of the job database, and `serve` before a URL
+/// that does not parse (it logs the others and keeps trying).
 pub const JOB_DATABASE_CONTEXT: &str = "cannot open the job database (database.url)";
 /// What `serve` and `check-config` say before an error of the users database.
 pub const USERS_CONTEXT: &str = "cannot read the XMPP server's users ([users] section)";
@@ -30,11 +36,10 @@ pub async fn run(
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let store = Store::connect(
+    let store = Store::open(
         config.database.url.expose(),
         config.database.max_connections,
     )
-    .await
     .context(JOB_DATABASE_CONTEXT)?;
     let directory = open_users(&config).await?;
 
@@ -53,12 +58,6 @@ pub async fn run(
         scope,
         config.lease_time,
     );
-    let resumed = manager
-        .resume_owned_jobs()
-        .await
-        .context("cannot resume this instance's jobs")?;
-    manager.spawn_lease_renewal();
-    manager.spawn_ownership_check();
 
     let broadcasts = BroadcastService::new(store.clone(), directory, manager.clone());
     let api = AdminApi::new(
@@ -69,6 +68,7 @@ pub async fn run(
             config.domain_admins.clone(),
         ),
         connection,
+        manager.safety().clone(),
         metrics,
     );
     let admin_address = listener
@@ -78,10 +78,10 @@ pub async fn run(
         node = %config.node_name,
         admin = %admin_address,
         component = %config.component.jid,
-        resumed,
         "xmpp-broadcast is serving"
     );
     let http = tokio::spawn(api.serve(listener, shutdown.clone()));
+    manager.spawn_take_up();
 
     shutdown.cancelled().await;
     tracing::info!("shutting down");

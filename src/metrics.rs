@@ -1,14 +1,15 @@
 //! The eight metrics of MongooseIM's mod_broadcast, in Prometheus text format, labelled by
-//! `host_type` (the domain), plus build information. They are local to this instance: sum them
-//! over instances for a cluster-wide figure. One more is a view of the shared job database:
-//! `xmpp_broadcast_waiting_jobs`, the running jobs that no instance holds, which every
-//! instance reports alike (take the maximum over instances, not the sum).
+//! `host_type` (the domain), plus build information and whether the job database is usable.
+//! They are local to this instance: sum them over instances for a cluster-wide figure. One
+//! more is a view of the shared job database: `xmpp_broadcast_waiting_jobs`, the running jobs
+//! that no instance holds, which every instance reports alike (take the maximum over
+//! instances, not the sum).
 //!
 //! Recipients are counted when their batch is committed, that is once the server has
 //! acknowledged it, so the counters of a finished job equal its recipients even when a batch
 //! had to be sent twice.
 
-use prometheus::{Encoder, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder};
+use prometheus::{Encoder, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder};
 
 use crate::job::JobEnd;
 
@@ -27,6 +28,7 @@ pub struct Metrics {
     waiting_jobs: IntGaugeVec,
     /// The configured domains, whose series are always shown.
     domains: Vec<String>,
+    job_database_up: IntGauge,
 }
 
 impl Metrics {
@@ -88,9 +90,19 @@ impl Metrics {
                  an instance that serves their domain with their users database (the same on \
                  every instance: take the maximum, not the sum).",
             ),
+            job_database_up: IntGauge::new(
+                "xmpp_broadcast_job_database_up",
+                "1 while the job database is usable (reached, and this instance's leases renewed), \
+                 0 otherwise.",
+            )
+            .expect("valid gauge"),
             registry,
             domains: domains.to_vec(),
         };
+        metrics
+            .registry
+            .register(Box::new(metrics.job_database_up.clone()))
+            .expect("unique metric");
         let build = IntGaugeVec::new(
             Opts::new(
                 "xmpp_broadcast_build_info",
@@ -174,6 +186,11 @@ impl Metrics {
         }
     }
 
+    /// Whether the job database is usable now.
+    pub fn job_database_up(&self, up: bool) {
+        self.job_database_up.set(i64::from(up));
+    }
+
     /// The Prometheus text exposition of every metric.
     pub fn render(&self) -> String {
         let mut text = Vec::new();
@@ -228,5 +245,22 @@ mod tests {
         let text = metrics.render();
         assert!(!text.contains("example.org"), "{text}");
         assert!(text.contains("xmpp_broadcast_waiting_jobs{host_type=\"example.com\"} 0"));
+    }
+
+    #[test]
+    fn says_whether_the_job_database_is_usable() {
+        let metrics = Metrics::new(&["example.com".to_owned()]);
+        let value = |metrics: &Metrics| {
+            let text = metrics.render();
+            text.lines()
+                .find_map(|line| line.strip_prefix("xmpp_broadcast_job_database_up "))
+                .map(str::to_owned)
+                .unwrap_or_else(|| panic!("no job database gauge in\n{text}"))
+        };
+        assert_eq!(value(&metrics), "0", "not usable before anything says so");
+        metrics.job_database_up(true);
+        assert_eq!(value(&metrics), "1");
+        metrics.job_database_up(false);
+        assert_eq!(value(&metrics), "0");
     }
 }

@@ -2,7 +2,9 @@
 //! `check-config`, an invalid value is refused by key name, and the committed
 //! `schema.graphql` is what `xmpp-broadcast schema` prints. `check-config` and `serve` refuse
 //! the same configs with the same message, without a crash, and an unreachable database is
-//! named with its address and the cause at once.
+//! named with its address and the cause at once — except that `serve` does not stop for a job
+//! database it cannot reach: it serves, says so in `/health`, logs the same cause and keeps
+//! trying (`tests/job_database.rs` has it recover).
 
 mod support;
 
@@ -11,8 +13,10 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::{Duration, Instant};
 
+use support::admin::Admin;
+use support::process::{self, LogFile};
 use support::serve::{self, BINARY};
-use support::{free_port, scratch_dir, unique_database_name};
+use support::{Deadline, free_port, scratch_dir, unique_database_name};
 
 /// `serve` and `check-config` refuse a bad config in well under this.
 const EXIT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -136,6 +140,11 @@ impl Settings {
     }
 
     fn write(&self, dir: &Path) -> PathBuf {
+        self.write_listening(dir, free_port())
+    }
+
+    /// [`Settings::write`] with the admin API on `127.0.0.1:admin`.
+    fn write_listening(&self, dir: &Path, admin: u16) -> PathBuf {
         let config = format!(
             "node_name = \"node1\"\n{top}\n\
              [component]\njid = \"broadcast.example.com\"\nsecret = \"s3cret\"\n\
@@ -148,7 +157,6 @@ impl Settings {
             database = self.database,
             users = self.users,
             component = free_port(),
-            admin = free_port(),
         );
         let path = dir.join("component.toml");
         fs::write(&path, config).expect("write config");
@@ -310,15 +318,12 @@ async fn check_config_and_serve_refuse_the_same_configs_alike() {
             vec!["users.url", "MongooseIM"],
         ),
         (
-            "a job database in a missing directory",
+            "a job database URL that does not parse",
             Settings {
-                database: "url = \"sqlite:///nonexistent-xb-dir/jobs.db\"".to_owned(),
+                database: "url = \"postgres://xb:hunter2@127.0.0.1:notaport/jobs\"".to_owned(),
                 ..top("")
             },
-            vec![
-                "database.url",
-                "the directory /nonexistent-xb-dir does not exist",
-            ],
+            vec!["`database.url`", "is not a valid database URL"],
         ),
         (
             "a users database at a closed port",
@@ -341,6 +346,68 @@ async fn check_config_and_serve_refuse_the_same_configs_alike() {
     }
 }
 
+/// What `check-config` says before the cause of a job database it cannot reach.
+const JOB_DATABASE_CONTEXT: &str = "error: cannot open the job database (database.url): ";
+
+/// `check-config` refuses `settings`, whose job database cannot be reached, at once with a
+/// message that says each of `needles`; `serve` starts anyway: at once its `/health` says the
+/// job database is down and its log has the same cause, and SIGTERM stops it cleanly. Returns
+/// the message and the longer time taken.
+async fn check_refuses_and_serve_waits(
+    label: &str,
+    settings: &Settings,
+    needles: &[&str],
+) -> (String, Duration) {
+    let dir = scratch_dir("unreachable-jobs");
+    let admin_port = free_port();
+    let path = settings.write_listening(dir.path(), admin_port);
+    let checked = run_to_end("check-config", &path).await;
+    checked.assert_refused(&format!("check-config on {label}"));
+    let message = checked.error_line();
+    for needle in needles {
+        assert!(
+            message.contains(needle),
+            "{label}: no {needle:?} in: {message}"
+        );
+    }
+    let cause = message
+        .strip_prefix(JOB_DATABASE_CONTEXT)
+        .unwrap_or_else(|| panic!("{label}: not a job database error: {message}"));
+
+    let log = LogFile::new(&dir.path().join("serve.log"), format!("serve on {label}"));
+    let started = Instant::now();
+    let mut child = serve::command()
+        .args(["serve", "--config", path.to_str().expect("UTF-8 path")])
+        .stdout(log.append_handle())
+        .stderr(log.append_handle())
+        .spawn()
+        .expect("spawn serve");
+    let admin = Admin::new(&format!("127.0.0.1:{admin_port}"), "admin", "pw");
+    let deadline = Deadline::after(PROMPT, format!("serve on {label} to say why"));
+    let health = loop {
+        if let Some(status) = child.try_wait().expect("try_wait serve") {
+            panic!("{label}: serve exited with {status}:\n{}", log.contents());
+        }
+        if let Some(health) = admin.health().await
+            && log.contents().contains(cause)
+        {
+            break health;
+        }
+        deadline.tick().await;
+    };
+    let took = started.elapsed();
+    assert_eq!(
+        (health["status"].as_str(), health["job_database"].as_str()),
+        (Some("degraded"), Some("down")),
+        "{label}: /health: {health}"
+    );
+    process::signal(child.id(), "TERM");
+    let status = process::wait_exit(&mut child, EXIT_TIMEOUT, "serve after SIGTERM").await;
+    assert!(status.success(), "{label}: serve ended with {status}");
+    log.print_if_panicking();
+    (message, checked.took.max(took))
+}
+
 #[tokio::test]
 async fn unreachable_job_databases_are_named_with_their_cause_at_once() {
     let data = scratch_dir("unreachable");
@@ -351,7 +418,7 @@ async fn unreachable_job_databases_are_named_with_their_cause_at_once() {
         database: format!("url = \"postgres://xb:hunter2@127.0.0.1:{port}/jobs\""),
         users: valid.users.clone(),
     };
-    let (message, took) = both_refuse(
+    let (message, took) = check_refuses_and_serve_waits(
         "a job database at a closed port",
         &closed,
         &[
@@ -376,7 +443,7 @@ async fn unreachable_job_databases_are_named_with_their_cause_at_once() {
         database: format!("url = \"postgres://postgres@127.0.0.1:5432/{missing}\""),
         users: valid.users.clone(),
     };
-    let (message, took) = both_refuse(
+    let (message, took) = check_refuses_and_serve_waits(
         "an unknown PostgreSQL database",
         &unknown,
         &[
@@ -390,6 +457,21 @@ async fn unreachable_job_databases_are_named_with_their_cause_at_once() {
         took < PROMPT,
         "an unknown database took {took:?}: {message}"
     );
+
+    let missing_directory = Settings {
+        top: String::new(),
+        database: "url = \"sqlite:///nonexistent-xb-dir/jobs.db\"".to_owned(),
+        users: valid.users.clone(),
+    };
+    check_refuses_and_serve_waits(
+        "a job database in a missing directory",
+        &missing_directory,
+        &[
+            "database.url",
+            "the directory /nonexistent-xb-dir does not exist",
+        ],
+    )
+    .await;
 }
 
 #[tokio::test]

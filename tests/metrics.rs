@@ -2,6 +2,7 @@
 //! text format, labelled `host_type` = domain, with a zero series for every configured domain;
 //! `promtool check metrics` accepts the output without a complaint. After a finished job the
 //! counters equal its recipients exactly; an abort counts once in `jobs_aborted_admin`.
+//! `xmpp_broadcast_job_database_up` is 1 while the job database is usable.
 //!
 //! The instance runs in the test process on the in-process XEP-0114 server: what is counted is
 //! the component's own work, which a real XMPP server would not change.
@@ -136,6 +137,13 @@ async fn metrics_count_jobs_and_recipients() {
         text.lines().any(|l| l == build_info),
         "{build_info}\n{text}"
     );
+    // The instance is started once its job database is up (tests/job_database.rs has it down).
+    for line in [
+        "# TYPE xmpp_broadcast_job_database_up gauge",
+        "xmpp_broadcast_job_database_up 1",
+    ] {
+        assert!(text.lines().any(|l| l == line), "{line}\n{text}");
+    }
     let zeros: Vec<(&str, f64)> = METRICS.iter().map(|(name, _)| (*name, 0.0)).collect();
     for domain in [DOMAIN, OTHER_DOMAIN] {
         assert_eq!(values(admin, domain).await, zeros, "{domain} at start");

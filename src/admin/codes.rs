@@ -107,7 +107,8 @@ error_codes! {
     /// The job is not running.
     NotRunning = "not_running", 200, Conflict;
     /// The instance cannot start jobs now (its leases cannot be trusted, or the job database
-    /// failed).
+    /// failed), or its job database has not been reached since it started (any operation on
+    /// jobs).
     TemporarilyUnavailable = "temporarily_unavailable", 200, Unavailable;
     /// The job database failed, or a stored job cannot be read (the message says which).
     DatabaseError = "database_error", 200, Unavailable;

@@ -38,6 +38,7 @@ impl Served {
             build_schema(None),
             credentials.clone(),
             connection,
+            Safety::new(Duration::from_secs(60)),
             Metrics::new(&["example.com".to_owned()]),
         );
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();

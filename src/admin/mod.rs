@@ -1,5 +1,5 @@
 //! The admin HTTP listener: the GraphQL API at `/api/graphql` (POST; GraphiQL on GET),
-//! `/metrics` (Prometheus) and `/health`.
+//! `/metrics` (Prometheus) and `/health`, both of which say whether the job database is usable.
 //!
 //! Only this module knows GraphQL. It follows MongooseIM's HTTP rules: 401 with
 //! `no_permissions` or `wrong_credentials` before anything runs, 400 for requests that cannot be
@@ -45,6 +45,7 @@ pub use login::{
 };
 pub use schema::{AdminSchema, build as build_schema};
 
+use crate::broadcast::Safety;
 use crate::metrics::Metrics;
 use crate::xmpp::Connection;
 use auth::Denied;
@@ -56,6 +57,9 @@ pub struct AdminApi {
     schema: AdminSchema,
     credentials: Credentials,
     connection: Connection,
+    /// Whether the job database is usable: the instance's last contact with it (taking it up
+    /// at start, then each lease renewal) succeeded, so it accepts jobs.
+    job_database: Safety,
     metrics: Metrics,
     /// Requests executed at once, each on a blocking thread ([`MAX_EXECUTIONS`]).
     executions: std::sync::Arc<tokio::sync::Semaphore>,
@@ -75,12 +79,14 @@ impl AdminApi {
         schema: AdminSchema,
         credentials: Credentials,
         connection: Connection,
+        job_database: Safety,
         metrics: Metrics,
     ) -> Self {
         AdminApi {
             schema,
             credentials,
             connection,
+            job_database,
             metrics,
             executions: std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_EXECUTIONS)),
         }
@@ -137,13 +143,21 @@ impl AdminApi {
                 }
             });
         let connection = self.connection.clone();
+        let job_database = self.job_database.clone();
         let health = warp::path!("health").and(warp::get()).map(move || {
             let xmpp = if connection.is_connected() {
                 "connected"
             } else {
                 "disconnected"
             };
-            warp::reply::json(&json!({ "status": "ok", "xmpp": xmpp }))
+            // 200 either way: the instance serves and recovers by itself; `status` says
+            // whether it can run jobs as far as its job database goes.
+            let (status, database) = if job_database.accepts_new_jobs() {
+                ("ok", "up")
+            } else {
+                ("degraded", "down")
+            };
+            warp::reply::json(&json!({ "status": status, "xmpp": xmpp, "job_database": database }))
         });
         let graphiql = warp::path!("api" / "graphql").and(warp::get()).map(|| {
             warp::reply::html(
@@ -153,7 +167,9 @@ impl AdminApi {
             )
         });
         let metrics = self.metrics.clone();
+        let job_database = self.job_database.clone();
         let prometheus = warp::path!("metrics").and(warp::get()).map(move || {
+            metrics.job_database_up(job_database.accepts_new_jobs());
             warp::reply::with_header(
                 metrics.render(),
                 "content-type",

@@ -538,6 +538,7 @@ fn abort_error(err: AbortError, context: &ErrorContext<'_>) -> async_graphql::Er
         AbortError::DomainNotFound => ErrorCode::DomainNotFound,
         AbortError::NotFound => ErrorCode::BroadcastNotFound,
         AbortError::NotRunning => ErrorCode::NotRunning,
+        AbortError::Store(StoreError::NotReached) => return not_reached(context),
         AbortError::Store(_) | AbortError::Directory(_) => return database_error(&err, context),
     };
     operation_error(code, err.to_string(), context)
@@ -553,6 +554,19 @@ fn database_error(err: &dyn std::fmt::Display, context: &ErrorContext<'_>) -> as
     )
 }
 
+/// `temporarily_unavailable`, at once: the job database has not been reached since this
+/// instance started (it is tried again in the background, its cause logged there).
+fn not_reached(context: &ErrorContext<'_>) -> async_graphql::Error {
+    operation_error(
+        ErrorCode::TemporarilyUnavailable,
+        format!(
+            "Broadcast manager is temporarily unavailable: {}",
+            StoreError::NotReached
+        ),
+        context,
+    )
+}
+
 fn query_error(err: QueryError, context: &ErrorContext<'_>) -> async_graphql::Error {
     let code = match &err {
         QueryError::DomainNotFound => ErrorCode::DomainNotFound,
@@ -563,6 +577,7 @@ fn query_error(err: QueryError, context: &ErrorContext<'_>) -> async_graphql::Er
             tracing::error!(error = %bad, "unusable stored job");
             return operation_error(ErrorCode::DatabaseError, bad.to_string(), context);
         }
+        QueryError::Store(StoreError::NotReached) => return not_reached(context),
         QueryError::Store(_) | QueryError::Directory(_) => return database_error(&err, context),
     };
     operation_error(code, err.to_string(), context)

@@ -85,11 +85,14 @@ impl Lab {
             scope,
             Duration::from_secs(60),
         );
+        manager.take_up_jobs().await.unwrap();
+        let safety = manager.safety().clone();
         let broadcasts = BroadcastService::new(store.clone(), directory, manager);
         let api = AdminApi::new(
             super::build_schema(Some(broadcasts)),
             credentials(),
             connection,
+            safety,
             metrics,
         );
         Lab {

@@ -1,6 +1,8 @@
 //! The manager: runs one worker per job this instance owns and keeps their leases alive.
 //!
-//! At start it resumes the running jobs whose lease names this instance (raising each lease's
+//! At start it takes up the job database in the background, retrying while it cannot be
+//! reached (the instance serves meanwhile, but runs and starts nothing: safety mode), then
+//! resumes the running jobs whose lease names this instance (raising each lease's
 //! epoch, so that a worker of an earlier life of this instance is fenced out). While it runs it
 //! renews its leases every third of the lease time, and every second it checks that it still
 //! holds the lease of each of its workers: a job aborted from any instance (its lease deleted) or
@@ -65,6 +67,11 @@ struct Running {
 const OWNERSHIP_CHECK: Duration = Duration::from_secs(1);
 /// How often renewal is retried while it fails (safety mode).
 const SAFETY_RETRY: Duration = Duration::from_secs(1);
+/// Pause after the first failed attempt to take up the job database at start; it doubles
+/// after each further failure, up to [`TAKE_UP_MAX_RETRY`].
+const TAKE_UP_FIRST_RETRY: Duration = Duration::from_secs(1);
+/// Longest pause between attempts to take up the job database.
+const TAKE_UP_MAX_RETRY: Duration = Duration::from_secs(10);
 
 /// How long the database may keep refusing a worker's call before its job is given up:
 /// twice the lease time, and at least 20 seconds.
@@ -151,7 +158,7 @@ impl Manager {
                 scope,
                 lease_time,
                 metrics,
-                safety: Safety::new(lease_time, std::time::Instant::now()),
+                safety: Safety::new(lease_time),
                 stop: CancellationToken::new(),
                 tasks: TaskTracker::new(),
                 workers: Mutex::new(HashMap::new()),
@@ -475,22 +482,12 @@ impl Manager {
                     _ = inner.stop.cancelled() => break,
                     _ = tokio::time::sleep(pause) => {}
                 }
-                let began = std::time::Instant::now();
-                let renewal = async {
-                    let renewed = inner.store.renew_leases(&inner.node, inner.lease_time).await?;
-                    let held = inner.store.owned_leases(&inner.node).await?;
-                    Ok::<_, StoreError>((renewed, held))
-                };
-                match renewal.await {
-                    Ok((renewed, held)) => {
+                match manager.renew().await {
+                    Ok(renewed) => {
                         if failing {
                             tracing::warn!(renewed, "job database reachable again; leaving safety mode");
                         }
                         failing = false;
-                        // Workers whose lease was taken meanwhile stop before the deadline
-                        // moves: the renewal vouches only for the leases still held.
-                        manager.stop_workers_without(&held);
-                        inner.safety.renewed(began);
                         manager.take_over_one(&mut waiting).await;
                     }
                     Err(err) => {
@@ -503,6 +500,78 @@ impl Manager {
                 }
             }
         });
+    }
+
+    /// Renews this instance's leases once; returns how many. Workers whose lease was taken
+    /// meanwhile stop before the safety deadline moves: a renewal vouches only for the leases
+    /// still held.
+    async fn renew(&self) -> Result<u64, StoreError> {
+        let inner = &self.inner;
+        let began = std::time::Instant::now();
+        let renewed = inner
+            .store
+            .renew_leases(&inner.node, inner.lease_time)
+            .await?;
+        let held = inner.store.owned_leases(&inner.node).await?;
+        self.stop_workers_without(&held);
+        inner.safety.renewed(began);
+        Ok(renewed)
+    }
+
+    /// Takes up the job database in the background, so that the instance serves from its first
+    /// second with or without it: attempts [`Manager::take_up_jobs`] until it succeeds, pausing
+    /// [`TAKE_UP_FIRST_RETRY`] after the first failure and twice as long after each next one, up
+    /// to [`TAKE_UP_MAX_RETRY`]. Each distinct failure is logged once. Until it succeeds the
+    /// instance is in safety mode: no job runs or starts.
+    pub fn spawn_take_up(&self) {
+        let manager = self.clone();
+        self.inner.tasks.spawn(async move {
+            let stop = &manager.inner.stop;
+            let mut pause = TAKE_UP_FIRST_RETRY;
+            let mut last_failure: Option<String> = None;
+            loop {
+                let attempt = tokio::select! {
+                    _ = stop.cancelled() => return,
+                    attempt = manager.take_up_jobs() => attempt,
+                };
+                let err = match attempt {
+                    Ok(resumed) if last_failure.is_some() => {
+                        tracing::warn!(resumed, "job database reached; this instance's jobs are resumed and new ones accepted");
+                        return;
+                    }
+                    Ok(resumed) => {
+                        tracing::info!(resumed, "job database reached");
+                        return;
+                    }
+                    Err(err) => err.to_string(),
+                };
+                if last_failure.as_ref() != Some(&err) {
+                    tracing::error!(error = %err, retry_in = ?pause, "the job database is not usable; it is tried again in the background, and jobs are refused meanwhile");
+                } else {
+                    tracing::debug!(error = %err, retry_in = ?pause, "the job database is still not usable");
+                }
+                last_failure = Some(err);
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = tokio::time::sleep(pause) => {}
+                }
+                pause = (pause * 2).min(TAKE_UP_MAX_RETRY);
+            }
+        });
+    }
+
+    /// Takes up the job database: reaches it and runs its migrations ([`Store::reach`]),
+    /// resumes this instance's jobs, renews its leases — the first renewal, from which the
+    /// safety deadline counts — and starts the lease renewal and the ownership check. Returns
+    /// how many jobs were resumed. On failure nothing more is started and it may be called
+    /// again: workers resumed meanwhile wait for the first renewal.
+    pub async fn take_up_jobs(&self) -> Result<usize, StoreError> {
+        self.inner.store.reach().await?;
+        let resumed = self.resume_owned_jobs().await?;
+        self.renew().await?;
+        self.spawn_lease_renewal();
+        self.spawn_ownership_check();
+        Ok(resumed)
     }
 
     /// Takes over at most one job whose owner stopped renewing its lease and that this
@@ -585,6 +654,8 @@ impl Manager {
         inner.tasks.wait().await;
         match inner.store.release_leases(&inner.node).await {
             Ok(released) => tracing::info!(released, "leases released"),
+            // Never reached since the start: this instance has taken up no lease.
+            Err(StoreError::NotReached) => {}
             Err(err) => {
                 tracing::warn!(error = %err, "cannot release leases; they expire by themselves")
             }
@@ -847,6 +918,7 @@ mod tests {
     async fn an_unreadable_job_is_ended_by_the_ownership_check() {
         let instance = Instance::new().await;
         let id = instance.job_stored_with("recipient_count = -3").await;
+        instance.manager.safety().renewed(std::time::Instant::now());
         instance.manager.spawn_ownership_check();
         let (state, reason) = instance.ended(id).await;
         assert_eq!(state, "abort_error");

@@ -48,14 +48,14 @@ pub struct CheckConfigArgs {
     pub offline: bool,
 }
 
-/// `check-config`: what `serve` checks before it listens, with the same messages: the file
+/// `check-config`: what `serve` checks at start, with the same messages: the file
 /// (every key), then, unless `--offline`, the databases — the job database answers (it is not
-/// migrated), and the users database has the tables of `users.schema` and runs the custom
-/// statements. Running jobs that conflict with this instance's view (its own jobs of domains
-/// it no longer serves, jobs of its domains created against another users database) are
-/// printed as warnings, as `serve` logs them; they do not make the config invalid. Not
-/// checked: whether `admin.listen` is free (a running instance holds it) and the XMPP server
-/// (`serve` waits for it).
+/// migrated; `serve` logs the same error but serves and keeps trying), and the users database
+/// has the tables of `users.schema` and runs the custom statements. Running jobs that conflict
+/// with this instance's view (its own jobs of domains it no longer serves, jobs of its domains
+/// created against another users database) are printed as warnings, as `serve` logs them; they
+/// do not make the config invalid. Not checked: whether `admin.listen` is free (a running
+/// instance holds it) and the XMPP server (`serve` waits for it).
 pub fn check_config(args: CheckConfigArgs) -> anyhow::Result<()> {
     let path = args.config.config;
     let config = Config::load(&path)?;

@@ -15,6 +15,8 @@ mod sql;
 mod tests;
 
 use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -58,6 +60,10 @@ const SNAPSHOT_CHUNK: usize = 5_000;
 /// A failure of the job store.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    /// The job database has not answered since this instance started ([`Store::open`]): every
+    /// call fails at once until [`Store::reach`] has succeeded.
+    #[error("the job database has not been reached since this instance started")]
+    NotReached,
     /// The domain already has a running job (the database's unique index said so).
     #[error("the domain already has a running broadcast job")]
     RunningJobExists,
@@ -109,32 +115,48 @@ pub struct RunningJob {
     pub owner: Option<String>,
 }
 
-/// The job database, whichever dialect it speaks.
+/// The job database, whichever dialect it speaks; cheap to clone (the clones share the pool and
+/// whether the database has been reached).
 #[derive(Debug, Clone)]
-pub enum Store {
+pub struct Store {
+    pool: Pool,
+    /// Set once [`Store::reach`] has connected and migrated; until then every call fails at
+    /// once with [`StoreError::NotReached`] instead of waiting for a connection.
+    reached: Arc<AtomicBool>,
+}
+
+/// The connection pool of one dialect.
+#[derive(Debug, Clone)]
+enum Pool {
     Postgres(PgPool),
     MySql(MySqlPool),
     Sqlite(SqlitePool),
 }
 
-/// Runs the same expression on whichever pool the store holds.
+/// Runs the same expression on whichever pool the store holds; in a function returning
+/// `Result<_, StoreError>`, returns [`StoreError::NotReached`] at once while the database has not
+/// been reached. `any` runs it whether or not the database has been reached.
 macro_rules! on_pool {
-    ($store:expr, $pool:ident => $body:expr) => {
-        match $store {
-            Store::Postgres($pool) => $body,
-            Store::MySql($pool) => $body,
-            Store::Sqlite($pool) => $body,
+    (any $pool_of:expr, $pool:ident => $body:expr) => {
+        match $pool_of {
+            Pool::Postgres($pool) => $body,
+            Pool::MySql($pool) => $body,
+            Pool::Sqlite($pool) => $body,
         }
+    };
+    ($store:expr, $pool:ident => $body:expr) => {
+        on_pool!(any $store.reached_pool()?, $pool => $body)
     };
 }
 
 impl Store {
     /// Connects to the job database named by `url` (`postgres://`, `mysql://` or `sqlite:`) and
-    /// brings its schema up to date. A database that cannot be reached is reported at once,
-    /// with its address and the cause ([`StoreError::Connect`]).
+    /// brings its schema up to date ([`Store::open`], then [`Store::reach`]). A database that
+    /// cannot be reached is reported at once, with its address and the cause
+    /// ([`StoreError::Connect`]).
     pub async fn connect(url: &str, max_connections: u32) -> Result<Self, StoreError> {
-        let store = Store::open(url, max_connections, true).await?;
-        store.migrate().await?;
+        let store = Store::open(url, max_connections)?;
+        store.reach().await?;
         Ok(store)
     }
 
@@ -144,14 +166,17 @@ impl Store {
     pub async fn running_jobs_if_migrated(
         url: &str,
     ) -> Result<Option<Vec<RunningJob>>, StoreError> {
+        let target = Target::new(JOB_DATABASE, JOB_DATABASE_KEY);
         if url.starts_with("sqlite:") {
-            let options = SqliteConnectOptions::from_str(url)
-                .map_err(|err| Target::new(JOB_DATABASE, JOB_DATABASE_KEY).driver_error(err))?;
+            let options =
+                SqliteConnectOptions::from_str(url).map_err(|err| target.driver_error(err))?;
             if !options.get_filename().exists() {
                 return Ok(None);
             }
         }
-        let store = Store::open(url, 1, false).await?;
+        let store = Store::open(url, 1)?;
+        // Read as it is: not migrated, nothing written.
+        store.reached.store(true, Ordering::Release);
         let jobs = match store.running_jobs().await {
             Ok(jobs) => Some(jobs),
             Err(StoreError::Database(sqlx::Error::Database(_))) => None,
@@ -161,48 +186,91 @@ impl Store {
         Ok(jobs)
     }
 
-    /// Connects to the job database; `create` creates a SQLite file that does not exist.
-    async fn open(url: &str, max_connections: u32, create: bool) -> Result<Self, StoreError> {
+    /// The job database named by `url`, without connecting: a URL that does not parse is an
+    /// error now ([`StoreError::Connect`]); every other call answers
+    /// [`StoreError::NotReached`] at once until [`Store::reach`] succeeds.
+    pub fn open(url: &str, max_connections: u32) -> Result<Self, StoreError> {
         let target = Target::new(JOB_DATABASE, JOB_DATABASE_KEY);
-        let store = if url.starts_with("mysql:") || url.starts_with("mariadb:") {
+        let pool = if url.starts_with("mysql:") || url.starts_with("mariadb:") {
             // UTC sessions: NOW(6) and the DATETIME(6) columns are UTC (sqlx's default too).
             let options = MySqlConnectOptions::from_str(url)
                 .map_err(|err| target.driver_error(err))?
                 .timezone(Some("+00:00".to_owned()))
                 .charset("utf8mb4");
-            let target = target.mysql(&options);
-            target.connect(&options).await?.close().await.ok();
-            let pool = MySqlPoolOptions::new()
-                .max_connections(max_connections)
-                .acquire_timeout(ACQUIRE_TIMEOUT)
-                .connect_with(options)
-                .await
-                .map_err(|err| target.driver_error(err))?;
-            Store::MySql(pool)
+            Pool::MySql(
+                MySqlPoolOptions::new()
+                    .max_connections(max_connections)
+                    .acquire_timeout(ACQUIRE_TIMEOUT)
+                    .connect_lazy_with(options),
+            )
         } else if url.starts_with("sqlite:") {
-            let options = sqlite_options(url, &target)?.create_if_missing(create);
-            let target = target.sqlite(&options);
-            target.sqlite_directory(&options)?;
-            let pool = SqlitePoolOptions::new()
-                .max_connections(max_connections)
-                .connect_with(options)
-                .await
-                .map_err(|err| target.driver_error(err))?;
-            Store::Sqlite(pool)
+            let options = sqlite_options(url, &target)?.create_if_missing(true);
+            Pool::Sqlite(
+                SqlitePoolOptions::new()
+                    .max_connections(max_connections)
+                    .connect_lazy_with(options),
+            )
         } else {
             let options =
                 PgConnectOptions::from_str(url).map_err(|err| target.driver_error(err))?;
-            let target = target.postgres(&options);
-            target.connect(&options).await?.close().await.ok();
-            let pool = PgPoolOptions::new()
-                .max_connections(max_connections)
-                .acquire_timeout(ACQUIRE_TIMEOUT)
-                .connect_with(options)
-                .await
-                .map_err(|err| target.driver_error(err))?;
-            Store::Postgres(pool)
+            Pool::Postgres(
+                PgPoolOptions::new()
+                    .max_connections(max_connections)
+                    .acquire_timeout(ACQUIRE_TIMEOUT)
+                    .connect_lazy_with(options),
+            )
         };
-        Ok(store)
+        Ok(Store {
+            pool,
+            reached: Arc::new(AtomicBool::new(false)),
+        })
+    }
+
+    /// Reaches the job database of [`Store::open`]: a first direct connection within
+    /// [`crate::database::CONNECT_TIMEOUT`] (so that its error is the cause: refused, unknown
+    /// host or database, failed login, a SQLite directory that does not exist), then the
+    /// migrations. From then on the store's calls go to the database. Does nothing once it
+    /// has succeeded.
+    pub async fn reach(&self) -> Result<(), StoreError> {
+        if self.is_reached() {
+            return Ok(());
+        }
+        let target = Target::new(JOB_DATABASE, JOB_DATABASE_KEY);
+        match &self.pool {
+            Pool::Postgres(pool) => {
+                let options = pool.connect_options();
+                let target = target.postgres(&options);
+                target.connect(&*options).await?.close().await.ok();
+            }
+            Pool::MySql(pool) => {
+                let options = pool.connect_options();
+                let target = target.mysql(&options);
+                target.connect(&*options).await?.close().await.ok();
+            }
+            Pool::Sqlite(pool) => {
+                let options = pool.connect_options();
+                let target = target.sqlite(&options);
+                target.sqlite_directory(&options)?;
+                target.connect(&*options).await?.close().await.ok();
+            }
+        }
+        self.migrate().await?;
+        self.reached.store(true, Ordering::Release);
+        Ok(())
+    }
+
+    /// Whether [`Store::reach`] has succeeded: the store's calls go to the database.
+    pub fn is_reached(&self) -> bool {
+        self.reached.load(Ordering::Acquire)
+    }
+
+    /// The pool, once the database has been reached.
+    fn reached_pool(&self) -> Result<&Pool, StoreError> {
+        if self.is_reached() {
+            Ok(&self.pool)
+        } else {
+            Err(StoreError::NotReached)
+        }
     }
 
     /// Checks, without changing anything, that [`Store::connect`] can reach the job database,
@@ -241,20 +309,26 @@ impl Store {
     }
 
     async fn migrate(&self) -> Result<(), StoreError> {
-        match self {
-            Store::Postgres(pool) => sqlx::migrate!("migrations/postgres").run(pool).await?,
-            Store::MySql(pool) => sqlx::migrate!("migrations/mysql").run(pool).await?,
-            Store::Sqlite(pool) => sqlx::migrate!("migrations/sqlite").run(pool).await?,
+        match &self.pool {
+            Pool::Postgres(pool) => sqlx::migrate!("migrations/postgres").run(pool).await?,
+            Pool::MySql(pool) => sqlx::migrate!("migrations/mysql").run(pool).await?,
+            Pool::Sqlite(pool) => sqlx::migrate!("migrations/sqlite").run(pool).await?,
         }
         Ok(())
     }
 
     fn sql(&self) -> &'static Statements {
-        match self {
-            Store::Postgres(_) => &sql::POSTGRES,
-            Store::MySql(_) => &sql::MYSQL,
-            Store::Sqlite(_) => &sql::SQLITE,
+        match &self.pool {
+            Pool::Postgres(_) => &sql::POSTGRES,
+            Pool::MySql(_) => &sql::MYSQL,
+            Pool::Sqlite(_) => &sql::SQLITE,
         }
+    }
+
+    /// Whether the job database is PostgreSQL (tests of its identity sequence).
+    #[cfg(test)]
+    pub(crate) fn is_postgres(&self) -> bool {
+        matches!(self.pool, Pool::Postgres(_))
     }
 
     /// Creates a running job owned by `owner`, with its lease ([`Lease::first`]), its
@@ -736,14 +810,14 @@ impl Store {
 
     /// Closes every connection.
     pub async fn close(&self) {
-        on_pool!(self, pool => pool.close().await)
+        on_pool!(any &self.pool, pool => pool.close().await)
     }
 
     /// Runs a statement the tests write themselves (to store rows the store never writes).
     #[cfg(test)]
     pub(crate) async fn execute_for_test(&self, statement: &str) {
         let statement = sqlx::AssertSqlSafe(statement.to_owned());
-        on_pool!(self, pool => sqlx::query(statement).execute(pool).await.map(drop))
+        on_pool!(any &self.pool, pool => sqlx::query(statement).execute(pool).await.map(drop))
             .unwrap_or_else(|err| panic!("{err}"));
     }
 
@@ -751,7 +825,7 @@ impl Store {
     #[cfg(test)]
     pub(crate) async fn text_for_test(&self, query: &str) -> Option<String> {
         let query = sqlx::AssertSqlSafe(query.to_owned());
-        on_pool!(self, pool => sqlx::query_scalar(query).fetch_one(pool).await)
+        on_pool!(any &self.pool, pool => sqlx::query_scalar(query).fetch_one(pool).await)
             .unwrap_or_else(|err| panic!("{err}"))
     }
 
@@ -759,7 +833,7 @@ impl Store {
     #[cfg(test)]
     pub(crate) async fn count_for_test(&self, query: &str) -> i64 {
         let query = sqlx::AssertSqlSafe(query.to_owned());
-        on_pool!(self, pool => sqlx::query_scalar(query).fetch_one(pool).await)
+        on_pool!(any &self.pool, pool => sqlx::query_scalar(query).fetch_one(pool).await)
             .unwrap_or_else(|err| panic!("{err}"))
     }
 }

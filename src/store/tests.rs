@@ -752,7 +752,7 @@ async fn rows_that_do_not_fit_their_types_are_reported(store: Store) {
 /// committed.
 async fn new_job_ids_stop_at_the_largest_api_int(store: Store) {
     insert_finished_job(&store, MAX_JOB_ID - 1).await;
-    if let Store::Postgres(_) = store {
+    if store.is_postgres() {
         // An explicit id does not move PostgreSQL's identity sequence.
         store
             .execute_for_test(&format!(
@@ -935,4 +935,72 @@ async fn running_jobs_are_listed_with_their_users_database(store: Store) {
         store.expired_leases("node3").await.unwrap().is_empty(),
         "none expired"
     );
+}
+
+/// A store opened on a database it cannot reach answers every call at once with
+/// [`StoreError::NotReached`], without waiting for a connection; once it is reached (here: the
+/// SQLite file's directory created) it is migrated and its calls go to the database.
+#[tokio::test]
+async fn an_unreached_store_answers_at_once_until_reached() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("later");
+    let store = Store::open(&format!("sqlite://{}/jobs.db", missing.display()), 2).unwrap();
+    let began = std::time::Instant::now();
+    assert!(matches!(
+        store.get_job(1).await,
+        Err(StoreError::NotReached)
+    ));
+    let renewed = store.renew_leases("node1", LEASE).await;
+    assert!(
+        matches!(renewed, Err(StoreError::NotReached)),
+        "{renewed:?}"
+    );
+    assert!(
+        began.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        began.elapsed()
+    );
+
+    let err = store.reach().await.unwrap_err().to_string();
+    let cause = format!("the directory {} does not exist", missing.display());
+    assert!(err.contains(&cause), "{err}");
+    assert!(!store.is_reached());
+    assert!(matches!(
+        store.get_job(1).await,
+        Err(StoreError::NotReached)
+    ));
+
+    std::fs::create_dir(&missing).unwrap();
+    store.reach().await.unwrap();
+    assert!(store.is_reached());
+    assert!(store.get_job(1).await.unwrap().is_none());
+    store.close().await;
+}
+
+/// Reaching PostgreSQL at a closed port fails at once with the target and the cause; a URL
+/// that does not parse is refused when the store is opened.
+#[tokio::test]
+async fn reaching_a_closed_port_names_the_target_and_the_cause() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .unwrap()
+        .port();
+    let store = Store::open(&format!("postgres://xb:hunter2@127.0.0.1:{port}/jobs"), 2).unwrap();
+    let began = std::time::Instant::now();
+    let err = store.reach().await.unwrap_err().to_string();
+    assert!(began.elapsed() < Duration::from_secs(2), "{err}");
+    assert!(
+        err.contains(&format!(
+            "postgres://xb@127.0.0.1:{port}/jobs (database.url)"
+        )) && err.contains("refused")
+            && !err.contains("hunter2"),
+        "{err}"
+    );
+    assert!(matches!(
+        store.get_job(1).await,
+        Err(StoreError::NotReached)
+    ));
+
+    let err = Store::open("postgres://xb@127.0.0.1:notaport/jobs", 2).unwrap_err();
+    assert!(err.to_string().contains("invalid URL"), "{err}");
 }

@@ -166,11 +166,26 @@ impl Admin {
 
     /// The value of the sample `name{host_type="<host_type>"}` in `/metrics`, if present.
     pub async fn metric(&self, name: &str, host_type: &str) -> Option<f64> {
-        let sample = format!("{name}{{host_type=\"{host_type}\"}} ");
+        self.sample(&format!("{name}{{host_type=\"{host_type}\"}}"))
+            .await
+    }
+
+    /// The value of the sample `name` without labels in `/metrics`, if present.
+    pub async fn unlabelled_metric(&self, name: &str) -> Option<f64> {
+        self.sample(name).await
+    }
+
+    /// The value of `series` (a name and its labels as written) in `/metrics`, if present.
+    async fn sample(&self, series: &str) -> Option<f64> {
+        let prefix = format!("{series} ");
         let text = self.metrics().await;
         text.lines()
-            .find_map(|line| line.strip_prefix(&sample))
-            .map(|value| value.parse().unwrap_or_else(|_| panic!("{name}: {value}")))
+            .find_map(|line| line.strip_prefix(&prefix))
+            .map(|value| {
+                value
+                    .parse()
+                    .unwrap_or_else(|_| panic!("{series}: {value}"))
+            })
     }
 
     /// Runs `query` as the admin; returns `data` or the first error.

@@ -31,6 +31,11 @@ pub struct AppOptions {
     pub domain_admins: Vec<(String, String)>,
     pub node_name: String,
     pub lease_time: u64,
+    /// `[database] url`; `None`: `jobs.db` in the instance's scratch directory.
+    pub jobs_url: Option<String>,
+    /// `[users] database_id`; `None`: the users database's own name (its path here, which
+    /// differs from one instance to the next).
+    pub users_database_id: Option<String>,
 }
 
 impl AppOptions {
@@ -41,7 +46,23 @@ impl AppOptions {
             domain_admins: Vec::new(),
             node_name: "node1".into(),
             lease_time: 600,
+            jobs_url: None,
+            users_database_id: None,
         }
+    }
+
+    /// The same, naming its users database `id`: instances started one after the other in a
+    /// test each have a users database of their own, with the same accounts; under one name
+    /// they may run each other's jobs, as instances reading one database do.
+    pub fn with_users_database_id(mut self, id: &str) -> Self {
+        self.users_database_id = Some(id.to_owned());
+        self
+    }
+
+    /// The same with its jobs in the database at `url`.
+    pub fn with_jobs_url(mut self, url: &str) -> Self {
+        self.jobs_url = Some(url.to_owned());
+        self
     }
 
     /// Adds a domain with `count` accounts `{prefix}0001`… plus `admin`.
@@ -65,21 +86,41 @@ pub struct App {
     pub server: FakeServer,
     pub admin_address: String,
     users_url: String,
+    jobs_url: String,
     shutdown: CancellationToken,
     task: Option<JoinHandle<anyhow::Result<()>>>,
     dir: TempDir,
 }
 
 impl App {
-    /// Starts an instance and waits until its component is connected.
+    /// Starts an instance and waits until its component is connected and its job database
+    /// is up.
     pub async fn start(options: AppOptions) -> App {
+        let app = App::launch(options).await;
+        app.wait_job_database_up().await;
+        app
+    }
+
+    /// Starts an instance and waits until its component is connected, whether or not its job
+    /// database is up.
+    pub async fn launch(options: AppOptions) -> App {
         let dir = scratch_dir("app");
         let users_url = format!("sqlite://{}/users.db", dir.path().display());
         create_prosody_users(&users_url, &options.domains).await;
         let server = FakeServer::start(None).await;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let admin_address = listener.local_addr().unwrap().to_string();
-        let toml = config_toml(&options, &dir, &users_url, &server.address, &admin_address);
+        let jobs_url = options
+            .jobs_url
+            .clone()
+            .unwrap_or_else(|| format!("sqlite://{}/jobs.db", dir.path().display()));
+        let toml = config_toml(
+            &options,
+            &jobs_url,
+            &users_url,
+            &server.address,
+            &admin_address,
+        );
         std::fs::write(dir.path().join(CONFIG_FILE), &toml).unwrap();
         let config = Config::from_toml(&toml, &[]).expect("test config is valid");
         let shutdown = CancellationToken::new();
@@ -90,6 +131,7 @@ impl App {
             server,
             admin_address,
             users_url,
+            jobs_url,
             shutdown,
             task: Some(task),
             dir,
@@ -99,12 +141,35 @@ impl App {
     }
 
     async fn wait_connected(&self) {
-        let deadline = Deadline::after(READY_TIMEOUT, "the in-process instance to connect");
+        self.wait_health(
+            "the in-process instance to connect",
+            READY_TIMEOUT,
+            |health| health["xmpp"] == "connected",
+        )
+        .await;
+    }
+
+    /// Waits until `/health` says the job database is up (and `status` is `ok`).
+    pub async fn wait_job_database_up(&self) {
+        self.wait_health("the job database to be up", READY_TIMEOUT, |health| {
+            health["job_database"] == "up" && health["status"] == "ok"
+        })
+        .await;
+    }
+
+    /// Polls `/health` until `accept` holds; returns that answer.
+    pub async fn wait_health(
+        &self,
+        what: &str,
+        timeout: Duration,
+        accept: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        let deadline = Deadline::after(timeout, what);
         loop {
             if let Some(health) = self.admin.health().await
-                && health["xmpp"] == "connected"
+                && accept(&health)
             {
-                return;
+                return health;
             }
             deadline.tick().await;
         }
@@ -127,7 +192,7 @@ impl App {
 
     /// The job database's URL.
     pub fn jobs_url(&self) -> String {
-        format!("sqlite://{}/jobs.db", self.dir.path().display())
+        self.jobs_url.clone()
     }
 
     /// Registers `user@domain` in the users database.
@@ -158,7 +223,7 @@ impl Drop for App {
 
 fn config_toml(
     options: &AppOptions,
-    dir: &TempDir,
+    jobs_url: &str,
     users_url: &str,
     server: &str,
     admin_listen: &str,
@@ -169,12 +234,16 @@ fn config_toml(
         .map(|(domain, hash)| (domain.as_str(), hash.as_str()))
         .collect();
     let domains = domains_toml(options.domains.iter().map(|(d, _)| d.as_str()), &admins);
-    let jobs_url = format!("sqlite://{}/jobs.db", dir.path().display());
+    let database_id = options
+        .users_database_id
+        .as_ref()
+        .map(|id| format!("database_id = {id:?}\n"))
+        .unwrap_or_default();
     format!(
         "node_name = {node:?}\nlease_time = {lease}\nbackend = \"rdbms\"\n\n\
          [component]\njid = {COMPONENT_JID:?}\nsecret = {SECRET:?}\nserver = {server:?}\n\n\
          [database]\nurl = {jobs_url:?}\n\n\
-         [users]\nschema = \"prosody\"\nurl = {users_url:?}\n\n\
+         [users]\nschema = \"prosody\"\nurl = {users_url:?}\n{database_id}\n\
          [admin]\nlisten = {admin_listen:?}\nusername = {ADMIN_USER:?}\n\
          password = {ADMIN_PASSWORD:?}\n{domains}",
         node = options.node_name,

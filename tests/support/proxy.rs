@@ -21,18 +21,32 @@ pub struct TcpProxy {
     task: tokio::task::JoinHandle<()>,
 }
 
+/// Where a proxy listens unless told: a free port of 127.0.0.1.
+const ANY_LOOPBACK_PORT: &str = "127.0.0.1:0";
+
 impl TcpProxy {
     pub async fn start(target: SocketAddr) -> Self {
-        Self::launch(target, None).await
+        Self::launch(ANY_LOOPBACK_PORT, target, None).await
+    }
+
+    /// A proxy listening at `address`: a port on which nothing listened until now (taken
+    /// with [`super::free_port`]), so that connections to it were refused, as to a server
+    /// that is not running.
+    pub async fn start_at(address: SocketAddr, target: SocketAddr) -> Self {
+        Self::launch(address, target, None).await
     }
 
     /// A proxy that also records what its clients send (see [`TcpProxy::sent_count`]).
     pub async fn start_recording(target: SocketAddr) -> Self {
-        Self::launch(target, Some(Record::default())).await
+        Self::launch(ANY_LOOPBACK_PORT, target, Some(Record::default())).await
     }
 
-    async fn launch(target: SocketAddr, record: Option<Record>) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
+    async fn launch(
+        address: impl tokio::net::ToSocketAddrs,
+        target: SocketAddr,
+        record: Option<Record>,
+    ) -> Self {
+        let listener = TcpListener::bind(address).await.expect("bind proxy");
         let address = listener.local_addr().expect("proxy address");
         let up = Arc::new(watch::Sender::new(true));
         let shared = up.clone();

@@ -168,6 +168,8 @@ pub struct Serve {
     child: Option<Child>,
     config_path: PathBuf,
     log: LogFile,
+    /// `XMPP_BROADCAST_LOG`, if not the default.
+    log_filter: Option<String>,
     admin: Admin,
     _jobs: JobStore,
     _dir: TempDir,
@@ -185,6 +187,14 @@ impl Serve {
         config: ServeConfig,
         domain_admins: &[(&str, &str)],
     ) -> Self {
+        let mut serve = Serve::configure(config, domain_admins);
+        serve.spawn();
+        serve.wait_healthy().await;
+        serve
+    }
+
+    /// The instance of `config`, its config file written, not started.
+    fn configure(config: ServeConfig, domain_admins: &[(&str, &str)]) -> Self {
         let dir = scratch_dir("serve");
         let jobs_url = match &config.jobs {
             JobStore::Sqlite => format!("sqlite://{}", dir.path().join("jobs.db").display()),
@@ -199,22 +209,39 @@ impl Serve {
             config.to_toml(&jobs_url, &admin_listen, domain_admins),
         )
         .expect("write config");
-        let mut serve = Serve {
+        Serve {
             child: None,
             log: LogFile::new(&dir.path().join("serve.log"), "xmpp-broadcast serve stderr"),
+            log_filter: None,
             config_path,
             admin: Admin::new(&admin_listen, ADMIN_USER, ADMIN_PASSWORD),
             _jobs: config.jobs,
             _dir: dir,
-        };
+        }
+    }
+
+    /// Writes the config, starts `serve` with its log filtered by `log_filter`
+    /// (`XMPP_BROADCAST_LOG`) and waits until its component is connected, whether or not its
+    /// job database is up.
+    pub async fn launch(config: ServeConfig, log_filter: &str) -> Self {
+        let mut serve = Serve::configure(config, &[]);
+        serve.log_filter = Some(log_filter.to_owned());
         serve.spawn();
-        serve.wait_healthy().await;
+        serve
+            .wait_health("serve to listen and connect", |health| {
+                health["xmpp"] == "connected"
+            })
+            .await;
         serve
     }
 
     fn spawn(&mut self) {
         assert!(self.child.is_none(), "serve is already running");
-        let child = command()
+        let mut command = command();
+        if let Some(filter) = &self.log_filter {
+            command.env("XMPP_BROADCAST_LOG", filter);
+        }
+        let child = command
             .arg("serve")
             .arg("--config")
             .arg(&self.config_path)
@@ -236,19 +263,32 @@ impl Serve {
         &self.config_path
     }
 
-    /// Polls `/health` until `xmpp` is `connected`; panics (with the log) if `serve` exits.
+    /// Polls `/health` until `status` is `ok` (the job database is up) and `xmpp` is
+    /// `connected`; panics (with the log) if `serve` exits.
     pub async fn wait_healthy(&mut self) {
-        let deadline = Deadline::after(HEALTHY_TIMEOUT, "serve to be healthy and connected");
+        self.wait_health("serve to be healthy and connected", |health| {
+            health["status"] == "ok" && health["xmpp"] == "connected"
+        })
+        .await;
+    }
+
+    /// Polls `/health` until `accept` holds; returns that answer. Panics (with the log) if
+    /// `serve` exits.
+    pub async fn wait_health(
+        &mut self,
+        what: &str,
+        accept: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        let deadline = Deadline::after(HEALTHY_TIMEOUT, what);
         loop {
             let child = self.child.as_mut().expect("serve is running");
             if let Some(status) = child.try_wait().expect("try_wait serve") {
                 panic!("xmpp-broadcast serve exited with {status}");
             }
-            if let Some(health) = self.admin.health().await {
-                assert_eq!(health["status"], "ok", "/health: {health}");
-                if health["xmpp"] == "connected" {
-                    return;
-                }
+            if let Some(health) = self.admin.health().await
+                && accept(&health)
+            {
+                return health;
             }
             deadline.tick().await;
         }
