@@ -417,6 +417,7 @@ mod scenario {
         domain_admin_other_domain,
         request_forms,
         graphiql,
+        users_database_fails,
     ];
 }
 
@@ -1184,4 +1185,59 @@ async fn graphiql(f: Arc<Fixture>) {
         page.contains("graphiql") && page.contains("/api/graphql"),
         "a GraphiQL page for /api/graphql: {page}"
     );
+}
+
+/// The message of `cannot_count_recipients`.
+const CANNOT_COUNT: &str =
+    "Cannot count the recipients: the users database failed (the instance's log has the error)";
+
+/// A users database that fails while a start reads the recipients, or at its sender check
+/// (its table gone): `startBroadcast` and `countBroadcastRecipients` answer MongooseIM's
+/// `cannot_count_recipients` and nothing is created; once it is back, a start works.
+async fn users_database_fails(f: Arc<Fixture>) {
+    use sqlx::Connection;
+    f.reset().await;
+    let count = Call {
+        field: "countBroadcastRecipients",
+        operation: "Count",
+        query: "query Count($domain: DomainName!) { broadcast { \
+                countBroadcastRecipients(domain: $domain) { recipientCount } } }",
+        variables: json!({ "domain": DOMAIN }),
+    };
+    assert_eq!(f.ok(&count).await["recipientCount"], USERS);
+    let users_url = format!("sqlite://{}/users.db", f.app.dir().display());
+    let mut users = sqlx::SqliteConnection::connect(&users_url)
+        .await
+        .expect("the users database");
+    let start_message = format!("{CANNOT_COUNT}; no job was created");
+    // A username the driver cannot read as text: the sender is found, the recipients
+    // cannot be read.
+    let unreadable = "INSERT INTO prosody VALUES ('example.com', X'FF00', 'accounts', \
+                      'password', 'string', 'pw')";
+    // The accounts table gone: the sender check fails already.
+    let gone = "ALTER TABLE prosody RENAME TO prosody_elsewhere";
+    let repairs = [
+        "DELETE FROM prosody WHERE typeof(user) = 'blob'",
+        "ALTER TABLE prosody_elsewhere RENAME TO prosody",
+    ];
+    for (fault, repair) in [unreadable, gone].into_iter().zip(repairs) {
+        sqlx::raw_sql(fault).execute(&mut users).await.expect(fault);
+        let spec = spec(DOMAIN, "nobody counted", FAST);
+        f.assert_error(
+            &start(&spec),
+            "cannot_count_recipients",
+            &start_message,
+            &["domain", "name"],
+        )
+        .await;
+        f.assert_error(&count, "cannot_count_recipients", CANNOT_COUNT, &["domain"])
+            .await;
+        assert_eq!(f.listed(None, None).await, Vec::<i64>::new(), "{fault}");
+        sqlx::raw_sql(repair)
+            .execute(&mut users)
+            .await
+            .expect(repair);
+    }
+    assert_eq!(f.ok(&count).await["recipientCount"], USERS);
+    f.finished_job("counted again").await;
 }
