@@ -8,6 +8,9 @@
 //! workers and lets its leases expire at once, so the jobs can continue without waiting
 //! (design invariant 7). A job of its own whose stored row cannot be read as a job is ended as
 //! ABORT_ERROR wherever it is met (resume, takeover, adoption), never launched.
+//!
+//! Each worker runs supervised: one that panics ends its job as ABORT_ERROR with the panic's
+//! message (fenced by its lease) and frees its slot.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -17,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::broadcast::safety::Safety;
+use crate::broadcast::supervise::{Panicked, supervised};
 use crate::broadcast::worker::{Shared, Worker};
 use crate::directory::Directory;
 use crate::job::{ExecutionState, InvalidRow, Job, JobEnd, JobId, Lease};
@@ -148,24 +152,9 @@ impl Manager {
     /// created here (counted as started), false for a resumed one.
     pub fn launch(&self, job: Job, lease: Lease, new: bool) {
         let inner = &self.inner;
-        let stop = inner.stop.child_token();
-        let (job_id, domain) = (job.id, job.domain.clone());
-        let running = Running {
-            epoch: lease.epoch,
-            stop: stop.clone(),
+        let Some(stop) = self.register(job.id, &job.domain, lease.epoch, new) else {
+            return;
         };
-        {
-            let mut workers = inner.workers.lock().expect("worker map lock");
-            if workers.contains_key(&job_id) {
-                tracing::debug!(job_id, "the job already has a worker here");
-                return;
-            }
-            workers.insert(job_id, running);
-        }
-        if new {
-            inner.metrics.job_started(&domain);
-        }
-        inner.metrics.worker_up(&domain);
         let shared = Shared {
             store: inner.store.clone(),
             directory: inner.directory.clone(),
@@ -174,23 +163,87 @@ impl Manager {
             safety: inner.safety.clone(),
             fault_limit: fault_limit(inner.lease_time),
         };
-        let worker = Worker::new(shared, job, lease, stop);
+        let domain = job.domain.clone();
+        let worker = Worker::new(shared, job, lease.clone(), stop);
+        self.supervise(lease, domain, worker.run());
+    }
+
+    /// Enters a worker of `job_id` under a lease of `epoch` in the map and counts it live;
+    /// returns the token that stops it, or `None` if the job already has a worker here.
+    fn register(
+        &self,
+        job_id: JobId,
+        domain: &str,
+        epoch: i64,
+        new: bool,
+    ) -> Option<CancellationToken> {
+        let inner = &self.inner;
+        let stop = inner.stop.child_token();
+        {
+            let mut workers = inner.workers.lock().expect("worker map lock");
+            if workers.contains_key(&job_id) {
+                tracing::debug!(job_id, "the job already has a worker here");
+                return None;
+            }
+            let running = Running {
+                epoch,
+                stop: stop.clone(),
+            };
+            workers.insert(job_id, running);
+        }
+        if new {
+            inner.metrics.job_started(domain);
+        }
+        inner.metrics.worker_up(domain);
+        Some(stop)
+    }
+
+    /// Runs `work`, the worker of a registered job, in a task until it returns or panics; then
+    /// frees its slot and counts how the job ended. A panic ends the job as ABORT_ERROR with
+    /// the panic's message, fenced by `lease`.
+    fn supervise(
+        &self,
+        lease: Lease,
+        domain: String,
+        work: impl Future<Output = Option<JobEnd>> + Send + 'static,
+    ) {
         let manager = self.clone();
-        inner.tasks.spawn(async move {
-            let end = worker.run().await;
+        self.inner.tasks.spawn(async move {
+            let end = supervised(work).await;
             let inner = &manager.inner;
+            let job_id = lease.job_id;
             inner
                 .workers
                 .lock()
                 .expect("worker map lock")
                 .remove(&job_id);
             let job_end = match end {
-                Some(end) => Some(end),
-                None if inner.stop.is_cancelled() => None,
-                None => manager.why_stopped(job_id).await,
+                Ok(Some(end)) => Some(end),
+                Ok(None) if inner.stop.is_cancelled() => None,
+                Ok(None) => manager.why_stopped(job_id).await,
+                Err(panicked) => manager.end_panicked(&lease, panicked).await,
             };
             inner.metrics.worker_down(&domain, job_end);
         });
+    }
+
+    /// Ends the job of a worker that panicked as ABORT_ERROR with the panic's message, fenced
+    /// by its lease. If the database cannot record it, the lease stays and the job is resumed
+    /// like any job of this instance without a worker.
+    async fn end_panicked(&self, lease: &Lease, panicked: Panicked) -> Option<JobEnd> {
+        let job_id = lease.job_id;
+        tracing::error!(job_id, error = %panicked, "ending the job of a worker that panicked");
+        match self.inner.store.abandon(lease, &panicked.to_string()).await {
+            Ok(true) => Some(JobEnd::AbortedByError),
+            Ok(false) => {
+                tracing::warn!(job_id, "the job was no longer this instance's to end");
+                None
+            }
+            Err(err) => {
+                tracing::error!(job_id, error = %err, "cannot record the job as failed; it resumes");
+                None
+            }
+        }
     }
 
     /// How a job that this instance stopped running ended, if it did.
@@ -325,7 +378,10 @@ impl Manager {
         let job_id = lease.job_id;
         tracing::error!(job_id, error = %bad, "ending a job whose stored data is unusable");
         match self.inner.store.abandon(lease, &bad.to_string()).await {
-            Ok(true) => {}
+            Ok(true) => match &bad.domain {
+                Some(domain) => self.inner.metrics.job_ended(domain, JobEnd::AbortedByError),
+                None => tracing::warn!(job_id, "the job's domain is unreadable; not counted"),
+            },
             Ok(false) => tracing::warn!(job_id, "the job was no longer this instance's to end"),
             Err(err) => tracing::warn!(job_id, error = %err, "cannot record the job as failed"),
         }
@@ -584,6 +640,16 @@ mod tests {
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
             assert_eq!(self.stored_end(id).await.0, "abort_error");
+            assert_eq!(self.metric("mod_broadcast_live_jobs"), "0");
+            // Counted once, whether a worker ended it or the manager did without one.
+            assert_eq!(self.metric("mod_broadcast_jobs_aborted_error_total"), "1");
+        }
+
+        /// A valid running job of example.com owned by node1, and its lease.
+        async fn valid_job(&self) -> (Job, Lease) {
+            let id = self.job_stored_with("name = name").await;
+            let job = self.store.get_job(id).await.unwrap().unwrap();
+            (job, Lease::first(id, "node1"))
         }
 
         /// The value of a metric series of example.com.
@@ -696,6 +762,30 @@ mod tests {
         assert_eq!(state, "abort_error");
         assert!(reason.unwrap().contains("recipient_count is -3"));
         instance.assert_never_taken_up_again(id).await;
+        instance.shut_down().await;
+    }
+
+    /// A worker that panics ends its job as ABORT_ERROR with the panic's message and frees its
+    /// slot: before, the job stayed RUNNING, in the worker map and counted live, for ever.
+    #[tokio::test]
+    async fn a_worker_that_panics_ends_its_job_and_frees_its_slot() {
+        let instance = Instance::new().await;
+        let (job, lease) = instance.valid_job().await;
+        let manager = &instance.manager;
+        let stop = manager.register(job.id, &job.domain, lease.epoch, false);
+        assert!(stop.is_some());
+        assert_eq!(instance.metric("mod_broadcast_live_jobs"), "1");
+        manager.supervise(lease, job.domain.clone(), async move {
+            tokio::task::yield_now().await;
+            panic!("batch {} went wrong", 2)
+        });
+        let (state, reason) = instance.ended(job.id).await;
+        assert_eq!(state, "abort_error");
+        assert_eq!(
+            reason.as_deref(),
+            Some("the worker panicked: batch 2 went wrong")
+        );
+        instance.assert_never_taken_up_again(job.id).await;
         instance.shut_down().await;
     }
 }

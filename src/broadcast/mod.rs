@@ -5,6 +5,7 @@ mod manager;
 mod recipients;
 mod safety;
 mod service;
+mod supervise;
 mod worker;
 
 pub use manager::Manager;
