@@ -517,6 +517,10 @@ fn abort_error(err: AbortError, context: &ErrorContext<'_>) -> async_graphql::Er
         AbortError::DomainNotFound => ErrorCode::DomainNotFound,
         AbortError::NotFound => ErrorCode::BroadcastNotFound,
         AbortError::NotRunning => ErrorCode::NotRunning,
+        AbortError::NotRecorded { source, .. } => {
+            tracing::error!(error = %source, "the job database cannot record an abort");
+            return operation_error(ErrorCode::DatabaseError, err.to_string(), context);
+        }
         AbortError::Store(_) | AbortError::Directory(_) => return database_error(&err, context),
     };
     operation_error(code, err.to_string(), context)
@@ -609,5 +613,34 @@ mod error_mapping {
         assert_eq!(answered(jobs).0, "temporarily_unavailable");
         let read = query_error(QueryError::Store(job_database_failure()), &[]);
         assert_eq!(answered(read).0, "database_error");
+    }
+
+    /// An abort the job database did not record answers `database_error` with a message that
+    /// says whether this instance stopped its sending and that the abort is retried.
+    #[test]
+    fn an_unrecorded_abort_says_what_happened() {
+        for (stopped_here, says) in [
+            (true, "This instance stopped its own sending of the job"),
+            (
+                false,
+                "its owner goes on sending until the abort is recorded",
+            ),
+        ] {
+            let err = AbortError::NotRecorded {
+                stopped_here,
+                source: job_database_failure(),
+            };
+            let (code, message) = answered(abort_error(err, &[]));
+            assert_eq!(code, "database_error");
+            assert!(
+                message.starts_with("The abort is not recorded yet"),
+                "{message}"
+            );
+            assert!(message.contains(says), "{message}");
+            assert!(
+                message.contains("retries recording the abort every second"),
+                "{message}"
+            );
+        }
     }
 }
