@@ -10,7 +10,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::admin::{self, AdminApi, Credentials};
-use crate::broadcast::{BroadcastService, Manager};
+use crate::broadcast::{BroadcastService, Manager, Scope};
 use crate::config::Config;
 use crate::directory::Directory;
 use crate::metrics::Metrics;
@@ -42,12 +42,15 @@ pub async fn run(
     let (connection, connection_task) =
         Connection::start(config.component.clone(), connection_stop.clone());
     let metrics = Metrics::new(&config.domains);
+    let scope = Scope::new(&config.domains, directory.identity().clone());
+    tracing::info!(domains = %config.domains.join(", "), users_database = %scope.users_database(), "this instance runs the jobs of these domains created against this users database");
     let manager = Manager::new(
         store.clone(),
         directory.clone(),
         connection.clone(),
         metrics.clone(),
         config.node_name.clone(),
+        scope,
         config.lease_time,
     );
     let resumed = manager
@@ -57,12 +60,7 @@ pub async fn run(
     manager.spawn_lease_renewal();
     manager.spawn_ownership_check();
 
-    let broadcasts = BroadcastService::new(
-        store.clone(),
-        directory,
-        manager.clone(),
-        config.domains.clone(),
-    );
+    let broadcasts = BroadcastService::new(store.clone(), directory, manager.clone());
     let api = AdminApi::new(
         admin::build_schema(Some(broadcasts)),
         Credentials::new(

@@ -44,6 +44,8 @@ pub const MAX_NODE_NAME_BYTES: usize = 250;
 /// The longest `admin.username`, `admin.password` and `component.secret`, in bytes: credentials
 /// travel in an HTTP header (Basic auth) or a handshake, where a few hundred bytes is plenty.
 pub const MAX_CREDENTIAL_BYTES: usize = 1024;
+/// The longest `users.database_id`, in bytes.
+pub const MAX_DATABASE_ID_BYTES: usize = 200;
 /// The longest `users.time_zone`, in bytes (IANA names are shorter than 40).
 pub const MAX_TIME_ZONE_BYTES: usize = 64;
 
@@ -120,6 +122,11 @@ pub struct UsersConfig {
     /// The time zone the users database's sessions render `created_at` in (PostgreSQL
     /// `timestamp`, MySQL `DATETIME`); `None` for the default, UTC.
     pub time_zone: Option<String>,
+    /// The operator's name for the users database, recorded with each job instead of the
+    /// identity the database reports (`directory::identity`): for instances that reach one
+    /// database under names that differ, or a database whose identity changes (a MySQL
+    /// failover to another host). `None`: the reported identity.
+    pub database_id: Option<String>,
 }
 
 /// The layout of the XMPP server's account tables.
@@ -136,6 +143,19 @@ pub enum UsersSchema {
     MongooseIm,
     /// The operator's own statements.
     Custom(CustomQueries),
+}
+
+impl UsersSchema {
+    /// The schema's name as `users.schema` writes it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            UsersSchema::Prosody => "prosody",
+            UsersSchema::Ejabberd { .. } => "ejabberd",
+            UsersSchema::EjabberdNew => "ejabberd_new",
+            UsersSchema::MongooseIm => "mongooseim",
+            UsersSchema::Custom(_) => "custom",
+        }
+    }
 }
 
 /// Operator-supplied SQL for `schema = "custom"`, with numbered placeholders `$1`, `$2`, …
@@ -421,6 +441,7 @@ struct RawUsers {
     url: String,
     domain: Option<String>,
     time_zone: Option<String>,
+    database_id: Option<String>,
     exists_sql: Option<String>,
     count_sql: Option<String>,
     page_sql: Option<String>,
@@ -487,10 +508,14 @@ impl RawUsers {
         if let Some(zone) = &self.time_zone {
             validate_time_zone(zone)?;
         }
+        if let Some(id) = &self.database_id {
+            validate_database_id(id)?;
+        }
         Ok(UsersConfig {
             schema,
             url: Secret::new(self.url),
             time_zone: self.time_zone,
+            database_id: self.database_id,
         })
     }
 }
@@ -728,6 +753,24 @@ fn validate_time_zone(zone: &str) -> Result<(), ConfigError> {
                 "\"{}\" is not a time zone such as \"Europe/Berlin\" or \"+02:00\" (at most \
                  {MAX_TIME_ZONE_BYTES} letters, digits and / _ + - :)",
                 zone.escape_debug()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// `users.database_id`: a name recorded with every job and shown in messages, so printable
+/// and short.
+fn validate_database_id(id: &str) -> Result<(), ConfigError> {
+    const KEY: &str = "users.database_id";
+    let allowed = |c: char| c.is_ascii_graphic();
+    if id.is_empty() || id.len() > MAX_DATABASE_ID_BYTES || !id.chars().all(allowed) {
+        return Err(invalid(
+            KEY,
+            format!(
+                "\"{}\" is not a database name such as \"users-primary\" (1 to \
+                 {MAX_DATABASE_ID_BYTES} printable ASCII characters, no spaces)",
+                id.escape_debug()
             ),
         ));
     }
@@ -972,6 +1015,18 @@ mod tests {
         }
         let text = MINIMAL.replace("sqlite:///tmp/jobs.db", "postgres://u:p@[::1]:5432/jobs");
         Config::from_toml(&text, &[]).unwrap();
+    }
+
+    #[test]
+    fn users_database_id_is_a_short_printable_name() {
+        let text = with_in("users", "database_id = \"users-primary\"");
+        let config = Config::from_toml(&text, &[]).unwrap();
+        assert_eq!(config.users.database_id.as_deref(), Some("users-primary"));
+        let long = "x".repeat(MAX_DATABASE_ID_BYTES + 1);
+        for bad in ["", "two words", "line\\nbreak", long.as_str()] {
+            let text = with_in("users", &format!("database_id = \"{bad}\""));
+            assert_refused(&text, "users.database_id", &["printable ASCII"]);
+        }
     }
 
     #[test]

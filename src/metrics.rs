@@ -1,6 +1,8 @@
 //! The eight metrics of MongooseIM's mod_broadcast, in Prometheus text format, labelled by
 //! `host_type` (the domain), plus build information. They are local to this instance: sum them
-//! over instances for a cluster-wide figure.
+//! over instances for a cluster-wide figure. One more is a view of the shared job database:
+//! `xmpp_broadcast_waiting_jobs`, the running jobs that no instance holds, which every
+//! instance reports alike (take the maximum over instances, not the sum).
 //!
 //! Recipients are counted when their batch is committed, that is once the server has
 //! acknowledged it, so the counters of a finished job equal its recipients even when a batch
@@ -22,6 +24,9 @@ pub struct Metrics {
     recipients_processed: IntCounterVec,
     recipients_success: IntCounterVec,
     recipients_skipped: IntCounterVec,
+    waiting_jobs: IntGaugeVec,
+    /// The configured domains, whose series are always shown.
+    domains: Vec<String>,
 }
 
 impl Metrics {
@@ -77,7 +82,14 @@ impl Metrics {
                 "mod_broadcast_recipients_skipped_total",
                 "Per-recipient routes that failed and were skipped.",
             ),
+            waiting_jobs: gauge(
+                "xmpp_broadcast_waiting_jobs",
+                "Running jobs of the shared job database that no instance holds: they wait for \
+                 an instance that serves their domain with their users database (the same on \
+                 every instance: take the maximum, not the sum).",
+            ),
             registry,
+            domains: domains.to_vec(),
         };
         let build = IntGaugeVec::new(
             Opts::new(
@@ -94,6 +106,7 @@ impl Metrics {
         build.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
         for domain in domains {
             metrics.live_jobs.with_label_values(&[domain]).set(0);
+            metrics.waiting_jobs.with_label_values(&[domain]).set(0);
             for counter in metrics.counters() {
                 counter.with_label_values(&[domain]).reset();
             }
@@ -156,6 +169,18 @@ impl Metrics {
             .inc_by(skipped);
     }
 
+    /// The running jobs that no instance holds, by domain (any domain of the job database:
+    /// a removed one included); every other domain's series is 0 or gone.
+    pub fn set_waiting_jobs(&self, by_domain: &std::collections::BTreeMap<&str, i64>) {
+        self.waiting_jobs.reset();
+        for domain in &self.domains {
+            self.waiting_jobs.with_label_values(&[domain]).set(0);
+        }
+        for (domain, count) in by_domain {
+            self.waiting_jobs.with_label_values(&[domain]).set(*count);
+        }
+    }
+
     /// The Prometheus text exposition of every metric.
     pub fn render(&self) -> String {
         let mut text = Vec::new();
@@ -183,6 +208,7 @@ mod tests {
             "mod_broadcast_jobs_finished_total{host_type=\"example.com\"} 1",
             "mod_broadcast_jobs_aborted_admin_total{host_type=\"example.com\"} 0",
             "mod_broadcast_live_jobs{host_type=\"example.com\"} 0",
+            "xmpp_broadcast_waiting_jobs{host_type=\"example.com\"} 0",
             "mod_broadcast_recipients_processed_total{host_type=\"example.com\"} 10",
             "mod_broadcast_recipients_success_total{host_type=\"example.com\"} 9",
             "mod_broadcast_recipients_skipped_total{host_type=\"example.com\"} 1",
@@ -191,5 +217,23 @@ mod tests {
         ] {
             assert!(text.lines().any(|l| l == line), "missing {line} in\n{text}");
         }
+    }
+
+    #[test]
+    fn waiting_jobs_are_shown_for_any_domain_and_cleared() {
+        let metrics = Metrics::new(&["example.com".to_owned()]);
+        let waiting = std::collections::BTreeMap::from([("example.org", 1)]);
+        metrics.set_waiting_jobs(&waiting);
+        let text = metrics.render();
+        for line in [
+            "xmpp_broadcast_waiting_jobs{host_type=\"example.com\"} 0",
+            "xmpp_broadcast_waiting_jobs{host_type=\"example.org\"} 1",
+        ] {
+            assert!(text.lines().any(|l| l == line), "missing {line} in\n{text}");
+        }
+        metrics.set_waiting_jobs(&std::collections::BTreeMap::new());
+        let text = metrics.render();
+        assert!(!text.contains("example.org"), "{text}");
+        assert!(text.contains("xmpp_broadcast_waiting_jobs{host_type=\"example.com\"} 0"));
     }
 }

@@ -527,9 +527,15 @@ async fn delete(f: &Fixture, notice: i64, others: &[i64]) {
     f.xb(&format!("show {notice} --domain {DOMAIN}"))
         .await
         .fails(3, "Broadcast job not found (broadcast_not_found)");
-    f.xb(&format!("abort {running} --domain {DOMAIN}"))
-        .await
-        .expect(0);
+    // `abort --all`: the domain's running job, then none.
+    let abort_all = format!("abort --all --domain {DOMAIN}");
+    let aborted = f.xb(&abort_all).await.expect(0);
+    assert_eq!(
+        aborted.stdout,
+        format!("aborted job {running} of example.com\n")
+    );
+    let none = f.xb(&abort_all).await.expect(0);
+    assert_eq!(none.stdout, "aborted no jobs of example.com\n");
     let mut expected: Vec<i64> = others.iter().copied().chain([running]).collect();
     expected.sort_unstable();
     let all = f

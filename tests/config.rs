@@ -413,3 +413,62 @@ async fn check_config_reaches_the_databases_of_a_valid_config() {
         "check-config created the job database"
     );
 }
+
+/// `check-config` names the running jobs that conflict with the instance's view, as warnings
+/// that do not make the config invalid: a job of its own of a domain it no longer serves, and
+/// a job of a domain it serves that was created against another users database.
+#[tokio::test(flavor = "multi_thread")]
+async fn check_config_warns_about_running_jobs_the_instance_may_not_run() {
+    use support::admin::BroadcastSpec;
+    use support::app::{App, AppOptions};
+
+    let options = AppOptions::one_domain("example.com", 3).with_domain("example.org", "o", 3);
+    let app = App::start(options).await;
+    let slow = BroadcastSpec {
+        domain: "example.org".into(),
+        sender: "admin@example.org".into(),
+        rate: 1,
+        ..BroadcastSpec::default()
+    };
+    let id = app.admin().start_broadcast(&slow).await.expect("start");
+    let config = fs::read_to_string(app.config_path()).expect("read config");
+    let check = |name: &str, config: String| {
+        let path = app.dir().join(name);
+        fs::write(&path, config).expect("write config");
+        run(&["check-config", "--config", path.to_str().expect("UTF-8")])
+    };
+
+    let removed = check(
+        "removed.toml",
+        config.replace("[domains.\"example.org\"]", ""),
+    );
+    assert!(removed.status.success(), "{}", text(&removed));
+    let stderr = String::from_utf8_lossy(&removed.stderr);
+    assert!(
+        stderr.contains(&format!("warning: running job {id} is this instance's"))
+            && stderr.contains("does not serve example.org"),
+        "{stderr}"
+    );
+
+    let other_users = config
+        .replace("[users]\n", "[users]\ndatabase_id = \"another-server\"\n")
+        .replace("node_name = \"node1\"", "node_name = \"node2\"");
+    let other = check("other-users.toml", other_users);
+    assert!(other.status.success(), "{}", text(&other));
+    let stderr = String::from_utf8_lossy(&other.stderr);
+    assert!(
+        stderr.contains(&format!("warning: running job {id}:"))
+            && stderr.contains("reads the users database another-server")
+            && stderr.contains("never runs it"),
+        "{stderr}"
+    );
+
+    let same = check("same.toml", config);
+    assert!(same.status.success(), "{}", text(&same));
+    assert!(
+        !String::from_utf8_lossy(&same.stderr).contains("warning"),
+        "{}",
+        text(&same)
+    );
+    app.stop().await.expect("stop");
+}

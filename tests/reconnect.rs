@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use jid::BareJid;
 use tokio_util::sync::CancellationToken;
-use xmpp_broadcast::broadcast::Manager;
+use xmpp_broadcast::broadcast::{Manager, Scope};
 use xmpp_broadcast::config::{ComponentConfig, Secret, UsersConfig, UsersSchema};
 use xmpp_broadcast::directory::Directory;
 use xmpp_broadcast::job::{ExecutionState, JobSpec, Lease, RecipientGroup, Snapshot};
@@ -36,7 +36,13 @@ async fn a_batch_cut_by_a_disconnect_is_sent_again_before_it_counts() {
     };
     let lease_time = Duration::from_secs(60);
     let id = store
-        .create_job(&spec, "node1", lease_time, &Snapshot::Listed(users.clone()))
+        .create_job(
+            &spec,
+            "node1",
+            lease_time,
+            &Snapshot::Listed(users.clone()),
+            &xmpp_broadcast::job::UsersDatabase::new("prosody@test"),
+        )
         .await
         .unwrap();
     let component = ComponentConfig {
@@ -47,12 +53,15 @@ async fn a_batch_cut_by_a_disconnect_is_sent_again_before_it_counts() {
     let stop = CancellationToken::new();
     let (connection, _task) = Connection::start(component, stop.clone());
     let metrics = Metrics::new(&["example.com".to_owned()]);
+    let directory = prosody_directory(dir.path()).await;
+    let scope = Scope::new(&["example.com".to_owned()], directory.identity().clone());
     let manager = Manager::new(
         store.clone(),
-        prosody_directory(dir.path()).await,
+        directory,
         connection,
         metrics.clone(),
         "node1".into(),
+        scope,
         lease_time,
     );
     let job = store.get_job(id).await.unwrap().unwrap();
@@ -126,6 +135,7 @@ async fn prosody_directory(dir: &std::path::Path) -> Directory {
         schema: UsersSchema::Prosody,
         url: Secret::new(url),
         time_zone: None,
+        database_id: None,
     };
     Directory::connect(&config).await.unwrap()
 }

@@ -247,7 +247,11 @@ fn served_sdl() -> String {
 }
 
 /// Fields xmpp-broadcast adds to MongooseIM's types (after theirs), and the types they return.
-const OUR_ADDITIONS: &[(&str, &str)] = &[("BroadcastAdminQuery", "countBroadcastRecipients")];
+const OUR_ADDITIONS: &[(&str, &str)] = &[
+    ("BroadcastAdminQuery", "countBroadcastRecipients"),
+    ("BroadcastAdminMutation", "abortBroadcastsByDomain"),
+    ("Broadcast", "waitingReason"),
+];
 const OUR_TYPES: &[&str] = &["BroadcastRecipientsPreview"];
 
 #[test]

@@ -25,7 +25,7 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 /// Every field of `Broadcast`, in the order of [`ApiJob`].
 const JOB_FIELDS: &str = "id name domain messageSubject messageBody senderJid messageRate \
     ownerNode createTimestamp startTimestamp stopTimestamp executionState abortionReason \
-    recipientGroup recipientCount recipientsProcessed";
+    recipientGroup recipientCount recipientsProcessed waitingReason";
 
 const START: &str = "mutation Start($name: String!, $domain: DomainName!, \
     $subject: String!, $body: String!, $sender: BareJID!, $rate: PosInt!) { broadcast { \
@@ -34,6 +34,8 @@ const START: &str = "mutation Start($name: String!, $domain: DomainName!, \
     recipientGroup: ALL_USERS_IN_DOMAIN) { message ids } } }";
 const ABORT: &str = "mutation Abort($domain: DomainName!, $id: Int!) { broadcast { \
     abortBroadcast(domain: $domain, id: $id) { message ids } } }";
+const ABORT_BY_DOMAIN: &str = "mutation AbortByDomain($domain: DomainName!) { broadcast { \
+    abortBroadcastsByDomain(domain: $domain) { message ids } } }";
 const DELETE_BY_IDS: &str = "mutation DeleteByIds($domain: DomainName!, $ids: [Int!]!) { \
     broadcast { deleteInactiveBroadcastsByIds(domain: $domain, ids: $ids) { message ids } } }";
 const DELETE_BY_DOMAIN: &str = "mutation DeleteByDomain($domain: DomainName!) { broadcast { \
@@ -81,6 +83,8 @@ pub struct ApiJob {
     pub recipient_group: String,
     pub recipient_count: i64,
     pub recipients_processed: i64,
+    /// Why no instance runs this running job now, if none does.
+    pub waiting_reason: Option<String>,
 }
 
 /// The answer of a mutation: what was done, to which jobs.
@@ -226,6 +230,13 @@ impl AdminClient {
     pub async fn abort(&self, domain: &str, id: i64) -> Result<MutationResult, ClientError> {
         let variables = json!({ "domain": domain, "id": id });
         self.call(ABORT, "abortBroadcast", variables).await
+    }
+
+    /// `abortBroadcastsByDomain`: stops the running job of `domain`, if one runs.
+    pub async fn abort_domain(&self, domain: &str) -> Result<MutationResult, ClientError> {
+        let variables = json!({ "domain": domain });
+        self.call(ABORT_BY_DOMAIN, "abortBroadcastsByDomain", variables)
+            .await
     }
 
     /// `deleteInactiveBroadcastsByIds`: returns the ids actually deleted.
@@ -384,6 +395,7 @@ mod tests {
             recipient_group: "ALL_USERS_IN_DOMAIN".into(),
             recipient_count: 2,
             recipients_processed: 0,
+            waiting_reason: None,
         }
     }
 
@@ -415,6 +427,7 @@ mod tests {
         for document in [
             START,
             ABORT,
+            ABORT_BY_DOMAIN,
             DELETE_BY_IDS,
             DELETE_BY_DOMAIN,
             COUNT,

@@ -91,7 +91,8 @@ error_codes! {
     /// Every password verifier is busy: try again shortly (`Retry-After`).
     LoginBusy = "login_busy", 503, Unavailable;
     // An operation failed: its field is null, HTTP 200.
-    /// The domain is not served by this instance.
+    /// The domain is not served by this instance (nor, for reading, aborting and deleting, a
+    /// domain with jobs in the job database).
     DomainNotFound = "domain_not_found", 200, NotFound;
     /// No job of the domain has this id.
     BroadcastNotFound = "broadcast_not_found", 200, NotFound;

@@ -267,6 +267,33 @@ impl BroadcastAdminMutation {
         };
         Ok(Some(deleted_result(deleted)?))
     }
+
+    /// Stop the running job of a domain, whichever instance runs it, as MongooseIM does when
+    /// a domain is removed; returns the ids aborted, none if no job runs (xmpp-broadcast's own
+    /// addition). The global admin may name a domain that is no longer configured but still
+    /// has jobs
+    async fn abort_broadcasts_by_domain(
+        &self,
+        ctx: &Context<'_>,
+        domain: DomainName,
+    ) -> async_graphql::Result<Option<BroadcastMutationResult>> {
+        let context = [("domain", domain.0.clone().into())];
+        authorize(ctx, &domain, "abortBroadcastsByDomain")?;
+        let aborted = service(ctx)
+            .abort_domain(&domain.0)
+            .await
+            .map_err(|err| abort_error(err, &context));
+        let Some(aborted) = reported(ctx, aborted) else {
+            return Ok(None);
+        };
+        Ok(Some(BroadcastMutationResult {
+            message: "Broadcasts aborted".to_owned(),
+            ids: aborted
+                .into_iter()
+                .map(graphql_id)
+                .collect::<Result<_, _>>()?,
+        }))
+    }
 }
 
 fn deleted_result(ids: Vec<i64>) -> async_graphql::Result<BroadcastMutationResult> {
@@ -432,6 +459,13 @@ impl BroadcastObject {
 
     async fn recipients_processed(&self) -> NonNegInt {
         NonNegInt(self.0.recipients_processed)
+    }
+
+    /// Why no instance is running this RUNNING job now (its lease expired): which instance
+    /// it waits for, and why the answering instance does not run it; null while an instance
+    /// runs it and for jobs that ended (xmpp-broadcast's own addition)
+    async fn waiting_reason(&self, ctx: &Context<'_>) -> Option<String> {
+        service(ctx).waiting_reason(&self.0)
     }
 }
 

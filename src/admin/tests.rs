@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 use warp::Filter;
 
 use super::{AdminApi, Credentials};
-use crate::broadcast::{BroadcastService, Manager};
+use crate::broadcast::{BroadcastService, Manager, Scope};
 use crate::config::{ComponentConfig, Secret, UsersConfig, UsersSchema};
 use crate::directory::Directory;
 use crate::metrics::Metrics;
@@ -75,15 +75,17 @@ impl Lab {
         let (connection, _task) = Connection::start(component, stop.clone());
         let domains = vec![OWN.to_owned(), OTHER.to_owned()];
         let metrics = Metrics::new(&domains);
+        let scope = Scope::new(&domains, directory.identity().clone());
         let manager = Manager::new(
             store.clone(),
             directory.clone(),
             connection.clone(),
             metrics.clone(),
             "node1".into(),
+            scope,
             Duration::from_secs(60),
         );
-        let broadcasts = BroadcastService::new(store.clone(), directory, manager, domains);
+        let broadcasts = BroadcastService::new(store.clone(), directory, manager);
         let api = AdminApi::new(
             super::build_schema(Some(broadcasts)),
             credentials(),
@@ -201,6 +203,7 @@ async fn users(dir: &std::path::Path) -> Directory {
         schema: UsersSchema::Prosody,
         url: Secret::new(url),
         time_zone: None,
+        database_id: None,
     };
     Directory::connect(&config).await.unwrap()
 }

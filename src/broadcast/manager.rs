@@ -9,6 +9,13 @@
 //! (design invariant 7). A job of its own whose stored row cannot be read as a job is ended as
 //! ABORT_ERROR wherever it is met (resume, takeover, adoption), never launched.
 //!
+//! It runs only what this instance serves ([`Scope`], design invariant 7a): a job of its own
+//! that it may no longer run (its domain was removed from the config, or the users database
+//! changed) is not resumed but handed over to nobody, so that an instance that serves it takes
+//! it over; it takes over only jobs it may run; and each round it counts the running jobs
+//! that nobody holds (`xmpp_broadcast_waiting_jobs`) and warns about those that wait longer
+//! than a lease time, naming why this instance does not take them.
+//!
 //! Each worker runs supervised: one that panics ends its job as ABORT_ERROR with the panic's
 //! message (fenced by its lease) and frees its slot. An administrator's abort that the job
 //! database refused to record is kept here and retried every second (design invariant 5):
@@ -16,7 +23,7 @@
 //! lease, if this instance holds it, is renewed like any other, so that no instance takes the
 //! job over.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -24,12 +31,13 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::broadcast::safety::Safety;
+use crate::broadcast::scope::{ConflictKind, Scope};
 use crate::broadcast::supervise::{Panicked, supervised};
 use crate::broadcast::worker::{Shared, Worker};
 use crate::directory::Directory;
 use crate::job::{ExecutionState, InvalidRow, Job, JobEnd, JobId, Lease};
 use crate::metrics::Metrics;
-use crate::store::{Store, StoreError};
+use crate::store::{ExpiredLease, Store, StoreError};
 use crate::xmpp::Connection;
 
 /// Runs this instance's workers; cheap to clone.
@@ -44,6 +52,8 @@ struct Inner {
     directory: Directory,
     connection: Connection,
     node: String,
+    /// What this instance serves: which jobs it may run.
+    scope: Scope,
     lease_time: Duration,
     metrics: Metrics,
     safety: Safety,
@@ -100,13 +110,63 @@ fn jittered(period: Duration) -> Duration {
     period - fifth + offset
 }
 
+/// The running jobs that nobody holds, as the renewal rounds see them.
+#[derive(Default)]
+struct Waiting {
+    /// The leases (job, epoch) already warned about.
+    warned: HashSet<(JobId, i64)>,
+}
+
+impl Waiting {
+    /// Sets `xmpp_broadcast_waiting_jobs` to the jobs of each domain that wait.
+    fn count(&self, metrics: &Metrics, waiting: &[&ExpiredLease]) {
+        let mut by_domain: BTreeMap<&str, i64> = BTreeMap::new();
+        for expired in waiting {
+            *by_domain.entry(expired.domain.as_str()).or_default() += 1;
+        }
+        metrics.set_waiting_jobs(&by_domain);
+    }
+
+    /// Warns once about each job that has waited longer than `lease_time`: by then every
+    /// live instance that may run it has had a round to take it.
+    fn warn(&mut self, scope: &Scope, lease_time: Duration, waiting: &[&ExpiredLease]) {
+        self.warned.retain(|warned| {
+            waiting
+                .iter()
+                .any(|expired| (expired.lease.job_id, expired.lease.epoch) == *warned)
+        });
+        for expired in waiting {
+            let lease = &expired.lease;
+            if expired.expired_for < lease_time || !self.warned.insert((lease.job_id, lease.epoch))
+            {
+                continue;
+            }
+            let here = match scope.may_run(&expired.domain, expired.users_database.as_ref()) {
+                Ok(()) => "this instance may run it but cannot start jobs now".to_owned(),
+                Err(why) => why.to_string(),
+            };
+            tracing::warn!(
+                job_id = lease.job_id,
+                domain = %expired.domain,
+                users_database = expired.users_database.as_ref().map_or("unrecorded", |db| db.as_str()),
+                previous_owner = expired.previous_owner.as_deref().unwrap_or("none"),
+                waiting_s = expired.expired_for.as_secs(),
+                reason = %here,
+                "a running job waits: no instance that serves its domain with its users database has taken it over"
+            );
+        }
+    }
+}
+
 impl Manager {
+    /// The manager of instance `node`, which runs the jobs `scope` allows.
     pub fn new(
         store: Store,
         directory: Directory,
         connection: Connection,
         metrics: Metrics,
         node: String,
+        scope: Scope,
         lease_time: Duration,
     ) -> Self {
         Manager {
@@ -115,6 +175,7 @@ impl Manager {
                 directory,
                 connection,
                 node,
+                scope,
                 lease_time,
                 metrics,
                 safety: Safety::new(lease_time, std::time::Instant::now()),
@@ -131,6 +192,11 @@ impl Manager {
         &self.inner.node
     }
 
+    /// What this instance serves.
+    pub fn scope(&self) -> &Scope {
+        &self.inner.scope
+    }
+
     pub fn lease_time(&self) -> Duration {
         self.inner.lease_time
     }
@@ -140,7 +206,8 @@ impl Manager {
         &self.inner.safety
     }
 
-    /// Resumes every running job this instance owns; returns how many.
+    /// Resumes every running job this instance owns and may run; hands the others over
+    /// ([`Manager::hand_over`]). Returns how many were resumed.
     pub async fn resume_owned_jobs(&self) -> Result<usize, StoreError> {
         let inner = &self.inner;
         let jobs = inner.store.running_jobs_owned_by(&inner.node).await?;
@@ -151,6 +218,11 @@ impl Manager {
                 Err(bad) => bad.job_id,
             };
             if self.is_running(job_id) {
+                continue;
+            }
+            if let Ok(job) = &job
+                && !self.hand_over_if_not_served(job).await
+            {
                 continue;
             }
             let lease = inner
@@ -169,7 +241,21 @@ impl Manager {
                 Err(bad) => self.end_unusable(&lease, &bad).await,
             }
         }
+        self.warn_about_conflicts().await?;
         Ok(resumed)
+    }
+
+    /// Warns about the running jobs of this instance's domains that it will never run,
+    /// because they were created against another users database.
+    async fn warn_about_conflicts(&self) -> Result<(), StoreError> {
+        let inner = &self.inner;
+        let jobs = inner.store.running_jobs().await?;
+        for conflict in inner.scope.conflicts(&inner.node, &jobs) {
+            if matches!(conflict.kind, ConflictKind::OtherUsersDatabase(_)) {
+                tracing::warn!(job_id = conflict.job_id, "{conflict}");
+            }
+        }
+        Ok(())
     }
 
     /// Starts the worker of a job this instance holds the lease of; `new` for a job just
@@ -490,6 +576,29 @@ impl Manager {
         }
     }
 
+    /// Whether this instance may run `job` of its own; if not, hands its lease over to
+    /// nobody with a warning, so that an instance that serves it takes it over (or, if none
+    /// does, it waits, visible, for one or for the global admin's abort).
+    async fn hand_over_if_not_served(&self, job: &Job) -> bool {
+        let inner = &self.inner;
+        let Err(why) = inner
+            .scope
+            .may_run(&job.domain, job.users_database.as_ref())
+        else {
+            return true;
+        };
+        tracing::warn!(
+            job_id = job.id,
+            domain = %job.domain,
+            reason = %why,
+            "not running a job of this instance's: it is handed over to an instance that serves it, or waits for one (the global admin can abort it)"
+        );
+        if let Err(err) = inner.store.disown_lease(job.id, &inner.node).await {
+            tracing::warn!(job_id = job.id, error = %err, "cannot hand the job's lease over; it expires by itself");
+        }
+        false
+    }
+
     /// Resumes a running job whose lease this instance holds but whose worker stopped without
     /// ending it (it gave up while the database could not even record that).
     async fn adopt(&self, lease: Lease) {
@@ -497,7 +606,10 @@ impl Manager {
             return;
         }
         match self.inner.store.get_job(lease.job_id).await {
-            Ok(Some(job)) if job.state == ExecutionState::Running => {
+            Ok(Some(job))
+                if job.state == ExecutionState::Running
+                    && self.hand_over_if_not_served(&job).await =>
+            {
                 tracing::warn!(
                     job_id = job.id,
                     processed = job.recipients_processed,
@@ -551,6 +663,7 @@ impl Manager {
         self.inner.tasks.spawn(async move {
             let inner = &manager.inner;
             let mut failing = false;
+            let mut waiting = Waiting::default();
             loop {
                 let pause = if failing {
                     SAFETY_RETRY
@@ -577,7 +690,7 @@ impl Manager {
                         // moves: the renewal vouches only for the leases still held.
                         manager.stop_workers_without(&held);
                         inner.safety.renewed(began);
-                        manager.take_over_one().await;
+                        manager.take_over_one(&mut waiting).await;
                     }
                     Err(err) => {
                         if !failing {
@@ -591,30 +704,63 @@ impl Manager {
         });
     }
 
-    /// Takes over at most one job whose owner stopped renewing its lease, so that the jobs of a
-    /// lost instance spread over the instances that remain instead of all going to the first.
-    async fn take_over_one(&self) {
+    /// Takes over at most one job whose owner stopped renewing its lease and that this
+    /// instance may run, so that the jobs of a lost instance spread over the instances that
+    /// remain instead of all going to the first. Counts the jobs that nobody holds, and warns
+    /// once about each that waits longer than a lease time for an instance that may run it.
+    async fn take_over_one(&self, waiting: &mut Waiting) {
         let inner = &self.inner;
-        if !inner.safety.accepts_new_jobs() {
-            return;
-        }
-        let lease = match inner
-            .store
-            .take_over_expired_lease(&inner.node, inner.lease_time)
-            .await
-        {
-            Ok(Some(lease)) => lease,
-            Ok(None) => return,
+        let expired = match inner.store.expired_leases(&inner.node).await {
+            Ok(expired) => expired,
             Err(err) => {
                 tracing::warn!(error = %err, "cannot look for abandoned jobs");
                 return;
+            }
+        };
+        let taken = if inner.safety.accepts_new_jobs() {
+            let mine = expired.iter().find(|expired| {
+                inner
+                    .scope
+                    .may_run(&expired.domain, expired.users_database.as_ref())
+                    .is_ok()
+            });
+            match mine {
+                Some(expired) => self.take_over(expired).await,
+                None => None,
+            }
+        } else {
+            None
+        };
+        let still_waiting: Vec<&ExpiredLease> = expired
+            .iter()
+            .filter(|expired| Some(expired.lease.job_id) != taken)
+            .collect();
+        waiting.count(&inner.metrics, &still_waiting);
+        waiting.warn(&inner.scope, inner.lease_time, &still_waiting);
+    }
+
+    /// Takes over one expired lease and runs its job; returns the job's id if the lease was
+    /// taken.
+    async fn take_over(&self, expired: &ExpiredLease) -> Option<JobId> {
+        let inner = &self.inner;
+        let lease = match inner
+            .store
+            .take_lease(&expired.lease, &inner.node, inner.lease_time)
+            .await
+        {
+            Ok(Some(lease)) => lease,
+            Ok(None) => return None,
+            Err(err) => {
+                tracing::warn!(job_id = expired.lease.job_id, error = %err, "cannot take over a job");
+                return None;
             }
         };
         match inner.store.get_job(lease.job_id).await {
             Ok(Some(job)) => {
                 tracing::warn!(
                     job_id = job.id,
-                    previous_owner = job.owner.as_deref().unwrap_or("none"),
+                    domain = %job.domain,
+                    previous_owner = expired.previous_owner.as_deref().unwrap_or("none"),
                     processed = job.recipients_processed,
                     "took over a job whose owner stopped renewing its lease"
                 );
@@ -627,6 +773,7 @@ impl Manager {
                 tracing::warn!(job_id = lease.job_id, error = %err, "cannot read a job taken over")
             }
         }
+        Some(expired.lease.job_id)
     }
 
     /// Stops every worker, waits for them, and releases this instance's leases.
@@ -696,6 +843,7 @@ mod tests {
                 schema: UsersSchema::Prosody,
                 url: Secret::new(url),
                 time_zone: None,
+                database_id: None,
             })
             .await
             .unwrap();
@@ -713,12 +861,14 @@ mod tests {
                 stop_connection.clone(),
             );
             let metrics = Metrics::new(&["example.com".to_owned()]);
+            let scope = Scope::new(&["example.com".to_owned()], directory.identity().clone());
             let manager = Manager::new(
                 store.clone(),
                 directory,
                 connection,
                 metrics.clone(),
                 "node1".to_owned(),
+                scope,
                 lease_time,
             );
             Instance {
@@ -751,7 +901,13 @@ mod tests {
             let users = Snapshot::Listed(vec!["u1".into(), "u2".into(), "u3".into()]);
             let id = self
                 .store
-                .create_job(&spec, owner, lease_time, &users)
+                .create_job(
+                    &spec,
+                    owner,
+                    lease_time,
+                    &users,
+                    &self.manager.scope().users_database().clone(),
+                )
                 .await
                 .unwrap();
             self.store
@@ -1008,6 +1164,82 @@ mod tests {
             "1"
         );
         assert_eq!(instance.metric("mod_broadcast_live_jobs"), "0");
+        instance.shut_down().await;
+    }
+
+    /// A job of this instance's whose domain was removed from the config is not resumed: its
+    /// lease goes to nobody, expired, so that an instance serving the domain takes it over,
+    /// and the API says why it waits.
+    #[tokio::test]
+    async fn an_own_job_of_a_domain_not_served_is_handed_over() {
+        let instance = Instance::new().await;
+        let id = instance.job_stored_with("domain = 'example.org'").await;
+        assert_eq!(instance.manager.resume_owned_jobs().await.unwrap(), 0);
+        assert_eq!(instance.manager.live_jobs(), 0);
+        assert!(
+            instance
+                .store
+                .owned_leases("node1")
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        let job = instance.store.get_job(id).await.unwrap().unwrap();
+        assert_eq!(
+            (job.state, job.owner.as_deref()),
+            (ExecutionState::Running, None)
+        );
+        assert!(job.lease_expired, "{job:?}");
+        let reason = instance.manager.scope().waiting_reason(&job).unwrap();
+        assert!(reason.contains("does not serve example.org"), "{reason}");
+        let expired = instance.store.expired_leases("node2").await.unwrap();
+        assert_eq!(expired.len(), 1);
+        assert_eq!(expired[0].previous_owner, None);
+        instance.shut_down().await;
+    }
+
+    /// An expired job created against another users database is counted as waiting and never
+    /// taken over; once it names this instance's users database, it is.
+    #[tokio::test]
+    async fn only_jobs_of_the_same_users_database_are_taken_over() {
+        let instance = Instance::with_lease_time(Duration::from_secs(3)).await;
+        let expired = Duration::from_millis(100);
+        let id = instance
+            .job_of("node2", expired, "users_database = 'prosody@elsewhere'")
+            .await;
+        instance.manager.spawn_lease_renewal();
+        let deadline = std::time::Instant::now() + DEADLINE;
+        while instance.metric("xmpp_broadcast_waiting_jobs") != "1" {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "never counted as waiting"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let job = instance.store.get_job(id).await.unwrap().unwrap();
+        assert_eq!(job.owner.as_deref(), Some("node2"), "taken over: {job:?}");
+        let reason = instance.manager.scope().waiting_reason(&job).unwrap();
+        assert!(reason.contains("prosody@elsewhere"), "{reason}");
+
+        let ours = instance.manager.scope().users_database().clone();
+        instance
+            .store
+            .execute_for_test(&format!(
+                "UPDATE xb_jobs SET users_database = '{ours}' WHERE id = {id}"
+            ))
+            .await;
+        let deadline = std::time::Instant::now() + DEADLINE;
+        loop {
+            let job = instance.store.get_job(id).await.unwrap().unwrap();
+            if job.owner.as_deref() == Some("node1") {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "never taken over: {job:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
         instance.shut_down().await;
     }
 }

@@ -4,10 +4,12 @@
 mod manager;
 mod recipients;
 mod safety;
+mod scope;
 mod service;
 mod supervise;
 mod worker;
 
 pub use manager::Manager;
 pub use safety::Safety;
+pub use scope::{Conflict, ConflictKind, NotServed, Scope};
 pub use service::{AbortError, BroadcastService, Preview, QueryError, StartError};

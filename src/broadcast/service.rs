@@ -2,6 +2,12 @@
 //!
 //! Starting validates everything first and writes once: the job, its lease and its recipient
 //! snapshot in one transaction; then this instance's manager runs it.
+//!
+//! Jobs are started and recipients counted only for the domains this instance serves. The
+//! other operations also accept a domain that is not configured here but has jobs in the job
+//! database (a domain removed from the config, or served by other instances): the HTTP layer
+//! lets only the global admin name such a domain, so that it can list, abort and delete jobs
+//! that no instance may run any more.
 
 use std::time::Duration;
 
@@ -120,23 +126,23 @@ pub struct BroadcastService {
     store: Store,
     directory: Directory,
     manager: Manager,
-    domains: Vec<String>,
 }
 
 impl BroadcastService {
-    pub fn new(store: Store, directory: Directory, manager: Manager, domains: Vec<String>) -> Self {
+    /// The operations on `store`, for the domains of `manager`'s scope.
+    pub fn new(store: Store, directory: Directory, manager: Manager) -> Self {
         BroadcastService {
             store,
             directory,
             manager,
-            domains,
         }
     }
 
     /// Validates a request, fixes its recipients, stores the job and starts sending.
     pub async fn start(&self, request: BroadcastRequest) -> Result<JobId, StartError> {
-        self.check_domain(&request.domain)
-            .map_err(|_| StartError::DomainNotFound)?;
+        if !self.manager.scope().serves_domain(&request.domain) {
+            return Err(StartError::DomainNotFound);
+        }
         if !self.manager.safety().accepts_new_jobs() {
             return Err(StartError::TemporarilyUnavailable);
         }
@@ -161,9 +167,10 @@ impl BroadcastService {
         let spec = JobSpec::parse(request)?;
         let node = self.manager.node();
         let lease_time: Duration = self.manager.lease_time();
+        let users_database = self.manager.scope().users_database();
         let id = self
             .store
-            .create_job(&spec, node, lease_time, &recipients)
+            .create_job(&spec, node, lease_time, &recipients, users_database)
             .await?;
         tracing::info!(job_id = id, domain = %spec.domain, name = %spec.name, recipients = recipients.len(), rate = spec.rate, "broadcast started");
         match self.store.get_job(id).await {
@@ -183,7 +190,7 @@ impl BroadcastService {
 
     /// One job of `domain`.
     pub async fn get(&self, domain: &str, id: JobId) -> Result<Job, QueryError> {
-        self.check_domain(domain)?;
+        self.check_known_domain(domain).await?;
         match self.store.get_job(id).await? {
             Some(job) if job.domain == domain => Ok(job),
             _ => Err(QueryError::NotFound),
@@ -192,7 +199,7 @@ impl BroadcastService {
 
     /// Jobs of `domain`, newest first, skipping `index` and returning at most `limit`.
     pub async fn list(&self, domain: &str, limit: i64, index: i64) -> Result<Vec<Job>, QueryError> {
-        self.check_domain(domain)?;
+        self.check_known_domain(domain).await?;
         Ok(self.store.list_jobs(domain, limit, index).await?)
     }
 
@@ -226,7 +233,9 @@ impl BroadcastService {
     /// Counts the recipients a broadcast to `domain` would have now and lists the first
     /// `sample` of them; nothing is written.
     pub async fn preview(&self, domain: &str, sample: usize) -> Result<Preview, QueryError> {
-        self.check_domain(domain)?;
+        if !self.manager.scope().serves_domain(domain) {
+            return Err(QueryError::DomainNotFound);
+        }
         let snapshot = self.directory.snapshot(domain).await?;
         let first = match &snapshot {
             Snapshot::Listed(users) => users.iter().take(sample).cloned().collect(),
@@ -251,18 +260,41 @@ impl BroadcastService {
         domain: &str,
         ids: &[JobId],
     ) -> Result<Vec<JobId>, QueryError> {
-        self.check_domain(domain)?;
+        self.check_known_domain(domain).await?;
         Ok(self.store.delete_inactive_jobs(domain, ids).await?)
     }
 
     /// Deletes every job of `domain` that is not running; returns the ids deleted.
     pub async fn delete_inactive_of_domain(&self, domain: &str) -> Result<Vec<JobId>, QueryError> {
-        self.check_domain(domain)?;
+        self.check_known_domain(domain).await?;
         Ok(self.store.delete_inactive_jobs_of_domain(domain).await?)
     }
 
-    fn check_domain(&self, domain: &str) -> Result<(), QueryError> {
-        if self.domains.iter().any(|served| served == domain) {
+    /// Aborts the running jobs of `domain` (at most one), whichever instance runs them, as
+    /// MongooseIM does when a domain is removed; returns the ids aborted.
+    pub async fn abort_domain(&self, domain: &str) -> Result<Vec<JobId>, AbortError> {
+        self.check_known_domain(domain).await?;
+        let mut aborted = Vec::new();
+        for id in self.store.running_job_ids(domain).await? {
+            match self.abort(domain, id).await {
+                Ok(()) => aborted.push(id),
+                // It ended meanwhile.
+                Err(AbortError::NotRunning | AbortError::NotFound) => {}
+                Err(err) => return Err(err),
+            }
+        }
+        Ok(aborted)
+    }
+
+    /// Why no instance runs `job` now, if it is running and nobody holds its lease.
+    pub fn waiting_reason(&self, job: &Job) -> Option<String> {
+        self.manager.scope().waiting_reason(job)
+    }
+
+    /// A domain served here, or one with jobs in the job database (only the global admin can
+    /// name a domain that is not served here).
+    async fn check_known_domain(&self, domain: &str) -> Result<(), QueryError> {
+        if self.manager.scope().serves_domain(domain) || self.store.domain_has_jobs(domain).await? {
             Ok(())
         } else {
             Err(QueryError::DomainNotFound)

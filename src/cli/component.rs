@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use anyhow::Context as _;
 
 use crate::app::JOB_DATABASE_CONTEXT;
+use crate::broadcast::Scope;
 use crate::config::Config;
 use crate::store::Store;
 
@@ -50,8 +51,11 @@ pub struct CheckConfigArgs {
 /// `check-config`: what `serve` checks before it listens, with the same messages: the file
 /// (every key), then, unless `--offline`, the databases — the job database answers (it is not
 /// migrated), and the users database has the tables of `users.schema` and runs the custom
-/// statements. Not checked: whether `admin.listen` is free (a running instance holds it) and
-/// the XMPP server (`serve` waits for it).
+/// statements. Running jobs that conflict with this instance's view (its own jobs of domains
+/// it no longer serves, jobs of its domains created against another users database) are
+/// printed as warnings, as `serve` logs them; they do not make the config invalid. Not
+/// checked: whether `admin.listen` is free (a running instance holds it) and the XMPP server
+/// (`serve` waits for it).
 pub fn check_config(args: CheckConfigArgs) -> anyhow::Result<()> {
     let path = args.config.config;
     let config = Config::load(&path)?;
@@ -66,10 +70,17 @@ pub fn check_config(args: CheckConfigArgs) -> anyhow::Result<()> {
 
 /// The start-up checks of `serve` that need the databases, in its order and with its errors.
 async fn check_databases(config: &Config) -> anyhow::Result<()> {
-    Store::check(config.database.url.expose())
+    let url = config.database.url.expose();
+    Store::check(url).await.context(JOB_DATABASE_CONTEXT)?;
+    let directory = crate::app::open_users(config).await?;
+    let jobs = Store::running_jobs_if_migrated(url)
         .await
-        .context(JOB_DATABASE_CONTEXT)?;
-    crate::app::open_users(config).await?;
+        .context(JOB_DATABASE_CONTEXT)?
+        .unwrap_or_default();
+    let scope = Scope::new(&config.domains, directory.identity().clone());
+    for conflict in scope.conflicts(&config.node_name, &jobs) {
+        eprintln!("warning: {conflict}");
+    }
     Ok(())
 }
 

@@ -20,7 +20,7 @@ pub struct ListArgs {
     pub index: u32,
 }
 
-/// `show ID` and `abort ID`.
+/// `show ID`.
 #[derive(Debug, clap::Args)]
 pub struct JobArgs {
     #[command(flatten)]
@@ -29,6 +29,21 @@ pub struct JobArgs {
     pub domain: DomainArg,
     /// The job's id
     pub id: i64,
+}
+
+/// `abort ID` and `abort --all`.
+#[derive(Debug, clap::Args)]
+pub struct AbortArgs {
+    #[command(flatten)]
+    pub instance: InstanceArgs,
+    #[command(flatten)]
+    pub domain: DomainArg,
+    /// The job's id
+    #[arg(required_unless_present = "all", conflicts_with = "all")]
+    pub id: Option<i64>,
+    /// Abort the running job of the domain, if one runs
+    #[arg(long)]
+    pub all: bool,
 }
 
 /// `delete ID...` and `delete --all`.
@@ -80,11 +95,18 @@ pub async fn show(args: JobArgs) -> Result<Exit, CommandError> {
     Ok(Exit::Success)
 }
 
-/// Runs `abort`, then shows the job as it is now.
-pub async fn abort(args: JobArgs) -> Result<Exit, CommandError> {
+/// Runs `abort`, then shows the job as it is now; with `--all`, names the jobs aborted.
+pub async fn abort(args: AbortArgs) -> Result<Exit, CommandError> {
     let Target { client, domain } = args.instance.target(args.domain.domain.as_deref())?;
-    client.abort(&domain, args.id).await?;
-    let job = client.get(&domain, args.id).await?;
+    let Some(id) = args.id else {
+        let result = client.abort_domain(&domain).await?;
+        output::emit(args.instance.json, &result, |result| {
+            format!("aborted {} of {domain}", jobs_named(&result.ids))
+        });
+        return Ok(Exit::Success);
+    };
+    client.abort(&domain, id).await?;
+    let job = client.get(&domain, id).await?;
     output::emit(args.instance.json, &job, |job| {
         format!(
             "job {} {}: {}",

@@ -102,14 +102,18 @@ pub enum Command {
     /// Example: xmpp-broadcast watch 7 --domain example.com
     #[command(after_long_help = exit::codes_help())]
     Watch(watch::WatchArgs),
-    /// Stop a running broadcast job, whichever instance runs it. The instance asked stops its
-    /// own sending of the job before it answers. If the job database cannot record the abort,
-    /// the command exits 5 and the message says whether that instance stopped its sending; the
-    /// instance retries recording the abort every second (`show` tells when it is ABORT_ADMIN).
+    /// Stop a running broadcast job, whichever instance runs it; with --all, the running job
+    /// of the domain, if any (also of a domain no longer configured, for the global admin). The
+    /// instance asked stops its own sending of the job before it answers. If the job database
+    /// cannot record the abort, the command exits 5 and the message says whether that instance
+    /// stopped its sending; the instance retries recording the abort every second (`show`
+    /// tells when it is ABORT_ADMIN).
     ///
     /// Example: xmpp-broadcast abort 7 --domain example.com
+    ///
+    /// Example: xmpp-broadcast abort --all --domain old.example.com
     #[command(after_long_help = exit::codes_help())]
-    Abort(jobs::JobArgs),
+    Abort(jobs::AbortArgs),
     /// Delete finished and aborted broadcast jobs, by id or all of a domain; running jobs are
     /// skipped (and named, exit code 0).
     ///

@@ -109,6 +109,9 @@ pub fn job_details(job: &ApiJob) -> String {
     if let Some(reason) = &job.abortion_reason {
         fields.push(("abortion reason", one_line(reason)));
     }
+    if let Some(reason) = &job.waiting_reason {
+        fields.push(("waiting", one_line(reason)));
+    }
     fields.push(("subject", one_line(&job.message_subject)));
     let mut text: String = fields
         .into_iter()
@@ -222,6 +225,7 @@ mod tests {
             recipient_group: "ALL_USERS_IN_DOMAIN".into(),
             recipient_count: 40,
             recipients_processed: 10,
+            waiting_reason: None,
         }
     }
 

@@ -17,6 +17,7 @@
 
 mod accounts;
 mod clock;
+mod identity;
 mod prosody;
 
 use std::str::FromStr;
@@ -30,7 +31,7 @@ use sqlx::{AssertSqlSafe, Connection as _};
 
 use crate::config::{ConfigError, EXISTS_SQL, UsersConfig, UsersSchema};
 use crate::database::{ConnectError, Target};
-use crate::job::Snapshot;
+use crate::job::{Snapshot, UsersDatabase};
 use crate::placeholders::positional;
 
 use self::accounts::Dated;
@@ -71,6 +72,7 @@ pub enum DirectoryError {
 pub struct Directory {
     layout: Arc<Layout>,
     pool: UsersPool,
+    identity: UsersDatabase,
 }
 
 #[derive(Debug)]
@@ -230,15 +232,23 @@ impl Directory {
             UsersSchema::Prosody => Layout::Prosody(prosody::Prosody::new(pool.dialect())),
             schema => Layout::Dated(Dated::new(schema, pool.dialect())),
         };
+        let identity = identity::read(&pool, config).await?;
         let directory = Directory {
             layout: Arc::new(layout),
             pool,
+            identity,
         };
         match &*directory.layout {
             Layout::Prosody(prosody) => prosody.check_layout(&directory.pool).await?,
             Layout::Dated(dated) => dated.check_layout(&directory.pool).await?,
         }
         Ok(directory)
+    }
+
+    /// What identifies the database this directory reads: recorded with every job, so that
+    /// only an instance reading the same database runs it.
+    pub fn identity(&self) -> &UsersDatabase {
+        &self.identity
     }
 
     /// Logs a warning for every domain with no account at all: usually a wrong `[domains]`

@@ -168,6 +168,7 @@ impl Case {
             schema,
             url: Secret::new(self.url.clone()),
             time_zone: None,
+            database_id: None,
         }
     }
 
@@ -470,6 +471,7 @@ async fn the_users_database_can_hold_the_jobs() {
                     "node1",
                     std::time::Duration::from_secs(60),
                     &snapshot,
+                    &crate::job::UsersDatabase::new("prosody@test"),
                 )
                 .await
                 .unwrap();

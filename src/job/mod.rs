@@ -203,6 +203,37 @@ pub struct Job {
     /// store, or the instant (in the users database's own clock and rendering) up to which
     /// accounts created in the users database are recipients.
     pub snapshot_at: Option<String>,
+    /// The users database the recipients were fixed against; `None` for a job stored before
+    /// it was recorded.
+    pub users_database: Option<UsersDatabase>,
+    /// While the job has a lease: when it expires (or expired), in the job database's clock.
+    pub lease_expires_at: Option<DateTime<Utc>>,
+    /// Whether the lease had expired when the job was read (in the job database's clock):
+    /// no instance is running the job.
+    pub lease_expired: bool,
+}
+
+/// What identifies a users database: the schema it is read with and the database itself, as
+/// the database names itself (see `directory::identity`), or the operator's
+/// `users.database_id`. A job records the one it was created against, and only an instance
+/// reading the same one may run it (design invariant 7a).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct UsersDatabase(String);
+
+impl UsersDatabase {
+    pub fn new(id: impl Into<String>) -> Self {
+        UsersDatabase(id.into())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for UsersDatabase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
 }
 
 impl Job {
@@ -325,6 +356,9 @@ mod tests {
             recipients_processed: 0,
             owner: Some("node1".into()),
             snapshot_at: None,
+            users_database: None,
+            lease_expires_at: None,
+            lease_expired: false,
         }
     }
 

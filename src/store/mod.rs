@@ -25,6 +25,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 
 use crate::job::{
     ExecutionState, InvalidRow, Job, JobId, JobSpec, Lease, MAX_JOB_ID, RowProblem, Snapshot,
+    UsersDatabase,
 };
 
 use crate::database::{ConnectError, Target};
@@ -46,6 +47,10 @@ fn sqlite_options(url: &str, target: &Target) -> Result<SqliteConnectOptions, Co
         .foreign_keys(true)
         .busy_timeout(Duration::from_secs(10)))
 }
+
+/// The owner of a lease that no instance holds ([`Store::disown_lease`]): never a node name,
+/// which may not be blank. Read back as no owner.
+const NO_OWNER: &str = "";
 
 /// Rows sent to the database per statement when a recipient snapshot is written.
 const SNAPSHOT_CHUNK: usize = 5_000;
@@ -81,6 +86,29 @@ pub enum Outcome {
     AbortError { reason: String },
 }
 
+/// A running job whose lease expired without being renewed: nobody is running it. Taking it
+/// over is for an instance that may run it (design invariant 7a).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExpiredLease {
+    /// The lease as it is.
+    pub lease: Lease,
+    /// The instance that let it expire; `None` if it was handed over to nobody.
+    pub previous_owner: Option<String>,
+    pub domain: String,
+    pub users_database: Option<UsersDatabase>,
+    /// How long ago it expired, in the job database's clock.
+    pub expired_for: Duration,
+}
+
+/// A running job, with what decides who may run it and who holds its lease.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunningJob {
+    pub id: JobId,
+    pub domain: String,
+    pub users_database: Option<UsersDatabase>,
+    pub owner: Option<String>,
+}
+
 /// The job database, whichever dialect it speaks.
 #[derive(Debug, Clone)]
 pub enum Store {
@@ -105,6 +133,36 @@ impl Store {
     /// brings its schema up to date. A database that cannot be reached is reported at once,
     /// with its address and the cause ([`StoreError::Connect`]).
     pub async fn connect(url: &str, max_connections: u32) -> Result<Self, StoreError> {
+        let store = Store::open(url, max_connections, true).await?;
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    /// The running jobs of the job database named by `url`, read without creating or
+    /// migrating anything (`check-config`); `None` if it has no jobs table of this version yet
+    /// (a SQLite file that does not exist, a database not migrated).
+    pub async fn running_jobs_if_migrated(
+        url: &str,
+    ) -> Result<Option<Vec<RunningJob>>, StoreError> {
+        if url.starts_with("sqlite:") {
+            let options = SqliteConnectOptions::from_str(url)
+                .map_err(|err| Target::new(JOB_DATABASE, JOB_DATABASE_KEY).driver_error(err))?;
+            if !options.get_filename().exists() {
+                return Ok(None);
+            }
+        }
+        let store = Store::open(url, 1, false).await?;
+        let jobs = match store.running_jobs().await {
+            Ok(jobs) => Some(jobs),
+            Err(StoreError::Database(sqlx::Error::Database(_))) => None,
+            Err(err) => return Err(err),
+        };
+        store.close().await;
+        Ok(jobs)
+    }
+
+    /// Connects to the job database; `create` creates a SQLite file that does not exist.
+    async fn open(url: &str, max_connections: u32, create: bool) -> Result<Self, StoreError> {
         let target = Target::new(JOB_DATABASE, JOB_DATABASE_KEY);
         let store = if url.starts_with("mysql:") || url.starts_with("mariadb:") {
             // UTC sessions: NOW(6) and the DATETIME(6) columns are UTC (sqlx's default too).
@@ -122,7 +180,7 @@ impl Store {
                 .map_err(|err| target.driver_error(err))?;
             Store::MySql(pool)
         } else if url.starts_with("sqlite:") {
-            let options = sqlite_options(url, &target)?.create_if_missing(true);
+            let options = sqlite_options(url, &target)?.create_if_missing(create);
             let target = target.sqlite(&options);
             target.sqlite_directory(&options)?;
             let pool = SqlitePoolOptions::new()
@@ -144,7 +202,6 @@ impl Store {
                 .map_err(|err| target.driver_error(err))?;
             Store::Postgres(pool)
         };
-        store.migrate().await?;
         Ok(store)
     }
 
@@ -200,9 +257,9 @@ impl Store {
         }
     }
 
-    /// Creates a running job owned by `owner`, with its lease ([`Lease::first`]) and its
-    /// recipient snapshot (the
-    /// listed usernames, or the instant that bounds them), in one transaction. Fails with
+    /// Creates a running job owned by `owner`, with its lease ([`Lease::first`]), its
+    /// recipient snapshot (the listed usernames, or the instant that bounds them) and the users
+    /// database that snapshot was taken of, in one transaction. Fails with
     /// [`StoreError::RunningJobExists`] if the domain has a running job.
     pub async fn create_job(
         &self,
@@ -210,6 +267,7 @@ impl Store {
         owner: &str,
         lease_time: Duration,
         snapshot: &Snapshot,
+        users_database: &UsersDatabase,
     ) -> Result<JobId, StoreError> {
         let sql = self.sql();
         let (recipients, snapshot_at): (&[String], Option<&str>) = match snapshot {
@@ -228,6 +286,7 @@ impl Store {
                 .bind(spec.recipient_group.as_db_str())
                 .bind(snapshot.len())
                 .bind(snapshot_at)
+                .bind(users_database.as_str())
                 .execute(&mut *tx)
                 .await?;
             let id: JobId = sqlx::query_scalar(sql.last_insert_id).fetch_one(&mut *tx).await?;
@@ -366,6 +425,22 @@ impl Store {
             sqlx::query(sql.release_leases).bind(owner).execute(pool).await?.rows_affected()
         });
         Ok(done)
+    }
+
+    /// Hands a lease of `owner` over to nobody: the lease names [`NO_OWNER`], has expired and
+    /// its epoch is raised, so that an instance that may run the job takes it over at its next
+    /// round and any worker of `owner` is fenced out. Returns false if `owner` did not hold it.
+    pub async fn disown_lease(&self, job_id: JobId, owner: &str) -> Result<bool, StoreError> {
+        let done = on_pool!(self, pool => {
+            sqlx::query(self.sql().disown_lease)
+                .bind(NO_OWNER)
+                .bind(job_id)
+                .bind(owner)
+                .execute(pool)
+                .await?
+                .rows_affected()
+        });
+        Ok(done == 1)
     }
 
     /// Records when the worker first started (later starts keep the first time). Returns false
@@ -562,36 +637,95 @@ impl Store {
         Ok(leases)
     }
 
-    /// Takes over the running job of another instance whose lease expired first, if there is
-    /// one: the lease names `owner` and its epoch is raised, so that the old owner's writes are
-    /// fenced out. A lease renewed or taken by someone else in the meantime is left alone.
-    pub async fn take_over_expired_lease(
+    /// The running jobs of other instances than `owner` whose lease expired, the longest
+    /// expired first.
+    pub async fn expired_leases(&self, owner: &str) -> Result<Vec<ExpiredLease>, StoreError> {
+        type Row = (
+            JobId,
+            String,
+            i64,
+            String,
+            Option<String>,
+            DateTime<Utc>,
+            DateTime<Utc>,
+        );
+        let rows: Vec<Row> = on_pool!(self, pool => {
+            sqlx::query_as(self.sql().select_expired_leases).bind(owner).fetch_all(pool).await?
+        });
+        Ok(rows
+            .into_iter()
+            .map(
+                |(job_id, owner, epoch, domain, users_database, expires_at, now)| ExpiredLease {
+                    previous_owner: (owner != NO_OWNER).then(|| owner.clone()),
+                    lease: Lease {
+                        job_id,
+                        owner,
+                        epoch,
+                    },
+                    domain,
+                    users_database: users_database.map(UsersDatabase::new),
+                    expired_for: (now - expires_at).to_std().unwrap_or_default(),
+                },
+            )
+            .collect())
+    }
+
+    /// Takes over an expired lease for `owner`: the lease names `owner` and its epoch is
+    /// raised, so that the old owner's writes are fenced out. A lease renewed or taken by
+    /// someone else since it was read is left alone (`None`).
+    pub async fn take_lease(
         &self,
+        expired: &Lease,
         owner: &str,
         lease_time: Duration,
     ) -> Result<Option<Lease>, StoreError> {
-        let sql = self.sql();
-        let expired: Option<(JobId, i64)> = on_pool!(self, pool => {
-            sqlx::query_as(sql.select_expired_lease).bind(owner).fetch_optional(pool).await?
-        });
-        let Some((job_id, epoch)) = expired else {
-            return Ok(None);
-        };
         let taken = on_pool!(self, pool => {
-            sqlx::query(sql.take_lease)
+            sqlx::query(self.sql().take_lease)
                 .bind(owner)
                 .bind(lease_time.as_secs_f64())
-                .bind(job_id)
-                .bind(epoch)
+                .bind(expired.job_id)
+                .bind(expired.epoch)
                 .execute(pool)
                 .await?
                 .rows_affected()
         });
         Ok((taken == 1).then(|| Lease {
-            job_id,
+            job_id: expired.job_id,
             owner: owner.to_owned(),
-            epoch: epoch + 1,
+            epoch: expired.epoch + 1,
         }))
+    }
+
+    /// Every running job, oldest first.
+    pub async fn running_jobs(&self) -> Result<Vec<RunningJob>, StoreError> {
+        let rows: Vec<(JobId, String, Option<String>, Option<String>)> = on_pool!(self, pool => {
+            sqlx::query_as(self.sql().select_running_jobs).fetch_all(pool).await?
+        });
+        Ok(rows
+            .into_iter()
+            .map(|(id, domain, users_database, owner)| RunningJob {
+                id,
+                domain,
+                users_database: users_database.map(UsersDatabase::new),
+                owner: owner.filter(|owner| owner != NO_OWNER),
+            })
+            .collect())
+    }
+
+    /// The running jobs of `domain` (at most one, by invariant 2).
+    pub async fn running_job_ids(&self, domain: &str) -> Result<Vec<JobId>, StoreError> {
+        let ids = on_pool!(self, pool => {
+            sqlx::query_scalar(self.sql().select_running_job_ids).bind(domain).fetch_all(pool).await?
+        });
+        Ok(ids)
+    }
+
+    /// Whether `domain` has any job, in any state.
+    pub async fn domain_has_jobs(&self, domain: &str) -> Result<bool, StoreError> {
+        let count: i64 = on_pool!(self, pool => {
+            sqlx::query_scalar(self.sql().select_domain_has_jobs).bind(domain).fetch_one(pool).await?
+        });
+        Ok(count > 0)
     }
 
     /// Checks that the database answers.
@@ -649,7 +783,10 @@ struct JobRow {
     cursor_username: Option<String>,
     recipients_processed: i64,
     snapshot_at: Option<String>,
+    users_database: Option<String>,
     owner: Option<String>,
+    lease_expires_at: Option<DateTime<Utc>>,
+    database_now: DateTime<Utc>,
 }
 
 impl JobRow {
@@ -694,8 +831,13 @@ impl JobRow {
             stopped_at: self.stopped_at,
             cursor: self.cursor_username,
             recipients_processed,
-            owner: self.owner,
+            owner: self.owner.filter(|owner| owner != NO_OWNER),
             snapshot_at: self.snapshot_at,
+            users_database: self.users_database.map(UsersDatabase::new),
+            lease_expires_at: self.lease_expires_at,
+            lease_expired: self
+                .lease_expires_at
+                .is_some_and(|expires| expires < self.database_now),
         })
     }
 }

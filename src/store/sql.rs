@@ -10,14 +10,18 @@ use std::sync::LazyLock;
 
 use crate::placeholders::question_marks_in_order;
 
-/// Columns of a job with its owner, as decoded by `JobRow`; `j` is `xb_jobs`, `l` is `xb_leases`.
+/// Columns of a job with its owner and lease, as decoded by `JobRow`; `j` is `xb_jobs`, `l`
+/// is `xb_leases`; `$now` is the dialect's clock, so that the lease's expiry is judged in the
+/// database's clock.
 macro_rules! job_select {
-    ($($tail:literal),*) => {
+    ($now:literal, $($tail:literal),*) => {
         concat!(
             "SELECT j.id, j.name, j.domain, j.sender_jid, j.subject, j.body, j.message_rate, ",
             "j.recipient_count, j.execution_state, j.abortion_reason, j.created_at, j.started_at, ",
-            "j.stopped_at, j.cursor_username, j.recipients_processed, j.snapshot_at, l.owner ",
-            "FROM xb_jobs j LEFT JOIN xb_leases l ON l.job_id = j.id ",
+            "j.stopped_at, j.cursor_username, j.recipients_processed, j.snapshot_at, ",
+            "j.users_database, l.owner, l.expires_at AS lease_expires_at, ",
+            $now,
+            " AS database_now FROM xb_jobs j LEFT JOIN xb_leases l ON l.job_id = j.id ",
             $($tail),*
         )
     };
@@ -40,7 +44,8 @@ macro_rules! fenced {
 
 /// The statements of one dialect. The comments list the arguments in binding order.
 pub struct Statements {
-    /// `$1` name … `$8` recipient count, `$9` snapshot instant (or NULL).
+    /// `$1` name … `$8` recipient count, `$9` snapshot instant (or NULL), `$10` users
+    /// database.
     pub insert_job: &'static str,
     /// The id the last insert on this connection generated.
     pub last_insert_id: &'static str,
@@ -64,6 +69,9 @@ pub struct Statements {
     pub renew_leases: &'static str,
     /// `$1` owner.
     pub release_leases: &'static str,
+    /// `$1` no owner, `$2` job id, `$3` owner: hands a lease over to nobody, expired and with
+    /// its epoch raised.
+    pub disown_lease: &'static str,
     /// `$1` job id, `$2` owner, `$3` epoch.
     pub mark_started: &'static str,
     /// `$1` job id, `$2` last username of the previous page ('' for the first), `$3` limit.
@@ -85,8 +93,15 @@ pub struct Statements {
     pub delete_inactive_job: &'static str,
     /// `$1` domain: the jobs `delete_inactive_job` would delete, oldest first.
     pub select_inactive_job_ids: &'static str,
-    /// `$1` owner: the running job of another owner whose lease expired first, with its epoch.
-    pub select_expired_lease: &'static str,
+    /// `$1` owner: the running jobs of other owners whose lease expired, oldest expiry
+    /// first, with what decides who may take them over.
+    pub select_expired_leases: &'static str,
+    /// Every running job: what decides who may run it, and its owner.
+    pub select_running_jobs: &'static str,
+    /// `$1` domain: whether the domain has any job.
+    pub select_domain_has_jobs: &'static str,
+    /// `$1` domain: the running jobs of a domain.
+    pub select_running_job_ids: &'static str,
     /// `$1` new owner, `$2` lease seconds, `$3` job id, `$4` epoch seen expired: takes the
     /// lease only if nobody renewed or took it since.
     pub take_lease: &'static str,
@@ -109,8 +124,8 @@ macro_rules! statements {
         Statements {
             insert_job: $finish(
                 "INSERT INTO xb_jobs (name, domain, sender_jid, subject, body, message_rate, \
-                 recipient_group, recipient_count, snapshot_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                 recipient_group, recipient_count, snapshot_at, users_database) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
             ),
             last_insert_id: $finish($last_insert_id),
             insert_lease: $finish(concat!(
@@ -124,11 +139,13 @@ macro_rules! statements {
                 "INSERT INTO xb_recipients (job_id, username) SELECT $1, ",
                 $json_rows
             )),
-            select_job: $finish(job_select!("WHERE j.id = $1")),
+            select_job: $finish(job_select!($now, "WHERE j.id = $1")),
             select_domain_jobs: $finish(job_select!(
+                $now,
                 "WHERE j.domain = $1 ORDER BY j.id DESC LIMIT $2 OFFSET $3"
             )),
             select_owned_running_jobs: $finish(job_select!(
+                $now,
                 "WHERE l.owner = $1 AND j.execution_state = 'running' ORDER BY j.id"
             )),
             reclaim_lease: $finish(concat!(
@@ -153,6 +170,11 @@ macro_rules! statements {
                 "UPDATE xb_leases SET expires_at = ",
                 $now,
                 " WHERE owner = $1"
+            )),
+            disown_lease: $finish(concat!(
+                "UPDATE xb_leases SET owner = $1, epoch = epoch + 1, expires_at = ",
+                $now,
+                " WHERE job_id = $2 AND owner = $3"
             )),
             mark_started: $finish(concat!(
                 "UPDATE xb_jobs SET started_at = COALESCE(started_at, ",
@@ -199,12 +221,26 @@ macro_rules! statements {
                 "SELECT id FROM xb_jobs WHERE domain = $1 AND execution_state <> 'running' \
                  ORDER BY id",
             ),
-            select_expired_lease: $finish(concat!(
-                "SELECT l.job_id, l.epoch FROM xb_leases l JOIN xb_jobs j ON j.id = l.job_id ",
+            select_expired_leases: $finish(concat!(
+                "SELECT l.job_id, l.owner, l.epoch, j.domain, j.users_database, l.expires_at, ",
+                $now,
+                " AS database_now FROM xb_leases l JOIN xb_jobs j ON j.id = l.job_id ",
                 "WHERE l.owner <> $1 AND j.execution_state = 'running' AND l.expires_at < ",
                 $now,
-                " ORDER BY l.expires_at LIMIT 1"
+                " ORDER BY l.expires_at, l.job_id"
             )),
+            select_running_jobs: $finish(
+                "SELECT j.id, j.domain, j.users_database, l.owner FROM xb_jobs j \
+                 LEFT JOIN xb_leases l ON l.job_id = j.id \
+                 WHERE j.execution_state = 'running' ORDER BY j.id",
+            ),
+            select_domain_has_jobs: $finish(
+                "SELECT COUNT(*) FROM (SELECT 1 FROM xb_jobs WHERE domain = $1 LIMIT 1) t",
+            ),
+            select_running_job_ids: $finish(
+                "SELECT id FROM xb_jobs WHERE domain = $1 AND execution_state = 'running' \
+                 ORDER BY id",
+            ),
             take_lease: $finish(concat!(
                 "UPDATE xb_leases SET owner = $1, epoch = epoch + 1, expires_at = ",
                 $later_open,

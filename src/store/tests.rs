@@ -7,7 +7,7 @@ use std::time::Duration;
 use jid::BareJid;
 
 use super::{Outcome, Store, StoreError};
-use crate::job::{ExecutionState, JobSpec, Lease, RecipientGroup, Snapshot};
+use crate::job::{ExecutionState, JobSpec, Lease, RecipientGroup, Snapshot, UsersDatabase};
 use crate::job::{InvalidRow, MAX_JOB_ID, RowProblem};
 use crate::test_support::Scratch;
 
@@ -73,6 +73,18 @@ fn usernames(n: usize) -> Vec<String> {
     (1..=n).map(|i| format!("u{i:04}")).collect()
 }
 
+/// The users database every job of these tests was created against.
+fn users_db() -> UsersDatabase {
+    UsersDatabase::new("prosody@sqlite:test")
+}
+
+/// What the manager's takeover does: the first expired lease of another owner, taken.
+async fn take_over(store: &Store, owner: &str) -> Option<Lease> {
+    let expired = store.expired_leases(owner).await.unwrap();
+    let first = expired.first()?;
+    store.take_lease(&first.lease, owner, LEASE).await.unwrap()
+}
+
 fn users(n: usize) -> Snapshot {
     Snapshot::Listed(usernames(n))
 }
@@ -115,12 +127,13 @@ on_every_dialect!(
     rows_that_do_not_fit_their_types_are_reported,
     new_job_ids_stop_at_the_largest_api_int,
     abandoning_a_job_is_fenced_and_keeps_its_progress,
+    running_jobs_are_listed_with_their_users_database,
 );
 
 async fn creates_a_running_owned_job_with_its_snapshot(store: Store) {
     let spec = spec("example.com");
     let id = store
-        .create_job(&spec, "node1", LEASE, &users(25))
+        .create_job(&spec, "node1", LEASE, &users(25), &users_db())
         .await
         .unwrap();
     let job = store.get_job(id).await.unwrap().unwrap();
@@ -132,6 +145,8 @@ async fn creates_a_running_owned_job_with_its_snapshot(store: Store) {
         (spec.name, spec.subject, spec.body)
     );
     assert_eq!(job.sender_jid, "admin@example.com");
+    assert_eq!(job.users_database, Some(users_db()));
+    assert!(job.lease_expires_at.is_some() && !job.lease_expired);
     assert_eq!((job.recipients_processed, job.cursor), (0, None));
     assert!(job.started_at.is_none() && job.stopped_at.is_none());
 
@@ -158,18 +173,18 @@ async fn creates_a_running_owned_job_with_its_snapshot(store: Store) {
 
 async fn one_running_job_per_domain(store: Store) {
     let first = store
-        .create_job(&spec("example.com"), "node1", LEASE, &users(3))
+        .create_job(&spec("example.com"), "node1", LEASE, &users(3), &users_db())
         .await
         .unwrap();
     let again = store
-        .create_job(&spec("example.com"), "node2", LEASE, &users(3))
+        .create_job(&spec("example.com"), "node2", LEASE, &users(3), &users_db())
         .await;
     assert!(
         matches!(again, Err(StoreError::RunningJobExists)),
         "{again:?}"
     );
     store
-        .create_job(&spec("other.org"), "node1", LEASE, &users(3))
+        .create_job(&spec("other.org"), "node1", LEASE, &users(3), &users_db())
         .await
         .unwrap();
     assert!(
@@ -179,14 +194,20 @@ async fn one_running_job_per_domain(store: Store) {
             .unwrap()
     );
     store
-        .create_job(&spec("example.com"), "node1", LEASE, &users(3))
+        .create_job(&spec("example.com"), "node1", LEASE, &users(3), &users_db())
         .await
         .unwrap();
 }
 
 async fn worker_writes_are_fenced_by_the_lease(store: Store) {
     let id = store
-        .create_job(&spec("example.com"), "node1", LEASE, &users(30))
+        .create_job(
+            &spec("example.com"),
+            "node1",
+            LEASE,
+            &users(30),
+            &users_db(),
+        )
         .await
         .unwrap();
     assert!(store.mark_started(&lease(id, 1)).await.unwrap());
@@ -241,7 +262,7 @@ async fn worker_writes_are_fenced_by_the_lease(store: Store) {
 
 async fn completion_releases_the_lease_and_the_snapshot(store: Store) {
     let id = store
-        .create_job(&spec("example.com"), "node1", LEASE, &users(5))
+        .create_job(&spec("example.com"), "node1", LEASE, &users(5), &users_db())
         .await
         .unwrap();
     store.mark_started(&lease(id, 1)).await.unwrap();
@@ -280,7 +301,7 @@ async fn lists_newest_first_with_paging(store: Store) {
     let mut ids = Vec::new();
     for _ in 0..3 {
         let id = store
-            .create_job(&spec("example.com"), "node1", LEASE, &users(1))
+            .create_job(&spec("example.com"), "node1", LEASE, &users(1), &users_db())
             .await
             .unwrap();
         store
@@ -290,7 +311,7 @@ async fn lists_newest_first_with_paging(store: Store) {
         ids.push(id);
     }
     store
-        .create_job(&spec("other.org"), "node1", LEASE, &users(1))
+        .create_job(&spec("other.org"), "node1", LEASE, &users(1), &users_db())
         .await
         .unwrap();
     let listed: Vec<_> = store
@@ -323,7 +344,13 @@ async fn concurrent_starts_admit_one(store: Store) {
         let store = store.clone();
         async move {
             store
-                .create_job(&spec("example.com"), &format!("node{i}"), LEASE, &users(50))
+                .create_job(
+                    &spec("example.com"),
+                    &format!("node{i}"),
+                    LEASE,
+                    &users(50),
+                    &users_db(),
+                )
                 .await
         }
     });
@@ -338,7 +365,7 @@ async fn concurrent_starts_admit_one(store: Store) {
 
 async fn abort_is_a_guarded_state_change_from_anywhere(store: Store) {
     let id = store
-        .create_job(&spec("example.com"), "node1", LEASE, &users(5))
+        .create_job(&spec("example.com"), "node1", LEASE, &users(5), &users_db())
         .await
         .unwrap();
     assert_eq!(store.owned_leases("node1").await.unwrap(), vec![(id, 1)]);
@@ -377,7 +404,7 @@ async fn abort_is_a_guarded_state_change_from_anywhere(store: Store) {
 
 async fn deletes_only_inactive_jobs_of_the_domain(store: Store) {
     let finished = store
-        .create_job(&spec("example.com"), "node1", LEASE, &users(1))
+        .create_job(&spec("example.com"), "node1", LEASE, &users(1), &users_db())
         .await
         .unwrap();
     store
@@ -385,16 +412,16 @@ async fn deletes_only_inactive_jobs_of_the_domain(store: Store) {
         .await
         .unwrap();
     let aborted = store
-        .create_job(&spec("example.com"), "node1", LEASE, &users(1))
+        .create_job(&spec("example.com"), "node1", LEASE, &users(1), &users_db())
         .await
         .unwrap();
     store.abort_job(aborted, "example.com").await.unwrap();
     let running = store
-        .create_job(&spec("example.com"), "node1", LEASE, &users(1))
+        .create_job(&spec("example.com"), "node1", LEASE, &users(1), &users_db())
         .await
         .unwrap();
     let foreign = store
-        .create_job(&spec("other.org"), "node1", LEASE, &users(1))
+        .create_job(&spec("other.org"), "node1", LEASE, &users(1), &users_db())
         .await
         .unwrap();
     store
@@ -461,7 +488,13 @@ async fn unicode_at_the_limits_round_trips(store: Store) {
         .map(String::from)
         .to_vec();
     let id = store
-        .create_job(&spec, "node1", LEASE, &Snapshot::Listed(recipients.clone()))
+        .create_job(
+            &spec,
+            "node1",
+            LEASE,
+            &Snapshot::Listed(recipients.clone()),
+            &users_db(),
+        )
         .await
         .unwrap();
     let job = store.get_job(id).await.unwrap().unwrap();
@@ -495,7 +528,7 @@ async fn unicode_at_the_limits_round_trips(store: Store) {
 async fn timestamps_come_from_one_utc_clock_in_order(store: Store) {
     let before = chrono::Utc::now();
     let first = store
-        .create_job(&spec("example.com"), "node1", LEASE, &users(1))
+        .create_job(&spec("example.com"), "node1", LEASE, &users(1), &users_db())
         .await
         .unwrap();
     assert!(store.mark_started(&lease(first, 1)).await.unwrap());
@@ -506,7 +539,7 @@ async fn timestamps_come_from_one_utc_clock_in_order(store: Store) {
             .unwrap()
     );
     let second = store
-        .create_job(&spec("example.com"), "node1", LEASE, &users(1))
+        .create_job(&spec("example.com"), "node1", LEASE, &users(1), &users_db())
         .await
         .unwrap();
     let first = store.get_job(first).await.unwrap().unwrap();
@@ -536,7 +569,7 @@ async fn a_dated_snapshot_is_stored_without_usernames(store: Store) {
         count: 1_000_000,
     };
     let id = store
-        .create_job(&spec("example.com"), "node1", LEASE, &snapshot)
+        .create_job(&spec("example.com"), "node1", LEASE, &snapshot, &users_db())
         .await
         .unwrap();
     let job = store.get_job(id).await.unwrap().unwrap();
@@ -547,7 +580,7 @@ async fn a_dated_snapshot_is_stored_without_usernames(store: Store) {
     );
     assert!(store.snapshot_page(id, None, 10).await.unwrap().is_empty());
     let listed = store
-        .create_job(&spec("other.org"), "node1", LEASE, &users(2))
+        .create_job(&spec("other.org"), "node1", LEASE, &users(2), &users_db())
         .await
         .unwrap();
     assert_eq!(
@@ -565,7 +598,7 @@ async fn mysql_sessions_are_utc_whatever_the_url_says() {
     let store = Store::connect(&url, 2).await.unwrap();
     let before = chrono::Utc::now();
     let id = store
-        .create_job(&spec("example.com"), "node1", LEASE, &users(1))
+        .create_job(&spec("example.com"), "node1", LEASE, &users(1), &users_db())
         .await
         .unwrap();
     let job = store.get_job(id).await.unwrap().unwrap();
@@ -582,23 +615,30 @@ async fn mysql_sessions_are_utc_whatever_the_url_says() {
 async fn expired_leases_of_others_are_taken_over_once(store: Store) {
     let short = Duration::from_millis(300);
     let id = store
-        .create_job(&spec("example.com"), "node1", short, &users(3))
+        .create_job(&spec("example.com"), "node1", short, &users(3), &users_db())
         .await
         .unwrap();
-    assert_eq!(
-        store.take_over_expired_lease("node2", LEASE).await.unwrap(),
-        None,
-        "not expired yet"
-    );
-    assert_eq!(
-        store.take_over_expired_lease("node1", LEASE).await.unwrap(),
-        None,
-        "not from itself"
-    );
+    assert_eq!(take_over(&store, "node2").await, None, "not expired yet");
+    assert_eq!(take_over(&store, "node1").await, None, "not from itself");
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     let taken = loop {
-        if let Some(lease) = store.take_over_expired_lease("node2", LEASE).await.unwrap() {
-            break lease;
+        let expired = store.expired_leases("node2").await.unwrap();
+        if let [expired] = expired.as_slice() {
+            assert_eq!(
+                (expired.lease.owner.as_str(), expired.lease.epoch),
+                ("node1", 1)
+            );
+            assert_eq!(expired.domain, "example.com");
+            assert_eq!(expired.users_database, Some(users_db()));
+            let job = store.get_job(id).await.unwrap().unwrap();
+            assert!(job.lease_expired, "{job:?}");
+            if let Some(lease) = store
+                .take_lease(&expired.lease, "node2", LEASE)
+                .await
+                .unwrap()
+            {
+                break lease;
+            }
         }
         assert!(
             std::time::Instant::now() < deadline,
@@ -614,11 +654,7 @@ async fn expired_leases_of_others_are_taken_over_once(store: Store) {
             epoch: 2
         }
     );
-    assert_eq!(
-        store.take_over_expired_lease("node3", LEASE).await.unwrap(),
-        None,
-        "taken once"
-    );
+    assert_eq!(take_over(&store, "node3").await, None, "taken once");
     assert_eq!(
         store.get_job(id).await.unwrap().unwrap().owner.as_deref(),
         Some("node2")
@@ -657,11 +693,11 @@ fn invalid_row<T: std::fmt::Debug>(read: Result<T, StoreError>) -> InvalidRow {
 /// read, and never clamped; a resuming owner gets the bad row alone, beside the good ones.
 async fn rows_that_do_not_fit_their_types_are_reported(store: Store) {
     let good = store
-        .create_job(&spec("other.org"), "node1", LEASE, &users(2))
+        .create_job(&spec("other.org"), "node1", LEASE, &users(2), &users_db())
         .await
         .unwrap();
     let id = store
-        .create_job(&spec("example.com"), "node1", LEASE, &users(3))
+        .create_job(&spec("example.com"), "node1", LEASE, &users(3), &users_db())
         .await
         .unwrap();
     for (column, value) in [
@@ -727,14 +763,14 @@ async fn new_job_ids_stop_at_the_largest_api_int(store: Store) {
             .await;
     }
     let last = store
-        .create_job(&spec("example.com"), "node1", LEASE, &users(2))
+        .create_job(&spec("example.com"), "node1", LEASE, &users(2), &users_db())
         .await
         .unwrap();
     assert_eq!(last, MAX_JOB_ID);
     assert_eq!(store.get_job(last).await.unwrap().unwrap().id, MAX_JOB_ID);
 
     let refused = store
-        .create_job(&spec("nobody.net"), "node1", LEASE, &users(2))
+        .create_job(&spec("nobody.net"), "node1", LEASE, &users(2), &users_db())
         .await;
     assert!(
         matches!(refused, Err(StoreError::JobIdsExhausted { id }) if id > MAX_JOB_ID),
@@ -767,7 +803,7 @@ async fn new_job_ids_stop_at_the_largest_api_int(store: Store) {
 /// once; the progress stays as stored and the lease and snapshot go.
 async fn abandoning_a_job_is_fenced_and_keeps_its_progress(store: Store) {
     let id = store
-        .create_job(&spec("example.com"), "node1", LEASE, &users(5))
+        .create_job(&spec("example.com"), "node1", LEASE, &users(5), &users_db())
         .await
         .unwrap();
     assert!(
@@ -807,7 +843,7 @@ async fn an_undecodable_value_is_reported_with_its_column() {
         .await
         .run(|store| async move {
             let id = store
-                .create_job(&spec("example.com"), "node1", LEASE, &users(1))
+                .create_job(&spec("example.com"), "node1", LEASE, &users(1), &users_db())
                 .await
                 .unwrap();
             store
@@ -831,4 +867,74 @@ async fn an_undecodable_value_is_reported_with_its_column() {
             assert_eq!(owned, vec![Err(bad)]);
         })
         .await;
+}
+
+/// What a takeover and `serve`'s start-up check read: the running jobs with their domain,
+/// users database and owner; a domain's running job; whether a domain has jobs at all.
+async fn running_jobs_are_listed_with_their_users_database(store: Store) {
+    let other_db = UsersDatabase::new("mongooseim@postgresql:1/users");
+    let com = store
+        .create_job(&spec("example.com"), "node1", LEASE, &users(2), &users_db())
+        .await
+        .unwrap();
+    let org = store
+        .create_job(&spec("example.org"), "node2", LEASE, &users(2), &other_db)
+        .await
+        .unwrap();
+    let done = store
+        .create_job(&spec("example.net"), "node1", LEASE, &users(1), &users_db())
+        .await
+        .unwrap();
+    assert!(
+        store
+            .complete(&lease(done, 1), &Outcome::Finished, 1)
+            .await
+            .unwrap()
+    );
+
+    let running = store.running_jobs().await.unwrap();
+    let seen: Vec<_> = running
+        .iter()
+        .map(|job| {
+            (
+                job.id,
+                job.domain.as_str(),
+                job.users_database.clone(),
+                job.owner.as_deref(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        vec![
+            (com, "example.com", Some(users_db()), Some("node1")),
+            (org, "example.org", Some(other_db), Some("node2")),
+        ]
+    );
+    assert_eq!(
+        store.running_job_ids("example.org").await.unwrap(),
+        vec![org]
+    );
+    assert!(
+        store
+            .running_job_ids("example.net")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    for (domain, has) in [
+        ("example.net", true),
+        ("example.com", true),
+        ("nobody.test", false),
+    ] {
+        assert_eq!(
+            store.domain_has_jobs(domain).await.unwrap(),
+            has,
+            "{domain}"
+        );
+    }
+    assert!(
+        store.expired_leases("node3").await.unwrap().is_empty(),
+        "none expired"
+    );
 }
