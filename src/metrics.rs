@@ -151,11 +151,18 @@ impl Metrics {
     /// A worker stopped running on this instance; `end` says why, if the job ended.
     pub fn worker_down(&self, domain: &str, end: Option<JobEnd>) {
         self.live_jobs.with_label_values(&[domain]).dec();
+        if let Some(end) = end {
+            self.job_ended(domain, end);
+        }
+    }
+
+    /// A job ended here without a worker going down with it: one whose stored row is
+    /// unusable, or whose abort this instance recorded after stopping its worker.
+    pub fn job_ended(&self, domain: &str, end: JobEnd) {
         let counter = match end {
-            Some(JobEnd::Finished) => &self.jobs_finished,
-            Some(JobEnd::AbortedByAdmin) => &self.jobs_aborted_admin,
-            Some(JobEnd::AbortedByError) => &self.jobs_aborted_error,
-            None => return,
+            JobEnd::Finished => &self.jobs_finished,
+            JobEnd::AbortedByAdmin => &self.jobs_aborted_admin,
+            JobEnd::AbortedByError => &self.jobs_aborted_error,
         };
         counter.with_label_values(&[domain]).inc();
     }

@@ -102,6 +102,9 @@ error_codes! {
     SenderNotFound = "sender_not_found", 200, InvalidInput;
     /// The domain has no user to send to.
     NoRecipients = "no_recipients", 200, InvalidInput;
+    /// The users database failed while the recipients were read or counted (`startBroadcast`,
+    /// nothing created; `countBroadcastRecipients`).
+    CannotCountRecipients = "cannot_count_recipients", 200, Unavailable;
     /// The domain already has a running job.
     RunningJobLimitExceeded = "running_job_limit_exceeded", 200, Conflict;
     /// The job is not running.

@@ -521,7 +521,15 @@ fn start_error(err: StartError, context: &ErrorContext<'_>) -> async_graphql::Er
             tracing::error!(error = %err, "startBroadcast refused");
             ErrorCode::JobIdsExhausted
         }
-        StartError::Store(_) | StartError::Directory(_) => {
+        StartError::Directory(_) => {
+            tracing::error!(error = %err, "startBroadcast cannot count the recipients");
+            return operation_error(
+                ErrorCode::CannotCountRecipients,
+                format!("{CANNOT_COUNT}; no job was created"),
+                context,
+            );
+        }
+        StartError::Store(_) => {
             tracing::error!(error = %err, "startBroadcast failed");
             return operation_error(
                 ErrorCode::TemporarilyUnavailable,
@@ -533,12 +541,21 @@ fn start_error(err: StartError, context: &ErrorContext<'_>) -> async_graphql::Er
     operation_error(code, err.to_string(), context)
 }
 
+/// The message of `cannot_count_recipients`: the users database failed (its error is in the
+/// log only, as it may name the database's address).
+const CANNOT_COUNT: &str = "Cannot count the recipients: the users database failed (the \
+                            instance's log has the error)";
+
 fn abort_error(err: AbortError, context: &ErrorContext<'_>) -> async_graphql::Error {
     let code = match &err {
         AbortError::DomainNotFound => ErrorCode::DomainNotFound,
         AbortError::NotFound => ErrorCode::BroadcastNotFound,
         AbortError::NotRunning => ErrorCode::NotRunning,
         AbortError::Store(StoreError::NotReached) => return not_reached(context),
+        AbortError::NotRecorded { source, .. } => {
+            tracing::error!(error = %source, "the job database cannot record an abort");
+            return operation_error(ErrorCode::DatabaseError, err.to_string(), context);
+        }
         AbortError::Store(_) | AbortError::Directory(_) => return database_error(&err, context),
     };
     operation_error(code, err.to_string(), context)
@@ -578,7 +595,101 @@ fn query_error(err: QueryError, context: &ErrorContext<'_>) -> async_graphql::Er
             return operation_error(ErrorCode::DatabaseError, bad.to_string(), context);
         }
         QueryError::Store(StoreError::NotReached) => return not_reached(context),
-        QueryError::Store(_) | QueryError::Directory(_) => return database_error(&err, context),
+        QueryError::Directory(_) => {
+            tracing::error!(error = %err, "cannot count the recipients");
+            return operation_error(
+                ErrorCode::CannotCountRecipients,
+                CANNOT_COUNT.to_owned(),
+                context,
+            );
+        }
+        QueryError::Store(_) => return database_error(&err, context),
     };
     operation_error(code, err.to_string(), context)
+}
+
+#[cfg(test)]
+mod error_mapping {
+    use super::*;
+    use crate::directory::DirectoryError;
+
+    /// The code and message an operation error carries.
+    fn answered(error: async_graphql::Error) -> (String, String) {
+        let code = error
+            .extensions
+            .as_ref()
+            .and_then(|extensions| extensions.get("code"))
+            .and_then(|code| code.clone().into_json().ok())
+            .and_then(|code| code.as_str().map(str::to_owned))
+            .unwrap_or_default();
+        (code, error.message)
+    }
+
+    fn job_database_failure() -> StoreError {
+        StoreError::Database(sqlx::Error::PoolTimedOut)
+    }
+
+    fn users_database_failure() -> DirectoryError {
+        DirectoryError::Database(sqlx::Error::Protocol("connection reset".into()))
+    }
+
+    /// A users database that fails while a start reads or counts the recipients answers
+    /// MongooseIM's `cannot_count_recipients`, and so does the dry run; the job database's
+    /// failures keep their codes.
+    #[test]
+    fn a_failing_users_database_cannot_count_recipients() {
+        let start = start_error(StartError::Directory(users_database_failure()), &[]);
+        assert_eq!(
+            answered(start),
+            (
+                "cannot_count_recipients".to_owned(),
+                format!("{CANNOT_COUNT}; no job was created")
+            )
+        );
+        let count = query_error(QueryError::Directory(users_database_failure()), &[]);
+        assert_eq!(
+            answered(count),
+            (
+                "cannot_count_recipients".to_owned(),
+                CANNOT_COUNT.to_owned()
+            )
+        );
+        assert!(
+            !CANNOT_COUNT.contains("connection reset"),
+            "details stay in the log"
+        );
+        let jobs = start_error(StartError::Store(job_database_failure()), &[]);
+        assert_eq!(answered(jobs).0, "temporarily_unavailable");
+        let read = query_error(QueryError::Store(job_database_failure()), &[]);
+        assert_eq!(answered(read).0, "database_error");
+    }
+
+    /// An abort the job database did not record answers `database_error` with a message that
+    /// says whether this instance stopped its sending and that the abort is retried.
+    #[test]
+    fn an_unrecorded_abort_says_what_happened() {
+        for (stopped_here, says) in [
+            (true, "This instance stopped its own sending of the job"),
+            (
+                false,
+                "its owner goes on sending until the abort is recorded",
+            ),
+        ] {
+            let err = AbortError::NotRecorded {
+                stopped_here,
+                source: job_database_failure(),
+            };
+            let (code, message) = answered(abort_error(err, &[]));
+            assert_eq!(code, "database_error");
+            assert!(
+                message.starts_with("The abort is not recorded yet"),
+                "{message}"
+            );
+            assert!(message.contains(says), "{message}");
+            assert!(
+                message.contains("retries recording the abort every second"),
+                "{message}"
+            );
+        }
+    }
 }

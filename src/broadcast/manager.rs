@@ -17,6 +17,13 @@
 //! it over; it takes over only jobs it may run; and each round it counts the running jobs
 //! that nobody holds (`xmpp_broadcast_waiting_jobs`) and warns about those that wait longer
 //! than a lease time, naming why this instance does not take them.
+//!
+//! Each worker runs supervised: one that panics ends its job as ABORT_ERROR with the panic's
+//! message (fenced by its lease) and frees its slot. An administrator's abort that the job
+//! database refused to record is kept here and retried every second (design invariant 5):
+//! meanwhile the job's worker here stays stopped, the job is never launched here again, and its
+//! lease, if this instance holds it, is renewed like any other, so that no instance takes the
+//! job over.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -27,6 +34,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::broadcast::safety::Safety;
 use crate::broadcast::scope::{ConflictKind, Scope};
+use crate::broadcast::supervise::{Panicked, supervised};
 use crate::broadcast::worker::{Shared, Worker};
 use crate::directory::Directory;
 use crate::job::{ExecutionState, InvalidRow, Job, JobEnd, JobId, Lease};
@@ -55,13 +63,32 @@ struct Inner {
     tasks: TaskTracker,
     /// Live workers by job.
     workers: Mutex<HashMap<JobId, Running>>,
+    /// Administrators' aborts that the job database refused to record, by job. Locked before
+    /// `workers` when both are.
+    pending_aborts: Mutex<HashMap<JobId, PendingAbort>>,
 }
 
 /// A live worker: the epoch of the lease it runs under and the token that stops it.
 struct Running {
     epoch: i64,
     stop: CancellationToken,
+    /// Cancelled once the worker has returned (or panicked): it sends nothing more.
+    done: CancellationToken,
+    /// Stopped for an abort that is not recorded yet: its end is counted when the abort is.
+    for_pending_abort: bool,
 }
+
+/// An administrator's abort of a running job that the job database has not recorded yet.
+struct PendingAbort {
+    domain: String,
+    /// This instance's worker of the job was stopped for it: this instance counts the abort
+    /// once it is recorded (otherwise the owner does, when its worker stops).
+    stopped_here: bool,
+}
+
+/// How long an abort waits for this instance's worker of the job to stop and for the server to
+/// process what it sent, before answering; MongooseIM waits 6 s for its worker.
+const STOP_WAIT: Duration = Duration::from_secs(6);
 
 /// How often an instance checks that it still holds the leases of its workers.
 const OWNERSHIP_CHECK: Duration = Duration::from_secs(1);
@@ -162,6 +189,7 @@ impl Manager {
                 stop: CancellationToken::new(),
                 tasks: TaskTracker::new(),
                 workers: Mutex::new(HashMap::new()),
+                pending_aborts: Mutex::new(HashMap::new()),
             }),
         }
     }
@@ -238,27 +266,13 @@ impl Manager {
     }
 
     /// Starts the worker of a job this instance holds the lease of; `new` for a job just
-    /// created here (counted as started), false for a resumed one.
+    /// created here (counted as started), false for a resumed one. A job whose abort is
+    /// waiting to be recorded is not launched.
     pub fn launch(&self, job: Job, lease: Lease, new: bool) {
         let inner = &self.inner;
-        let stop = inner.stop.child_token();
-        let (job_id, domain) = (job.id, job.domain.clone());
-        let running = Running {
-            epoch: lease.epoch,
-            stop: stop.clone(),
+        let Some(stop) = self.register(job.id, &job.domain, lease.epoch, new) else {
+            return;
         };
-        {
-            let mut workers = inner.workers.lock().expect("worker map lock");
-            if workers.contains_key(&job_id) {
-                tracing::debug!(job_id, "the job already has a worker here");
-                return;
-            }
-            workers.insert(job_id, running);
-        }
-        if new {
-            inner.metrics.job_started(&domain);
-        }
-        inner.metrics.worker_up(&domain);
         let shared = Shared {
             store: inner.store.clone(),
             directory: inner.directory.clone(),
@@ -267,23 +281,109 @@ impl Manager {
             safety: inner.safety.clone(),
             fault_limit: fault_limit(inner.lease_time),
         };
-        let worker = Worker::new(shared, job, lease, stop);
+        let domain = job.domain.clone();
+        let worker = Worker::new(shared, job, lease.clone(), stop);
+        self.supervise(lease, domain, worker.run());
+    }
+
+    /// Enters a worker of `job_id` under a lease of `epoch` in the map and counts it live;
+    /// returns the token that stops it, or `None` if the job already has a worker here or its
+    /// abort is waiting to be recorded.
+    fn register(
+        &self,
+        job_id: JobId,
+        domain: &str,
+        epoch: i64,
+        new: bool,
+    ) -> Option<CancellationToken> {
+        let inner = &self.inner;
+        let stop = inner.stop.child_token();
+        {
+            let pending = inner.pending_aborts.lock().expect("pending abort lock");
+            if pending.contains_key(&job_id) {
+                tracing::warn!(
+                    job_id,
+                    "not running the job: an administrator's abort of it waits to be recorded"
+                );
+                return None;
+            }
+            let mut workers = inner.workers.lock().expect("worker map lock");
+            if workers.contains_key(&job_id) {
+                tracing::debug!(job_id, "the job already has a worker here");
+                return None;
+            }
+            let running = Running {
+                epoch,
+                stop: stop.clone(),
+                done: CancellationToken::new(),
+                for_pending_abort: false,
+            };
+            workers.insert(job_id, running);
+        }
+        if new {
+            inner.metrics.job_started(domain);
+        }
+        inner.metrics.worker_up(domain);
+        Some(stop)
+    }
+
+    /// Runs `work`, the worker of a registered job, in a task until it returns or panics; then
+    /// frees its slot and counts how the job ended. A panic ends the job as ABORT_ERROR with
+    /// the panic's message, fenced by `lease`.
+    fn supervise(
+        &self,
+        lease: Lease,
+        domain: String,
+        work: impl Future<Output = Option<JobEnd>> + Send + 'static,
+    ) {
         let manager = self.clone();
-        inner.tasks.spawn(async move {
-            let end = worker.run().await;
+        self.inner.tasks.spawn(async move {
+            let end = supervised(work).await;
             let inner = &manager.inner;
-            inner
+            let job_id = lease.job_id;
+            let running = inner
                 .workers
                 .lock()
                 .expect("worker map lock")
                 .remove(&job_id);
+            let for_pending_abort = running.as_ref().is_some_and(|r| r.for_pending_abort);
+            if let Some(running) = running {
+                running.done.cancel();
+            }
             let job_end = match end {
-                Some(end) => Some(end),
-                None if inner.stop.is_cancelled() => None,
-                None => manager.why_stopped(job_id).await,
+                Ok(Some(end)) => Some(end),
+                Ok(None) if inner.stop.is_cancelled() => None,
+                Ok(None) if for_pending_abort => {
+                    tracing::info!(
+                        job_id,
+                        "worker stopped for an administrator's abort that waits to be recorded"
+                    );
+                    None
+                }
+                Ok(None) => manager.why_stopped(job_id).await,
+                Err(panicked) => manager.end_panicked(&lease, panicked).await,
             };
             inner.metrics.worker_down(&domain, job_end);
         });
+    }
+
+    /// Ends the job of a worker that panicked as ABORT_ERROR with the panic's message, fenced
+    /// by its lease. If the database cannot record it, the lease stays and the job is resumed
+    /// like any job of this instance without a worker.
+    async fn end_panicked(&self, lease: &Lease, panicked: Panicked) -> Option<JobEnd> {
+        let job_id = lease.job_id;
+        tracing::error!(job_id, error = %panicked, "ending the job of a worker that panicked");
+        match self.inner.store.abandon(lease, &panicked.to_string()).await {
+            Ok(true) => Some(JobEnd::AbortedByError),
+            Ok(false) => {
+                tracing::warn!(job_id, "the job was no longer this instance's to end");
+                None
+            }
+            Err(err) => {
+                tracing::error!(job_id, error = %err, "cannot record the job as failed; it resumes");
+                None
+            }
+        }
     }
 
     /// How a job that this instance stopped running ended, if it did.
@@ -315,17 +415,111 @@ impl Manager {
         }
     }
 
-    /// Stops this instance's worker of a job at once, if it runs one.
-    pub fn stop_worker(&self, job_id: JobId) {
-        if let Some(running) = self
-            .inner
-            .workers
-            .lock()
-            .expect("worker map lock")
-            .get(&job_id)
-        {
+    /// Stops this instance's worker of a job, if it runs one, and waits (at most
+    /// [`STOP_WAIT`]) until it has returned and the server has processed everything it sent:
+    /// then nothing more of the job goes out from this instance.
+    pub async fn stop_and_wait(&self, job_id: JobId) {
+        let done = {
+            let workers = self.inner.workers.lock().expect("worker map lock");
+            let Some(running) = workers.get(&job_id) else {
+                return;
+            };
             running.stop.cancel();
+            running.done.clone()
+        };
+        let stopped = async {
+            done.cancelled().await;
+            self.inner.connection.flush().await;
+        };
+        if tokio::time::timeout(STOP_WAIT, stopped).await.is_err() {
+            tracing::warn!(
+                job_id,
+                wait = ?STOP_WAIT,
+                "the job's worker was told to stop, but its end or the server's acknowledgement \
+                 of what it sent did not come in time"
+            );
         }
+    }
+
+    /// Keeps an administrator's abort of a running job of `domain` that the job database
+    /// refused to record: this instance's worker of the job, if it runs one, is stopped and
+    /// awaited ([`Manager::stop_and_wait`]), the job is not launched here any more, and the
+    /// abort is recorded by the ownership check, which retries it every second until it is
+    /// recorded or the job is no longer running. Returns whether this instance stopped a
+    /// worker of the job for it (now or for an earlier attempt).
+    pub async fn keep_unrecorded_abort(&self, job_id: JobId, domain: &str) -> bool {
+        let stopped_here = {
+            let mut pending = self
+                .inner
+                .pending_aborts
+                .lock()
+                .expect("pending abort lock");
+            let mut workers = self.inner.workers.lock().expect("worker map lock");
+            let runs_here = match workers.get_mut(&job_id) {
+                Some(running) => {
+                    running.for_pending_abort = true;
+                    true
+                }
+                None => false,
+            };
+            let abort = pending.entry(job_id).or_insert_with(|| PendingAbort {
+                domain: domain.to_owned(),
+                stopped_here: false,
+            });
+            abort.stopped_here |= runs_here;
+            abort.stopped_here
+        };
+        self.stop_and_wait(job_id).await;
+        stopped_here
+    }
+
+    /// Tries again to record the administrators' aborts that the job database refused. One
+    /// that is recorded is counted here if this instance's worker was stopped for it.
+    async fn record_pending_aborts(&self) {
+        let inner = &self.inner;
+        let pending: Vec<(JobId, String)> = inner
+            .pending_aborts
+            .lock()
+            .expect("pending abort lock")
+            .iter()
+            .map(|(job_id, abort)| (*job_id, abort.domain.clone()))
+            .collect();
+        for (job_id, domain) in pending {
+            let recorded = match inner.store.abort_job(job_id, &domain).await {
+                Ok(recorded) => recorded,
+                Err(err) => {
+                    tracing::warn!(job_id, error = %err, "cannot record an administrator's abort yet; retrying in a second");
+                    continue;
+                }
+            };
+            {
+                let mut pending = inner.pending_aborts.lock().expect("pending abort lock");
+                let stopped_here = pending
+                    .remove(&job_id)
+                    .is_some_and(|abort| abort.stopped_here);
+                // Counted before the abort leaves the set: whoever sees it gone sees it counted.
+                if recorded && stopped_here {
+                    inner.metrics.job_ended(&domain, JobEnd::AbortedByAdmin);
+                }
+            }
+            if recorded {
+                tracing::info!(job_id, %domain, "broadcast aborted by an administrator (recorded after a retry)");
+            } else {
+                tracing::info!(
+                    job_id,
+                    "the job is no longer running; its pending abort is dropped"
+                );
+            }
+        }
+    }
+
+    /// Whether an administrator's abort of the job waits to be recorded.
+    fn abort_pending(&self, job_id: JobId) -> bool {
+        self.inner
+            .pending_aborts
+            .lock()
+            .expect("pending abort lock")
+            .contains_key(&job_id)
     }
 
     /// Checks every second that this instance still holds the lease of each of its workers,
@@ -341,6 +535,7 @@ impl Manager {
                     _ = inner.stop.cancelled() => break,
                     _ = tokio::time::sleep(OWNERSHIP_CHECK) => {}
                 }
+                manager.record_pending_aborts().await;
                 let held = match inner.store.owned_leases(&inner.node).await {
                     Ok(held) => held,
                     Err(err) => {
@@ -354,7 +549,8 @@ impl Manager {
                     let workers = inner.workers.lock().expect("worker map lock");
                     unattended.retain(|job_id, _| !workers.contains_key(job_id));
                     for &(job_id, epoch) in &held {
-                        if workers.contains_key(&job_id) {
+                        // A job whose abort waits to be recorded keeps its lease, unsent.
+                        if workers.contains_key(&job_id) || manager.abort_pending(job_id) {
                             continue;
                         }
                         // Seen twice, so that a job being launched right now is not adopted.
@@ -444,7 +640,10 @@ impl Manager {
         let job_id = lease.job_id;
         tracing::error!(job_id, error = %bad, "ending a job whose stored data is unusable");
         match self.inner.store.abandon(lease, &bad.to_string()).await {
-            Ok(true) => {}
+            Ok(true) => match &bad.domain {
+                Some(domain) => self.inner.metrics.job_ended(domain, JobEnd::AbortedByError),
+                None => tracing::warn!(job_id, "the job's domain is unreadable; not counted"),
+            },
             Ok(false) => tracing::warn!(job_id, "the job was no longer this instance's to end"),
             Err(err) => tracing::warn!(job_id, error = %err, "cannot record the job as failed"),
         }
@@ -652,6 +851,15 @@ impl Manager {
         inner.stop.cancel();
         inner.tasks.close();
         inner.tasks.wait().await;
+        self.record_pending_aborts().await;
+        for (job_id, abort) in inner
+            .pending_aborts
+            .lock()
+            .expect("pending abort lock")
+            .iter()
+        {
+            tracing::error!(job_id, domain = %abort.domain, "stopping with an administrator's abort not recorded: the job goes on wherever it is resumed; abort it again");
+        }
         match inner.store.release_leases(&inner.node).await {
             Ok(released) => tracing::info!(released, "leases released"),
             // Never reached since the start: this instance has taken up no lease.
@@ -811,6 +1019,16 @@ mod tests {
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
             assert_eq!(self.stored_end(id).await.0, "abort_error");
+            assert_eq!(self.metric("mod_broadcast_live_jobs"), "0");
+            // Counted once, whether a worker ended it or the manager did without one.
+            assert_eq!(self.metric("mod_broadcast_jobs_aborted_error_total"), "1");
+        }
+
+        /// A valid running job of example.com owned by node1, and its lease.
+        async fn valid_job(&self) -> (Job, Lease) {
+            let id = self.job_stored_with("name = name").await;
+            let job = self.store.get_job(id).await.unwrap().unwrap();
+            (job, Lease::first(id, "node1"))
         }
 
         /// The value of a metric series of example.com.
@@ -924,6 +1142,100 @@ mod tests {
         assert_eq!(state, "abort_error");
         assert!(reason.unwrap().contains("recipient_count is -3"));
         instance.assert_never_taken_up_again(id).await;
+        instance.shut_down().await;
+    }
+
+    /// A worker that panics ends its job as ABORT_ERROR with the panic's message and frees its
+    /// slot: before, the job stayed RUNNING, in the worker map and counted live, for ever.
+    #[tokio::test]
+    async fn a_worker_that_panics_ends_its_job_and_frees_its_slot() {
+        let instance = Instance::new().await;
+        let (job, lease) = instance.valid_job().await;
+        let manager = &instance.manager;
+        let stop = manager.register(job.id, &job.domain, lease.epoch, false);
+        assert!(stop.is_some());
+        assert_eq!(instance.metric("mod_broadcast_live_jobs"), "1");
+        manager.supervise(lease, job.domain.clone(), async move {
+            tokio::task::yield_now().await;
+            panic!("batch {} went wrong", 2)
+        });
+        let (state, reason) = instance.ended(job.id).await;
+        assert_eq!(state, "abort_error");
+        assert_eq!(
+            reason.as_deref(),
+            Some("the worker panicked: batch 2 went wrong")
+        );
+        instance.assert_never_taken_up_again(job.id).await;
+        instance.shut_down().await;
+    }
+
+    /// An abort that the job database refuses: the worker here is stopped and awaited, the job
+    /// is not run here again while the abort waits (neither launched nor adopted by the
+    /// ownership check, its lease kept), and the abort is recorded, and counted once, as soon
+    /// as the database takes it.
+    #[tokio::test]
+    async fn an_abort_the_database_refuses_is_kept_and_retried() {
+        let instance = Instance::new().await;
+        let (job, lease) = instance.valid_job().await;
+        let manager = &instance.manager;
+        manager.launch(job.clone(), lease.clone(), false);
+        assert_eq!(manager.live_jobs(), 1);
+        instance
+            .store
+            .execute_for_test(
+                "CREATE TRIGGER refuse BEFORE UPDATE ON xb_jobs \
+                 BEGIN SELECT RAISE(ABORT, 'writes refused'); END",
+            )
+            .await;
+        assert!(instance.store.abort_job(job.id, &job.domain).await.is_err());
+        assert!(manager.keep_unrecorded_abort(job.id, &job.domain).await);
+        assert_eq!(
+            manager.live_jobs(),
+            0,
+            "the worker is stopped before this returns"
+        );
+        assert_eq!(instance.metric("mod_broadcast_live_jobs"), "0");
+
+        manager.launch(job.clone(), lease.clone(), false);
+        assert_eq!(manager.live_jobs(), 0, "launched while its abort waits");
+        manager.spawn_ownership_check();
+        // The ownership check adopts a held lease without a worker at its second round.
+        let window = std::time::Instant::now() + OWNERSHIP_CHECK * 2 + OWNERSHIP_CHECK / 2;
+        while std::time::Instant::now() < window {
+            assert_eq!(manager.live_jobs(), 0, "adopted while its abort waits");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(
+            instance.store.owned_leases("node1").await.unwrap(),
+            vec![(job.id, lease.epoch)]
+        );
+        assert_eq!(instance.stored_end(job.id).await.0, "running");
+
+        instance.store.execute_for_test("DROP TRIGGER refuse").await;
+        let (state, _) = instance.ended(job.id).await;
+        assert_eq!(state, "abort_admin");
+        assert!(
+            instance
+                .store
+                .owned_leases("node1")
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        // Counted right after the write returns.
+        let deadline = std::time::Instant::now() + DEADLINE;
+        while manager.abort_pending(job.id) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the abort still waits"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(
+            instance.metric("mod_broadcast_jobs_aborted_admin_total"),
+            "1"
+        );
+        assert_eq!(instance.metric("mod_broadcast_live_jobs"), "0");
         instance.shut_down().await;
     }
 

@@ -6,6 +6,7 @@ mod recipients;
 mod safety;
 mod scope;
 mod service;
+mod supervise;
 mod worker;
 
 pub use manager::Manager;

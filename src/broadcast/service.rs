@@ -85,6 +85,24 @@ pub enum AbortError {
     NotFound,
     #[error("The broadcast job is not currently running")]
     NotRunning,
+    /// The job database failed to record the abort (`source`); this instance keeps it and
+    /// retries every second (design invariant 5).
+    #[error(
+        "The abort is not recorded yet: the job database failed to record it. {}; this \
+         instance retries recording the abort every second until it is recorded or the job is no \
+         longer running",
+        if *.stopped_here {
+            "This instance stopped its own sending of the job"
+        } else {
+            "This instance does not run the job: its owner goes on sending until the abort is \
+             recorded"
+        }
+    )]
+    NotRecorded {
+        /// This instance ran the job and stopped its worker.
+        stopped_here: bool,
+        source: StoreError,
+    },
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
@@ -185,16 +203,31 @@ impl BroadcastService {
         Ok(self.store.list_jobs(domain, limit, index).await?)
     }
 
-    /// Stops a running job of `domain`, whichever instance runs it. The state changes in the
-    /// database at once; the owner stops sending within about a second.
+    /// Stops a running job of `domain`, whichever instance runs it (design invariant 5). The
+    /// state changes in the database at once; this instance's worker of the job, if it runs
+    /// one, is stopped and awaited before this returns, whatever the write's outcome, and
+    /// another owner stops within about a second. A write that fails is
+    /// [`AbortError::NotRecorded`]: the manager keeps the abort and retries it.
     pub async fn abort(&self, domain: &str, id: JobId) -> Result<(), AbortError> {
         let job = self.get(domain, id).await?;
-        if job.state != ExecutionState::Running || !self.store.abort_job(id, domain).await? {
+        if job.state != ExecutionState::Running {
             return Err(AbortError::NotRunning);
         }
-        self.manager.stop_worker(id);
-        tracing::info!(job_id = id, domain, "broadcast aborted by an administrator");
-        Ok(())
+        match self.store.abort_job(id, domain).await {
+            Ok(true) => {
+                self.manager.stop_and_wait(id).await;
+                tracing::info!(job_id = id, domain, "broadcast aborted by an administrator");
+                Ok(())
+            }
+            Ok(false) => Err(AbortError::NotRunning),
+            Err(source) => {
+                let stopped_here = self.manager.keep_unrecorded_abort(id, domain).await;
+                Err(AbortError::NotRecorded {
+                    stopped_here,
+                    source,
+                })
+            }
+        }
     }
 
     /// Counts the recipients a broadcast to `domain` would have now and lists the first

@@ -318,7 +318,7 @@ impl Worker {
             for recipient in recipients {
                 announcement.write_message(recipient, &mut messages);
             }
-            if let Err(down) = link.send_serialised(messages).await {
+            if let Err(down) = self.interruptible(link.send_serialised(messages)).await? {
                 return Ok(Err(down));
             }
         }

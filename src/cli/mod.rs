@@ -103,7 +103,11 @@ pub enum Command {
     #[command(after_long_help = exit::codes_help())]
     Watch(watch::WatchArgs),
     /// Stop a running broadcast job, whichever instance runs it; with --all, the running job
-    /// of the domain, if any (also of a domain no longer configured, for the global admin).
+    /// of the domain, if any (also of a domain no longer configured, for the global admin). The
+    /// instance asked stops its own sending of the job before it answers. If the job database
+    /// cannot record the abort, the command exits 5 and the message says whether that instance
+    /// stopped its sending; the instance retries recording the abort every second (`show`
+    /// tells when it is ABORT_ADMIN).
     ///
     /// Example: xmpp-broadcast abort 7 --domain example.com
     ///

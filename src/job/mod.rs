@@ -35,6 +35,9 @@ pub struct InvalidRow {
     /// The column of `xb_jobs` holding the value.
     pub column: String,
     pub problem: RowProblem,
+    /// The job's domain, when the row has a readable one: what the metrics of the job's end
+    /// are labelled with.
+    pub domain: Option<String>,
 }
 
 /// What is wrong with a stored value.
@@ -61,7 +64,13 @@ impl InvalidRow {
             job_id,
             column: column.to_owned(),
             problem,
+            domain: None,
         }
+    }
+
+    /// The same fault, of a job of `domain` (if known).
+    pub fn in_domain(self, domain: Option<String>) -> Self {
+        InvalidRow { domain, ..self }
     }
 
     /// Checks that a stored integer is within `min..=max`.
@@ -233,7 +242,9 @@ impl Job {
     /// started: the sender (`sender_jid`), the rate (`message_rate`), the subject and the body.
     /// A job that fails cannot be sent as it is.
     pub fn sending(&self) -> Result<Sending, InvalidRow> {
-        let bad = |column: &str, problem| InvalidRow::new(self.id, column, problem);
+        let bad = |column: &str, problem| {
+            InvalidRow::new(self.id, column, problem).in_domain(Some(self.domain.clone()))
+        };
         let sender = BareJid::new(&self.sender_jid)
             .map_err(|err| bad("sender_jid", RowProblem::NotABareJid(err.to_string())))?;
         spec::check_sender(&sender, &self.domain)
@@ -369,6 +380,7 @@ mod tests {
     fn stored_values_that_cannot_be_sent_name_their_column() {
         let bad = blamed(|job| job.sender_jid = "@example.com".into());
         assert_eq!((bad.job_id, bad.column.as_str()), (7, "sender_jid"));
+        assert_eq!(bad.domain.as_deref(), Some("example.com"));
         assert!(matches!(bad.problem, RowProblem::NotABareJid(_)), "{bad}");
         let foreign = blamed(|job| job.sender_jid = "admin@other.org".into());
         assert_eq!(foreign.problem, RowProblem::NotInDomain);

@@ -867,6 +867,11 @@ impl JobRow {
     /// The job, if every value fits its type: an id within `1..=MAX_JOB_ID`, a known state,
     /// a rate and counts that are not negative.
     fn into_job(self) -> Result<Job, InvalidRow> {
+        let domain = self.domain.clone();
+        self.checked().map_err(|bad| bad.in_domain(Some(domain)))
+    }
+
+    fn checked(self) -> Result<Job, InvalidRow> {
         let id = self.id;
         InvalidRow::check_range(id, "id", id, (1, MAX_JOB_ID))?;
         let state = ExecutionState::from_db_str(&self.execution_state)
@@ -918,6 +923,7 @@ where
     R: sqlx::Row,
     JobRow: sqlx::FromRow<'r, R>,
     i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
     &'static str: sqlx::ColumnIndex<R>,
 {
     match <JobRow as sqlx::FromRow<'r, R>>::from_row(row) {
@@ -926,7 +932,8 @@ where
             let id: i64 = row.try_get("id")?;
             let column = index.trim_matches('"');
             let problem = RowProblem::Undecodable(source.to_string());
-            Ok(Err(InvalidRow::new(id, column, problem)))
+            let domain = row.try_get("domain").ok();
+            Ok(Err(InvalidRow::new(id, column, problem).in_domain(domain)))
         }
         Err(err) => Err(err),
     }

@@ -712,6 +712,7 @@ async fn rows_that_do_not_fit_their_types_are_reported(store: Store) {
             .await;
         let bad = invalid_row(store.get_job(id).await);
         assert_eq!((bad.job_id, bad.column.as_str()), (id, column), "{bad}");
+        assert_eq!(bad.domain.as_deref(), Some("example.com"), "{bad}");
         assert!(
             matches!(bad.problem, RowProblem::OutOfRange { value: v, min: 0, .. } if v == value),
             "{bad}"
@@ -857,6 +858,7 @@ async fn an_undecodable_value_is_reported_with_its_column() {
                 "{bad}"
             );
             assert!(matches!(bad.problem, RowProblem::Undecodable(_)), "{bad}");
+            assert_eq!(bad.domain.as_deref(), Some("example.com"), "{bad}");
             assert_eq!(
                 invalid_row(store.list_jobs("example.com", 10, 0).await),
                 bad

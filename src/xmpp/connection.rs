@@ -138,6 +138,17 @@ impl Connection {
         self.current.borrow().is_some()
     }
 
+    /// Waits until the server has processed everything queued on the current connection so
+    /// far; returns at once if there is none (what was queued on a lost connection is never
+    /// sent).
+    pub async fn flush(&self) {
+        let link = self.current.borrow().clone();
+        if let Some(link) = link {
+            // A connection lost meanwhile sends nothing more either.
+            let _ = link.barrier().await;
+        }
+    }
+
     /// The current link, waiting for a connection if there is none; `None` once stopped.
     pub async fn link(&self) -> Option<Link> {
         let mut current = self.current.clone();
