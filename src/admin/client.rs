@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 pub use super::codes::{ErrorCode, Failure};
-pub use crate::job::ExecutionState;
+pub use crate::job::{ExecutionState, JobKind};
 
 /// How long connecting to the admin listener may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -25,7 +25,7 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 /// Every field of `Broadcast`, in the order of [`ApiJob`].
 const JOB_FIELDS: &str = "id name domain messageSubject messageBody senderJid messageRate \
     ownerNode createTimestamp startTimestamp stopTimestamp executionState abortionReason \
-    recipientGroup recipientCount recipientsProcessed waitingReason";
+    recipientGroup recipientCount recipientsProcessed waitingReason kind amends";
 
 const START: &str = "mutation Start($name: String!, $domain: DomainName!, \
     $subject: String!, $body: String!, $sender: BareJID!, $rate: PosInt!) { broadcast { \
@@ -85,6 +85,10 @@ pub struct ApiJob {
     pub recipients_processed: i64,
     /// Why no instance runs this running job now, if none does.
     pub waiting_reason: Option<String>,
+    /// A broadcast, or a correction or retraction of one.
+    pub kind: JobKind,
+    /// The broadcast a correction or retraction amends.
+    pub amends: Option<i64>,
 }
 
 /// The answer of a mutation: what was done, to which jobs.
@@ -396,6 +400,8 @@ mod tests {
             recipient_count: 2,
             recipients_processed: 0,
             waiting_reason: None,
+            kind: JobKind::Broadcast,
+            amends: None,
         }
     }
 

@@ -226,6 +226,8 @@ mod tests {
             recipient_count: 40,
             recipients_processed: 10,
             waiting_reason: None,
+            kind: crate::job::JobKind::Broadcast,
+            amends: None,
         }
     }
 
