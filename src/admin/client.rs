@@ -176,6 +176,7 @@ impl AdminClient {
         let http = reqwest::Client::builder()
             .connect_timeout(CONNECT_TIMEOUT)
             .timeout(REQUEST_TIMEOUT)
+            .pool_idle_timeout(super::CLIENT_IDLE_TIMEOUT)
             .build()
             .unwrap_or_default();
         AdminClient {

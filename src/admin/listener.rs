@@ -26,6 +26,11 @@ use tokio_util::task::TaskTracker;
 /// when it expires.
 pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How long a client of this listener keeps an idle connection for its next request: well
+/// under [`HEADER_TIMEOUT`], so that it never sends a request on a connection the server is
+/// closing at that moment (the request would fail with the connection closed under it).
+pub const CLIENT_IDLE_TIMEOUT: Duration = Duration::from_secs(4);
+
 /// Time a connection may stay silent (no byte read or written) in the middle of a request, for
 /// example a body announced by `Content-Length` and never sent, before it is closed. A request
 /// the server takes longer than this to answer is cut too (none should: query cost is

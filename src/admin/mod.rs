@@ -38,7 +38,9 @@ use warp::reply::{Reply, Response};
 
 pub use auth::{Credentials, Principal, hash_password};
 pub use codes::ErrorCode;
-pub use listener::{HEADER_TIMEOUT, ListenerLimits, MAX_CONNECTIONS, STALL_TIMEOUT};
+pub use listener::{
+    CLIENT_IDLE_TIMEOUT, HEADER_TIMEOUT, ListenerLimits, MAX_CONNECTIONS, STALL_TIMEOUT,
+};
 pub use login::{
     FAILURE_WINDOW, LoginLimits, MAX_FAILURES_PER_ACCOUNT, MAX_FAILURES_PER_CLIENT, MAX_VERIFIED,
     VERIFIER_THREADS, VERIFY_QUEUE,

@@ -92,7 +92,13 @@ impl Admin {
     /// A client for `http://{listen}` using the given admin credentials.
     pub fn new(listen: &str, username: &str, password: &str) -> Self {
         Admin {
-            http: reqwest::Client::new(),
+            // Idle connections are dropped before the listener closes them: a request on a
+            // connection it is closing fails (an instance frozen past its idle timeout closes
+            // them all when it wakes up).
+            http: reqwest::Client::builder()
+                .pool_idle_timeout(xmpp_broadcast::admin::CLIENT_IDLE_TIMEOUT)
+                .build()
+                .expect("an HTTP client"),
             base: format!("http://{listen}"),
             username: username.into(),
             password: password.into(),
@@ -231,12 +237,17 @@ impl Admin {
 
     /// `getBroadcast` of job `id` on [`DOMAIN`] with every field; panics on errors.
     pub async fn get_broadcast(&self, id: i64) -> Value {
+        self.get_broadcast_in(DOMAIN, id).await
+    }
+
+    /// `getBroadcast` of job `id` on `domain` with every field; panics on errors.
+    pub async fn get_broadcast_in(&self, domain: &str, id: i64) -> Value {
         let query = format!(
             "query Get($domain: DomainName!, $id: Int!) {{ broadcast {{ \
              getBroadcast(domain: $domain, id: $id) {{ {BROADCAST_FIELDS} }} }} }}"
         );
         let data = self
-            .graphql(&query, json!({ "domain": DOMAIN, "id": id }))
+            .graphql(&query, json!({ "domain": domain, "id": id }))
             .await
             .unwrap_or_else(|e| panic!("getBroadcast {id}: {e:?}"));
         data["broadcast"]["getBroadcast"].clone()
@@ -258,9 +269,20 @@ impl Admin {
 
     /// Polls `getBroadcast` until the job is in `state`; panics if it ends in another state.
     pub async fn wait_state(&self, id: i64, state: &str, timeout: Duration) -> Value {
+        self.wait_state_in(DOMAIN, id, state, timeout).await
+    }
+
+    /// [`Admin::wait_state`] for a job of `domain`.
+    pub async fn wait_state_in(
+        &self,
+        domain: &str,
+        id: i64,
+        state: &str,
+        timeout: Duration,
+    ) -> Value {
         let deadline = Deadline::after(timeout, format!("job {id} to be {state}"));
         loop {
-            let job = self.get_broadcast(id).await;
+            let job = self.get_broadcast_in(domain, id).await;
             let current = job["executionState"].as_str().unwrap_or_default();
             if current == state {
                 return job;

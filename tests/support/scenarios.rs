@@ -88,15 +88,22 @@ pub async fn stored_by_recipient(server: &impl XmppServer) -> BTreeMap<String, V
     stored
 }
 
+/// Registers `u0001`..`u{n}` and the sender `admin` (password [`PASSWORD`]); returns every
+/// account, the sender last, and the sender.
+pub async fn accounts_and_sender(server: &impl XmppServer, n: usize) -> (Vec<String>, String) {
+    let mut recipients = server.register_users("u", n, PASSWORD).await;
+    let sender = server.register_user("admin", PASSWORD).await;
+    recipients.push(sender.clone());
+    (recipients, sender)
+}
+
 /// One broadcast to 200 accounts reaches an online user at once, an offline user when they
 /// log in, and every other account's offline store, exactly once with the deterministic id;
 /// the job reports FINISHED with full counts, and an account registered after the start is
 /// not a recipient.
 pub async fn broadcast_reaches_every_account(server: &impl XmppServer, jobs: JobStore) {
     // 200 accounts: u0001..u0199 and the sender, who is a recipient too.
-    let mut recipients = server.register_users("u", 199, PASSWORD).await;
-    let sender = server.register_user("admin", PASSWORD).await;
-    recipients.push(sender.clone());
+    let (recipients, sender) = accounts_and_sender(server, 199).await;
     let (online_user, offline_user) = (recipients[0].clone(), recipients[1].clone());
 
     let mut online = XmppClient::login(&online_user, PASSWORD, server.c2s_port());

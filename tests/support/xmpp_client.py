@@ -8,7 +8,7 @@ store) and prints one JSON object per line on stdout:
 
     {"event": "online"}                         (initial presence processed by the server)
     {"event": "message", "from": ..., "to": ..., "type": ..., "id": ..., "subject": ...,
-     "body": ..., "origin_id": ..., "delayed": true|false}
+     "body": ..., "origin_id": ..., "replace_id": ..., "retract_id": ..., "delayed": true|false}
     {"event": "error", "reason": ...}          (then exits with status 1)
 
 Diagnostics go to stderr. The process runs until it is killed.
@@ -23,6 +23,8 @@ import slixmpp
 
 DELAY = "{urn:xmpp:delay}delay"
 ORIGIN_ID = "{urn:xmpp:sid:0}origin-id"
+REPLACE = "{urn:xmpp:message-correct:0}replace"
+RETRACT = "{urn:xmpp:message-retract:1}retract"
 
 
 def emit(**event):
@@ -60,16 +62,21 @@ class Client(slixmpp.ClientXMPP):
         emit(event="online")
 
     def on_message(self, msg):
-        origin = msg.xml.find(ORIGIN_ID)
+        def id_of(child):
+            element = msg.xml.find(child)
+            return None if element is None else element.get("id")
+
         emit(
             event="message",
             **{"from": str(msg["from"])},
             to=str(msg["to"]),
             type=msg["type"],
             id=msg["id"],
-            subject=msg["subject"],
+            subject=msg["subject"] or "",
             body=msg["body"],
-            origin_id=None if origin is None else origin.get("id"),
+            origin_id=id_of(ORIGIN_ID),
+            replace_id=id_of(REPLACE),
+            retract_id=id_of(RETRACT),
             delayed=msg.xml.find(DELAY) is not None,
         )
 

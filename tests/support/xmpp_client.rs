@@ -29,6 +29,10 @@ pub struct ReceivedMessage {
     pub subject: String,
     pub body: String,
     pub origin_id: Option<String>,
+    /// The id a XEP-0308 correction names (`<replace id=…/>`).
+    pub replace_id: Option<String>,
+    /// The id a XEP-0424 retraction names (`<retract id=…/>`).
+    pub retract_id: Option<String>,
     /// Whether it carried a XEP-0203 `<delay/>`, i.e. came from the offline store.
     pub delayed: bool,
 }
@@ -38,14 +42,14 @@ pub struct ReceivedMessage {
 #[serde(tag = "event", rename_all = "lowercase")]
 enum WireEvent {
     Online,
-    Message(ReceivedMessage),
+    Message(Box<ReceivedMessage>),
     Error { reason: String },
 }
 
 /// What a healthy client reports (errors end the test).
 enum Event {
     Online,
-    Message(ReceivedMessage),
+    Message(Box<ReceivedMessage>),
 }
 
 /// The client process (killed on drop). Log in, then [`XmppClient::wait_online`].
@@ -93,7 +97,7 @@ impl XmppClient {
         loop {
             match self.next_event(&deadline).await {
                 Some(Event::Online) => return,
-                Some(Event::Message(message)) => self.early.push_back(message),
+                Some(Event::Message(message)) => self.early.push_back(*message),
                 None => panic!("{} did not log in within {timeout:?}", self.jid),
             }
         }
@@ -107,7 +111,7 @@ impl XmppClient {
         let deadline = Deadline::after(timeout, format!("a message for {}", self.jid));
         loop {
             match self.next_event(&deadline).await? {
-                Event::Message(message) => return Some(message),
+                Event::Message(message) => return Some(*message),
                 Event::Online => continue,
             }
         }
