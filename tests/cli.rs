@@ -38,13 +38,15 @@ const NOTICE: &str =
     "The server restarts at 22:00 UTC.\n\n\"Save your work\" — it's back by 22:15.";
 
 /// Every subcommand, and whether it operates an instance (and lists the exit codes).
-const SUBCOMMANDS: [(&str, bool); 12] = [
+const SUBCOMMANDS: [(&str, bool); 14] = [
     ("serve", false),
     ("migrate", false),
     ("check-config", false),
     ("schema", false),
     ("hash-password", false),
     ("start", true),
+    ("correct", true),
+    ("retract", true),
     ("list", true),
     ("show", true),
     ("watch", true),
@@ -175,7 +177,18 @@ async fn every_subcommand_help_has_an_example() {
 #[tokio::test]
 async fn an_instance_that_does_not_answer_is_unavailable() {
     let nowhere = format!("--url http://127.0.0.1:{} --domain {DOMAIN}", free_port());
-    for command in ["list", "show 1", "watch 1", "abort 1", "delete 1", "count"] {
+    let commands = [
+        "list",
+        "show 1",
+        "watch 1",
+        "abort 1",
+        "delete 1",
+        "count",
+        "correct 1 --body b",
+        "retract 1",
+        "retract 1 --dry-run",
+    ];
+    for command in commands {
         xb(&format!("{command} {nowhere}"), &[], b"")
             .await
             .fails(5, "cannot reach the admin API at http://127.0.0.1:");
@@ -206,6 +219,11 @@ async fn usage_errors_are_invalid_input_before_anything_is_sent() {
     let both = "--body-file - --subject-file -";
     usage(
         format!("{start} {both}"),
+        "only one of --subject-file and --body-file",
+    )
+    .await;
+    usage(
+        format!("correct 7 {nowhere} --domain {DOMAIN} {both}"),
         "only one of --subject-file and --body-file",
     )
     .await;
