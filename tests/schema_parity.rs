@@ -250,9 +250,16 @@ fn served_sdl() -> String {
 const OUR_ADDITIONS: &[(&str, &str)] = &[
     ("BroadcastAdminQuery", "countBroadcastRecipients"),
     ("BroadcastAdminMutation", "abortBroadcastsByDomain"),
+    ("BroadcastAdminMutation", "correctBroadcast"),
+    ("BroadcastAdminMutation", "retractBroadcast"),
     ("Broadcast", "waitingReason"),
+    ("Broadcast", "kind"),
+    ("Broadcast", "amends"),
 ];
 const OUR_TYPES: &[&str] = &["BroadcastRecipientsPreview"];
+/// Enums xmpp-broadcast adds, with their values.
+const OUR_ENUMS: &[(&str, &[&str])] =
+    &[("BroadcastKind", &["BROADCAST", "CORRECTION", "RETRACTION"])];
 
 #[test]
 fn the_schema_matches_mongooseim_field_by_field() {
@@ -311,6 +318,7 @@ fn the_schema_matches_mongooseim_field_by_field() {
 
     let expected_enums: BTreeMap<String, Vec<String>> = ENUMS
         .iter()
+        .chain(OUR_ENUMS)
         .map(|(name, values)| {
             let values = values.iter().map(|value| (*value).to_owned()).collect();
             ((*name).to_owned(), values)

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 pub use super::codes::{ErrorCode, Failure};
-pub use crate::job::ExecutionState;
+pub use crate::job::{ExecutionState, JobKind};
 
 /// How long connecting to the admin listener may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -97,39 +97,10 @@ pub struct ApiJob {
     pub recipients_processed: i64,
     /// Why no instance runs this running job now, if none does.
     pub waiting_reason: Option<String>,
-    /// What the job sends: a broadcast, or a follow-up of another job.
-    pub kind: BroadcastKind,
-    /// For a follow-up, the id of the broadcast it corrects or retracts.
+    /// What the job sends: a broadcast, or a correction or retraction of one.
+    pub kind: JobKind,
+    /// For a correction or retraction, the broadcast it amends.
     pub amends: Option<i64>,
-}
-
-/// What a job sends (`BroadcastKind`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum BroadcastKind {
-    /// The announcement itself.
-    Broadcast,
-    /// A XEP-0308 correction of what a broadcast sent.
-    Correction,
-    /// A XEP-0424 retraction of what a broadcast sent.
-    Retraction,
-}
-
-impl BroadcastKind {
-    /// The name the API gives it, such as `CORRECTION`.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            BroadcastKind::Broadcast => "BROADCAST",
-            BroadcastKind::Correction => "CORRECTION",
-            BroadcastKind::Retraction => "RETRACTION",
-        }
-    }
-}
-
-impl std::fmt::Display for BroadcastKind {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
 }
 
 /// The answer of a mutation: what was done, to which jobs.
@@ -488,7 +459,7 @@ mod tests {
             recipient_count: 2,
             recipients_processed: 0,
             waiting_reason: None,
-            kind: BroadcastKind::Correction,
+            kind: JobKind::Correction,
             amends: Some(3),
         }
     }

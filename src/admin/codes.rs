@@ -115,6 +115,10 @@ error_codes! {
     TemporarilyUnavailable = "temporarily_unavailable", 200, Unavailable;
     /// The job database failed, or a stored job cannot be read (the message says which).
     DatabaseError = "database_error", 200, Unavailable;
+    /// The broadcast to correct or retract is still running; nothing was created.
+    BroadcastStillRunning = "broadcast_still_running", 200, Conflict;
+    /// A retraction cannot be corrected or retracted; nothing was created.
+    NotAmendable = "not_amendable", 200, Conflict;
     /// No job id is left that fits the API's 32-bit integers; nothing was created.
     JobIdsExhausted = "job_ids_exhausted", 200, Conflict;
 }

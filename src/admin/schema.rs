@@ -10,7 +10,7 @@ use async_graphql::{
 use super::auth::Principal;
 use super::codes::ErrorCode;
 use super::scalars::{BareJid, DateTime, DomainName, Jid, NonNegInt, PosInt};
-use crate::broadcast::{AbortError, BroadcastService, QueryError, StartError};
+use crate::broadcast::{AbortError, BroadcastService, FollowUp, QueryError, StartError};
 use crate::job::{self, BroadcastRequest, InvalidRequest, Job};
 use crate::store::StoreError;
 
@@ -128,14 +128,28 @@ impl BroadcastAdminQuery {
         ctx: &Context<'_>,
         domain: DomainName,
         #[graphql(default_with = "Some(NonNegInt(5))")] sample: Option<NonNegInt>,
+        #[graphql(
+            desc = "A job of the domain: count who a correction or retraction of it would reach \
+                    instead (the recipients its broadcast may have reached)"
+        )]
+        amends: Option<i32>,
     ) -> async_graphql::Result<Option<BroadcastRecipientsPreview>> {
         let context = [("domain", domain.0.clone().into())];
         authorize(ctx, &domain, "countBroadcastRecipients")?;
         let sample = sample.map_or(5, |sample| sample.0).min(1000) as usize;
-        let preview = service(ctx)
-            .preview(&domain.0, sample)
-            .await
-            .map_err(|err| query_error(err, &context));
+        let preview = match amends {
+            None => service(ctx)
+                .preview(&domain.0, sample)
+                .await
+                .map_err(|err| query_error(err, &context)),
+            Some(id) => {
+                let context = [("domain", domain.0.clone().into()), ("amends", id.into())];
+                service(ctx)
+                    .preview_follow_up(&domain.0, i64::from(id), sample)
+                    .await
+                    .map_err(|err| start_error(err, &context))
+            }
+        };
         let Some(preview) = reported(ctx, preview) else {
             return Ok(None);
         };
@@ -294,6 +308,72 @@ impl BroadcastAdminMutation {
                 .collect::<Result<_, _>>()?,
         }))
     }
+
+    /// Correct a broadcast after it ended: a follow-up job sends every recipient it may have
+    /// reached a XEP-0308 correction (the new subject and body, replacing the original message)
+    /// from the same sender. A correction of a correction corrects the original broadcast
+    /// (xmpp-broadcast's own addition)
+    #[allow(clippy::too_many_arguments)]
+    async fn correct_broadcast(
+        &self,
+        ctx: &Context<'_>,
+        domain: DomainName,
+        #[graphql(desc = "The job to correct: a broadcast, or a correction of one")] id: i32,
+        #[graphql(desc = "The corrected subject (may be empty)")] message_subject: String,
+        #[graphql(desc = "The corrected body")] message_body: String,
+        #[graphql(desc = "Messages per second, 1-1000")] message_rate: PosInt,
+    ) -> async_graphql::Result<Option<BroadcastMutationResult>> {
+        let context = [("domain", domain.0.clone().into()), ("id", id.into())];
+        authorize(ctx, &domain, "correctBroadcast")?;
+        let follow_up = FollowUp::Correction {
+            subject: message_subject,
+            body: message_body,
+        };
+        let started = service(ctx)
+            .amend(&domain.0, i64::from(id), follow_up, message_rate.0)
+            .await
+            .map_err(|err| start_error(err, &context));
+        follow_up_started(ctx, started, "Broadcast correction started")
+    }
+
+    /// Retract a broadcast after it ended: a follow-up job sends every recipient it may have
+    /// reached a XEP-0424 retraction of the original message (with a fallback body for
+    /// clients that cannot retract) from the same sender (xmpp-broadcast's own addition)
+    async fn retract_broadcast(
+        &self,
+        ctx: &Context<'_>,
+        domain: DomainName,
+        #[graphql(desc = "The job to retract: a broadcast, or a correction of one")] id: i32,
+        #[graphql(desc = "Messages per second, 1-1000")] message_rate: PosInt,
+    ) -> async_graphql::Result<Option<BroadcastMutationResult>> {
+        let context = [("domain", domain.0.clone().into()), ("id", id.into())];
+        authorize(ctx, &domain, "retractBroadcast")?;
+        let started = service(ctx)
+            .amend(
+                &domain.0,
+                i64::from(id),
+                FollowUp::Retraction,
+                message_rate.0,
+            )
+            .await
+            .map_err(|err| start_error(err, &context));
+        follow_up_started(ctx, started, "Broadcast retraction started")
+    }
+}
+
+/// The answer of a mutation that started a follow-up job, or its error reported on the field.
+fn follow_up_started(
+    ctx: &Context<'_>,
+    started: async_graphql::Result<i64>,
+    message: &str,
+) -> async_graphql::Result<Option<BroadcastMutationResult>> {
+    let Some(id) = reported(ctx, started) else {
+        return Ok(None);
+    };
+    Ok(Some(BroadcastMutationResult {
+        message: message.to_owned(),
+        ids: vec![graphql_id(id)?],
+    }))
 }
 
 fn deleted_result(ids: Vec<i64>) -> async_graphql::Result<BroadcastMutationResult> {
@@ -467,6 +547,45 @@ impl BroadcastObject {
     async fn waiting_reason(&self, ctx: &Context<'_>) -> Option<String> {
         service(ctx).waiting_reason(&self.0)
     }
+
+    /// What the job sends: a broadcast, or a correction or retraction of one
+    /// (xmpp-broadcast's own addition)
+    async fn kind(&self) -> BroadcastKind {
+        self.0.kind.into()
+    }
+
+    /// The broadcast a correction or retraction amends; null for a broadcast
+    /// (xmpp-broadcast's own addition)
+    async fn amends(&self) -> async_graphql::Result<Option<i32>> {
+        self.0
+            .amends
+            .map(|amends| graphql_id(amends.job_id))
+            .transpose()
+    }
+}
+
+// A remote of `job::JobKind`, as `BroadcastJobState` is of the states.
+/// What a broadcast job sends.
+#[derive(Enum, Clone, Copy, PartialEq, Eq)]
+#[graphql(remote = "crate::job::JobKind")]
+pub enum BroadcastKind {
+    /// The message itself
+    Broadcast,
+    /// A XEP-0308 correction of a broadcast's message
+    Correction,
+    /// A XEP-0424 retraction of a broadcast's message
+    Retraction,
+}
+
+#[cfg(test)]
+#[test]
+fn graphql_names_of_the_job_kinds_are_the_apis() {
+    use async_graphql::resolver_utils::EnumType;
+    for item in BroadcastKind::items() {
+        let kind: crate::job::JobKind = item.value.into();
+        assert_eq!(item.name, kind.as_api_str());
+    }
+    assert_eq!(BroadcastKind::items().len(), crate::job::JobKind::ALL.len());
 }
 
 /// Reports an operation error on this field alone, as MongooseIM does: the field is null, and
@@ -517,6 +636,9 @@ fn start_error(err: StartError, context: &ErrorContext<'_>) -> async_graphql::Er
         StartError::NoRecipients => ErrorCode::NoRecipients,
         StartError::RunningJobLimitExceeded => ErrorCode::RunningJobLimitExceeded,
         StartError::TemporarilyUnavailable => ErrorCode::TemporarilyUnavailable,
+        StartError::BroadcastNotFound => ErrorCode::BroadcastNotFound,
+        StartError::StillRunning => ErrorCode::BroadcastStillRunning,
+        StartError::NotAmendable => ErrorCode::NotAmendable,
         StartError::JobIdsExhausted(_) => {
             tracing::error!(error = %err, "startBroadcast refused");
             ErrorCode::JobIdsExhausted

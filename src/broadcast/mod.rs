@@ -12,4 +12,4 @@ mod worker;
 pub use manager::Manager;
 pub use safety::Safety;
 pub use scope::{Conflict, ConflictKind, NotServed, Scope};
-pub use service::{AbortError, BroadcastService, Preview, QueryError, StartError};
+pub use service::{AbortError, BroadcastService, FollowUp, Preview, QueryError, StartError};

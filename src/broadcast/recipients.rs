@@ -4,7 +4,8 @@
 //! when it was created; a job of a directory with `created_at` (ejabberd, MongooseIM, custom)
 //! holds only the snapshot instant and pages the users database itself, with the same instant
 //! every time. Either way pages come in the order the cursor is compared in, so a resumed job
-//! continues after its last committed recipient.
+//! continues after its last committed recipient. A follow-up (a correction or retraction) pages
+//! the snapshot of the broadcast it amends: the same listed usernames, or the same instant.
 
 use crate::directory::{Directory, DirectoryError};
 use crate::job::Job;
@@ -43,7 +44,11 @@ impl<'a> Recipients<'a> {
     /// The next `limit` usernames after `after` (from the start with `None`).
     pub async fn page(&self, after: Option<&str>, limit: u32) -> Result<Vec<String>, PageError> {
         Ok(match self {
-            Recipients::Listed { store, job } => store.snapshot_page(job.id, after, limit).await?,
+            Recipients::Listed { store, job } => {
+                store
+                    .snapshot_page(job.snapshot_job(), after, limit)
+                    .await?
+            }
             Recipients::CreatedBy { directory, job, at } => {
                 directory.page(&job.domain, at, after, limit).await?
             }

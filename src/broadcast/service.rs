@@ -13,8 +13,10 @@ use std::time::Duration;
 
 use crate::broadcast::Manager;
 use crate::directory::{Directory, DirectoryError};
-use crate::job::spec::{self, BroadcastRequest, InvalidRequest, JobSpec};
-use crate::job::{ExecutionState, Job, JobId, Lease, Snapshot};
+use crate::job::spec::{self, BroadcastRequest, InvalidRequest, JobSpec, batch_size};
+use crate::job::{
+    ExecutionState, Job, JobId, JobKind, Lease, RETRACTION_FALLBACK_BODY, RecipientGroup, Snapshot,
+};
 use crate::store::{Store, StoreError};
 
 /// Why a broadcast could not be started. Nothing was written in any case.
@@ -30,6 +32,18 @@ pub enum StartError {
     NoRecipients,
     #[error("Cannot start new broadcast job: running job limit exceeded")]
     RunningJobLimitExceeded,
+    /// The job to correct or retract is not a job of the domain (or its original is gone).
+    #[error("Broadcast job not found")]
+    BroadcastNotFound,
+    /// The broadcast to correct or retract is still running.
+    #[error(
+        "The broadcast job is still running: abort it (its follow-up then reaches whom it may \
+         have reached) or wait until it ends"
+    )]
+    StillRunning,
+    /// A retraction cannot be corrected or retracted.
+    #[error("A retraction cannot be corrected or retracted")]
+    NotAmendable,
     /// The job database cannot be trusted right now (safety mode).
     #[error("Broadcast manager is temporarily unavailable")]
     TemporarilyUnavailable,
@@ -52,6 +66,15 @@ impl From<StoreError> for StartError {
             other => StartError::Store(other),
         }
     }
+}
+
+/// A follow-up of a broadcast: what it sends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FollowUp {
+    /// A XEP-0308 correction with a new subject and body.
+    Correction { subject: String, body: String },
+    /// A XEP-0424 retraction.
+    Retraction,
 }
 
 /// Why a job could not be read.
@@ -140,12 +163,7 @@ impl BroadcastService {
 
     /// Validates a request, fixes its recipients, stores the job and starts sending.
     pub async fn start(&self, request: BroadcastRequest) -> Result<JobId, StartError> {
-        if !self.manager.scope().serves_domain(&request.domain) {
-            return Err(StartError::DomainNotFound);
-        }
-        if !self.manager.safety().accepts_new_jobs() {
-            return Err(StartError::TemporarilyUnavailable);
-        }
+        self.check_may_start(&request.domain)?;
         // MongooseIM's order: rate, sender, recipients, then name, subject and body.
         spec::check_rate(request.rate)?;
         spec::check_sender(&request.sender, &request.domain)?;
@@ -173,6 +191,128 @@ impl BroadcastService {
             .create_job(&spec, node, lease_time, &recipients, users_database)
             .await?;
         tracing::info!(job_id = id, domain = %spec.domain, name = %spec.name, recipients = recipients.len(), rate = spec.rate, "broadcast started");
+        self.launch_new(id).await;
+        Ok(id)
+    }
+
+    /// Starts a correction or retraction of job `id` of `domain`: a follow-up job that sends
+    /// the recipients the original broadcast may have reached ([`Job::reached`]) a message
+    /// amending it, from the same sender, at `rate`. A follow-up of a follow-up amends its
+    /// original. Refused while the original runs, and for a retraction.
+    pub async fn amend(
+        &self,
+        domain: &str,
+        id: JobId,
+        follow_up: FollowUp,
+        rate: i64,
+    ) -> Result<JobId, StartError> {
+        self.check_may_start(domain)?;
+        let original = self.amendable(domain, id).await?;
+        spec::check_rate(rate)?;
+        let sender = original.sending().map_err(StoreError::from)?.sender;
+        let sender_name = sender.node().map(|node| node.as_str()).unwrap_or("");
+        if !self.directory.user_exists(domain, sender_name).await? {
+            return Err(StartError::SenderNotFound);
+        }
+        let reach = original.reached(i64::from(batch_size(original.rate)));
+        if reach == 0 {
+            return Err(StartError::NoRecipients);
+        }
+        let (kind, subject, body) = match follow_up {
+            FollowUp::Correction { subject, body } => (JobKind::Correction, subject, body),
+            FollowUp::Retraction => (
+                JobKind::Retraction,
+                String::new(),
+                RETRACTION_FALLBACK_BODY.to_owned(),
+            ),
+        };
+        let spec = JobSpec::parse(BroadcastRequest {
+            name: original.name.clone(),
+            domain: domain.to_owned(),
+            subject,
+            body,
+            sender,
+            rate,
+            recipient_group: RecipientGroup::AllUsersInDomain,
+        })?;
+        let node = self.manager.node();
+        let id = self
+            .store
+            .create_follow_up(
+                &spec,
+                node,
+                self.manager.lease_time(),
+                &original,
+                kind,
+                reach,
+            )
+            .await?;
+        tracing::info!(job_id = id, domain, amends = original.id, %kind, recipients = reach, rate = spec.rate, "follow-up started");
+        self.launch_new(id).await;
+        Ok(id)
+    }
+
+    /// The broadcast a follow-up of job `id` of `domain` amends: the job itself, or the
+    /// broadcast that job amends; it must have ended.
+    async fn amendable(&self, domain: &str, id: JobId) -> Result<Job, StartError> {
+        let of_domain = |job: Option<Job>| job.filter(|job| job.domain == domain);
+        let job = of_domain(self.store.get_job(id).await?).ok_or(StartError::BroadcastNotFound)?;
+        let original = match (job.kind, job.amends) {
+            (JobKind::Retraction, _) => return Err(StartError::NotAmendable),
+            (_, Some(amends)) => of_domain(self.store.get_job(amends.job_id).await?)
+                .ok_or(StartError::BroadcastNotFound)?,
+            (_, None) => job,
+        };
+        if original.state == ExecutionState::Running {
+            return Err(StartError::StillRunning);
+        }
+        Ok(original)
+    }
+
+    /// Who a correction or retraction of job `id` of `domain` would reach now: the count and
+    /// the first `sample`, as bare JIDs; nothing is written.
+    pub async fn preview_follow_up(
+        &self,
+        domain: &str,
+        id: JobId,
+        sample: usize,
+    ) -> Result<Preview, StartError> {
+        if !self.manager.scope().serves_domain(domain) {
+            return Err(StartError::DomainNotFound);
+        }
+        let original = self.amendable(domain, id).await?;
+        let reach = original.reached(i64::from(batch_size(original.rate)));
+        let limit = u32::try_from(usize::min(sample, reach.try_into().unwrap_or(usize::MAX)))
+            .unwrap_or(u32::MAX);
+        let first = match &original.snapshot_at {
+            _ if limit == 0 => Vec::new(),
+            None => self.store.snapshot_page(original.id, None, limit).await?,
+            Some(at) => self.directory.page(domain, at, None, limit).await?,
+        };
+        Ok(Preview {
+            count: reach,
+            sample: first
+                .into_iter()
+                .map(|user| format!("{user}@{domain}"))
+                .collect(),
+        })
+    }
+
+    /// A job may be started on `domain` now: it is served here, and this instance's leases
+    /// can be trusted.
+    fn check_may_start(&self, domain: &str) -> Result<(), StartError> {
+        if !self.manager.scope().serves_domain(domain) {
+            return Err(StartError::DomainNotFound);
+        }
+        if !self.manager.safety().accepts_new_jobs() {
+            return Err(StartError::TemporarilyUnavailable);
+        }
+        Ok(())
+    }
+
+    /// Runs a job just created here.
+    async fn launch_new(&self, id: JobId) {
+        let node = self.manager.node();
         match self.store.get_job(id).await {
             Ok(Some(job)) => {
                 self.manager.launch(job, Lease::first(id, node), true);
@@ -185,7 +325,6 @@ impl BroadcastService {
                 )
             }
         }
-        Ok(id)
     }
 
     /// One job of `domain`.

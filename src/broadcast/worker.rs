@@ -34,10 +34,10 @@ use crate::broadcast::recipients::{PageError, Recipients};
 use crate::directory::Directory;
 use crate::directory::DirectoryError;
 use crate::job::spec::batch_size;
-use crate::job::{Job, JobEnd, Lease, Sending};
+use crate::job::{Job, JobEnd, JobKind, Lease, Sending};
 use crate::metrics::Metrics;
 use crate::store::{Outcome, Store, StoreError};
-use crate::xmpp::{Announcement, Connection, LinkDown};
+use crate::xmpp::{Announcement, Connection, Content, LinkDown};
 
 /// Longest pause between retries of a failed database call.
 const RETRY_MAX: Duration = Duration::from_secs(10);
@@ -82,6 +82,20 @@ impl Worker {
             stop,
         }
     }
+}
+
+/// The message of `job`: the broadcast, or a correction or retraction of its original's.
+fn announcement(job: &Job, sender: BareJid) -> Announcement {
+    let content = match (job.kind, job.amends) {
+        (JobKind::Correction, Some(amends)) => Content::Correction {
+            original: amends.job_id,
+        },
+        (JobKind::Retraction, Some(amends)) => Content::Retraction {
+            original: amends.job_id,
+        },
+        _ => Content::Broadcast,
+    };
+    Announcement::with_content(job.id, sender, &job.subject, &job.body, content)
 }
 
 /// Chunks a worker sends per second at most: each is one wake-up and one socket write, which
@@ -234,15 +248,22 @@ impl Worker {
             return Err(Interrupt::LeaseLost);
         }
         let domain = job.domain.as_str();
-        let announcement = Announcement::new(job.id, sender, &job.subject, &job.body);
+        let announcement = announcement(job, sender);
         let pace = Pace::new(rate, self.chunk);
         let recipients = Recipients::of(job, &self.shared.store, &self.shared.directory);
         let mut cursor = job.cursor.clone();
         let mut processed = job.recipients_processed;
         tracing::info!(job_id = job.id, processed, cursor = ?cursor, "worker started");
         loop {
+            // A follow-up sends to the first recipients of its original only.
+            let left = job
+                .amends
+                .map_or(i64::MAX, |amends| amends.reach - processed);
+            let Ok(limit @ 1..) = u32::try_from(left.min(i64::from(batch_size(rate.get())))) else {
+                break;
+            };
             let page = self
-                .retry(|| recipients.page(cursor.as_deref(), batch_size(rate.get())))
+                .retry(|| recipients.page(cursor.as_deref(), limit))
                 .await?;
             let Some(last) = page.last().cloned() else {
                 break;

@@ -8,7 +8,7 @@ use std::io::{ErrorKind, Write as _};
 
 use serde::Serialize;
 
-use crate::admin::client::{ApiJob, BroadcastKind, RecipientsPreview};
+use crate::admin::client::{ApiJob, JobKind, RecipientsPreview};
 
 /// Longest job name shown in a table; `show` prints it whole.
 const TABLE_NAME_CHARS: usize = 80;
@@ -200,7 +200,7 @@ pub fn job_details(job: &ApiJob) -> String {
 /// `BROADCAST`, or what a follow-up does to which job: `CORRECTION of job 7`.
 pub fn kind(job: &ApiJob) -> String {
     match (job.kind, job.amends) {
-        (BroadcastKind::Broadcast, _) | (_, None) => job.kind.to_string(),
+        (JobKind::Broadcast, _) | (_, None) => job.kind.to_string(),
         (kind, Some(amends)) => format!("{kind} of job {amends}"),
     }
 }
@@ -306,7 +306,7 @@ mod tests {
             recipient_count: 40,
             recipients_processed: 10,
             waiting_reason: None,
-            kind: BroadcastKind::Broadcast,
+            kind: JobKind::Broadcast,
             amends: None,
         }
     }
@@ -314,7 +314,7 @@ mod tests {
     /// Job `id`, a correction of job `amends`.
     fn correction(id: i64, amends: i64) -> ApiJob {
         ApiJob {
-            kind: BroadcastKind::Correction,
+            kind: JobKind::Correction,
             amends: Some(amends),
             ..job(id, "fix")
         }
@@ -359,7 +359,7 @@ mod tests {
         assert!(details.contains("stopped:        -\n"), "{details}");
         assert!(details.contains("kind:           BROADCAST\n"), "{details}");
         let retraction = ApiJob {
-            kind: BroadcastKind::Retraction,
+            kind: JobKind::Retraction,
             ..correction(9, 7)
         };
         let details = job_details(&retraction);

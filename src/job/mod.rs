@@ -47,6 +47,11 @@ pub enum RowProblem {
     OutOfRange { value: i64, min: i64, max: i64 },
     #[error("is not a known execution state")]
     UnknownState,
+    #[error("is not a known job kind")]
+    UnknownKind,
+    /// `amends` and `reach` are set for a correction or retraction, and only then.
+    #[error("does not fit the job's kind (a follow-up amends a job, a broadcast none)")]
+    KindMismatch,
     #[error("is not a bare JID ({0})")]
     NotABareJid(String),
     #[error("is not an account of the job's domain")]
@@ -176,6 +181,84 @@ impl<'de> serde::Deserialize<'de> for ExecutionState {
     }
 }
 
+/// What a job sends: a broadcast, or a follow-up that amends what a broadcast sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobKind {
+    /// The message itself.
+    Broadcast,
+    /// A XEP-0308 correction of the broadcast's message: a new subject and body.
+    Correction,
+    /// A XEP-0424 retraction of the broadcast's message.
+    Retraction,
+}
+
+impl JobKind {
+    pub const ALL: [JobKind; 3] = [JobKind::Broadcast, JobKind::Correction, JobKind::Retraction];
+
+    /// The value stored in the `kind` column.
+    pub fn as_db_str(self) -> &'static str {
+        match self {
+            JobKind::Broadcast => "broadcast",
+            JobKind::Correction => "correction",
+            JobKind::Retraction => "retraction",
+        }
+    }
+
+    /// The kind stored as `value`, if it is one.
+    pub fn from_db_str(value: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|kind| kind.as_db_str() == value)
+    }
+
+    /// The name the admin API gives the kind (`BroadcastKind`).
+    pub fn as_api_str(self) -> &'static str {
+        match self {
+            JobKind::Broadcast => "BROADCAST",
+            JobKind::Correction => "CORRECTION",
+            JobKind::Retraction => "RETRACTION",
+        }
+    }
+
+    /// The kind the admin API names `name`.
+    pub fn from_api_str(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|kind| kind.as_api_str() == name)
+    }
+}
+
+impl std::fmt::Display for JobKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_api_str())
+    }
+}
+
+/// As the admin API writes it, for clients of the API.
+impl serde::Serialize for JobKind {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_api_str())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for JobKind {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let name = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+        JobKind::from_api_str(&name)
+            .ok_or_else(|| serde::de::Error::custom(format!("unknown job kind {name:?}")))
+    }
+}
+
+/// What a follow-up job amends: the broadcast it corrects or retracts, and how many of that
+/// broadcast's recipients, in its sending order, it may have reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Amends {
+    /// The original broadcast (always a [`JobKind::Broadcast`] job).
+    pub job_id: JobId,
+    /// The first `reach` recipients of the original's snapshot are the follow-up's.
+    pub reach: i64,
+}
+
+/// The body of a retraction, for clients that cannot retract (XEP-0428 fallback).
+pub const RETRACTION_FALLBACK_BODY: &str = "The previous announcement was withdrawn; please \
+    disregard it. (Your client cannot remove it by itself.)";
+
 /// A job row with its progress and, while it runs, its owner.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Job {
@@ -211,6 +294,30 @@ pub struct Job {
     /// Whether the lease had expired when the job was read (in the job database's clock):
     /// no instance is running the job.
     pub lease_expired: bool,
+    /// What the job sends.
+    pub kind: JobKind,
+    /// For a correction or retraction: the broadcast it amends; `None` for a broadcast.
+    pub amends: Option<Amends>,
+}
+
+impl Job {
+    /// The job whose recipient snapshot this job pages: the original for a follow-up.
+    pub fn snapshot_job(&self) -> JobId {
+        self.amends.map_or(self.id, |amends| amends.job_id)
+    }
+
+    /// How many of its original's recipients, in sending order, a follow-up of this job may
+    /// reach: every recipient of a finished job; of one that stopped early, those of its
+    /// committed batches and of the batch it was sending (some of it may have been sent),
+    /// unless it never started; `batch` is the job's batch size.
+    pub fn reached(&self, batch: i64) -> i64 {
+        let reached = match self.state {
+            ExecutionState::Finished => self.recipient_count,
+            _ if self.started_at.is_none() => self.recipients_processed,
+            _ => self.recipients_processed.saturating_add(batch),
+        };
+        reached.min(self.recipient_count)
+    }
 }
 
 /// What identifies a users database: the schema it is read with and the database itself, as
@@ -359,6 +466,8 @@ mod tests {
             users_database: None,
             lease_expires_at: None,
             lease_expired: false,
+            kind: JobKind::Broadcast,
+            amends: None,
         }
     }
 
@@ -367,6 +476,25 @@ mod tests {
         let mut job = job();
         change(&mut job);
         job.sending().unwrap_err()
+    }
+
+    /// Who a follow-up reaches: all of a finished job; of a stopped one, its committed batches
+    /// and the batch in flight (capped by its recipients); nobody of one that never started.
+    #[test]
+    fn a_follow_up_reaches_whom_the_original_may_have_reached() {
+        let mut original = job();
+        original.recipient_count = 95;
+        original.recipients_processed = 40;
+        original.state = ExecutionState::AbortAdmin;
+        original.started_at = Some(Utc::now());
+        assert_eq!(original.reached(20), 60);
+        assert_eq!(original.reached(100), 95, "capped by the recipients");
+        original.state = ExecutionState::Finished;
+        assert_eq!(original.reached(20), 95);
+        original.state = ExecutionState::AbortError;
+        original.started_at = None;
+        original.recipients_processed = 0;
+        assert_eq!(original.reached(20), 0, "never started: nothing was sent");
     }
 
     #[test]

@@ -26,8 +26,8 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
 
 use crate::job::{
-    ExecutionState, InvalidRow, Job, JobId, JobSpec, Lease, MAX_JOB_ID, RowProblem, Snapshot,
-    UsersDatabase,
+    Amends, ExecutionState, InvalidRow, Job, JobId, JobKind, JobSpec, Lease, MAX_JOB_ID,
+    RowProblem, Snapshot, UsersDatabase,
 };
 
 use crate::database::{ConnectError, Target};
@@ -53,6 +53,16 @@ fn sqlite_options(url: &str, target: &Target) -> Result<SqliteConnectOptions, Co
 /// The owner of a lease that no instance holds ([`Store::disown_lease`]): never a node name,
 /// which may not be blank. Read back as no owner.
 const NO_OWNER: &str = "";
+
+/// The columns of a new job.
+struct NewJob<'a> {
+    spec: &'a JobSpec,
+    recipient_count: i64,
+    snapshot_at: Option<&'a str>,
+    users_database: Option<&'a UsersDatabase>,
+    kind: JobKind,
+    amends: Option<Amends>,
+}
 
 /// Rows sent to the database per statement when a recipient snapshot is written.
 const SNAPSHOT_CHUNK: usize = 5_000;
@@ -343,11 +353,59 @@ impl Store {
         snapshot: &Snapshot,
         users_database: &UsersDatabase,
     ) -> Result<JobId, StoreError> {
-        let sql = self.sql();
         let (recipients, snapshot_at): (&[String], Option<&str>) = match snapshot {
             Snapshot::Listed(users) => (users, None),
             Snapshot::CreatedBy { at, .. } => (&[], Some(at)),
         };
+        let row = NewJob {
+            spec,
+            recipient_count: snapshot.len(),
+            snapshot_at,
+            users_database: Some(users_database),
+            kind: JobKind::Broadcast,
+            amends: None,
+        };
+        self.insert(&row, owner, lease_time, recipients).await
+    }
+
+    /// Creates a running follow-up of `kind` of the broadcast `original`, owned by `owner`,
+    /// with its lease: it sends to the first `amends.reach` recipients of the original's
+    /// snapshot, which it pages where the original did (its listed usernames, or the same
+    /// instant of the same users database). Fails with [`StoreError::RunningJobExists`] if the
+    /// domain has a running job.
+    pub async fn create_follow_up(
+        &self,
+        spec: &JobSpec,
+        owner: &str,
+        lease_time: Duration,
+        original: &Job,
+        kind: JobKind,
+        reach: i64,
+    ) -> Result<JobId, StoreError> {
+        let row = NewJob {
+            spec,
+            recipient_count: reach,
+            snapshot_at: original.snapshot_at.as_deref(),
+            users_database: original.users_database.as_ref(),
+            kind,
+            amends: Some(Amends {
+                job_id: original.id,
+                reach,
+            }),
+        };
+        self.insert(&row, owner, lease_time, &[]).await
+    }
+
+    /// Inserts a job, its first lease and its listed recipients in one transaction.
+    async fn insert(
+        &self,
+        job: &NewJob<'_>,
+        owner: &str,
+        lease_time: Duration,
+        recipients: &[String],
+    ) -> Result<JobId, StoreError> {
+        let sql = self.sql();
+        let spec = job.spec;
         let result: Result<Result<JobId, JobId>, sqlx::Error> = on_pool!(self, pool => async {
             let mut tx = pool.begin().await?;
             sqlx::query(sql.insert_job)
@@ -358,9 +416,12 @@ impl Store {
                 .bind(&spec.body)
                 .bind(spec.rate as i32)
                 .bind(spec.recipient_group.as_db_str())
-                .bind(snapshot.len())
-                .bind(snapshot_at)
-                .bind(users_database.as_str())
+                .bind(job.recipient_count)
+                .bind(job.snapshot_at)
+                .bind(job.users_database.map(UsersDatabase::as_str))
+                .bind(job.kind.as_db_str())
+                .bind(job.amends.map(|amends| amends.job_id))
+                .bind(job.amends.map(|amends| amends.reach))
                 .execute(&mut *tx)
                 .await?;
             let id: JobId = sqlx::query_scalar(sql.last_insert_id).fetch_one(&mut *tx).await?;
@@ -573,7 +634,8 @@ impl Store {
         Ok(done == 1)
     }
 
-    /// Moves a running job to its terminal state, releases its lease and drops its snapshot.
+    /// Moves a running job to its terminal state and releases its lease; its snapshot stays,
+    /// for follow-ups, as long as the job exists.
     /// Returns false, writing nothing, if the lease is lost or the job is no longer running.
     pub async fn complete(
         &self,
@@ -602,7 +664,6 @@ impl Store {
                 return Ok(false);
             }
             sqlx::query(sql.delete_lease).bind(lease.job_id).execute(&mut *tx).await?;
-            sqlx::query(sql.delete_recipients).bind(lease.job_id).execute(&mut *tx).await?;
             tx.commit().await?;
             Ok(true)
         }.await);
@@ -632,9 +693,6 @@ impl Store {
                 .bind(lease.epoch)
                 .execute(&mut *tx)
                 .await?;
-            if updated == 1 {
-                sqlx::query(sql.delete_recipients).bind(lease.job_id).execute(&mut *tx).await?;
-            }
             tx.commit().await?;
             Ok(updated == 1)
         }.await);
@@ -642,7 +700,7 @@ impl Store {
     }
 
     /// Stops a running job of `domain` for an administrator, whichever instance owns it: the
-    /// state changes, the lease and the snapshot go, and the owner notices that its lease is
+    /// state changes, the lease goes (the snapshot stays, for follow-ups), and the owner notices that its lease is
     /// gone. Returns false if no running job of that domain has this id.
     pub async fn abort_job(&self, job_id: JobId, domain: &str) -> Result<bool, StoreError> {
         let sql = self.sql();
@@ -658,7 +716,6 @@ impl Store {
                 return Ok(false);
             }
             sqlx::query(sql.delete_lease).bind(job_id).execute(&mut *tx).await?;
-            sqlx::query(sql.delete_recipients).bind(job_id).execute(&mut *tx).await?;
             tx.commit().await?;
             Ok(true)
         }.await);
@@ -858,6 +915,9 @@ struct JobRow {
     recipients_processed: i64,
     snapshot_at: Option<String>,
     users_database: Option<String>,
+    kind: String,
+    amends: Option<i64>,
+    reach: Option<i64>,
     owner: Option<String>,
     lease_expires_at: Option<DateTime<Utc>>,
     database_now: DateTime<Utc>,
@@ -889,6 +949,19 @@ impl JobRow {
         })?;
         let recipient_count = not_negative("recipient_count", self.recipient_count)?;
         let recipients_processed = not_negative("recipients_processed", self.recipients_processed)?;
+        let kind = JobKind::from_db_str(&self.kind)
+            .ok_or_else(|| InvalidRow::new(id, "kind", RowProblem::UnknownKind))?;
+        // A broadcast amends nothing; a follow-up amends one job, for a number of recipients.
+        let amends = match (kind, self.amends, self.reach) {
+            (JobKind::Broadcast, None, None) => None,
+            (JobKind::Correction | JobKind::Retraction, Some(amends), Some(reach)) => {
+                Some(Amends {
+                    job_id: InvalidRow::check_range(id, "amends", amends, (1, MAX_JOB_ID))?,
+                    reach: not_negative("reach", reach)?,
+                })
+            }
+            _ => return Err(InvalidRow::new(id, "amends", RowProblem::KindMismatch)),
+        };
         Ok(Job {
             id,
             name: self.name,
@@ -912,6 +985,8 @@ impl JobRow {
             lease_expired: self
                 .lease_expires_at
                 .is_some_and(|expires| expires < self.database_now),
+            kind,
+            amends,
         })
     }
 }

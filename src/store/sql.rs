@@ -19,7 +19,8 @@ macro_rules! job_select {
             "SELECT j.id, j.name, j.domain, j.sender_jid, j.subject, j.body, j.message_rate, ",
             "j.recipient_count, j.execution_state, j.abortion_reason, j.created_at, j.started_at, ",
             "j.stopped_at, j.cursor_username, j.recipients_processed, j.snapshot_at, ",
-            "j.users_database, l.owner, l.expires_at AS lease_expires_at, ",
+            "j.users_database, j.kind, j.amends, j.reach, l.owner, ",
+            "l.expires_at AS lease_expires_at, ",
             $now,
             " AS database_now FROM xb_jobs j LEFT JOIN xb_leases l ON l.job_id = j.id ",
             $($tail),*
@@ -42,10 +43,22 @@ macro_rules! fenced {
     };
 }
 
+/// No running follow-up pages this `xb_jobs` row's snapshot. The running follow-ups are read
+/// in a derived table (`DISTINCT` keeps MySQL from merging it into a DELETE of the same table).
+macro_rules! no_running_follow_up {
+    () => {
+        concat!(
+            "NOT EXISTS (SELECT 1 FROM (SELECT DISTINCT amends FROM xb_jobs ",
+            "WHERE execution_state = 'running' AND amends IS NOT NULL) f ",
+            "WHERE f.amends = xb_jobs.id)"
+        )
+    };
+}
+
 /// The statements of one dialect. The comments list the arguments in binding order.
 pub struct Statements {
     /// `$1` name … `$8` recipient count, `$9` snapshot instant (or NULL), `$10` users
-    /// database.
+    /// database, `$11` kind, `$12` amended job, `$13` reach (both NULL for a broadcast).
     pub insert_job: &'static str,
     /// The id the last insert on this connection generated.
     pub last_insert_id: &'static str,
@@ -89,7 +102,8 @@ pub struct Statements {
     pub abort_job: &'static str,
     /// `$1` owner: the leases an instance holds, to check that its workers may go on.
     pub select_owned_leases: &'static str,
-    /// `$1` job id, `$2` domain: deletes a job that is not running.
+    /// `$1` job id, `$2` domain: deletes a job that is not running and that no running
+    /// follow-up pages.
     pub delete_inactive_job: &'static str,
     /// `$1` domain: the jobs `delete_inactive_job` would delete, oldest first.
     pub select_inactive_job_ids: &'static str,
@@ -107,8 +121,6 @@ pub struct Statements {
     pub take_lease: &'static str,
     /// `$1` job id.
     pub delete_lease: &'static str,
-    /// `$1` job id.
-    pub delete_recipients: &'static str,
 }
 
 /// Builds a dialect's [`Statements`]; `finish` turns each `$N` statement into the dialect's
@@ -124,8 +136,8 @@ macro_rules! statements {
         Statements {
             insert_job: $finish(
                 "INSERT INTO xb_jobs (name, domain, sender_jid, subject, body, message_rate, \
-                 recipient_group, recipient_count, snapshot_at, users_database) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                 recipient_group, recipient_count, snapshot_at, users_database, kind, amends, \
+                 reach) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
             ),
             last_insert_id: $finish($last_insert_id),
             insert_lease: $finish(concat!(
@@ -214,13 +226,16 @@ macro_rules! statements {
                 " WHERE id = $1 AND domain = $2 AND execution_state = 'running'"
             )),
             select_owned_leases: $finish("SELECT job_id, epoch FROM xb_leases WHERE owner = $1"),
-            delete_inactive_job: $finish(
-                "DELETE FROM xb_jobs WHERE id = $1 AND domain = $2 AND execution_state <> 'running'",
-            ),
-            select_inactive_job_ids: $finish(
-                "SELECT id FROM xb_jobs WHERE domain = $1 AND execution_state <> 'running' \
-                 ORDER BY id",
-            ),
+            delete_inactive_job: $finish(concat!(
+                "DELETE FROM xb_jobs WHERE id = $1 AND domain = $2 AND execution_state <> 'running' ",
+                "AND ",
+                no_running_follow_up!()
+            )),
+            select_inactive_job_ids: $finish(concat!(
+                "SELECT id FROM xb_jobs WHERE domain = $1 AND execution_state <> 'running' AND ",
+                no_running_follow_up!(),
+                " ORDER BY id"
+            )),
             select_expired_leases: $finish(concat!(
                 "SELECT l.job_id, l.owner, l.epoch, j.domain, j.users_database, l.expires_at, ",
                 $now,
@@ -250,7 +265,6 @@ macro_rules! statements {
                 $now
             )),
             delete_lease: $finish("DELETE FROM xb_leases WHERE job_id = $1"),
-            delete_recipients: $finish("DELETE FROM xb_recipients WHERE job_id = $1"),
         }
     };
 }

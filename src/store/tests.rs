@@ -7,7 +7,9 @@ use std::time::Duration;
 use jid::BareJid;
 
 use super::{Outcome, Store, StoreError};
-use crate::job::{ExecutionState, JobSpec, Lease, RecipientGroup, Snapshot, UsersDatabase};
+use crate::job::{
+    Amends, ExecutionState, JobKind, JobSpec, Lease, RecipientGroup, Snapshot, UsersDatabase,
+};
 use crate::job::{InvalidRow, MAX_JOB_ID, RowProblem};
 use crate::test_support::Scratch;
 
@@ -115,7 +117,7 @@ on_every_dialect!(
     creates_a_running_owned_job_with_its_snapshot,
     one_running_job_per_domain,
     worker_writes_are_fenced_by_the_lease,
-    completion_releases_the_lease_and_the_snapshot,
+    completion_releases_the_lease_and_keeps_the_snapshot,
     lists_newest_first_with_paging,
     concurrent_starts_admit_one,
     abort_is_a_guarded_state_change_from_anywhere,
@@ -128,6 +130,7 @@ on_every_dialect!(
     new_job_ids_stop_at_the_largest_api_int,
     abandoning_a_job_is_fenced_and_keeps_its_progress,
     running_jobs_are_listed_with_their_users_database,
+    a_follow_up_pages_its_originals_snapshot_which_outlives_it,
 );
 
 async fn creates_a_running_owned_job_with_its_snapshot(store: Store) {
@@ -260,7 +263,7 @@ async fn worker_writes_are_fenced_by_the_lease(store: Store) {
     assert_eq!(store.release_leases("node1").await.unwrap(), 1);
 }
 
-async fn completion_releases_the_lease_and_the_snapshot(store: Store) {
+async fn completion_releases_the_lease_and_keeps_the_snapshot(store: Store) {
     let id = store
         .create_job(&spec("example.com"), "node1", LEASE, &users(5), &users_db())
         .await
@@ -287,7 +290,11 @@ async fn completion_releases_the_lease_and_the_snapshot(store: Store) {
     let started = job.started_at.unwrap();
     let stopped = job.stopped_at.unwrap();
     assert!(job.created_at <= started && started <= stopped, "{job:?}");
-    assert!(store.snapshot_page(id, None, 10).await.unwrap().is_empty());
+    // The snapshot is kept for follow-ups as long as the job exists.
+    assert_eq!(
+        store.snapshot_page(id, None, 10).await.unwrap(),
+        usernames(5)
+    );
     assert!(
         store
             .running_jobs_owned_by("node1")
@@ -800,7 +807,7 @@ async fn new_job_ids_stop_at_the_largest_api_int(store: Store) {
 }
 
 /// Ending a job whose data is unusable is a worker write like the others: fenced by the lease,
-/// once; the progress stays as stored and the lease and snapshot go.
+/// once; the progress stays as stored and the lease goes.
 async fn abandoning_a_job_is_fenced_and_keeps_its_progress(store: Store) {
     let id = store
         .create_job(&spec("example.com"), "node1", LEASE, &users(5), &users_db())
@@ -832,7 +839,11 @@ async fn abandoning_a_job_is_fenced_and_keeps_its_progress(store: Store) {
     );
     assert!(job.stopped_at.is_some() && job.owner.is_none());
     assert!(store.owned_leases("node1").await.unwrap().is_empty());
-    assert!(store.snapshot_page(id, None, 10).await.unwrap().is_empty());
+    // Kept for follow-ups, as long as the job exists.
+    assert_eq!(
+        store.snapshot_page(id, None, 10).await.unwrap(),
+        usernames(5)
+    );
 }
 
 /// SQLite keeps any text in a time column: a value that does not decode is reported with its
@@ -1005,4 +1016,113 @@ async fn reaching_a_closed_port_names_the_target_and_the_cause() {
 
     let err = Store::open("postgres://xb@127.0.0.1:notaport/jobs", 2).unwrap_err();
     assert!(err.to_string().contains("invalid URL"), "{err}");
+}
+
+/// A follow-up records what it amends and for how many recipients, reuses its original's
+/// snapshot (kept after the original ended), and keeps the original from being deleted while
+/// it runs; once it ended, the original can go.
+async fn a_follow_up_pages_its_originals_snapshot_which_outlives_it(store: Store) {
+    let original = store
+        .create_job(
+            &spec("example.com"),
+            "node1",
+            LEASE,
+            &users(30),
+            &users_db(),
+        )
+        .await
+        .unwrap();
+    assert!(store.mark_started(&lease(original, 1)).await.unwrap());
+    assert!(
+        store
+            .commit_progress(&lease(original, 1), "u0010", 10)
+            .await
+            .unwrap()
+    );
+    assert!(store.abort_job(original, "example.com").await.unwrap());
+    let original_job = store.get_job(original).await.unwrap().unwrap();
+    assert_eq!(
+        original_job.reached(10),
+        20,
+        "ten processed and the batch in flight"
+    );
+
+    let correction = spec("example.com");
+    let id = store
+        .create_follow_up(
+            &correction,
+            "node1",
+            LEASE,
+            &original_job,
+            JobKind::Correction,
+            20,
+        )
+        .await
+        .unwrap();
+    let job = store.get_job(id).await.unwrap().unwrap();
+    assert_eq!((job.kind, job.recipient_count), (JobKind::Correction, 20));
+    assert_eq!(
+        job.amends,
+        Some(Amends {
+            job_id: original,
+            reach: 20
+        })
+    );
+    assert_eq!(job.snapshot_job(), original);
+    assert_eq!(job.users_database, Some(users_db()));
+    assert_eq!(
+        store
+            .snapshot_page(job.snapshot_job(), Some("u0018"), 100)
+            .await
+            .unwrap(),
+        usernames(30)[18..].to_vec()
+    );
+    assert!(matches!(
+        store
+            .create_follow_up(
+                &correction,
+                "node1",
+                LEASE,
+                &original_job,
+                JobKind::Retraction,
+                20
+            )
+            .await,
+        Err(StoreError::RunningJobExists)
+    ));
+
+    // The original stays while its follow-up runs, and can go once it ended.
+    let domain_jobs = |store: Store| async move {
+        store
+            .delete_inactive_jobs("example.com", &[original])
+            .await
+            .unwrap()
+    };
+    assert!(
+        domain_jobs(store.clone()).await.is_empty(),
+        "a follow-up runs"
+    );
+    assert!(
+        store
+            .delete_inactive_jobs_of_domain("example.com")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        store
+            .complete(&lease(id, 1), &Outcome::Finished, 20)
+            .await
+            .unwrap()
+    );
+    assert_eq!(domain_jobs(store.clone()).await, vec![original]);
+    assert!(
+        store
+            .snapshot_page(original, None, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let orphan = store.get_job(id).await.unwrap().unwrap();
+    assert_eq!(orphan.amends.map(|amends| amends.job_id), Some(original));
 }

@@ -7,6 +7,7 @@ use tokio_xmpp::Stanza;
 use tokio_xmpp::minidom::Element;
 use tokio_xmpp::parsers::iq::Iq;
 use tokio_xmpp::parsers::message::{Id, Message, MessageType};
+use tokio_xmpp::parsers::message_correct::Replace;
 use tokio_xmpp::parsers::ns;
 use tokio_xmpp::parsers::ping::Ping;
 use tokio_xmpp::parsers::stanza_error::{DefinedCondition, ErrorType, StanzaError};
@@ -45,52 +46,124 @@ impl MessageId {
     }
 }
 
+/// XEP-0308: the element of a correction that names the message it replaces.
+const MESSAGE_CORRECT: &str = "urn:xmpp:message-correct:0";
+/// XEP-0424: the element of a retraction that names the message it retracts.
+const MESSAGE_RETRACT: &str = "urn:xmpp:message-retract:1";
+/// XEP-0428: marks the body as a fallback for clients without retraction.
+const FALLBACK: &str = "urn:xmpp:fallback:0";
+/// XEP-0334: asks the server to store the message for an offline recipient.
+const HINTS: &str = "urn:xmpp:hints";
+
+/// What a job's message is: the broadcast itself, or a follow-up naming the message of the
+/// broadcast `original` (a job id) that it corrects or retracts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Content {
+    /// `<subject>`, `<body>`.
+    Broadcast,
+    /// XEP-0308: `<subject>`, `<body>`, `<replace id='the original message's id'/>`.
+    Correction { original: JobId },
+    /// XEP-0424: `<retract id='the original's origin-id'/>`, the XEP-0428 fallback marker, the
+    /// fallback `<body>`, the XEP-0334 `<store/>` hint.
+    Retraction { original: JobId },
+}
+
 /// The message every recipient of one job receives.
 ///
-/// Only the recipient and the id differ from one message to the next, so the rest is
-/// serialised once, here, and [`Announcement::write_message`] writes a message by putting the
-/// two in between. [`Announcement::message_to`] builds the same message as an element tree;
-/// the tests hold the two to each other.
+/// Only the recipient, the id and (in a follow-up) the id of the message it amends differ from
+/// one message to the next, so the rest is serialised once, here, and
+/// [`Announcement::write_message`] writes a message by putting those in between.
+/// [`Announcement::message_to`] builds the same message as an element tree; the tests hold the
+/// two to each other.
 #[derive(Debug, Clone)]
 pub struct Announcement {
     job_id: JobId,
     sender: BareJid,
     subject: String,
     body: String,
+    content: Content,
     /// [`id_hasher`] of the job.
     ids: Sha1,
     /// `<message type='chat' from='…' to='`
     head: Vec<u8>,
-    /// `'><subject>…</subject><body>…</body><origin-id xmlns='urn:xmpp:sid:0' id='`
-    content: Vec<u8>,
+    /// From `'>` after the id to the next id written: the original message's id in a
+    /// follow-up, the origin-id's otherwise.
+    payload: Vec<u8>,
+    /// A follow-up: the [`id_hasher`] of the original job and the text between the original's
+    /// id and the origin-id's.
+    reference: Option<(Sha1, Vec<u8>)>,
 }
 
 impl Announcement {
+    /// The broadcast message of job `job_id`.
     pub fn new(job_id: JobId, sender: BareJid, subject: &str, body: &str) -> Self {
+        Announcement::with_content(job_id, sender, subject, body, Content::Broadcast)
+    }
+
+    /// The message of job `job_id`, whose content is `content`; a retraction has no subject.
+    pub fn with_content(
+        job_id: JobId,
+        sender: BareJid,
+        subject: &str,
+        body: &str,
+        content: Content,
+    ) -> Self {
         let mut head = b"<message type='chat' from='".to_vec();
         escape_into(&mut head, sender.as_str());
         head.extend_from_slice(b"' to='");
-        let mut content = b"><subject>".to_vec();
-        escape_into(&mut content, subject);
-        content.extend_from_slice(b"</subject><body>");
-        escape_into(&mut content, body);
-        content.extend_from_slice(b"</body><origin-id xmlns='");
-        content.extend_from_slice(ns::SID.as_bytes());
-        content.extend_from_slice(b"' id='");
+        let subject_and_body = |out: &mut Vec<u8>| {
+            out.extend_from_slice(b"<subject>");
+            escape_into(out, subject);
+            out.extend_from_slice(b"</subject><body>");
+            escape_into(out, body);
+            out.extend_from_slice(b"</body>");
+        };
+        let origin_id = format!("<origin-id xmlns='{}' id='", ns::SID).into_bytes();
+        let mut payload = b">".to_vec();
+        let reference = match content {
+            Content::Broadcast => {
+                subject_and_body(&mut payload);
+                payload.extend_from_slice(&origin_id);
+                None
+            }
+            Content::Correction { original } => {
+                subject_and_body(&mut payload);
+                payload.extend_from_slice(
+                    format!("<replace xmlns='{MESSAGE_CORRECT}' id='").as_bytes(),
+                );
+                let mut after = b"'/>".to_vec();
+                after.extend_from_slice(&origin_id);
+                Some((id_hasher(original), after))
+            }
+            Content::Retraction { original } => {
+                payload.extend_from_slice(
+                    format!("<retract xmlns='{MESSAGE_RETRACT}' id='").as_bytes(),
+                );
+                let mut after =
+                    format!("'/><fallback xmlns='{FALLBACK}' for='{MESSAGE_RETRACT}'/><body>")
+                        .into_bytes();
+                escape_into(&mut after, body);
+                after.extend_from_slice(format!("</body><store xmlns='{HINTS}'/>").as_bytes());
+                after.extend_from_slice(&origin_id);
+                Some((id_hasher(original), after))
+            }
+        };
         Announcement {
             job_id,
             sender,
             subject: subject.to_owned(),
             body: body.to_owned(),
+            content,
             ids: id_hasher(job_id),
             head,
-            content,
+            payload,
+            reference,
         }
     }
 
     /// Appends the message for `recipient` to `out`, serialised for a component stream (it
-    /// takes the stream's default namespace): type chat, from the sender, children subject,
-    /// body and origin-id in that order.
+    /// takes the stream's default namespace): type chat, from the sender, then the children of
+    /// its [`Content`] in the order given there, and the origin-id last.
     pub fn write_message(&self, recipient: &BareJid, out: &mut Vec<u8>) {
         let id = MessageId::new(&self.ids, recipient);
         out.extend_from_slice(&self.head);
@@ -98,7 +171,11 @@ impl Announcement {
         out.extend_from_slice(b"' id='");
         out.extend_from_slice(&id.0);
         out.push(b'\'');
-        out.extend_from_slice(&self.content);
+        out.extend_from_slice(&self.payload);
+        if let Some((original, after)) = &self.reference {
+            out.extend_from_slice(&MessageId::new(original, recipient).0);
+            out.extend_from_slice(after);
+        }
         out.extend_from_slice(&id.0);
         out.extend_from_slice(b"'/></message>");
     }
@@ -107,19 +184,41 @@ impl Announcement {
     /// message [`Announcement::write_message`] writes.
     pub fn message_to(&self, recipient: BareJid) -> Stanza {
         let id = message_id(self.job_id, &recipient);
-        let mut message = Message::new_with_type(MessageType::Chat, Some(Jid::from(recipient)));
+        let mut message =
+            Message::new_with_type(MessageType::Chat, Some(Jid::from(recipient.clone())));
         message.from = Some(Jid::from(self.sender.clone()));
         message.id = Some(Id(id.clone()));
-        message.payloads.push(
-            Element::builder("subject", ns::DEFAULT_NS)
-                .append(self.subject.as_str())
-                .build(),
-        );
-        message.payloads.push(
-            Element::builder("body", ns::DEFAULT_NS)
-                .append(self.body.as_str())
-                .build(),
-        );
+        let text =
+            |name: &str, text: &str| Element::builder(name, ns::DEFAULT_NS).append(text).build();
+        match self.content {
+            Content::Broadcast => {
+                message.payloads.push(text("subject", &self.subject));
+                message.payloads.push(text("body", &self.body));
+            }
+            Content::Correction { original } => {
+                message.payloads.push(text("subject", &self.subject));
+                message.payloads.push(text("body", &self.body));
+                let id = Id(message_id(original, &recipient));
+                message.payloads.push(Replace { id }.into());
+            }
+            Content::Retraction { original } => {
+                // xmpp-parsers has no types for these two: parsed from their XML.
+                let retract = format!(
+                    "<retract xmlns='{MESSAGE_RETRACT}' id='{}'/>",
+                    message_id(original, &recipient)
+                );
+                let fallback = format!("<fallback xmlns='{FALLBACK}' for='{MESSAGE_RETRACT}'/>");
+                for element in [retract, fallback] {
+                    message
+                        .payloads
+                        .push(element.parse().expect("a well-formed element"));
+                }
+                message.payloads.push(text("body", &self.body));
+                message
+                    .payloads
+                    .push(Element::builder("store", HINTS).build());
+            }
+        }
         message.payloads.push(OriginId { id }.into());
         Stanza::Message(message)
     }
@@ -279,17 +378,82 @@ mod tests {
             ("&amp; is not unescaped", "<body>not a child</body>"),
             ("CR\r, CRLF\r\n", "\r\n\r\nline\rfeed\n\r"),
         ];
-        for (job_id, (subject, body)) in (1..).zip(texts) {
-            let announcement = Announcement::new(job_id, sender.clone(), subject, body);
-            for user in ["u1", "x.y_z-1", "\u{e9}l\u{e8}ve"] {
-                let recipient = BareJid::new(&format!("{user}@example.com")).unwrap();
-                let built = Element::from(announcement.message_to(recipient.clone()));
-                assert_eq!(
-                    written(&announcement, &recipient),
-                    built,
-                    "{subject:?} to {user}"
-                );
+        let contents = [
+            Content::Broadcast,
+            Content::Correction { original: 3 },
+            Content::Retraction { original: 3 },
+        ];
+        for (job_id, (subject, body)) in (10..).zip(texts) {
+            for content in contents {
+                let announcement =
+                    Announcement::with_content(job_id, sender.clone(), subject, body, content);
+                for user in ["u1", "x.y_z-1", "\u{e9}l\u{e8}ve"] {
+                    let recipient = BareJid::new(&format!("{user}@example.com")).unwrap();
+                    let built = Element::from(announcement.message_to(recipient.clone()));
+                    assert_eq!(
+                        written(&announcement, &recipient),
+                        built,
+                        "{content:?} {subject:?} to {user}"
+                    );
+                }
             }
+        }
+    }
+
+    /// A correction (XEP-0308) has its own id and names the original message's; a retraction
+    /// (XEP-0424) names the original's origin-id (the same id), carries the XEP-0428 fallback
+    /// marker and body and the XEP-0334 store hint, and no subject.
+    #[test]
+    fn follow_ups_name_the_original_message() {
+        let sender = BareJid::new("admin@example.com").unwrap();
+        let recipient = BareJid::new("u1@example.com").unwrap();
+        let original = message_id(7, &recipient);
+        let own = message_id(9, &recipient);
+        assert_ne!(original, own);
+        let correction = Announcement::with_content(
+            9,
+            sender.clone(),
+            "Fixed",
+            "At 23:00",
+            Content::Correction { original: 7 },
+        );
+        let text = xml(&correction.message_to(recipient.clone()));
+        let parts = [
+            "<subject>Fixed</subject>".to_owned(),
+            "<body>At 23:00</body>".to_owned(),
+            format!("<replace xmlns='urn:xmpp:message-correct:0' id='{original}'/>"),
+            format!("<origin-id xmlns='urn:xmpp:sid:0' id='{own}'/>"),
+        ];
+        assert_in_order(&text, &parts);
+        assert!(text.contains(&format!(" id='{own}'")), "{text}");
+
+        let retraction = Announcement::with_content(
+            9,
+            sender,
+            "",
+            "withdrawn",
+            Content::Retraction { original: 7 },
+        );
+        let text = xml(&retraction.message_to(recipient));
+        let parts = [
+            format!("<retract xmlns='urn:xmpp:message-retract:1' id='{original}'/>"),
+            "<fallback xmlns='urn:xmpp:fallback:0' for='urn:xmpp:message-retract:1'/>".to_owned(),
+            "<body>withdrawn</body>".to_owned(),
+            "<store xmlns='urn:xmpp:hints'/>".to_owned(),
+            format!("<origin-id xmlns='urn:xmpp:sid:0' id='{own}'/>"),
+        ];
+        assert_in_order(&text, &parts);
+        assert!(!text.contains("<subject"), "{text}");
+    }
+
+    /// Each of `parts` is in `text`, in this order.
+    fn assert_in_order(text: &str, parts: &[String]) {
+        let mut rest = text;
+        for part in parts {
+            let at = rest
+                .find(part.as_str())
+                .unwrap_or_else(|| panic!("{part} missing or out of order in {text}"));
+            rest = &rest[at + part.len()..];
         }
     }
 

@@ -11,7 +11,7 @@ use super::prosody::DOMAIN;
 /// Every field of the `Broadcast` object.
 const BROADCAST_FIELDS: &str = "id name domain messageSubject messageBody senderJid messageRate \
     ownerNode createTimestamp startTimestamp stopTimestamp executionState abortionReason \
-    recipientGroup recipientCount recipientsProcessed waitingReason";
+    recipientGroup recipientCount recipientsProcessed waitingReason kind amends";
 
 /// `startBroadcast` with every argument a variable (`name`, `domain`, `subject`, `body`,
 /// `sender`, `rate`), selecting `message ids`; operation name `Start`.
