@@ -935,6 +935,7 @@ async fn corrections_and_retractions(f: &Fixture) {
     let running = f.running_job("still-running").await;
     for command in [
         format!("retract {running}"),
+        format!("retract {running} --dry-run"),
         format!("correct {running} --subject s --body b"),
     ] {
         let line = format!("{command} --domain {DOMAIN}");
