@@ -543,7 +543,10 @@ async fn delete(f: &Fixture, notice: i64, others: &[i64]) {
         deleted.stdout,
         format!("deleted job {notice} of example.com\n")
     );
-    let skipped = format!("not deleted (running, or not a job of example.com): {running}\n");
+    let skipped = format!(
+        "not deleted (running, with a follow-up running, or not a job of example.com): \
+         {running}\n"
+    );
     assert_eq!(deleted.stderr, skipped);
     f.xb(&format!("show {notice} --domain {DOMAIN}"))
         .await
@@ -678,10 +681,6 @@ async fn example_scripts(f: &Fixture) {
 
         let id = job["id"].to_string();
         let words = ["correct", &id, DOMAIN, "Maintenance at 23:00", "-"];
-        let stderr = run_script(f, script, &words, "Corrected.\n").await;
-        let corrected = format!("correction of job {id} delivered to everyone it reached");
-        assert!(stderr.contains(&corrected), "{script}: {stderr}");
-        let correction = newest_job(f).await;
         let expected = json!({
             "kind": "CORRECTION",
             "amends": job["id"],
@@ -689,20 +688,37 @@ async fn example_scripts(f: &Fixture) {
             "messageBody": "Corrected.",
             "executionState": "FINISHED",
         });
-        assert_eq!(fields_of(&correction, &expected), expected, "{script}");
-
-        let stderr = run_script(f, script, &["retract", &id, DOMAIN], "").await;
-        let retracted = format!("retraction of job {id} delivered to everyone it reached");
-        assert!(stderr.contains(&retracted), "{script}: {stderr}");
-        let retraction = newest_job(f).await;
+        follow_up_by_script(f, script, &words, "Corrected.\n", expected).await;
         let expected = json!({
             "kind": "RETRACTION",
             "amends": job["id"],
             "executionState": "FINISHED",
             "recipientsProcessed": USERS,
         });
-        assert_eq!(fields_of(&retraction, &expected), expected, "{script}");
+        follow_up_by_script(f, script, &["retract", &id, DOMAIN], "", expected).await;
     }
+}
+
+/// Runs `script` with `words` (`correct ID …` or `retract ID …`): it says that the follow-up
+/// reached everyone job ID reached, and the newest job has the fields of `expected`.
+async fn follow_up_by_script(
+    f: &Fixture,
+    script: &str,
+    words: &[&str],
+    stdin: &str,
+    expected: Value,
+) {
+    let stderr = run_script(f, script, words, stdin).await;
+    let (mode, id) = (words[0], words[1]);
+    let noun = if mode == "correct" {
+        "correction"
+    } else {
+        "retraction"
+    };
+    let done = format!("{noun} of job {id} delivered to everyone it reached");
+    assert!(stderr.contains(&done), "{script} {mode}: {stderr}");
+    let job = newest_job(f).await;
+    assert_eq!(fields_of(&job, &expected), expected, "{script} {mode}");
 }
 
 /// Runs `examples/<script>` with `args` and `stdin`, against the instance as the global admin
@@ -950,4 +966,17 @@ async fn corrections_and_retractions(f: &Fixture) {
         jobs_after + 1,
         "only the running broadcast was created"
     );
+
+    // A broadcast is not deleted while a follow-up of it runs.
+    let slow = format!("retract {original} --domain {DOMAIN} --rate {SLOW} --json");
+    let slow = f.xb(&slow).await.expect(0).json();
+    assert_eq!(slow["executionState"], "RUNNING", "{slow}");
+    let deleted = f.xb(&format!("delete {original} --domain {DOMAIN}")).await;
+    let skipped = format!("with a follow-up running, or not a job of example.com): {original}\n");
+    assert!(deleted.expect(0).stderr.ends_with(&skipped));
+    let abort = format!("abort {} --domain {DOMAIN}", slow["id"]);
+    f.xb(&abort).await.expect(0);
+    let deleted = f.xb(&format!("delete {original} --domain {DOMAIN}")).await;
+    let expected = format!("deleted job {original} of example.com\n");
+    assert_eq!(deleted.expect(0).stdout, expected);
 }

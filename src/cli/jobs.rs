@@ -147,7 +147,7 @@ pub async fn delete(args: DeleteArgs) -> Result<Exit, CommandError> {
         .collect();
     if !skipped.is_empty() {
         eprintln!(
-            "not deleted (running, or not a job of {domain}): {}",
+            "not deleted (running, with a follow-up running, or not a job of {domain}): {}",
             id_list(&skipped)
         );
     }

@@ -143,8 +143,8 @@ pub enum Command {
     /// Example: xmpp-broadcast abort --all --domain old.example.com
     #[command(after_long_help = exit::codes_help())]
     Abort(jobs::AbortArgs),
-    /// Delete finished and aborted broadcast jobs, by id or all of a domain; running jobs are
-    /// skipped (and named, exit code 0).
+    /// Delete finished and aborted broadcast jobs, by id or all of a domain; running jobs, and
+    /// broadcasts with a correction or retraction running, are skipped (and named, exit code 0).
     ///
     /// Example: xmpp-broadcast delete 7 8 --domain example.com
     ///
