@@ -91,8 +91,8 @@ pub enum Command {
     /// of a correction corrects the broadcast again. --dry-run shows who would get it.
     ///
     /// The subject and body come as for `start`; without a subject the correction keeps the
-    /// corrected job's. The job to correct must have ended. With --watch, follow the new job
-    /// to its end.
+    /// corrected job's. The broadcast must have ended. With --watch, follow the new job to its
+    /// end.
     ///
     /// Example: xmpp-broadcast correct 7 --domain example.com
     /// --body 'The server restarts at 23:00 UTC, not 22:00.' --watch
@@ -101,12 +101,13 @@ pub enum Command {
     /// < notice.txt
     #[command(after_long_help = exit::codes_help())]
     Correct(amend::CorrectArgs),
-    /// Retract what a broadcast sent (XEP-0424): a follow-up job asks the clients of everyone
-    /// the broadcast reached to remove the message (and its corrections); clients without
-    /// retraction show a short note instead. --dry-run shows who would get it.
+    /// Retract what a broadcast sent (XEP-0424): a follow-up job sends everyone the broadcast
+    /// reached a retraction of the message, whose body is a short note for clients that cannot
+    /// retract. A retraction of a correction retracts the broadcast. --dry-run shows who would
+    /// get it.
     ///
-    /// The job to retract must have ended, and a retraction cannot be corrected or retracted.
-    /// With --watch, follow the new job to its end.
+    /// The broadcast must have ended, and a retraction cannot be corrected or retracted. With
+    /// --watch, follow the new job to its end.
     ///
     /// Example: xmpp-broadcast retract 7 --domain example.com --watch
     ///
