@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # A maintenance notice with the xmpp-broadcast CLI: show who it will reach, send it, follow it
-# to the end, and exit with how it ended. Runs against any running instance.
+# to the end, and exit with how it ended; or correct or retract a notice sent before. Runs
+# against any running instance.
 #
 #   bash examples/notice-cli.sh DOMAIN SUBJECT NOTICE_FILE     (NOTICE_FILE '-': standard input)
+#   bash examples/notice-cli.sh correct JOB_ID DOMAIN SUBJECT NOTICE_FILE
+#   bash examples/notice-cli.sh retract JOB_ID DOMAIN
 #
 #   XMPP_BROADCAST_CONFIG=/etc/xmpp-broadcast/component.toml \
 #     bash examples/notice-cli.sh example.com 'Maintenance tonight' notice.txt
@@ -14,22 +17,35 @@
 #   Messages sent meanwhile are delivered afterwards.
 #   EOF
 #
+#   # The time was wrong: everyone job 7 reached gets the corrected notice in its place.
+#   bash examples/notice-cli.sh correct 7 example.com 'Maintenance tonight' fixed-notice.txt
+#   # Or withdraw it altogether (clients that support it remove the message).
+#   bash examples/notice-cli.sh retract 7 example.com
+#
 # The instance: XMPP_BROADCAST_URL, XMPP_BROADCAST_USER and XMPP_BROADCAST_PASSWORD, or its
 # config file in XMPP_BROADCAST_CONFIG. Optional: SENDER (default admin@DOMAIN), RATE (messages
 # per second, default 100), NAME (the job's name, default maintenance-<date>), XB (the binary;
 # default xmpp-broadcast from PATH, else target/debug/xmpp-broadcast), CONFIRM=1 to ask before
-# sending (needs a terminal).
+# sending (needs a terminal). A correction or retraction comes from the sender of job JOB_ID
+# and reaches the users that job reached; SENDER and NAME do not apply.
 #
 # Exit status: the CLI's (xmpp-broadcast --help): 0 delivered to every user, 2 bad input,
-# 3 unknown domain, 4 another broadcast is running on the domain, 5 the instance stayed
-# unreachable, 6 refused credentials, 10 aborted by an administrator, 11 stopped by an error.
+# 3 unknown domain or job, 4 another job is running on the domain (or job JOB_ID still runs, or
+# it is a retraction), 5 the instance stayed unreachable, 6 refused credentials, 10 aborted by
+# an administrator, 11 stopped by an error.
 set -euo pipefail
 
-if (($# != 3)); then
+usage() {
     sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//' >&2
     exit 2
-fi
-DOMAIN=$1 SUBJECT=$2 NOTICE_FILE=$3
+}
+MODE=start
+case ${1:-} in
+    correct) (($# == 5)) || usage; MODE=$1 ORIGINAL=$2; shift 2 ;;
+    retract) (($# == 3)) || usage; MODE=$1 ORIGINAL=$2; shift 2 ;;
+    *) (($# == 3)) || usage ;;
+esac
+DOMAIN=$1
 SENDER=${SENDER:-admin@$DOMAIN}
 RATE=${RATE:-100}
 NAME=${NAME:-maintenance-$(date -u +%Y%m%dT%H%M)}
@@ -44,11 +60,15 @@ say() { printf '[notice] %s\n' "$*" >&2; }
 # The notice is read once, so that a retry does not need standard input again.
 NOTICE=$(mktemp)
 trap 'rm -f "$NOTICE"' EXIT
-cat -- "$NOTICE_FILE" >"$NOTICE"
+if [[ $MODE != retract ]]; then
+    SUBJECT=$2
+    cat -- "$3" >"$NOTICE"
+fi
 
-# with_retries COMMAND...: runs COMMAND, again while it exits 5 (unavailable). Retrying a
-# start is safe: if the first attempt did start the job, the next one exits 4, since only one
-# broadcast may run per domain.
+# with_retries COMMAND...: runs COMMAND, again while it exits 5 (unavailable). Retrying is
+# safe: if the first attempt did create the job, the next one exits 4 while that job runs,
+# since only one job may run per domain (a correction or retraction of a job that has
+# already ended by then is sent again: the same text, or a retraction that changes nothing).
 with_retries() {
     local attempt status
     for ((attempt = 1; ; attempt++)); do
@@ -60,23 +80,37 @@ with_retries() {
     done
 }
 
+case $MODE in
+    start)
+        create=("$XB" start --domain "$DOMAIN" --name "$NAME" --sender "$SENDER" --rate "$RATE"
+                --subject "$SUBJECT" --body-file "$NOTICE")
+        what="'$SUBJECT'" done_message="delivered to every user of $DOMAIN" ;;
+    correct)
+        create=("$XB" correct "$ORIGINAL" --domain "$DOMAIN" --rate "$RATE"
+                --subject "$SUBJECT" --body-file "$NOTICE")
+        what="the correction of job $ORIGINAL"
+        done_message="correction of job $ORIGINAL delivered to everyone it reached" ;;
+    retract)
+        create=("$XB" retract "$ORIGINAL" --domain "$DOMAIN" --rate "$RATE")
+        what="the retraction of job $ORIGINAL"
+        done_message="retraction of job $ORIGINAL delivered to everyone it reached" ;;
+esac
+
 # 1. Who it will reach (a dry run: nothing is created).
-start=("$XB" start --domain "$DOMAIN" --name "$NAME" --sender "$SENDER" --rate "$RATE"
-       --subject "$SUBJECT" --body-file "$NOTICE")
-with_retries "${start[@]}" --dry-run
+with_retries "${create[@]}" --dry-run
 
 if [[ ${CONFIRM:-0} == 1 ]]; then
-    read -r -p "Send '$SUBJECT' to them? [y/N] " answer </dev/tty
+    read -r -p "Send $what to them? [y/N] " answer </dev/tty
     [[ $answer == [yY]* ]] || { say "nothing sent"; exit 0; }
 fi
 
 # 2. Send it. The job's id comes from the JSON (the API's Broadcast object).
 status=0
-job=$(with_retries "${start[@]}" --json) || status=$?
+job=$(with_retries "${create[@]}" --json) || status=$?
 case $status in
     0) ;;
     4)
-        say "another broadcast is running on $DOMAIN; try again when it has ended:"
+        say "another job is running on $DOMAIN${ORIGINAL:+, or job $ORIGINAL is still running or cannot be amended}; see:"
         "$XB" list --domain "$DOMAIN" --limit 3 >&2 || true
         exit 4
         ;;
@@ -89,7 +123,7 @@ say "started job $id on $DOMAIN"
 status=0
 with_retries "$XB" watch "$id" --domain "$DOMAIN" || status=$?
 case $status in
-    0) say "delivered to every user of $DOMAIN" ;;
+    0) say "$done_message" ;;
     10) say "job $id was aborted by an administrator" ;;
     11) say "job $id was stopped by an error: see 'xmpp-broadcast show $id --domain $DOMAIN'" ;;
 esac

@@ -1,32 +1,47 @@
 #!/usr/bin/env bash
 # A maintenance notice with curl and jq against the GraphQL admin API, without the CLI: show
 # who it will reach (countBroadcastRecipients), send it (startBroadcast), poll getBroadcast
-# until it ends, and exit with how it ended. Runs against any running instance.
+# until it ends, and exit with how it ended; or correct (correctBroadcast) or retract
+# (retractBroadcast) a notice sent before. Runs against any running instance.
 #
 #   bash examples/notice-curl.sh DOMAIN SUBJECT NOTICE_FILE    (NOTICE_FILE '-': standard input)
+#   bash examples/notice-curl.sh correct JOB_ID DOMAIN SUBJECT NOTICE_FILE
+#   bash examples/notice-curl.sh retract JOB_ID DOMAIN
 #
 #   export XMPP_BROADCAST_URL=http://127.0.0.1:5551 XMPP_BROADCAST_USER=admin
 #   export XMPP_BROADCAST_PASSWORD=change-me-too
 #   bash examples/notice-curl.sh example.com 'Maintenance tonight' notice.txt
+#   bash examples/notice-curl.sh correct 7 example.com 'Maintenance tonight' fixed-notice.txt
+#   bash examples/notice-curl.sh retract 7 example.com
 #
 # The instance: XMPP_BROADCAST_URL (http://<admin.listen>), XMPP_BROADCAST_USER and
 # XMPP_BROADCAST_PASSWORD. Optional: SENDER (default admin@DOMAIN), RATE (messages per second,
-# default 100), NAME (default maintenance-<date>), POLL_SECONDS (default 1).
+# default 100), NAME (default maintenance-<date>), POLL_SECONDS (default 1). A correction or
+# retraction comes from the sender of job JOB_ID and reaches the users that job reached; SENDER
+# and NAME do not apply.
 # Needs curl and jq. Every value travels as a GraphQL variable, so the notice may hold quotes,
 # backslashes and newlines.
 #
 # Exit status, as the CLI's: 0 delivered to every user, 2 bad input (bad_parameter,
-# input_coercion, sender_not_found, no_recipients), 3 not found (domain_not_found), 4 conflict
-# (running_job_limit_exceeded), 5 unavailable (temporarily_unavailable, database_error, no
-# connection), 6 refused credentials (HTTP 401), 10 aborted by an administrator (ABORT_ADMIN),
-# 11 stopped by an error (ABORT_ERROR).
+# input_coercion, sender_not_found, no_recipients), 3 not found (domain_not_found,
+# broadcast_not_found), 4 conflict (running_job_limit_exceeded, broadcast_still_running,
+# not_amendable, job_ids_exhausted), 5 unavailable (temporarily_unavailable, database_error,
+# cannot_count_recipients, no connection), 6 refused credentials (HTTP 401), 10 aborted by an
+# administrator (ABORT_ADMIN), 11 stopped by an error (ABORT_ERROR).
 set -euo pipefail
 
-if (($# != 3)); then
+usage() {
     sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//' >&2
     exit 2
-fi
-DOMAIN=$1 SUBJECT=$2 NOTICE_FILE=$3
+}
+MODE=start ORIGINAL=null
+case ${1:-} in
+    correct) (($# == 5)) || usage; MODE=$1 ORIGINAL=$2; shift 2 ;;
+    retract) (($# == 3)) || usage; MODE=$1 ORIGINAL=$2; shift 2 ;;
+    *) (($# == 3)) || usage ;;
+esac
+[[ $ORIGINAL =~ ^([0-9]+|null)$ ]] || { printf 'JOB_ID is a number: %s\n' "$ORIGINAL" >&2; exit 2; }
+DOMAIN=$1
 : "${XMPP_BROADCAST_URL:?set XMPP_BROADCAST_URL, e.g. http://127.0.0.1:5551}"
 : "${XMPP_BROADCAST_USER:?set XMPP_BROADCAST_USER}" "${XMPP_BROADCAST_PASSWORD:?set XMPP_BROADCAST_PASSWORD}"
 SENDER=${SENDER:-admin@$DOMAIN}
@@ -58,8 +73,9 @@ graphql() {
         case $code in
             bad_parameter | input_coercion | sender_not_found | no_recipients) exit 2 ;;
             domain_not_found | broadcast_not_found) exit 3 ;;
-            running_job_limit_exceeded | not_running) exit 4 ;;
-            temporarily_unavailable | database_error) exit 5 ;;
+            running_job_limit_exceeded | not_running | broadcast_still_running | \
+                not_amendable | job_ids_exhausted) exit 4 ;;
+            temporarily_unavailable | database_error | cannot_count_recipients) exit 5 ;;
             no_permissions | wrong_credentials) exit 6 ;;
             *) exit 1 ;;
         esac
@@ -67,23 +83,49 @@ graphql() {
     jq '.data.broadcast' <<<"$response"
 }
 
-# 1. Who it will reach (nothing is created).
-preview=$(graphql 'query Count($domain: DomainName!) { broadcast {
-    countBroadcastRecipients(domain: $domain, sample: 5) { recipientCount sample } } }' \
-    "$(jq -n --arg domain "$DOMAIN" '{domain: $domain}')")
+# 1. Who it will reach (nothing is created); for a correction or retraction, who job JOB_ID
+#    reached.
+preview=$(graphql 'query Count($domain: DomainName!, $amends: Int) { broadcast {
+    countBroadcastRecipients(domain: $domain, sample: 5, amends: $amends) {
+      recipientCount sample } } }' \
+    "$(jq -n --arg domain "$DOMAIN" --argjson amends "$ORIGINAL" \
+        '{domain: $domain, amends: $amends}')")
 say "$(jq -r '.countBroadcastRecipients | "\(.recipientCount) users will receive it, such as \(.sample | join(", "))"' <<<"$preview")"
 
 # 2. Send it: the notice's final line breaks are dropped, as the CLI does.
-variables=$(jq -n --arg name "$NAME" --arg domain "$DOMAIN" --arg subject "$SUBJECT" \
-    --rawfile body <(cat -- "$NOTICE_FILE") --arg sender "$SENDER" --argjson rate "$RATE" \
-    '{name: $name, domain: $domain, subject: $subject, body: ($body | sub("[\r\n]+$"; "")),
-      sender: $sender, rate: $rate}')
-started=$(graphql 'mutation Start($name: String!, $domain: DomainName!, $subject: String!,
-    $body: String!, $sender: BareJID!, $rate: PosInt!) { broadcast {
-    startBroadcast(name: $name, domain: $domain, messageSubject: $subject, messageBody: $body,
-      senderJid: $sender, messageRate: $rate, recipientGroup: ALL_USERS_IN_DOMAIN) { ids } } }' \
-    "$variables")
-id=$(jq -r '.startBroadcast.ids[0]' <<<"$started")
+case $MODE in
+    start)
+        variables=$(jq -n --arg name "$NAME" --arg domain "$DOMAIN" --arg subject "$2" \
+            --rawfile body <(cat -- "$3") --arg sender "$SENDER" --argjson rate "$RATE" \
+            '{name: $name, domain: $domain, subject: $subject,
+              body: ($body | sub("[\r\n]+$"; "")), sender: $sender, rate: $rate}')
+        started=$(graphql 'mutation Start($name: String!, $domain: DomainName!,
+            $subject: String!, $body: String!, $sender: BareJID!, $rate: PosInt!) { broadcast {
+            startBroadcast(name: $name, domain: $domain, messageSubject: $subject,
+              messageBody: $body, senderJid: $sender, messageRate: $rate,
+              recipientGroup: ALL_USERS_IN_DOMAIN) { ids } } }' "$variables")
+        id=$(jq -r '.startBroadcast.ids[0]' <<<"$started")
+        done_message="delivered to every user of $DOMAIN" ;;
+    correct)
+        variables=$(jq -n --arg domain "$DOMAIN" --argjson id "$ORIGINAL" --arg subject "$2" \
+            --rawfile body <(cat -- "$3") --argjson rate "$RATE" \
+            '{domain: $domain, id: $id, subject: $subject,
+              body: ($body | sub("[\r\n]+$"; "")), rate: $rate}')
+        started=$(graphql 'mutation Correct($domain: DomainName!, $id: Int!,
+            $subject: String!, $body: String!, $rate: PosInt!) { broadcast {
+            correctBroadcast(domain: $domain, id: $id, messageSubject: $subject,
+              messageBody: $body, messageRate: $rate) { ids } } }' "$variables")
+        id=$(jq -r '.correctBroadcast.ids[0]' <<<"$started")
+        done_message="correction of job $ORIGINAL delivered to everyone it reached" ;;
+    retract)
+        variables=$(jq -n --arg domain "$DOMAIN" --argjson id "$ORIGINAL" \
+            --argjson rate "$RATE" '{domain: $domain, id: $id, rate: $rate}')
+        started=$(graphql 'mutation Retract($domain: DomainName!, $id: Int!, $rate: PosInt!) {
+            broadcast { retractBroadcast(domain: $domain, id: $id, messageRate: $rate) {
+              ids } } }' "$variables")
+        id=$(jq -r '.retractBroadcast.ids[0]' <<<"$started")
+        done_message="retraction of job $ORIGINAL delivered to everyone it reached" ;;
+esac
 say "started job $id on $DOMAIN"
 
 # 3. Poll until the job is no longer running.
@@ -98,7 +140,7 @@ while true; do
     sleep "$POLL_SECONDS"
 done
 case $state in
-    FINISHED) say "delivered to every user of $DOMAIN"; exit 0 ;;
+    FINISHED) say "$done_message"; exit 0 ;;
     ABORT_ADMIN) say "job $id was aborted by an administrator"; exit 10 ;;
     *) say "job $id was stopped by an error: $(jq -r '.getBroadcast.abortionReason' <<<"$job")"; exit 11 ;;
 esac

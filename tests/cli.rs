@@ -1,9 +1,11 @@
 //! The operator CLI as a script or an operator runs it: the built binary against an instance
 //! running in the test process (jobs in SQLite, users in a Prosody-layout SQLite database,
 //! the in-process XEP-0114 server) — `start` (flags, files, standard input, `--watch`, `--dry-run`),
-//! `watch` to FINISHED and to ABORT_ADMIN, `list`, `show`, `abort`, `delete` and `count`, each
-//! as text and as `--json` (the API's own objects), and the exit code and message of every
-//! error path: invalid input (2), not found (3), conflict (4), unavailable (5), auth (6).
+//! `watch` to FINISHED and to ABORT_ADMIN, `list`, `show`, `abort`, `delete` and `count`, `correct`
+//! and `retract` (dry run, watch, a correction of a correction, what they refuse), each as text
+//! and as `--json` (the API's own objects), the ops scripts of `examples/`, and the exit code and
+//! message of every error path: invalid input (2), not found (3), conflict (4), unavailable (5),
+//! auth (6).
 //!
 //! One instance (`example.com`: `admin` and `u0001`..`u0019`; domains
 //! `example.com` and `empty.example.net`, which has no accounts) are shared by the steps of
@@ -38,13 +40,15 @@ const NOTICE: &str =
     "The server restarts at 22:00 UTC.\n\n\"Save your work\" — it's back by 22:15.";
 
 /// Every subcommand, and whether it operates an instance (and lists the exit codes).
-const SUBCOMMANDS: [(&str, bool); 12] = [
+const SUBCOMMANDS: [(&str, bool); 14] = [
     ("serve", false),
     ("migrate", false),
     ("check-config", false),
     ("schema", false),
     ("hash-password", false),
     ("start", true),
+    ("correct", true),
+    ("retract", true),
     ("list", true),
     ("show", true),
     ("watch", true),
@@ -175,7 +179,18 @@ async fn every_subcommand_help_has_an_example() {
 #[tokio::test]
 async fn an_instance_that_does_not_answer_is_unavailable() {
     let nowhere = format!("--url http://127.0.0.1:{} --domain {DOMAIN}", free_port());
-    for command in ["list", "show 1", "watch 1", "abort 1", "delete 1", "count"] {
+    let commands = [
+        "list",
+        "show 1",
+        "watch 1",
+        "abort 1",
+        "delete 1",
+        "count",
+        "correct 1 --body b",
+        "retract 1",
+        "retract 1 --dry-run",
+    ];
+    for command in commands {
         xb(&format!("{command} {nowhere}"), &[], b"")
             .await
             .fails(5, "cannot reach the admin API at http://127.0.0.1:");
@@ -206,6 +221,11 @@ async fn usage_errors_are_invalid_input_before_anything_is_sent() {
     let both = "--body-file - --subject-file -";
     usage(
         format!("{start} {both}"),
+        "only one of --subject-file and --body-file",
+    )
+    .await;
+    usage(
+        format!("correct 7 {nowhere} --domain {DOMAIN} {both}"),
         "only one of --subject-file and --body-file",
     )
     .await;
@@ -298,6 +318,7 @@ async fn operator_commands_against_a_running_instance() {
     not_found_and_auth(&fixture).await;
     instance_from_config_and_environment(&fixture).await;
     example_scripts(&fixture).await;
+    corrections_and_retractions(&fixture).await;
     eprintln!("all steps done in {:?}", began.elapsed());
 }
 
@@ -522,7 +543,10 @@ async fn delete(f: &Fixture, notice: i64, others: &[i64]) {
         deleted.stdout,
         format!("deleted job {notice} of example.com\n")
     );
-    let skipped = format!("not deleted (running, or not a job of example.com): {running}\n");
+    let skipped = format!(
+        "not deleted (running, with a follow-up running, or not a job of example.com): \
+         {running}\n"
+    );
     assert_eq!(deleted.stderr, skipped);
     f.xb(&format!("show {notice} --domain {DOMAIN}"))
         .await
@@ -633,41 +657,17 @@ async fn instance_from_config_and_environment(f: &Fixture) {
 }
 
 /// The ops scripts of `examples/` send a multi-line notice from standard input, follow it to
-/// FINISHED and exit 0; the notice arrives exactly.
+/// FINISHED and exit 0, and the notice arrives exactly; then they correct it (the new text from
+/// standard input) and retract it, each followed to FINISHED.
 async fn example_scripts(f: &Fixture) {
-    let url = f.login.split_whitespace().nth(1).expect("the URL");
     for script in ["notice-cli.sh", "notice-curl.sh"] {
-        let mut command = Command::new("bash");
-        for (name, _) in std::env::vars_os() {
-            if name.to_string_lossy().starts_with("XMPP_BROADCAST_") {
-                command.env_remove(name);
-            }
-        }
-        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("examples")
-            .join(script);
-        command
-            .arg(&path)
-            .args([DOMAIN, "Maintenance tonight", "-"]);
-        command.envs([
-            ("XMPP_BROADCAST_URL", url),
-            ("XMPP_BROADCAST_USER", ADMIN_USER),
-            ("XMPP_BROADCAST_PASSWORD", ADMIN_PASSWORD),
-            ("XB", support::serve::BINARY),
-            ("NAME", script),
-            ("POLL_SECONDS", INTERVAL),
-        ]);
-        let stdin = format!("{NOTICE}\n");
-        let output = support::process::output_with_input(command, stdin.as_bytes()).await;
-        let stderr = String::from_utf8_lossy(&output.stderr);
+        let notice = format!("{NOTICE}\n");
+        let stderr = run_script(f, script, &[DOMAIN, "Maintenance tonight", "-"], &notice).await;
         assert!(
-            output.status.success() && stderr.contains("delivered to every user of example.com"),
-            "{script} exited {}\nstdout:\n{}\nstderr:\n{stderr}",
-            output.status,
-            String::from_utf8_lossy(&output.stdout)
+            stderr.contains("delivered to every user of example.com"),
+            "{script}: {stderr}"
         );
-        let newest = &f.app.admin().get_broadcasts(DOMAIN).await[0];
-        let job = f.api_job(newest["id"].as_i64().expect("id")).await;
+        let job = newest_job(f).await;
         assert_eq!(
             (&job["name"], &job["messageSubject"], &job["messageBody"]),
             (
@@ -678,5 +678,305 @@ async fn example_scripts(f: &Fixture) {
             "{script}"
         );
         assert_eq!(job["executionState"], "FINISHED", "{script}");
+
+        let id = job["id"].to_string();
+        let words = ["correct", &id, DOMAIN, "Maintenance at 23:00", "-"];
+        let expected = json!({
+            "kind": "CORRECTION",
+            "amends": job["id"],
+            "messageSubject": "Maintenance at 23:00",
+            "messageBody": "Corrected.",
+            "executionState": "FINISHED",
+        });
+        follow_up_by_script(f, script, &words, "Corrected.\n", expected).await;
+        let expected = json!({
+            "kind": "RETRACTION",
+            "amends": job["id"],
+            "executionState": "FINISHED",
+            "recipientsProcessed": USERS,
+        });
+        follow_up_by_script(f, script, &["retract", &id, DOMAIN], "", expected).await;
     }
+}
+
+/// Runs `script` with `words` (`correct ID …` or `retract ID …`): it says that the follow-up
+/// reached everyone job ID reached, and the newest job has the fields of `expected`.
+async fn follow_up_by_script(
+    f: &Fixture,
+    script: &str,
+    words: &[&str],
+    stdin: &str,
+    expected: Value,
+) {
+    let stderr = run_script(f, script, words, stdin).await;
+    let (mode, id) = (words[0], words[1]);
+    let noun = if mode == "correct" {
+        "correction"
+    } else {
+        "retraction"
+    };
+    let done = format!("{noun} of job {id} delivered to everyone it reached");
+    assert!(stderr.contains(&done), "{script} {mode}: {stderr}");
+    let job = newest_job(f).await;
+    assert_eq!(fields_of(&job, &expected), expected, "{script} {mode}");
+}
+
+/// Runs `examples/<script>` with `args` and `stdin`, against the instance as the global admin
+/// through the environment; asserts that it exits 0 and returns its stderr.
+async fn run_script(f: &Fixture, script: &str, args: &[&str], stdin: &str) -> String {
+    let url = f.login.split_whitespace().nth(1).expect("the URL");
+    let mut command = Command::new("bash");
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("XMPP_BROADCAST_") {
+            command.env_remove(name);
+        }
+    }
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("examples")
+        .join(script);
+    command.arg(&path).args(args);
+    command.envs([
+        ("XMPP_BROADCAST_URL", url),
+        ("XMPP_BROADCAST_USER", ADMIN_USER),
+        ("XMPP_BROADCAST_PASSWORD", ADMIN_PASSWORD),
+        ("XB", support::serve::BINARY),
+        ("NAME", script),
+        ("POLL_SECONDS", INTERVAL),
+    ]);
+    let output = support::process::output_with_input(command, stdin.as_bytes()).await;
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(
+        output.status.success(),
+        "{script} {args:?} exited {}\nstdout:\n{}\nstderr:\n{stderr}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout)
+    );
+    stderr
+}
+
+/// The newest job of `example.com`, every field.
+async fn newest_job(f: &Fixture) -> Value {
+    let newest = &f.app.admin().get_broadcasts(DOMAIN).await[0];
+    f.api_job(newest["id"].as_i64().expect("id")).await
+}
+
+/// The fields of `job` that `expected` names.
+fn fields_of(job: &Value, expected: &Value) -> Value {
+    let names = expected.as_object().expect("an object").keys();
+    names
+        .map(|name| (name.clone(), job[name].clone()))
+        .collect()
+}
+
+/// `correct` and `retract`: the dry run names who the original reached (not a user registered
+/// since), `--watch` and `--json` as for `start`, a correction keeps the original's subject
+/// unless given one, a follow-up of a correction amends the broadcast, `list` and `show` say
+/// what each job is; a running original, a retraction and an unknown job are refused and
+/// nothing is created. Runs last: it registers a user.
+async fn corrections_and_retractions(f: &Fixture) {
+    let original = f
+        .start_job(
+            "wrong",
+            FAST,
+            "--subject Maintenance --body 22:00 --json --watch",
+        )
+        .await
+        .expect(0)
+        .json_lines()
+        .last()
+        .expect("the job's last state")["id"]
+        .as_i64()
+        .expect("id");
+    let sent_to_admin = f.app.messages_to(SENDER);
+    let late = format!("late@{DOMAIN}");
+    f.app.register(DOMAIN, "late").await;
+    let dry = f
+        .xb(&format!(
+            "correct {original} --domain {DOMAIN} --body b --dry-run"
+        ))
+        .await
+        .expect(0);
+    let expected = format!(
+        "dry run: nothing was started\n20 users of example.com would receive a correction of \
+         job {original} sent now; the first 5:\n  admin@example.com\n"
+    );
+    assert!(dry.stdout.starts_with(&expected), "{}", dry.stdout);
+    let line = format!("retract {original} --domain {DOMAIN} --dry-run --sample 1 --json");
+    let preview = f.xb(&line).await.expect(0).json();
+    assert_eq!(
+        preview,
+        json!({ "domain": DOMAIN, "recipientCount": USERS, "sample": [SENDER] })
+    );
+    let count = f
+        .xb(&format!("count {DOMAIN} --json"))
+        .await
+        .expect(0)
+        .json();
+    assert_eq!(
+        count["recipientCount"],
+        USERS + 1,
+        "the late user is a user"
+    );
+    let jobs_before = f.app.admin().get_broadcasts(DOMAIN).await.len();
+
+    // A correction from standard input, followed to its end; the subject is the original's.
+    let correct = format!("correct {original} --domain {DOMAIN} --interval {INTERVAL}");
+    let run = f
+        .xb_with_stdin(&format!("{correct} --body-file - --watch"), b"23:00\n")
+        .await
+        .expect(0);
+    let first = run.stdout.lines().next().unwrap_or_default();
+    let correction = run.started_id();
+    let started = format!("started job {correction} on {DOMAIN}, correcting job {original}");
+    assert_eq!(first, started, "{}", run.stdout);
+    let finished = format!("job {correction} FINISHED: 20/20 processed (100%)");
+    let last = run.stdout.lines().last().unwrap_or_default();
+    assert!(last.starts_with(&finished), "{}", run.stdout);
+    let job = f.api_job(correction).await;
+    assert_eq!(
+        (
+            &job["kind"],
+            &job["amends"],
+            &job["messageSubject"],
+            &job["messageBody"]
+        ),
+        (
+            &json!("CORRECTION"),
+            &json!(original),
+            &json!("Maintenance"),
+            &json!("23:00")
+        ),
+        "{job}"
+    );
+    assert_eq!(f.app.messages_to(&late), 0, "the late user got nothing");
+
+    // A correction of the correction amends the broadcast; as JSON, the new job.
+    let again = format!("{correct} --subject Update --body 23:30 --json");
+    let again = again.replace(
+        &format!("correct {original}"),
+        &format!("correct {correction}"),
+    );
+    let second = f.xb(&again).await.expect(0).json();
+    let second_id = second["id"].as_i64().expect("id");
+    assert_eq!(
+        (
+            &second["kind"],
+            &second["amends"],
+            &second["messageSubject"]
+        ),
+        (&json!("CORRECTION"), &json!(original), &json!("Update")),
+        "{second}"
+    );
+    let watch = format!("watch {second_id} --domain {DOMAIN} --interval {INTERVAL} --json");
+    let lines = f.xb(&watch).await.expect(0).json_lines();
+    assert_eq!(lines.last(), Some(&f.api_job(second_id).await));
+
+    // The retraction, as JSON lines to its end.
+    let retract = format!("retract {second_id} --domain {DOMAIN} --interval {INTERVAL}");
+    let lines = f
+        .xb(&format!("{retract} --json --watch"))
+        .await
+        .expect(0)
+        .json_lines();
+    let last = lines.last().expect("at least one line");
+    let retraction = last["id"].as_i64().expect("id");
+    assert_eq!(
+        (&last["kind"], &last["amends"], &last["executionState"]),
+        (&json!("RETRACTION"), &json!(original), &json!("FINISHED")),
+        "{lines:?}"
+    );
+    assert_eq!(last["recipientsProcessed"], USERS);
+    assert_eq!(f.app.messages_to(&late), 0, "the late user got nothing");
+    let follow_ups = f.app.messages_to(SENDER) - sent_to_admin;
+    assert_eq!(follow_ups, 3, "two corrections and a retraction");
+
+    // What `list` and `show` say of them.
+    let table = f.xb(&format!("list --domain {DOMAIN} --limit 4")).await;
+    let table = table.expect(0).stdout;
+    let kinds: Vec<(String, String)> = table
+        .lines()
+        .skip(1)
+        .map(|row| {
+            let cells: Vec<&str> = row.split_whitespace().collect();
+            (cells[5].to_owned(), cells[6].to_owned())
+        })
+        .collect();
+    let amends = original.to_string();
+    let expected = [
+        ("RETRACTION", amends.as_str()),
+        ("CORRECTION", amends.as_str()),
+        ("CORRECTION", amends.as_str()),
+        ("BROADCAST", "-"),
+    ]
+    .map(|(kind, amends)| (kind.to_owned(), amends.to_owned()));
+    assert_eq!(kinds, expected, "{table}");
+    let shown = f.xb(&format!("show {retraction} --domain {DOMAIN}")).await;
+    let kind = format!("\nkind:           RETRACTION of job {original}\n");
+    assert!(
+        shown.expect(0).stdout.contains(&kind),
+        "show lacks {kind:?}"
+    );
+
+    // Refused, and nothing created: a retraction, an unknown job, a running broadcast.
+    let jobs_after = f.app.admin().get_broadcasts(DOMAIN).await.len();
+    assert_eq!(jobs_after, jobs_before + 3);
+    let refusals = [
+        (format!("retract {retraction}"), 4, "(not_amendable)"),
+        (
+            format!("correct {retraction} --body b"),
+            4,
+            "(not_amendable)",
+        ),
+        ("retract 999999".to_owned(), 3, "(broadcast_not_found)"),
+        (
+            "correct 999999 --body b".to_owned(),
+            3,
+            "(broadcast_not_found)",
+        ),
+        (
+            "correct 999999 --subject s --body b".to_owned(),
+            3,
+            "(broadcast_not_found)",
+        ),
+        (
+            "retract 999999 --dry-run".to_owned(),
+            3,
+            "(broadcast_not_found)",
+        ),
+    ];
+    for (command, code, message) in refusals {
+        let line = format!("{command} --domain {DOMAIN}");
+        f.xb(&line).await.fails(code, message);
+    }
+    let running = f.running_job("still-running").await;
+    for command in [
+        format!("retract {running}"),
+        format!("retract {running} --dry-run"),
+        format!("correct {running} --subject s --body b"),
+    ] {
+        let line = format!("{command} --domain {DOMAIN}");
+        f.xb(&line).await.fails(4, "(broadcast_still_running)");
+    }
+    f.xb(&format!("abort {running} --domain {DOMAIN}"))
+        .await
+        .expect(0);
+    let jobs_now = f.app.admin().get_broadcasts(DOMAIN).await.len();
+    assert_eq!(
+        jobs_now,
+        jobs_after + 1,
+        "only the running broadcast was created"
+    );
+
+    // A broadcast is not deleted while a follow-up of it runs.
+    let slow = format!("retract {original} --domain {DOMAIN} --rate {SLOW} --json");
+    let slow = f.xb(&slow).await.expect(0).json();
+    assert_eq!(slow["executionState"], "RUNNING", "{slow}");
+    let deleted = f.xb(&format!("delete {original} --domain {DOMAIN}")).await;
+    let skipped = format!("with a follow-up running, or not a job of example.com): {original}\n");
+    assert!(deleted.expect(0).stderr.ends_with(&skipped));
+    let abort = format!("abort {} --domain {DOMAIN}", slow["id"]);
+    f.xb(&abort).await.expect(0);
+    let deleted = f.xb(&format!("delete {original} --domain {DOMAIN}")).await;
+    let expected = format!("deleted job {original} of example.com\n");
+    assert_eq!(deleted.expect(0).stdout, expected);
 }

@@ -40,8 +40,20 @@ const DELETE_BY_IDS: &str = "mutation DeleteByIds($domain: DomainName!, $ids: [I
     broadcast { deleteInactiveBroadcastsByIds(domain: $domain, ids: $ids) { message ids } } }";
 const DELETE_BY_DOMAIN: &str = "mutation DeleteByDomain($domain: DomainName!) { broadcast { \
     deleteInactiveBroadcastsByDomain(domain: $domain) { message ids } } }";
+const CORRECT: &str = "mutation Correct($domain: DomainName!, $id: Int!, $subject: String!, \
+    $body: String!, $rate: PosInt!) { broadcast { correctBroadcast(domain: $domain, id: $id, \
+    messageSubject: $subject, messageBody: $body, messageRate: $rate) { message ids } } }";
+const RETRACT: &str = "mutation Retract($domain: DomainName!, $id: Int!, $rate: PosInt!) { \
+    broadcast { retractBroadcast(domain: $domain, id: $id, messageRate: $rate) \
+    { message ids } } }";
 const COUNT: &str = "query Count($domain: DomainName!, $sample: NonNegInt) { broadcast { \
     countBroadcastRecipients(domain: $domain, sample: $sample) \
+    { domain recipientCount sample } } }";
+/// [`COUNT`] for a follow-up of job `$amends`; a separate document, so that a plain count
+/// does not need an instance that knows the argument.
+const COUNT_AMENDS: &str = "query CountAmends($domain: DomainName!, $sample: NonNegInt, \
+    $amends: Int!) { broadcast { \
+    countBroadcastRecipients(domain: $domain, sample: $sample, amends: $amends) \
     { domain recipientCount sample } } }";
 
 /// `getBroadcast` with every field of the job.
@@ -85,9 +97,9 @@ pub struct ApiJob {
     pub recipients_processed: i64,
     /// Why no instance runs this running job now, if none does.
     pub waiting_reason: Option<String>,
-    /// A broadcast, or a correction or retraction of one.
+    /// What the job sends: a broadcast, or a correction or retraction of one.
     pub kind: JobKind,
-    /// The broadcast a correction or retraction amends.
+    /// For a correction or retraction, the broadcast it amends.
     pub amends: Option<i64>,
 }
 
@@ -117,6 +129,16 @@ pub struct StartRequest {
     pub subject: String,
     pub body: String,
     pub sender: String,
+    pub rate: i64,
+}
+
+/// The arguments of `correctBroadcast`: the new subject and body for everyone job `id` reached.
+#[derive(Debug, Clone)]
+pub struct CorrectRequest {
+    pub domain: String,
+    pub id: i64,
+    pub subject: String,
+    pub body: String,
     pub rate: i64,
 }
 
@@ -201,16 +223,26 @@ impl AdminClient {
             "sender": broadcast.sender,
             "rate": broadcast.rate,
         });
-        let result: MutationResult = self.call(START, "startBroadcast", variables).await?;
-        result
-            .ids
-            .first()
-            .copied()
-            .ok_or_else(|| ClientError::Unexpected {
-                url: self.endpoint.clone(),
-                status: 200,
-                detail: "startBroadcast returned no id".to_owned(),
-            })
+        self.create(START, "startBroadcast", variables).await
+    }
+
+    /// `correctBroadcast`: returns the id of the new job, which sends the correction.
+    pub async fn correct(&self, correction: &CorrectRequest) -> Result<i64, ClientError> {
+        let variables = json!({
+            "domain": correction.domain,
+            "id": correction.id,
+            "subject": correction.subject,
+            "body": correction.body,
+            "rate": correction.rate,
+        });
+        self.create(CORRECT, "correctBroadcast", variables).await
+    }
+
+    /// `retractBroadcast`: retracts what job `id` of `domain` sent; returns the id of the new
+    /// job, which sends the retraction.
+    pub async fn retract(&self, domain: &str, id: i64, rate: i64) -> Result<i64, ClientError> {
+        let variables = json!({ "domain": domain, "id": id, "rate": rate });
+        self.create(RETRACT, "retractBroadcast", variables).await
     }
 
     /// `getBroadcast`: job `id` of `domain`.
@@ -262,15 +294,42 @@ impl AdminClient {
         .await
     }
 
-    /// `countBroadcastRecipients`: who a broadcast would reach, and the first `sample` of them.
+    /// `countBroadcastRecipients`: who a broadcast would reach — with `amends`, a correction or
+    /// retraction of that job — and the first `sample` of them.
     pub async fn count_recipients(
         &self,
         domain: &str,
         sample: u32,
+        amends: Option<i64>,
     ) -> Result<RecipientsPreview, ClientError> {
-        let variables = json!({ "domain": domain, "sample": sample });
-        self.call(COUNT, "countBroadcastRecipients", variables)
+        let (document, variables) = match amends {
+            None => (COUNT, json!({ "domain": domain, "sample": sample })),
+            Some(id) => (
+                COUNT_AMENDS,
+                json!({ "domain": domain, "sample": sample, "amends": id }),
+            ),
+        };
+        self.call(document, "countBroadcastRecipients", variables)
             .await
+    }
+
+    /// Runs a mutation that creates a job and returns the new job's id.
+    async fn create(
+        &self,
+        document: &str,
+        field: &str,
+        variables: Value,
+    ) -> Result<i64, ClientError> {
+        let result: MutationResult = self.call(document, field, variables).await?;
+        result
+            .ids
+            .first()
+            .copied()
+            .ok_or_else(|| ClientError::Unexpected {
+                url: self.endpoint.clone(),
+                status: 200,
+                detail: format!("{field} returned no id"),
+            })
     }
 
     /// Runs `document` and reads `data.broadcast.<field>` as a `T`.
@@ -401,8 +460,8 @@ mod tests {
             recipient_count: 2,
             recipients_processed: 0,
             waiting_reason: None,
-            kind: JobKind::Broadcast,
-            amends: None,
+            kind: JobKind::Correction,
+            amends: Some(3),
         }
     }
 
@@ -427,6 +486,12 @@ mod tests {
             text.contains("\"executionState\":\"ABORT_ADMIN\""),
             "{text}"
         );
+        assert!(
+            text.ends_with("\"kind\":\"CORRECTION\",\"amends\":3}"),
+            "{text}"
+        );
+        let back: ApiJob = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, job());
     }
 
     #[test]
@@ -437,7 +502,10 @@ mod tests {
             ABORT_BY_DOMAIN,
             DELETE_BY_IDS,
             DELETE_BY_DOMAIN,
+            CORRECT,
+            RETRACT,
             COUNT,
+            COUNT_AMENDS,
             &get_document(),
             &list_document(),
         ] {

@@ -59,7 +59,7 @@ pub fn codes_help() -> String {
     for (exit, meaning) in rows {
         help.push_str(&wrapped(&format!("  {:<4}", exit as u8), &meaning));
     }
-    help.push_str("watch and start --watch end with how the job ended:\n");
+    help.push_str("watch and --watch (start, correct, retract) end with how the job ended:\n");
     help.push_str(&wrapped("  0   ", "FINISHED"));
     help.push_str(&wrapped(
         "  10  ",

@@ -3,7 +3,7 @@
 
 use super::exit::{CommandError, Exit};
 use super::instance::{DomainArg, InstanceArgs, Target};
-use super::output;
+use super::output::{self, Planned};
 
 /// `list`.
 #[derive(Debug, clap::Args)]
@@ -29,6 +29,13 @@ pub struct JobArgs {
     pub domain: DomainArg,
     /// The job's id
     pub id: i64,
+}
+
+impl JobArgs {
+    /// The client, and the domain of the job.
+    pub fn target(&self) -> Result<Target, CommandError> {
+        self.instance.target(self.domain.domain.as_deref())
+    }
 }
 
 /// `abort ID` and `abort --all`.
@@ -89,7 +96,7 @@ pub async fn list(args: ListArgs) -> Result<Exit, CommandError> {
 
 /// Runs `show`: every field of a job.
 pub async fn show(args: JobArgs) -> Result<Exit, CommandError> {
-    let Target { client, domain } = args.instance.target(args.domain.domain.as_deref())?;
+    let Target { client, domain } = args.target()?;
     let job = client.get(&domain, args.id).await?;
     output::emit(args.instance.json, &job, output::job_details);
     Ok(Exit::Success)
@@ -140,7 +147,7 @@ pub async fn delete(args: DeleteArgs) -> Result<Exit, CommandError> {
         .collect();
     if !skipped.is_empty() {
         eprintln!(
-            "not deleted (running, or not a job of {domain}): {}",
+            "not deleted (running, with a follow-up running, or not a job of {domain}): {}",
             id_list(&skipped)
         );
     }
@@ -151,8 +158,10 @@ pub async fn delete(args: DeleteArgs) -> Result<Exit, CommandError> {
 pub async fn count(args: CountArgs) -> Result<Exit, CommandError> {
     let given = args.domain_argument.or(args.domain.domain);
     let Target { client, domain } = args.instance.target(given.as_deref())?;
-    let preview = client.count_recipients(&domain, args.sample).await?;
-    output::emit(args.instance.json, &preview, output::preview_text);
+    let preview = client.count_recipients(&domain, args.sample, None).await?;
+    output::emit(args.instance.json, &preview, |preview| {
+        output::preview_text(preview, Planned::Broadcast)
+    });
     Ok(Exit::Success)
 }
 

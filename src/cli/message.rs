@@ -1,13 +1,58 @@
-//! The subject and body of a new broadcast: from a flag, from a file, or from standard input
-//! (`-`), so that a multi-line notice needs no quoting tricks.
+//! The subject and body of a new broadcast or correction: from a flag, from a file, or from
+//! standard input (`-`), so that a multi-line notice needs no quoting tricks.
 
 use std::io::Read;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+use clap::ArgGroup;
 
 use super::exit::CommandError;
 
 /// The file name that means standard input.
 pub const STDIN: &str = "-";
+
+/// The subject and body flags of `start` and `correct`; the body is required.
+#[derive(Debug, clap::Args)]
+#[command(group(ArgGroup::new("body_source").required(true).args(["body", "body_file"])))]
+pub struct MessageArgs {
+    /// Subject of the message (default: none)
+    #[arg(long, conflicts_with = "subject_file")]
+    pub subject: Option<String>,
+    /// Read the subject from FILE ('-': standard input); final line breaks are dropped
+    #[arg(long, value_name = "FILE")]
+    pub subject_file: Option<PathBuf>,
+    /// Body of the message (1-16000 characters)
+    #[arg(long)]
+    pub body: Option<String>,
+    /// Read the body from FILE ('-': standard input); final line breaks are dropped
+    #[arg(long, value_name = "FILE")]
+    pub body_file: Option<PathBuf>,
+}
+
+/// A message's texts as given: the subject only if one was.
+pub struct Texts {
+    pub subject: Option<String>,
+    pub body: String,
+}
+
+impl MessageArgs {
+    /// Reads the subject and the body from where they were given; at most one of them may be
+    /// standard input.
+    pub fn read(&self) -> Result<Texts, CommandError> {
+        let stdin = Path::new(STDIN);
+        if self.subject_file.as_deref() == Some(stdin) && self.body_file.as_deref() == Some(stdin) {
+            return Err(CommandError::usage(
+                "only one of --subject-file and --body-file can be standard input ('-')",
+            ));
+        }
+        let subject = read_text(self.subject.as_deref(), self.subject_file.as_deref())?;
+        let body = read_text(self.body.as_deref(), self.body_file.as_deref())?;
+        Ok(Texts {
+            subject,
+            body: body.unwrap_or_default(),
+        })
+    }
+}
 
 /// The text given inline or in a file (`-`: standard input); `None` when neither is given.
 /// Line breaks at the end of a file are dropped, as `$(cat FILE)` does; inline text is kept

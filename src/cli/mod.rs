@@ -2,8 +2,9 @@
 //!
 //! * running the component: `serve`, `migrate`, `check-config`, `schema`, `hash-password`
 //!   ([`component`]);
-//! * operating a running instance through its admin API: `start` ([`start`]), `list`, `show`,
-//!   `abort`, `delete`, `count` ([`jobs`]) and `watch` ([`watch`]). Which instance, as whom and
+//! * operating a running instance through its admin API: `start` ([`start`]), `correct` and
+//!   `retract` ([`amend`]), `list`, `show`, `abort`, `delete`, `count` ([`jobs`]) and `watch`
+//!   ([`watch`]). Which instance, as whom and
 //!   for which domain comes from [`instance`]; what they print from [`output`]; a notice's text
 //!   from [`message`]; their exit codes, which scripts branch on, from [`exit`].
 
@@ -15,6 +16,7 @@ macro_rules! out {
     };
 }
 
+mod amend;
 mod component;
 mod exit;
 mod instance;
@@ -34,8 +36,8 @@ use exit::{CommandError, Exit};
 
 /// Sends announcements to every registered user of an XMPP domain.
 ///
-/// `serve` runs the component. `start`, `list`, `show`, `watch`, `abort`, `delete` and `count`
-/// operate a running instance over its admin API: give its URL and credentials with --url,
+/// `serve` runs the component. `start`, `correct`, `retract`, `list`, `show`, `watch`, `abort`,
+/// `delete` and `count` operate a running instance over its admin API: give its URL and credentials with --url,
 /// --user and --password, with XMPP_BROADCAST_URL, XMPP_BROADCAST_USER and
 /// XMPP_BROADCAST_PASSWORD, or with the instance's config file (--config or
 /// XMPP_BROADCAST_CONFIG). They print text, or the API's JSON objects with --json.
@@ -84,6 +86,34 @@ pub enum Command {
     /// --body-file - --dry-run < notice.txt
     #[command(after_long_help = exit::codes_help())]
     Start(start::StartArgs),
+    /// Correct what a broadcast sent (XEP-0308): a follow-up job sends everyone the broadcast
+    /// reached the new subject and body, as a correction of the message they got. A correction
+    /// of a correction corrects the broadcast again. --dry-run shows who would get it.
+    ///
+    /// The subject and body come as for `start`; without a subject the correction keeps the
+    /// corrected job's. The broadcast must have ended. With --watch, follow the new job to its
+    /// end.
+    ///
+    /// Example: xmpp-broadcast correct 7 --domain example.com
+    /// --body 'The server restarts at 23:00 UTC, not 22:00.' --watch
+    ///
+    /// Example: xmpp-broadcast correct 7 --domain example.com --body-file - --dry-run
+    /// < notice.txt
+    #[command(after_long_help = exit::codes_help())]
+    Correct(amend::CorrectArgs),
+    /// Retract what a broadcast sent (XEP-0424): a follow-up job sends everyone the broadcast
+    /// reached a retraction of the message, whose body is a short note for clients that cannot
+    /// retract. A retraction of a correction retracts the broadcast. --dry-run shows who would
+    /// get it.
+    ///
+    /// The broadcast must have ended, and a retraction cannot be corrected or retracted. With
+    /// --watch, follow the new job to its end.
+    ///
+    /// Example: xmpp-broadcast retract 7 --domain example.com --watch
+    ///
+    /// Example: xmpp-broadcast retract 7 --domain example.com --dry-run --sample 10
+    #[command(after_long_help = exit::codes_help())]
+    Retract(amend::RetractArgs),
     /// List the broadcast jobs of a domain, newest first.
     ///
     /// Example: xmpp-broadcast list --config /etc/xmpp-broadcast/component.toml
@@ -114,8 +144,8 @@ pub enum Command {
     /// Example: xmpp-broadcast abort --all --domain old.example.com
     #[command(after_long_help = exit::codes_help())]
     Abort(jobs::AbortArgs),
-    /// Delete finished and aborted broadcast jobs, by id or all of a domain; running jobs are
-    /// skipped (and named, exit code 0).
+    /// Delete finished and aborted broadcast jobs, by id or all of a domain; running jobs, and
+    /// broadcasts with a correction or retraction running, are skipped (and named, exit code 0).
     ///
     /// Example: xmpp-broadcast delete 7 8 --domain example.com
     ///
@@ -140,6 +170,8 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Schema => component::schema(),
         Command::HashPassword => component::hash_password_from_stdin(),
         Command::Start(args) => return operate(start::run(args)),
+        Command::Correct(args) => return operate(amend::correct(args)),
+        Command::Retract(args) => return operate(amend::retract(args)),
         Command::List(args) => return operate(jobs::list(args)),
         Command::Show(args) => return operate(jobs::show(args)),
         Command::Watch(args) => return operate(watch::run(args)),

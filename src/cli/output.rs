@@ -8,10 +8,67 @@ use std::io::{ErrorKind, Write as _};
 
 use serde::Serialize;
 
-use crate::admin::client::{ApiJob, RecipientsPreview};
+use crate::admin::client::{ApiJob, JobKind, RecipientsPreview};
 
 /// Longest job name shown in a table; `show` prints it whole.
 const TABLE_NAME_CHARS: usize = 80;
+
+/// What a command is about to create: a broadcast, or a follow-up of job `amends`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Planned {
+    Broadcast,
+    Correction { amends: i64 },
+    Retraction { amends: i64 },
+}
+
+impl Planned {
+    /// The job it amends, if it is a follow-up.
+    pub fn amends(self) -> Option<i64> {
+        match self {
+            Planned::Broadcast => None,
+            Planned::Correction { amends } | Planned::Retraction { amends } => Some(amends),
+        }
+    }
+
+    /// The command that creates it.
+    fn command(self) -> &'static str {
+        match self {
+            Planned::Broadcast => "start",
+            Planned::Correction { .. } => "correct",
+            Planned::Retraction { .. } => "retract",
+        }
+    }
+
+    /// `a broadcast started now`, `a correction of job 7 sent now`.
+    fn described(self) -> String {
+        match self {
+            Planned::Broadcast => "a broadcast started now".to_owned(),
+            Planned::Correction { amends } => format!("a correction of job {amends} sent now"),
+            Planned::Retraction { amends } => format!("a retraction of job {amends} sent now"),
+        }
+    }
+
+    /// What follows the new job's id in `started job 12 on example.com…`: nothing for a
+    /// broadcast, `, correcting job 7` for a follow-up.
+    pub fn note(self) -> String {
+        match self {
+            Planned::Broadcast => String::new(),
+            Planned::Correction { amends } => format!(", correcting job {amends}"),
+            Planned::Retraction { amends } => format!(", retracting job {amends}"),
+        }
+    }
+}
+
+/// Why a dry run of `planned` fails: it would reach nobody.
+pub fn nobody(domain: &str, planned: Planned) -> String {
+    let why = match planned {
+        Planned::Broadcast => format!("{domain} has no users"),
+        Planned::Correction { amends } | Planned::Retraction { amends } => {
+            format!("job {amends} reached nobody")
+        }
+    };
+    format!("{why}: {} would fail with no_recipients", planned.command())
+}
 
 /// Writes one line on stdout. When the reader has gone away (a closed pipe), the command ends
 /// at once with exit code 0: the reader has what it wanted, as with `head`. Any other write
@@ -56,8 +113,18 @@ pub fn json_line<T: Serialize>(value: &T) -> String {
 
 /// Jobs as a table, one line per job, the name last.
 pub fn jobs_table(jobs: &[ApiJob]) -> String {
-    let header = ["ID", "STATE", "PROCESSED", "RATE", "CREATED", "NAME"].map(str::to_owned);
-    let rows: Vec<[String; 6]> = jobs
+    let header = [
+        "ID",
+        "STATE",
+        "PROCESSED",
+        "RATE",
+        "CREATED",
+        "KIND",
+        "AMENDS",
+        "NAME",
+    ]
+    .map(str::to_owned);
+    let rows: Vec<[String; 8]> = jobs
         .iter()
         .map(|job| {
             [
@@ -66,6 +133,9 @@ pub fn jobs_table(jobs: &[ApiJob]) -> String {
                 format!("{}/{}", job.recipients_processed, job.recipient_count),
                 format!("{}/s", job.message_rate),
                 job.create_timestamp.clone(),
+                job.kind.to_string(),
+                job.amends
+                    .map_or_else(|| "-".to_owned(), |id| id.to_string()),
                 shortened(&one_line(&job.name), TABLE_NAME_CHARS),
             ]
         })
@@ -98,6 +168,7 @@ pub fn job_details(job: &ApiJob) -> String {
         ("name", one_line(&job.name)),
         ("domain", job.domain.clone()),
         ("state", job.execution_state.to_string()),
+        ("kind", kind(job)),
         ("recipients", progress(job)),
         ("rate", format!("{} messages/s", job.message_rate)),
         ("sender", job.sender_jid.clone()),
@@ -126,6 +197,14 @@ pub fn job_details(job: &ApiJob) -> String {
     text.trim_end().to_owned()
 }
 
+/// `BROADCAST`, or what a follow-up does to which job: `CORRECTION of job 7`.
+pub fn kind(job: &ApiJob) -> String {
+    match (job.kind, job.amends) {
+        (JobKind::Broadcast, _) | (_, None) => job.kind.to_string(),
+        (kind, Some(amends)) => format!("{kind} of job {amends}"),
+    }
+}
+
 /// `processed/count processed (percent)`.
 pub fn progress(job: &ApiJob) -> String {
     let percent = if job.recipient_count > 0 {
@@ -140,16 +219,18 @@ pub fn progress(job: &ApiJob) -> String {
     )
 }
 
-/// Who a broadcast would reach: the count, then the sample one per line.
-pub fn preview_text(preview: &RecipientsPreview) -> String {
+/// Who `planned` would reach: the count, then the sample one per line.
+pub fn preview_text(preview: &RecipientsPreview, planned: Planned) -> String {
     let RecipientsPreview {
         domain,
         recipient_count,
         sample,
     } = preview;
+    let what = planned.described();
     if *recipient_count == 0 {
+        let command = planned.command();
         return format!(
-            "no user of {domain} would receive a broadcast: start would fail with no_recipients"
+            "no user of {domain} would receive {what}: {command} would fail with no_recipients"
         );
     }
     let users = if *recipient_count == 1 {
@@ -157,8 +238,7 @@ pub fn preview_text(preview: &RecipientsPreview) -> String {
     } else {
         "users"
     };
-    let mut text =
-        format!("{recipient_count} {users} of {domain} would receive a broadcast started now");
+    let mut text = format!("{recipient_count} {users} of {domain} would receive {what}");
     if !sample.is_empty() {
         text.push_str(&format!("; the first {}:", sample.len()));
         for jid in sample {
@@ -226,19 +306,29 @@ mod tests {
             recipient_count: 40,
             recipients_processed: 10,
             waiting_reason: None,
-            kind: crate::job::JobKind::Broadcast,
+            kind: JobKind::Broadcast,
             amends: None,
+        }
+    }
+
+    /// Job `id`, a correction of job `amends`.
+    fn correction(id: i64, amends: i64) -> ApiJob {
+        ApiJob {
+            kind: JobKind::Correction,
+            amends: Some(amends),
+            ..job(id, "fix")
         }
     }
 
     #[test]
     fn the_table_aligns_columns() {
-        let table = jobs_table(&[job(12, "two\nlines"), job(3, "x")]);
+        let table = jobs_table(&[correction(13, 3), job(12, "two\nlines"), job(3, "x")]);
         assert_eq!(
             table,
-            "ID  STATE    PROCESSED  RATE   CREATED               NAME\n\
-             12  RUNNING  10/40      100/s  2026-03-01T12:00:00Z  two lines\n\
-             3   RUNNING  10/40      100/s  2026-03-01T12:00:00Z  x"
+            "ID  STATE    PROCESSED  RATE   CREATED               KIND        AMENDS  NAME\n\
+             13  RUNNING  10/40      100/s  2026-03-01T12:00:00Z  CORRECTION  3       fix\n\
+             12  RUNNING  10/40      100/s  2026-03-01T12:00:00Z  BROADCAST   -       two lines\n\
+             3   RUNNING  10/40      100/s  2026-03-01T12:00:00Z  BROADCAST   -       x"
         );
     }
 
@@ -267,6 +357,16 @@ mod tests {
             "{details}"
         );
         assert!(details.contains("stopped:        -\n"), "{details}");
+        assert!(details.contains("kind:           BROADCAST\n"), "{details}");
+        let retraction = ApiJob {
+            kind: JobKind::Retraction,
+            ..correction(9, 7)
+        };
+        let details = job_details(&retraction);
+        assert!(
+            details.contains("state:          RUNNING\nkind:           RETRACTION of job 7\n"),
+            "{details}"
+        );
         assert!(
             details.ends_with("body:\n  Tonight.\n  At 22:00."),
             "{details}"
@@ -281,9 +381,35 @@ mod tests {
             sample: vec!["a@example.com".into(), "b@example.com".into()],
         };
         assert_eq!(
-            preview_text(&preview),
+            preview_text(&preview, Planned::Broadcast),
             "20 users of example.com would receive a broadcast started now; the first 2:\n  \
              a@example.com\n  b@example.com"
+        );
+        let one = RecipientsPreview {
+            recipient_count: 1,
+            sample: Vec::new(),
+            ..preview
+        };
+        assert_eq!(
+            preview_text(&one, Planned::Retraction { amends: 7 }),
+            "1 user of example.com would receive a retraction of job 7 sent now"
+        );
+        let none = RecipientsPreview {
+            recipient_count: 0,
+            ..one
+        };
+        assert_eq!(
+            preview_text(&none, Planned::Correction { amends: 7 }),
+            "no user of example.com would receive a correction of job 7 sent now: correct \
+             would fail with no_recipients"
+        );
+        assert_eq!(
+            nobody("example.com", Planned::Broadcast),
+            "example.com has no users: start would fail with no_recipients"
+        );
+        assert_eq!(
+            nobody("example.com", Planned::Retraction { amends: 7 }),
+            "job 7 reached nobody: retract would fail with no_recipients"
         );
     }
 

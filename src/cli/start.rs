@@ -1,21 +1,17 @@
 //! `start`: creates a broadcast job, then shows it or follows it (`--watch`); with `--dry-run`
-//! it only shows who the broadcast would reach and creates nothing.
+//! it only shows who the broadcast would reach and creates nothing. [`launch`] does the same for
+//! the follow-ups that `correct` and `retract` create.
 
-use std::path::{Path, PathBuf};
-
-use clap::ArgGroup;
-
-use crate::admin::client::StartRequest;
+use crate::admin::client::{AdminClient, ClientError, StartRequest};
 
 use super::exit::{CommandError, Exit};
 use super::instance::{DomainArg, InstanceArgs, Target};
-use super::message::{STDIN, read_text};
-use super::output;
+use super::message::MessageArgs;
+use super::output::{self, Planned};
 use super::watch::{self, PollArg};
 
 /// `start`.
 #[derive(Debug, clap::Args)]
-#[command(group(ArgGroup::new("body_source").required(true).args(["body", "body_file"])))]
 pub struct StartArgs {
     #[command(flatten)]
     pub instance: InstanceArgs,
@@ -27,22 +23,20 @@ pub struct StartArgs {
     /// The sender, an account of the domain (a bare JID such as admin@example.com)
     #[arg(long, value_name = "JID")]
     pub sender: String,
-    /// Subject of the message (default: none)
-    #[arg(long, conflicts_with = "subject_file")]
-    pub subject: Option<String>,
-    /// Read the subject from FILE ('-': standard input); final line breaks are dropped
-    #[arg(long, value_name = "FILE")]
-    pub subject_file: Option<PathBuf>,
-    /// Body of the message (1-16000 characters)
-    #[arg(long)]
-    pub body: Option<String>,
-    /// Read the body from FILE ('-': standard input); final line breaks are dropped
-    #[arg(long, value_name = "FILE")]
-    pub body_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub message: MessageArgs,
+    #[command(flatten)]
+    pub launch: LaunchArgs,
+}
+
+/// How a new job is sent and what the command does once it is created; shared by `start`,
+/// `correct` and `retract`.
+#[derive(Debug, clap::Args)]
+pub struct LaunchArgs {
     /// Messages per second, 1-1000
     #[arg(long, default_value_t = 100)]
     pub rate: i64,
-    /// Show how many users the broadcast would reach and the first few, and start nothing
+    /// Show how many users would get the messages and the first few, and create nothing
     #[arg(long, conflicts_with = "watch")]
     pub dry_run: bool,
     /// With --dry-run: how many of the recipients to list
@@ -57,67 +51,50 @@ pub struct StartArgs {
 
 /// Runs `start`.
 pub async fn run(args: StartArgs) -> Result<Exit, CommandError> {
-    let stdin = Path::new(STDIN);
-    if args.subject_file.as_deref() == Some(stdin) && args.body_file.as_deref() == Some(stdin) {
-        return Err(CommandError::usage(
-            "only one of --subject-file and --body-file can be standard input ('-')",
-        ));
-    }
-    let subject = read_text(args.subject.as_deref(), args.subject_file.as_deref())?;
-    let body = read_text(args.body.as_deref(), args.body_file.as_deref())?;
-    let Target { client, domain } = args.instance.target(args.domain.domain.as_deref())?;
+    let texts = args.message.read()?;
+    let target = args.instance.target(args.domain.domain.as_deref())?;
     let broadcast = StartRequest {
         name: args.name,
-        domain,
-        subject: subject.unwrap_or_default(),
-        body: body.unwrap_or_default(),
+        domain: target.domain.clone(),
+        subject: texts.subject.unwrap_or_default(),
+        body: texts.body,
         sender: args.sender,
-        rate: args.rate,
+        rate: args.launch.rate,
     };
+    let created = target.client.start(&broadcast);
     let json = args.instance.json;
-    if args.dry_run {
-        let preview = client
-            .count_recipients(&broadcast.domain, args.sample)
-            .await?;
-        if json {
-            output::print_json(&preview);
-        } else {
-            out!("dry run: nothing was started");
-            out!("{}", output::preview_text(&preview));
-            if preview.recipient_count > 0 {
-                let seconds = preview.recipient_count as f64 / broadcast.rate.max(1) as f64;
-                out!(
-                    "at {}/s sending would take about {}",
-                    broadcast.rate,
-                    output::duration(seconds)
-                );
-            }
-        }
-        if preview.recipient_count == 0 {
-            return Err(CommandError {
-                exit: Exit::InvalidInput,
-                message: format!(
-                    "{} has no users: start would fail with no_recipients",
-                    broadcast.domain
-                ),
-            });
-        }
-        return Ok(Exit::Success);
+    launch(&target, Planned::Broadcast, &args.launch, json, created).await
+}
+
+/// Creates a job with `create` (a request not yet sent), then shows it or follows it; with
+/// `--dry-run`, sends nothing of `create` and only shows who `planned` would reach (exit 2 when
+/// nobody).
+pub async fn launch(
+    target: &Target,
+    planned: Planned,
+    options: &LaunchArgs,
+    json: bool,
+    create: impl Future<Output = Result<i64, ClientError>>,
+) -> Result<Exit, CommandError> {
+    let Target { client, domain } = target;
+    if options.dry_run {
+        return dry_run(client, domain, planned, options, json).await;
     }
-    let id = client.start(&broadcast).await?;
-    if args.watch {
+    let id = create.await?;
+    if options.watch {
         if !json {
-            out!("started job {id} on {}", broadcast.domain);
+            out!("started job {id} on {domain}{}", planned.note());
         }
-        return watch::follow(&client, &broadcast.domain, id, args.poll.interval, json).await;
+        return watch::follow(client, domain, id, options.poll.interval, json).await;
     }
-    let job = client.get(&broadcast.domain, id).await?;
+    let job = client.get(domain, id).await?;
     if json {
         output::print_json(&job);
     } else {
         out!(
-            "started job {id} on {}: {} recipients at {}/s",
+            "started job {id} on {}{}: {} recipients at {}/s",
             job.domain,
+            planned.note(),
             job.recipient_count,
             job.message_rate
         );
@@ -125,6 +102,40 @@ pub async fn run(args: StartArgs) -> Result<Exit, CommandError> {
             "follow it with: xmpp-broadcast watch {id} --domain {}",
             job.domain
         );
+    }
+    Ok(Exit::Success)
+}
+
+/// Shows who `planned` would reach now, and how long sending would take.
+async fn dry_run(
+    client: &AdminClient,
+    domain: &str,
+    planned: Planned,
+    options: &LaunchArgs,
+    json: bool,
+) -> Result<Exit, CommandError> {
+    let preview = client
+        .count_recipients(domain, options.sample, planned.amends())
+        .await?;
+    if json {
+        output::print_json(&preview);
+    } else {
+        out!("dry run: nothing was started");
+        out!("{}", output::preview_text(&preview, planned));
+        if preview.recipient_count > 0 {
+            let seconds = preview.recipient_count as f64 / options.rate.max(1) as f64;
+            out!(
+                "at {}/s sending would take about {}",
+                options.rate,
+                output::duration(seconds)
+            );
+        }
+    }
+    if preview.recipient_count == 0 {
+        return Err(CommandError {
+            exit: Exit::InvalidInput,
+            message: output::nobody(domain, planned),
+        });
     }
     Ok(Exit::Success)
 }
