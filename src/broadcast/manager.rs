@@ -241,9 +241,11 @@ impl Manager {
             };
             match job {
                 Ok(job) => {
-                    tracing::info!(job_id, processed = job.recipients_processed, "resuming job");
-                    self.launch(job, lease, false);
-                    resumed += 1;
+                    let processed = job.recipients_processed;
+                    if self.launch(job, lease, false) {
+                        tracing::info!(job_id, processed, "resuming job");
+                        resumed += 1;
+                    }
                 }
                 Err(bad) => self.end_unusable(&lease, &bad).await,
             }
@@ -267,11 +269,12 @@ impl Manager {
 
     /// Starts the worker of a job this instance holds the lease of; `new` for a job just
     /// created here (counted as started), false for a resumed one. A job whose abort is
-    /// waiting to be recorded is not launched.
-    pub fn launch(&self, job: Job, lease: Lease, new: bool) {
+    /// waiting to be recorded, or that has a worker here already, is not launched: returns
+    /// whether a worker started.
+    pub fn launch(&self, job: Job, lease: Lease, new: bool) -> bool {
         let inner = &self.inner;
         let Some(stop) = self.register(job.id, &job.domain, lease.epoch, new) else {
-            return;
+            return false;
         };
         let shared = Shared {
             store: inner.store.clone(),
@@ -284,6 +287,7 @@ impl Manager {
         let domain = job.domain.clone();
         let worker = Worker::new(shared, job, lease.clone(), stop);
         self.supervise(lease, domain, worker.run());
+        true
     }
 
     /// Enters a worker of `job_id` under a lease of `epoch` in the map and counts it live;
@@ -617,12 +621,14 @@ impl Manager {
                 if job.state == ExecutionState::Running
                     && self.hand_over_if_not_served(&job).await =>
             {
-                tracing::warn!(
-                    job_id = job.id,
-                    processed = job.recipients_processed,
-                    "resuming a job of this instance that had no worker"
-                );
-                self.launch(job, lease, false);
+                let (job_id, processed) = (job.id, job.recipients_processed);
+                if self.launch(job, lease, false) {
+                    tracing::warn!(
+                        job_id,
+                        processed,
+                        "resumed a job of this instance that had no worker"
+                    );
+                }
             }
             Ok(_) => {}
             Err(StoreError::InvalidRow(bad)) => self.end_unusable(&lease, &bad).await,
@@ -826,14 +832,17 @@ impl Manager {
         };
         match inner.store.get_job(lease.job_id).await {
             Ok(Some(job)) => {
-                tracing::warn!(
-                    job_id = job.id,
-                    domain = %job.domain,
-                    previous_owner = expired.previous_owner.as_deref().unwrap_or("none"),
-                    processed = job.recipients_processed,
-                    "took over a job whose owner stopped renewing its lease"
-                );
-                self.launch(job, lease, false);
+                let (job_id, processed) = (job.id, job.recipients_processed);
+                let domain = job.domain.clone();
+                if self.launch(job, lease, false) {
+                    tracing::warn!(
+                        job_id,
+                        %domain,
+                        previous_owner = expired.previous_owner.as_deref().unwrap_or("none"),
+                        processed,
+                        "took over a job whose owner stopped renewing its lease"
+                    );
+                }
             }
             Ok(None) => {}
             Err(StoreError::InvalidRow(bad)) => self.end_unusable(&lease, &bad).await,
@@ -1178,7 +1187,7 @@ mod tests {
         let instance = Instance::new().await;
         let (job, lease) = instance.valid_job().await;
         let manager = &instance.manager;
-        manager.launch(job.clone(), lease.clone(), false);
+        assert!(manager.launch(job.clone(), lease.clone(), false));
         assert_eq!(manager.live_jobs(), 1);
         instance
             .store
@@ -1196,7 +1205,7 @@ mod tests {
         );
         assert_eq!(instance.metric("mod_broadcast_live_jobs"), "0");
 
-        manager.launch(job.clone(), lease.clone(), false);
+        assert!(!manager.launch(job.clone(), lease.clone(), false));
         assert_eq!(manager.live_jobs(), 0, "launched while its abort waits");
         manager.spawn_ownership_check();
         // The ownership check adopts a held lease without a worker at its second round.
