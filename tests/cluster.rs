@@ -387,8 +387,9 @@ on_databases!(sigterm_hands_the_job_over_at_once, postgres => Postgres);
 
 /// The job database answers the worker's statements with an error (its recipients table is
 /// renamed away) for longer than the fault limit (twice the lease time, at least 20 s), so the
-/// worker gives the job up; recording that fails too (the same table), so the worker stops and
-/// leaves the job running and owned, "resumed when the database recovers" (`Worker::give_up`).
+/// worker gives the job up; recording that fails too (a trigger refuses every update of
+/// `xb_jobs`, while the leases are still renewed), so the worker stops and leaves the job
+/// running and owned, "resumed when the database recovers" (`Worker::give_up`).
 /// Once the database answers again, the job must not stay RUNNING with nobody sending it: it
 /// must be sent again (or end), here or on another instance.
 async fn job_given_up_during_database_errors_is_not_orphaned(kind: JobDatabase) {
@@ -405,6 +406,21 @@ async fn job_given_up_during_database_errors_is_not_orphaned(kind: JobDatabase) 
             .await
             .unwrap();
     };
+    let run = async |statements: &[&str]| {
+        for statement in statements {
+            sqlx::raw_sql(sqlx::AssertSqlSafe(*statement))
+                .execute(&pool)
+                .await
+                .unwrap();
+        }
+    };
+    run(&[
+        "CREATE FUNCTION xb_refuse() RETURNS trigger LANGUAGE plpgsql AS \
+         $$ BEGIN RAISE EXCEPTION 'xb_jobs refuses writes'; END $$",
+        "CREATE TRIGGER xb_refuse BEFORE UPDATE ON xb_jobs \
+         FOR EACH ROW EXECUTE FUNCTION xb_refuse()",
+    ])
+    .await;
     rename("xb_recipients", "xb_recipients_away").await;
 
     let deadline = Deadline::after(Duration::from_secs(90), "the worker to give the job up");
@@ -416,6 +432,7 @@ async fn job_given_up_during_database_errors_is_not_orphaned(kind: JobDatabase) 
         deadline.tick().await;
     }
     rename("xb_recipients_away", "xb_recipients").await;
+    run(&["DROP TRIGGER xb_refuse ON xb_jobs"]).await;
     pool.close().await;
     let back = Instant::now();
     let given_up = cluster.nodes[1].admin().get_broadcast(id).await;
