@@ -26,12 +26,14 @@
 # config file in XMPP_BROADCAST_CONFIG. Optional: SENDER (default admin@DOMAIN), RATE (messages
 # per second, default 100), NAME (the job's name, default maintenance-<date>), XB (the binary;
 # default xmpp-broadcast from PATH, else target/debug/xmpp-broadcast), CONFIRM=1 to ask before
-# sending (needs a terminal). A correction or retraction comes from the sender of job JOB_ID
-# and reaches the users that job reached; SENDER and NAME do not apply.
+# sending (needs a terminal), IDEMPOTENCY_KEY (default: a random key made once per run; give
+# one of your own, such as a hash of the notice, to make reruns of the whole script safe too).
+# A correction or retraction comes from the sender of job JOB_ID and reaches the users that job
+# reached; SENDER and NAME do not apply.
 #
 # Exit status: the CLI's (xmpp-broadcast --help): 0 delivered to every user, 2 bad input,
 # 3 unknown domain or job, 4 another job is running on the domain (or job JOB_ID still runs, or
-# it is a retraction), 5 the instance stayed unreachable, 6 refused credentials, 10 aborted by
+# it is a retraction, or IDEMPOTENCY_KEY was used for another notice), 5 the instance stayed unreachable, 6 refused credentials, 10 aborted by
 # an administrator, 11 stopped by an error.
 set -euo pipefail
 
@@ -65,10 +67,13 @@ if [[ $MODE != retract ]]; then
     cat -- "$3" >"$NOTICE"
 fi
 
-# with_retries COMMAND...: runs COMMAND, again while it exits 5 (unavailable). Retrying is
-# safe: if the first attempt did create the job, the next one exits 4 while that job runs,
-# since only one job may run per domain (a correction or retraction of a job that has
-# already ended by then is sent again: the same text, or a retraction that changes nothing).
+# One idempotency key for this notice, made once: every attempt to create its job carries it,
+# so an attempt after one that did create the job (its answer lost) is answered with that job,
+# running or ended, and nothing is sent twice.
+KEY=${IDEMPOTENCY_KEY:-notice-$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')}
+
+# with_retries COMMAND...: runs COMMAND, again while it exits 5 (unavailable). Retrying the
+# creation is safe thanks to the idempotency key.
 with_retries() {
     local attempt status
     for ((attempt = 1; ; attempt++)); do
@@ -106,11 +111,11 @@ fi
 
 # 2. Send it. The job's id comes from the JSON (the API's Broadcast object).
 status=0
-job=$(with_retries "${create[@]}" --json) || status=$?
+job=$(with_retries "${create[@]}" --idempotency-key "$KEY" --json) || status=$?
 case $status in
     0) ;;
     4)
-        say "another job is running on $DOMAIN${ORIGINAL:+, or job $ORIGINAL is still running or cannot be amended}; see:"
+        say "another job is running on $DOMAIN${ORIGINAL:+, or job $ORIGINAL is still running or cannot be amended}, or the key $KEY was used for another notice; see:"
         "$XB" list --domain "$DOMAIN" --limit 3 >&2 || true
         exit 4
         ;;

@@ -18,7 +18,9 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use support::Deadline;
-use support::admin::{Admin, Auth, BroadcastSpec, START_BROADCAST, assert_timestamp};
+use support::admin::{
+    Admin, Auth, BroadcastSpec, START_BROADCAST, START_BROADCAST_ONCE, assert_timestamp,
+};
 use support::app::{App, AppOptions};
 use support::prosody::{DOMAIN, OTHER_DOMAIN};
 use support::serve::{ADMIN_PASSWORD, ADMIN_USER};
@@ -110,6 +112,32 @@ fn delete_by_domain(domain: &str) -> Call {
         operation: "DeleteByDomain",
         query: DELETE_BY_DOMAIN,
         variables: json!({ "domain": domain }),
+    }
+}
+
+/// `startBroadcast` of `spec` with the idempotency key `key`.
+fn start_once(spec: &BroadcastSpec, key: &str) -> Call {
+    Call {
+        field: "startBroadcast",
+        operation: "Start",
+        query: START_BROADCAST_ONCE,
+        variables: spec.variables_with_key(key),
+    }
+}
+
+const CORRECT_ONCE: &str = "mutation Correct($domain: DomainName!, $id: Int!, \
+    $subject: String!, $body: String!, $rate: PosInt!, $key: String) { broadcast { \
+    correctBroadcast(domain: $domain, id: $id, messageSubject: $subject, messageBody: $body, \
+    messageRate: $rate, idempotencyKey: $key) { message ids } } }";
+
+/// `correctBroadcast` of job `id` with `body`, at [`FAST`], with the idempotency key `key`.
+fn correct_once(id: i64, body: &str, key: &str) -> Call {
+    Call {
+        field: "correctBroadcast",
+        operation: "Correct",
+        query: CORRECT_ONCE,
+        variables: json!({ "domain": DOMAIN, "id": id, "subject": "", "body": body,
+                           "rate": FAST, "key": key }),
     }
 }
 
@@ -280,6 +308,16 @@ impl Fixture {
         );
     }
 
+    /// Asserts that `call` answers `idempotency_key_reused`, naming job `id`.
+    async fn assert_key_reused(&self, call: &Call, id: i64, context: &[&str]) {
+        let message = format!(
+            "The idempotency key was already used for broadcast job {id} with other arguments; \
+             nothing was created"
+        );
+        self.assert_error(call, "idempotency_key_reused", &message, context)
+            .await;
+    }
+
     /// Asserts that `call` (getBroadcast or abortBroadcast) answers `broadcast_not_found`.
     async fn assert_not_found(&self, call: &Call) {
         let message = "Broadcast job not found";
@@ -408,6 +446,7 @@ mod scenario {
         request_forms,
         graphiql,
         users_database_fails,
+        idempotent_retries,
     ];
 }
 
@@ -1227,4 +1266,68 @@ async fn users_database_fails(f: Arc<Fixture>) {
     }
     assert_eq!(f.ok(&count).await["recipientCount"], USERS);
     f.finished_job("counted again").await;
+}
+
+/// A retry with the same idempotency key and arguments is answered with the job the key
+/// created, running or ended, and creates nothing; other arguments under the key are refused;
+/// a key out of its bounds is a bad parameter. The same holds for a follow-up.
+async fn idempotent_retries(f: Arc<Fixture>) {
+    f.reset().await;
+    let slow = spec(DOMAIN, "once", SLOW);
+    let started = |id: i64| result("Broadcast job started", &[id]);
+    let first = f.ok(&start_once(&slow, "notice-1")).await;
+    let id = first["ids"][0].as_i64().expect("id");
+    assert_eq!(first, started(id));
+    // Running: the retry is not `running_job_limit_exceeded`.
+    assert_eq!(f.ok(&start_once(&slow, "notice-1")).await, started(id));
+    f.assert_key_reused(
+        &start_once(&spec(DOMAIN, "other name", SLOW), "notice-1"),
+        id,
+        &["domain", "name"],
+    )
+    .await;
+    for bad in ["", "with space", &"k".repeat(129), "caf\u{e9}"] {
+        f.assert_error(
+            &start_once(&slow, bad),
+            "bad_parameter",
+            "Invalid parameter: idempotency_key",
+            &["domain", "name"],
+        )
+        .await;
+    }
+    // Ended: the same answer, and the job is not run again.
+    f.ok(&abort(DOMAIN, id)).await;
+    assert_eq!(f.ok(&start_once(&slow, "notice-1")).await, started(id));
+    assert_eq!(
+        f.ok(&get(DOMAIN, id)).await["executionState"],
+        "ABORT_ADMIN"
+    );
+    assert_eq!(
+        f.listed(None, None).await,
+        vec![id],
+        "nothing else was created"
+    );
+
+    // A correction's retry: the same follow-up.
+    let correction = f.ok(&correct_once(id, "fixed", "fix-1")).await;
+    let fix = correction["ids"][0].as_i64().expect("id");
+    assert_eq!(correction, result("Broadcast correction started", &[fix]));
+    assert_eq!(f.ok(&correct_once(id, "fixed", "fix-1")).await, correction);
+    f.assert_key_reused(
+        &correct_once(id, "fixed again", "fix-1"),
+        fix,
+        &["domain", "id"],
+    )
+    .await;
+    f.wait_state(DOMAIN, fix, "FINISHED").await;
+    assert_eq!(f.listed(None, None).await, vec![fix, id]);
+
+    // Deleting the job frees its key.
+    f.reset().await;
+    let again = f
+        .ok(&start_once(&spec(DOMAIN, "other name", FAST), "notice-1"))
+        .await;
+    let again = again["ids"][0].as_i64().expect("id");
+    assert!(again > fix, "a new job: {again}");
+    f.wait_state(DOMAIN, again, "FINISHED").await;
 }

@@ -293,6 +293,11 @@ impl Fixture {
         let jobs = self.app.admin().get_broadcasts(DOMAIN).await;
         assert_eq!(jobs, Vec::<Value>::new());
     }
+
+    /// How many messages the XMPP server has received from the instance.
+    fn messages_sent(&self) -> usize {
+        self.app.server.seen(|seen| seen.messages.len())
+    }
 }
 
 /// `admin.listen` of a config file.
@@ -319,6 +324,7 @@ async fn operator_commands_against_a_running_instance() {
     instance_from_config_and_environment(&fixture).await;
     example_scripts(&fixture).await;
     corrections_and_retractions(&fixture).await;
+    idempotency_keys(&fixture).await;
     eprintln!("all steps done in {:?}", began.elapsed());
 }
 
@@ -657,17 +663,26 @@ async fn instance_from_config_and_environment(f: &Fixture) {
 }
 
 /// The ops scripts of `examples/` send a multi-line notice from standard input, follow it to
-/// FINISHED and exit 0, and the notice arrives exactly; then they correct it (the new text from
-/// standard input) and retract it, each followed to FINISHED.
+/// FINISHED and exit 0, and the notice arrives exactly; run again with the same idempotency
+/// key they are answered with that job and send nothing; then they correct it (the new text
+/// from standard input) and retract it, each followed to FINISHED.
 async fn example_scripts(f: &Fixture) {
     for script in ["notice-cli.sh", "notice-curl.sh"] {
         let notice = format!("{NOTICE}\n");
-        let stderr = run_script(f, script, &[DOMAIN, "Maintenance tonight", "-"], &notice).await;
+        let args = [DOMAIN, "Maintenance tonight", "-"];
+        let key = format!("{script}-notice");
+        let stderr = run_script(f, script, &args, &notice, &key).await;
         assert!(
             stderr.contains("delivered to every user of example.com"),
             "{script}: {stderr}"
         );
         let job = newest_job(f).await;
+        let sent = f.messages_sent();
+        let again = run_script(f, script, &args, &notice, &key).await;
+        let started = format!("started job {} on {DOMAIN}", job["id"]);
+        assert!(again.contains(&started), "{script} again: {again}");
+        assert_eq!(newest_job(f).await["id"], job["id"], "{script}: no new job");
+        assert_eq!(f.messages_sent(), sent, "{script}: nothing sent again");
         assert_eq!(
             (&job["name"], &job["messageSubject"], &job["messageBody"]),
             (
@@ -699,6 +714,34 @@ async fn example_scripts(f: &Fixture) {
     }
 }
 
+/// `start --idempotency-key` twice: the second is answered with the first job (running or not)
+/// and sends nothing; the key with another body exits 4 (`idempotency_key_reused`); `retract`
+/// takes a key too.
+async fn idempotency_keys(f: &Fixture) {
+    let first = f
+        .start_job("keyed", FAST, "--body b --idempotency-key cli-1")
+        .await;
+    let id = first.expect(0).started_id();
+    f.xb(&format!(
+        "watch {id} --domain {DOMAIN} --interval {INTERVAL}"
+    ))
+    .await
+    .expect(0);
+    let sent = f.messages_sent();
+    let again = f
+        .start_job("keyed", FAST, "--body b --idempotency-key cli-1")
+        .await;
+    assert_eq!(again.expect(0).started_id(), id);
+    assert_eq!(f.messages_sent(), sent, "nothing sent again");
+    let other = f
+        .start_job("keyed", FAST, "--body c --idempotency-key cli-1")
+        .await;
+    other.fails(4, "idempotency_key_reused");
+    let retract = format!("retract {id} --domain {DOMAIN} --rate {FAST} --idempotency-key cli-2");
+    let retraction = f.xb(&retract).await.expect(0).started_id();
+    assert_eq!(f.xb(&retract).await.expect(0).started_id(), retraction);
+}
+
 /// Runs `script` with `words` (`correct ID …` or `retract ID …`): it says that the follow-up
 /// reached everyone job ID reached, and the newest job has the fields of `expected`.
 async fn follow_up_by_script(
@@ -708,7 +751,8 @@ async fn follow_up_by_script(
     stdin: &str,
     expected: Value,
 ) {
-    let stderr = run_script(f, script, words, stdin).await;
+    let key = format!("{script}-{}-{}", words[0], words[1]);
+    let stderr = run_script(f, script, words, stdin, &key).await;
     let (mode, id) = (words[0], words[1]);
     let noun = if mode == "correct" {
         "correction"
@@ -721,9 +765,10 @@ async fn follow_up_by_script(
     assert_eq!(fields_of(&job, &expected), expected, "{script} {mode}");
 }
 
-/// Runs `examples/<script>` with `args` and `stdin`, against the instance as the global admin
-/// through the environment; asserts that it exits 0 and returns its stderr.
-async fn run_script(f: &Fixture, script: &str, args: &[&str], stdin: &str) -> String {
+/// Runs `examples/<script>` with `args` and `stdin` and the idempotency key `key`, against the
+/// instance as the global admin through the environment; asserts that it exits 0 and returns
+/// its stderr.
+async fn run_script(f: &Fixture, script: &str, args: &[&str], stdin: &str, key: &str) -> String {
     let url = f.login.split_whitespace().nth(1).expect("the URL");
     let mut command = Command::new("bash");
     for (name, _) in std::env::vars_os() {
@@ -742,6 +787,7 @@ async fn run_script(f: &Fixture, script: &str, args: &[&str], stdin: &str) -> St
         ("XB", support::serve::BINARY),
         ("NAME", script),
         ("POLL_SECONDS", INTERVAL),
+        ("IDEMPOTENCY_KEY", key),
     ]);
     let output = support::process::output_with_input(command, stdin.as_bytes()).await;
     let stderr = String::from_utf8_lossy(&output.stderr).into_owned();

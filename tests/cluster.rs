@@ -19,6 +19,8 @@
 //! 7. SIGTERM of the owner: another instance continues at its next renewal round.
 //! 8. The job database answering errors until the worker gives up and cannot even record it:
 //!    the job must not stay RUNNING with nobody sending it.
+//! 9. 20 concurrent `startBroadcast` with one idempotency key over three instances: one job,
+//!    every call answered with it, every user gets one message.
 
 mod support;
 
@@ -26,6 +28,7 @@ use std::time::{Duration, Instant};
 
 use support::Deadline;
 use support::cluster::{BATCH, Cluster, JobDatabase, LEASE_TIME, RATE, seconds};
+use support::stanza::Announcement;
 
 /// Accounts in every scenario: three batches.
 const ACCOUNTS: usize = 3 * BATCH;
@@ -482,3 +485,55 @@ async fn job_given_up_during_database_errors_is_not_orphaned(kind: JobDatabase) 
 }
 
 on_databases!(job_given_up_during_database_errors_is_not_orphaned, postgres => Postgres);
+
+// ---- 9. Concurrent idempotent starts -----------------------------------------------------
+
+/// How many times the same idempotent start is sent at once.
+const IDEMPOTENT_STARTS: usize = 20;
+/// Accounts of the idempotent starts' job: few, so that it ends within a second.
+const IDEMPOTENT_ACCOUNTS: usize = 20;
+/// Its rate: every message in one chunk.
+const IDEMPOTENT_RATE: i64 = 1000;
+
+/// The same `startBroadcast` with one idempotency key, sent [`IDEMPOTENT_STARTS`] times at
+/// once over three instances: every call is answered with the one job (whether it still runs
+/// or has ended by then), and Prosody's offline store holds exactly one message per user.
+async fn concurrent_idempotent_starts_make_one_job(kind: JobDatabase) {
+    let cluster = Cluster::start(kind, 3, IDEMPOTENT_ACCOUNTS).await;
+    let spec = support::admin::BroadcastSpec {
+        rate: IDEMPOTENT_RATE,
+        ..cluster.spec("idempotent")
+    };
+    let began = Instant::now();
+    let answers = futures::future::join_all((0..IDEMPOTENT_STARTS).map(|i| {
+        let admin = cluster.nodes[i % cluster.nodes.len()].admin();
+        admin.start_broadcast_once(&spec, "notice-2026-03-01")
+    }))
+    .await;
+    let took = seconds(began);
+    let ids: Vec<i64> = answers
+        .into_iter()
+        .map(|answer| answer.unwrap_or_else(|err| panic!("every start is answered: {err:?}")))
+        .collect();
+    eprintln!("{kind:?}: {IDEMPOTENT_STARTS} concurrent idempotent starts answered in {took:.1} s");
+    let id = ids[0];
+    assert!(ids.iter().all(|other| *other == id), "one job: {ids:?}");
+    for node in &cluster.nodes {
+        let jobs = node.admin().get_broadcasts(support::prosody::DOMAIN).await;
+        assert_eq!(jobs.len(), 1, "{}: {jobs:?}", node.name);
+    }
+    let announcement = Announcement {
+        job_id: id,
+        sender: spec.sender.clone(),
+        subject: spec.subject.clone(),
+        body: spec.body.clone(),
+    };
+    let repeats = cluster
+        .assert_finished_and_delivered(1, id, &announcement)
+        .await;
+    assert_eq!(repeats, 0, "every user gets one message");
+    let sent: usize = cluster.nodes.iter().map(|node| node.messages_sent()).sum();
+    assert_eq!(sent, IDEMPOTENT_ACCOUNTS, "messages sent by the instances");
+}
+
+on_databases!(concurrent_idempotent_starts_make_one_job, postgres => Postgres, mariadb => MariaDb);

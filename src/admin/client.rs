@@ -28,10 +28,10 @@ const JOB_FIELDS: &str = "id name domain messageSubject messageBody senderJid me
     recipientGroup recipientCount recipientsProcessed waitingReason kind amends";
 
 const START: &str = "mutation Start($name: String!, $domain: DomainName!, \
-    $subject: String!, $body: String!, $sender: BareJID!, $rate: PosInt!) { broadcast { \
-    startBroadcast(name: $name, domain: $domain, messageSubject: $subject, \
+    $subject: String!, $body: String!, $sender: BareJID!, $rate: PosInt!, $key: String) { \
+    broadcast { startBroadcast(name: $name, domain: $domain, messageSubject: $subject, \
     messageBody: $body, senderJid: $sender, messageRate: $rate, \
-    recipientGroup: ALL_USERS_IN_DOMAIN) { message ids } } }";
+    recipientGroup: ALL_USERS_IN_DOMAIN, idempotencyKey: $key) { message ids } } }";
 const ABORT: &str = "mutation Abort($domain: DomainName!, $id: Int!) { broadcast { \
     abortBroadcast(domain: $domain, id: $id) { message ids } } }";
 const ABORT_BY_DOMAIN: &str = "mutation AbortByDomain($domain: DomainName!) { broadcast { \
@@ -41,11 +41,12 @@ const DELETE_BY_IDS: &str = "mutation DeleteByIds($domain: DomainName!, $ids: [I
 const DELETE_BY_DOMAIN: &str = "mutation DeleteByDomain($domain: DomainName!) { broadcast { \
     deleteInactiveBroadcastsByDomain(domain: $domain) { message ids } } }";
 const CORRECT: &str = "mutation Correct($domain: DomainName!, $id: Int!, $subject: String!, \
-    $body: String!, $rate: PosInt!) { broadcast { correctBroadcast(domain: $domain, id: $id, \
-    messageSubject: $subject, messageBody: $body, messageRate: $rate) { message ids } } }";
-const RETRACT: &str = "mutation Retract($domain: DomainName!, $id: Int!, $rate: PosInt!) { \
-    broadcast { retractBroadcast(domain: $domain, id: $id, messageRate: $rate) \
-    { message ids } } }";
+    $body: String!, $rate: PosInt!, $key: String) { broadcast { correctBroadcast(domain: $domain, \
+    id: $id, messageSubject: $subject, messageBody: $body, messageRate: $rate, \
+    idempotencyKey: $key) { message ids } } }";
+const RETRACT: &str = "mutation Retract($domain: DomainName!, $id: Int!, $rate: PosInt!, \
+    $key: String) { broadcast { retractBroadcast(domain: $domain, id: $id, messageRate: $rate, \
+    idempotencyKey: $key) { message ids } } }";
 const COUNT: &str = "query Count($domain: DomainName!, $sample: NonNegInt) { broadcast { \
     countBroadcastRecipients(domain: $domain, sample: $sample) \
     { domain recipientCount sample } } }";
@@ -130,6 +131,8 @@ pub struct StartRequest {
     pub body: String,
     pub sender: String,
     pub rate: i64,
+    /// Makes a retry answer with the job the first attempt created.
+    pub idempotency_key: Option<String>,
 }
 
 /// The arguments of `correctBroadcast`: the new subject and body for everyone job `id` reached.
@@ -140,6 +143,8 @@ pub struct CorrectRequest {
     pub subject: String,
     pub body: String,
     pub rate: i64,
+    /// Makes a retry answer with the job the first attempt created.
+    pub idempotency_key: Option<String>,
 }
 
 /// Why a call failed.
@@ -222,6 +227,7 @@ impl AdminClient {
             "body": broadcast.body,
             "sender": broadcast.sender,
             "rate": broadcast.rate,
+            "key": broadcast.idempotency_key,
         });
         self.create(START, "startBroadcast", variables).await
     }
@@ -234,14 +240,22 @@ impl AdminClient {
             "subject": correction.subject,
             "body": correction.body,
             "rate": correction.rate,
+            "key": correction.idempotency_key,
         });
         self.create(CORRECT, "correctBroadcast", variables).await
     }
 
     /// `retractBroadcast`: retracts what job `id` of `domain` sent; returns the id of the new
-    /// job, which sends the retraction.
-    pub async fn retract(&self, domain: &str, id: i64, rate: i64) -> Result<i64, ClientError> {
-        let variables = json!({ "domain": domain, "id": id, "rate": rate });
+    /// job, which sends the retraction. With `key`, a retry answers with the job the first
+    /// attempt created.
+    pub async fn retract(
+        &self,
+        domain: &str,
+        id: i64,
+        rate: i64,
+        key: Option<&str>,
+    ) -> Result<i64, ClientError> {
+        let variables = json!({ "domain": domain, "id": id, "rate": rate, "key": key });
         self.create(RETRACT, "retractBroadcast", variables).await
     }
 

@@ -119,6 +119,9 @@ error_codes! {
     BroadcastStillRunning = "broadcast_still_running", 200, Conflict;
     /// A retraction cannot be corrected or retracted; nothing was created.
     NotAmendable = "not_amendable", 200, Conflict;
+    /// The idempotency key was used on the domain for another job's request, with other
+    /// arguments; nothing was created.
+    IdempotencyKeyReused = "idempotency_key_reused", 200, Conflict;
     /// No job id is left that fits the API's 32-bit integers; nothing was created.
     JobIdsExhausted = "job_ids_exhausted", 200, Conflict;
 }

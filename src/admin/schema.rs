@@ -190,6 +190,10 @@ impl BroadcastAdminMutation {
         sender_jid: BareJid,
         #[graphql(desc = "Messages per second, 1-1000")] message_rate: PosInt,
         #[graphql(desc = "Who receives the message")] recipient_group: BroadcastRecipientGroup,
+        #[graphql(desc = "Makes retries safe: the same key on the domain with the same \
+                          arguments answers with the job it created first; 1-128 printable \
+                          ASCII characters (xmpp-broadcast's own addition)")]
+        idempotency_key: Option<String>,
     ) -> async_graphql::Result<Option<BroadcastMutationResult>> {
         let context = [
             ("domain", domain.0.clone().into()),
@@ -206,7 +210,7 @@ impl BroadcastAdminMutation {
             recipient_group: recipient_group.into(),
         };
         let id = service(ctx)
-            .start(request)
+            .start(request, idempotency_key)
             .await
             .map_err(|err| start_error(err, &context));
         let Some(id) = reported(ctx, id) else {
@@ -322,6 +326,10 @@ impl BroadcastAdminMutation {
         #[graphql(desc = "The corrected subject (may be empty)")] message_subject: String,
         #[graphql(desc = "The corrected body")] message_body: String,
         #[graphql(desc = "Messages per second, 1-1000")] message_rate: PosInt,
+        #[graphql(desc = "Makes retries safe: the same key on the domain with the same \
+                          arguments answers with the job it created first; 1-128 printable \
+                          ASCII characters (xmpp-broadcast's own addition)")]
+        idempotency_key: Option<String>,
     ) -> async_graphql::Result<Option<BroadcastMutationResult>> {
         let context = [("domain", domain.0.clone().into()), ("id", id.into())];
         authorize(ctx, &domain, "correctBroadcast")?;
@@ -330,7 +338,13 @@ impl BroadcastAdminMutation {
             body: message_body,
         };
         let started = service(ctx)
-            .amend(&domain.0, i64::from(id), follow_up, message_rate.0)
+            .amend(
+                &domain.0,
+                i64::from(id),
+                follow_up,
+                message_rate.0,
+                idempotency_key,
+            )
             .await
             .map_err(|err| start_error(err, &context));
         follow_up_started(ctx, started, "Broadcast correction started")
@@ -345,6 +359,10 @@ impl BroadcastAdminMutation {
         domain: DomainName,
         #[graphql(desc = "The job to retract: a broadcast, or a correction of one")] id: i32,
         #[graphql(desc = "Messages per second, 1-1000")] message_rate: PosInt,
+        #[graphql(desc = "Makes retries safe: the same key on the domain with the same \
+                          arguments answers with the job it created first; 1-128 printable \
+                          ASCII characters (xmpp-broadcast's own addition)")]
+        idempotency_key: Option<String>,
     ) -> async_graphql::Result<Option<BroadcastMutationResult>> {
         let context = [("domain", domain.0.clone().into()), ("id", id.into())];
         authorize(ctx, &domain, "retractBroadcast")?;
@@ -354,6 +372,7 @@ impl BroadcastAdminMutation {
                 i64::from(id),
                 FollowUp::Retraction,
                 message_rate.0,
+                idempotency_key,
             )
             .await
             .map_err(|err| start_error(err, &context));
@@ -639,6 +658,7 @@ fn start_error(err: StartError, context: &ErrorContext<'_>) -> async_graphql::Er
         StartError::BroadcastNotFound => ErrorCode::BroadcastNotFound,
         StartError::StillRunning => ErrorCode::BroadcastStillRunning,
         StartError::NotAmendable => ErrorCode::NotAmendable,
+        StartError::IdempotencyKeyReused { .. } => ErrorCode::IdempotencyKeyReused,
         StartError::JobIdsExhausted(_) => {
             tracing::error!(error = %err, "startBroadcast refused");
             ErrorCode::JobIdsExhausted

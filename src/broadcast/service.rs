@@ -15,9 +15,10 @@ use crate::broadcast::Manager;
 use crate::directory::{Directory, DirectoryError};
 use crate::job::spec::{self, BroadcastRequest, InvalidRequest, JobSpec, batch_size};
 use crate::job::{
-    ExecutionState, Job, JobId, JobKind, Lease, RETRACTION_FALLBACK_BODY, RecipientGroup, Snapshot,
+    ExecutionState, Idempotency, Job, JobId, JobKind, Lease, RETRACTION_FALLBACK_BODY,
+    RecipientGroup, Snapshot,
 };
-use crate::store::{Store, StoreError};
+use crate::store::{Created, KeyMatch, Store, StoreError};
 
 /// Why a broadcast could not be started. Nothing was written in any case.
 #[derive(Debug, thiserror::Error)]
@@ -44,6 +45,13 @@ pub enum StartError {
     /// A retraction cannot be corrected or retracted.
     #[error("A retraction cannot be corrected or retracted")]
     NotAmendable,
+    /// The idempotency key was used on the domain for job `id` by a request with other
+    /// arguments.
+    #[error(
+        "The idempotency key was already used for broadcast job {id} with other arguments; \
+         nothing was created"
+    )]
+    IdempotencyKeyReused { id: JobId },
     /// The job database cannot be trusted right now (safety mode).
     #[error("Broadcast manager is temporarily unavailable")]
     TemporarilyUnavailable,
@@ -60,6 +68,7 @@ impl From<StoreError> for StartError {
     fn from(err: StoreError) -> Self {
         match err {
             StoreError::RunningJobExists => StartError::RunningJobLimitExceeded,
+            StoreError::IdempotencyKeyReused { id } => StartError::IdempotencyKeyReused { id },
             exhausted @ StoreError::JobIdsExhausted { .. } => {
                 StartError::JobIdsExhausted(exhausted)
             }
@@ -143,6 +152,24 @@ impl From<QueryError> for AbortError {
     }
 }
 
+/// What a request's idempotency key decides before anything is checked or written.
+enum Once {
+    /// The job the key created earlier, with the same arguments: the answer.
+    Earlier(JobId),
+    /// No job has the key (or the request has none): the key to store with the new job.
+    Key(Option<Idempotency>),
+}
+
+/// Logs that a retry was answered with the job its key created earlier; returns its id.
+fn earlier(id: JobId, domain: &str) -> JobId {
+    tracing::info!(
+        job_id = id,
+        domain,
+        "request with a known idempotency key answered with its job"
+    );
+    id
+}
+
 /// The broadcast operations of this instance.
 #[derive(Clone)]
 pub struct BroadcastService {
@@ -161,9 +188,34 @@ impl BroadcastService {
         }
     }
 
-    /// Validates a request, fixes its recipients, stores the job and starts sending.
-    pub async fn start(&self, request: BroadcastRequest) -> Result<JobId, StartError> {
+    /// Validates a request, fixes its recipients, stores the job and starts sending. With an
+    /// idempotency key, a job of the domain created with the same key answers first, whatever
+    /// its state since: the same arguments get its id, other arguments
+    /// [`StartError::IdempotencyKeyReused`] (design invariant 11).
+    pub async fn start(
+        &self,
+        request: BroadcastRequest,
+        idempotency_key: Option<String>,
+    ) -> Result<JobId, StartError> {
         self.check_may_start(&request.domain)?;
+        let arguments = || {
+            serde_json::json!({
+                "operation": "startBroadcast",
+                "name": request.name,
+                "subject": request.subject,
+                "body": request.body,
+                "sender": request.sender.to_string(),
+                "rate": request.rate,
+                "recipientGroup": request.recipient_group.as_db_str(),
+            })
+        };
+        let once = self
+            .earlier_job(&request.domain, idempotency_key, arguments)
+            .await?;
+        let once = match once {
+            Once::Earlier(id) => return Ok(id),
+            Once::Key(once) => once,
+        };
         // MongooseIM's order: rate, sender, recipients, then name, subject and body.
         spec::check_rate(request.rate)?;
         spec::check_sender(&request.sender, &request.domain)?;
@@ -186,13 +238,44 @@ impl BroadcastService {
         let node = self.manager.node();
         let lease_time: Duration = self.manager.lease_time();
         let users_database = self.manager.scope().users_database();
-        let id = self
+        let created = self
             .store
-            .create_job(&spec, node, lease_time, &recipients, users_database)
+            .create_job_once(
+                once.as_ref(),
+                &spec,
+                node,
+                lease_time,
+                &recipients,
+                users_database,
+            )
             .await?;
+        let id = match created {
+            Created::New(id) => id,
+            Created::Existing(id) => return Ok(earlier(id, &spec.domain)),
+        };
         tracing::info!(job_id = id, domain = %spec.domain, name = %spec.name, recipients = recipients.len(), rate = spec.rate, "broadcast started");
         self.launch_new(id).await;
         Ok(id)
+    }
+
+    /// The job a request with `key` created earlier on `domain`, if any, or the checked key
+    /// and the fingerprint of the request's `arguments` to store with the new job (none
+    /// without a key). A key used with other arguments is refused.
+    async fn earlier_job(
+        &self,
+        domain: &str,
+        key: Option<String>,
+        arguments: impl FnOnce() -> serde_json::Value,
+    ) -> Result<Once, StartError> {
+        let Some(key) = key else {
+            return Ok(Once::Key(None));
+        };
+        let once = Idempotency::new(key, &arguments())?;
+        match self.store.job_by_key(domain, &once).await? {
+            KeyMatch::Free => Ok(Once::Key(Some(once))),
+            KeyMatch::Same(id) => Ok(Once::Earlier(earlier(id, domain))),
+            KeyMatch::Reused(id) => Err(StartError::IdempotencyKeyReused { id }),
+        }
     }
 
     /// Starts a correction or retraction of job `id` of `domain`: a follow-up job that sends
@@ -205,8 +288,27 @@ impl BroadcastService {
         id: JobId,
         follow_up: FollowUp,
         rate: i64,
+        idempotency_key: Option<String>,
     ) -> Result<JobId, StartError> {
         self.check_may_start(domain)?;
+        let arguments = || match &follow_up {
+            FollowUp::Correction { subject, body } => serde_json::json!({
+                "operation": "correctBroadcast",
+                "id": id,
+                "subject": subject,
+                "body": body,
+                "rate": rate,
+            }),
+            FollowUp::Retraction => serde_json::json!({
+                "operation": "retractBroadcast",
+                "id": id,
+                "rate": rate,
+            }),
+        };
+        let once = match self.earlier_job(domain, idempotency_key, arguments).await? {
+            Once::Earlier(id) => return Ok(id),
+            Once::Key(once) => once,
+        };
         let original = self.amendable(domain, id).await?;
         spec::check_rate(rate)?;
         let sender = original.sending().map_err(StoreError::from)?.sender;
@@ -236,7 +338,7 @@ impl BroadcastService {
             recipient_group: RecipientGroup::AllUsersInDomain,
         })?;
         let node = self.manager.node();
-        let id = self
+        let created = self
             .store
             .create_follow_up(
                 &spec,
@@ -245,8 +347,13 @@ impl BroadcastService {
                 &original,
                 kind,
                 reach,
+                once.as_ref(),
             )
             .await?;
+        let id = match created {
+            Created::New(id) => id,
+            Created::Existing(id) => return Ok(earlier(id, domain)),
+        };
         tracing::info!(job_id = id, domain, amends = original.id, %kind, recipients = reach, rate = spec.rate, "follow-up started");
         self.launch_new(id).await;
         Ok(id)

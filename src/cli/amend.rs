@@ -42,6 +42,7 @@ pub async fn correct(args: CorrectArgs) -> Result<Exit, CommandError> {
     let target = args.job.target()?;
     let Target { client, domain } = &target;
     let id = args.job.id;
+    let (rate, idempotency_key) = (args.launch.rate, args.launch.idempotency_key.clone());
     let created = async move {
         let subject = match texts.subject {
             Some(subject) => subject,
@@ -52,7 +53,8 @@ pub async fn correct(args: CorrectArgs) -> Result<Exit, CommandError> {
             id,
             subject,
             body: texts.body,
-            rate: args.launch.rate,
+            rate,
+            idempotency_key,
         };
         client.correct(&correction).await
     };
@@ -66,7 +68,10 @@ pub async fn retract(args: RetractArgs) -> Result<Exit, CommandError> {
     let target = args.job.target()?;
     let id = args.job.id;
     let planned = Planned::Retraction { amends: id };
-    let created = target.client.retract(&target.domain, id, args.launch.rate);
+    let key = args.launch.idempotency_key.as_deref();
+    let created = target
+        .client
+        .retract(&target.domain, id, args.launch.rate, key);
     let json = args.job.instance.json;
     launch(&target, planned, &args.launch, json, created).await
 }

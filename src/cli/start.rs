@@ -45,6 +45,11 @@ pub struct LaunchArgs {
     /// Then follow the job until it ends, as `watch` does, and exit as `watch` does
     #[arg(long)]
     pub watch: bool,
+    /// Makes retries safe: the same key with the same arguments answers with the job the
+    /// first attempt created (1-128 printable ASCII characters, such as a UUID made once per
+    /// notice); with other arguments it is refused (idempotency_key_reused, exit 4)
+    #[arg(long, value_name = "KEY")]
+    pub idempotency_key: Option<String>,
     #[command(flatten)]
     pub poll: PollArg,
 }
@@ -60,6 +65,7 @@ pub async fn run(args: StartArgs) -> Result<Exit, CommandError> {
         body: texts.body,
         sender: args.sender,
         rate: args.launch.rate,
+        idempotency_key: args.launch.idempotency_key.clone(),
     };
     let created = target.client.start(&broadcast);
     let json = args.instance.json;

@@ -4,8 +4,10 @@
 //! A broadcast job as stored: its definition, state, progress and owner, and the checks that
 //! stored data is usable, made where it is turned into these types.
 
+pub mod idempotency;
 pub mod spec;
 
+pub use idempotency::Idempotency;
 pub use spec::{BroadcastRequest, InvalidRequest, JobSpec, RecipientGroup};
 
 use std::num::NonZeroU32;

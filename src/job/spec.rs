@@ -45,14 +45,15 @@ pub enum Parameter {
     Name,
     Subject,
     Body,
+    IdempotencyKey,
 }
 
 impl Parameter {
     /// The limits of a text parameter: allowed characters (grapheme clusters) and most code
-    /// points; `None` for the rate.
+    /// points; `None` for the rate and the idempotency key.
     pub fn text_limits(self) -> Option<(std::ops::RangeInclusive<usize>, usize)> {
         match self {
-            Parameter::MessageRate => None,
+            Parameter::MessageRate | Parameter::IdempotencyKey => None,
             Parameter::Name => Some((NAME_LENGTH, NAME_CODE_POINTS)),
             Parameter::Subject => Some((SUBJECT_LENGTH, SUBJECT_CODE_POINTS)),
             Parameter::Body => Some((BODY_LENGTH, BODY_CODE_POINTS)),
@@ -66,6 +67,7 @@ impl Parameter {
             Parameter::Name => "name",
             Parameter::Subject => "subject",
             Parameter::Body => "body",
+            Parameter::IdempotencyKey => "idempotency_key",
         }
     }
 }

@@ -26,8 +26,8 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
 
 use crate::job::{
-    Amends, ExecutionState, InvalidRow, Job, JobId, JobKind, JobSpec, Lease, MAX_JOB_ID,
-    RowProblem, Snapshot, UsersDatabase,
+    Amends, ExecutionState, Idempotency, InvalidRow, Job, JobId, JobKind, JobSpec, Lease,
+    MAX_JOB_ID, RowProblem, Snapshot, UsersDatabase,
 };
 
 use crate::database::{ConnectError, Target};
@@ -62,6 +62,36 @@ struct NewJob<'a> {
     users_database: Option<&'a UsersDatabase>,
     kind: JobKind,
     amends: Option<Amends>,
+    /// The request's idempotency key and fingerprint, if it came with one.
+    idempotency: Option<&'a Idempotency>,
+}
+
+/// What a create call did: created the job, or found the one created first with the same
+/// idempotency key and arguments (design invariant 11).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Created {
+    New(JobId),
+    Existing(JobId),
+}
+
+impl Created {
+    /// The job's id, new or not.
+    pub fn id(self) -> JobId {
+        match self {
+            Created::New(id) | Created::Existing(id) => id,
+        }
+    }
+}
+
+/// What a request's idempotency key finds ([`Store::job_by_key`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyMatch {
+    /// No job of the domain has the key.
+    Free,
+    /// The job created with the key by a request with the same arguments.
+    Same(JobId),
+    /// The job created with the key by a request with other arguments.
+    Reused(JobId),
 }
 
 /// Rows sent to the database per statement when a recipient snapshot is written.
@@ -87,6 +117,10 @@ pub enum StoreError {
     /// A stored job that cannot be turned into a [`Job`].
     #[error(transparent)]
     InvalidRow(#[from] InvalidRow),
+    /// The idempotency key was used on the domain for job `id`, with other arguments; nothing
+    /// was written.
+    #[error("the idempotency key was used for job {id} with other arguments")]
+    IdempotencyKeyReused { id: JobId },
     /// A new job would get an id beyond [`MAX_JOB_ID`]; nothing was written.
     #[error(
         "cannot create job {id}: job ids beyond {MAX_JOB_ID} do not fit the admin API's 32-bit \
@@ -353,6 +387,24 @@ impl Store {
         snapshot: &Snapshot,
         users_database: &UsersDatabase,
     ) -> Result<JobId, StoreError> {
+        self.create_job_once(None, spec, owner, lease_time, snapshot, users_database)
+            .await
+            .map(Created::id)
+    }
+
+    /// [`Store::create_job`], with the request's `idempotency` key if it has one: a job of the
+    /// domain created with the same key answers instead ([`Created::Existing`]) if its request
+    /// had the same fingerprint, or [`StoreError::IdempotencyKeyReused`] if not, also when the
+    /// two requests race (the database's unique index decides).
+    pub async fn create_job_once(
+        &self,
+        idempotency: Option<&Idempotency>,
+        spec: &JobSpec,
+        owner: &str,
+        lease_time: Duration,
+        snapshot: &Snapshot,
+        users_database: &UsersDatabase,
+    ) -> Result<Created, StoreError> {
         let (recipients, snapshot_at): (&[String], Option<&str>) = match snapshot {
             Snapshot::Listed(users) => (users, None),
             Snapshot::CreatedBy { at, .. } => (&[], Some(at)),
@@ -364,6 +416,7 @@ impl Store {
             users_database: Some(users_database),
             kind: JobKind::Broadcast,
             amends: None,
+            idempotency,
         };
         self.insert(&row, owner, lease_time, recipients).await
     }
@@ -372,7 +425,8 @@ impl Store {
     /// with its lease: it sends to the first `amends.reach` recipients of the original's
     /// snapshot, which it pages where the original did (its listed usernames, or the same
     /// instant of the same users database). Fails with [`StoreError::RunningJobExists`] if the
-    /// domain has a running job.
+    /// domain has a running job. With an idempotency key, as [`Store::create_job_once`].
+    #[allow(clippy::too_many_arguments)]
     pub async fn create_follow_up(
         &self,
         spec: &JobSpec,
@@ -381,7 +435,8 @@ impl Store {
         original: &Job,
         kind: JobKind,
         reach: i64,
-    ) -> Result<JobId, StoreError> {
+        idempotency: Option<&Idempotency>,
+    ) -> Result<Created, StoreError> {
         let row = NewJob {
             spec,
             recipient_count: reach,
@@ -392,18 +447,25 @@ impl Store {
                 job_id: original.id,
                 reach,
             }),
+            idempotency,
         };
         self.insert(&row, owner, lease_time, &[]).await
     }
 
     /// Inserts a job, its first lease and its listed recipients in one transaction.
+    ///
+    /// A unique violation is the domain's running job (invariant 2) or, for a request with an
+    /// idempotency key, the key (invariant 11). The key's job is read back whichever index the
+    /// database names: a twin request racing this one may be reported on the running-job index
+    /// (PostgreSQL checks the indexes in its own order and waits for the twin's commit on the
+    /// first it meets), and is still the twin. No job with the key means the running job.
     async fn insert(
         &self,
         job: &NewJob<'_>,
         owner: &str,
         lease_time: Duration,
         recipients: &[String],
-    ) -> Result<JobId, StoreError> {
+    ) -> Result<Created, StoreError> {
         let sql = self.sql();
         let spec = job.spec;
         let result: Result<Result<JobId, JobId>, sqlx::Error> = on_pool!(self, pool => async {
@@ -422,6 +484,8 @@ impl Store {
                 .bind(job.kind.as_db_str())
                 .bind(job.amends.map(|amends| amends.job_id))
                 .bind(job.amends.map(|amends| amends.reach))
+                .bind(job.idempotency.map(|once| once.key.as_str()))
+                .bind(job.idempotency.map(|once| once.fingerprint.as_str()))
                 .execute(&mut *tx)
                 .await?;
             let id: JobId = sqlx::query_scalar(sql.last_insert_id).fetch_one(&mut *tx).await?;
@@ -448,13 +512,43 @@ impl Store {
             Ok(Ok(id))
         }.await);
         match result {
-            Ok(Ok(id)) => Ok(id),
+            Ok(Ok(id)) => Ok(Created::New(id)),
             Ok(Err(id)) => Err(StoreError::JobIdsExhausted { id }),
             Err(sqlx::Error::Database(db)) if db.is_unique_violation() => {
-                Err(StoreError::RunningJobExists)
+                let Some(once) = job.idempotency else {
+                    return Err(StoreError::RunningJobExists);
+                };
+                match self.job_by_key(&job.spec.domain, once).await? {
+                    KeyMatch::Same(id) => Ok(Created::Existing(id)),
+                    KeyMatch::Reused(id) => Err(StoreError::IdempotencyKeyReused { id }),
+                    KeyMatch::Free => Err(StoreError::RunningJobExists),
+                }
             }
             Err(err) => Err(StoreError::Database(err)),
         }
+    }
+
+    /// The job of `domain` created with `once`'s key, and whether its request had the same
+    /// fingerprint.
+    pub async fn job_by_key(
+        &self,
+        domain: &str,
+        once: &Idempotency,
+    ) -> Result<KeyMatch, StoreError> {
+        let row: Option<(JobId, Option<String>)> = on_pool!(self, pool => {
+            sqlx::query_as(self.sql().select_job_by_key)
+                .bind(domain)
+                .bind(&once.key)
+                .fetch_optional(pool)
+                .await?
+        });
+        Ok(match row {
+            None => KeyMatch::Free,
+            Some((id, fingerprint)) if fingerprint.as_deref() == Some(&once.fingerprint) => {
+                KeyMatch::Same(id)
+            }
+            Some((id, _)) => KeyMatch::Reused(id),
+        })
     }
 
     /// Reads one job with its progress and owner; a row that cannot be turned into a [`Job`]

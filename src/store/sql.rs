@@ -58,8 +58,12 @@ macro_rules! no_running_follow_up {
 /// The statements of one dialect. The comments list the arguments in binding order.
 pub struct Statements {
     /// `$1` name … `$8` recipient count, `$9` snapshot instant (or NULL), `$10` users
-    /// database, `$11` kind, `$12` amended job, `$13` reach (both NULL for a broadcast).
+    /// database, `$11` kind, `$12` amended job, `$13` reach (both NULL for a broadcast),
+    /// `$14` idempotency key, `$15` request fingerprint (both NULL without a key).
     pub insert_job: &'static str,
+    /// `$1` domain, `$2` idempotency key: the job created with the key, and its request's
+    /// fingerprint.
+    pub select_job_by_key: &'static str,
     /// The id the last insert on this connection generated.
     pub last_insert_id: &'static str,
     /// `$1` job id, `$2` owner, `$3` epoch ([`Lease::FIRST_EPOCH`]), `$4` lease seconds.
@@ -137,7 +141,12 @@ macro_rules! statements {
             insert_job: $finish(
                 "INSERT INTO xb_jobs (name, domain, sender_jid, subject, body, message_rate, \
                  recipient_group, recipient_count, snapshot_at, users_database, kind, amends, \
-                 reach) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+                 reach, idempotency_key, request_fingerprint) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+            ),
+            select_job_by_key: $finish(
+                "SELECT id, request_fingerprint FROM xb_jobs \
+                 WHERE domain = $1 AND idempotency_key = $2",
             ),
             last_insert_id: $finish($last_insert_id),
             insert_lease: $finish(concat!(

@@ -6,9 +6,10 @@ use std::time::Duration;
 
 use jid::BareJid;
 
-use super::{Outcome, Store, StoreError};
+use super::{Created, KeyMatch, Outcome, Store, StoreError};
 use crate::job::{
-    Amends, ExecutionState, JobKind, JobSpec, Lease, RecipientGroup, Snapshot, UsersDatabase,
+    Amends, ExecutionState, Idempotency, JobKind, JobSpec, Lease, RecipientGroup, Snapshot,
+    UsersDatabase,
 };
 use crate::job::{InvalidRow, MAX_JOB_ID, RowProblem};
 use crate::test_support::Scratch;
@@ -131,6 +132,8 @@ on_every_dialect!(
     abandoning_a_job_is_fenced_and_keeps_its_progress,
     running_jobs_are_listed_with_their_users_database,
     a_follow_up_pages_its_originals_snapshot_which_outlives_it,
+    an_idempotency_key_answers_with_the_job_it_created_first,
+    concurrent_creates_with_one_key_make_one_job,
 );
 
 async fn creates_a_running_owned_job_with_its_snapshot(store: Store) {
@@ -346,12 +349,17 @@ async fn lists_newest_first_with_paging(store: Store) {
     );
 }
 
-async fn concurrent_starts_admit_one(store: Store) {
+/// Eight creates of one job of `example.com` at once, each as another node, all with `once`.
+async fn eight_concurrent_creates(
+    store: &Store,
+    once: Option<&Idempotency>,
+) -> Vec<Result<Created, StoreError>> {
     let attempts = (0..8).map(|i| {
         let store = store.clone();
         async move {
             store
-                .create_job(
+                .create_job_once(
+                    once,
                     &spec("example.com"),
                     &format!("node{i}"),
                     LEASE,
@@ -361,7 +369,11 @@ async fn concurrent_starts_admit_one(store: Store) {
                 .await
         }
     });
-    let results = futures::future::join_all(attempts).await;
+    futures::future::join_all(attempts).await
+}
+
+async fn concurrent_starts_admit_one(store: Store) {
+    let results = eight_concurrent_creates(&store, None).await;
     let accepted = results.iter().filter(|r| r.is_ok()).count();
     let refused = results
         .iter()
@@ -1056,9 +1068,11 @@ async fn a_follow_up_pages_its_originals_snapshot_which_outlives_it(store: Store
             &original_job,
             JobKind::Correction,
             20,
+            None,
         )
         .await
-        .unwrap();
+        .unwrap()
+        .id();
     let job = store.get_job(id).await.unwrap().unwrap();
     assert_eq!((job.kind, job.recipient_count), (JobKind::Correction, 20));
     assert_eq!(
@@ -1085,7 +1099,8 @@ async fn a_follow_up_pages_its_originals_snapshot_which_outlives_it(store: Store
                 LEASE,
                 &original_job,
                 JobKind::Retraction,
-                20
+                20,
+                None
             )
             .await,
         Err(StoreError::RunningJobExists)
@@ -1125,4 +1140,138 @@ async fn a_follow_up_pages_its_originals_snapshot_which_outlives_it(store: Store
     );
     let orphan = store.get_job(id).await.unwrap().unwrap();
     assert_eq!(orphan.amends.map(|amends| amends.job_id), Some(original));
+}
+
+/// An idempotency key with the fingerprint of `arguments`.
+fn key(key: &str, arguments: &str) -> Idempotency {
+    Idempotency::new(
+        key.to_owned(),
+        &serde_json::json!({ "arguments": arguments }),
+    )
+    .unwrap()
+}
+
+async fn create_once(
+    store: &Store,
+    domain: &str,
+    once: &Idempotency,
+) -> Result<Created, StoreError> {
+    store
+        .create_job_once(
+            Some(once),
+            &spec(domain),
+            "node1",
+            LEASE,
+            &users(3),
+            &users_db(),
+        )
+        .await
+}
+
+async fn an_idempotency_key_answers_with_the_job_it_created_first(store: Store) {
+    let once = key("notice-1", "a");
+    let Created::New(first) = create_once(&store, "example.com", &once).await.unwrap() else {
+        panic!("the first request creates its job");
+    };
+    // While the job runs: the same job, not the running job's refusal.
+    assert_eq!(
+        create_once(&store, "example.com", &once).await.unwrap(),
+        Created::Existing(first)
+    );
+    assert_eq!(
+        store.job_by_key("example.com", &once).await.unwrap(),
+        KeyMatch::Same(first)
+    );
+    // Other arguments under the same key: refused, nothing written.
+    let other = key("notice-1", "b");
+    assert!(matches!(
+        create_once(&store, "example.com", &other).await,
+        Err(StoreError::IdempotencyKeyReused { id }) if id == first
+    ));
+    assert_eq!(
+        store.job_by_key("example.com", &other).await.unwrap(),
+        KeyMatch::Reused(first)
+    );
+    // After the job ended, too.
+    assert!(
+        store
+            .complete(&lease(first, 1), &Outcome::Finished, 3)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        create_once(&store, "example.com", &once).await.unwrap(),
+        Created::Existing(first)
+    );
+    assert!(matches!(
+        create_once(&store, "example.com", &other).await,
+        Err(StoreError::IdempotencyKeyReused { id }) if id == first
+    ));
+    // Keys are per domain; a request without a key still meets the running job.
+    let Created::New(elsewhere) = create_once(&store, "example.org", &once).await.unwrap() else {
+        panic!("another domain's key is another key");
+    };
+    assert_ne!(elsewhere, first);
+    assert!(matches!(
+        store
+            .create_job(&spec("example.org"), "node1", LEASE, &users(3), &users_db())
+            .await,
+        Err(StoreError::RunningJobExists)
+    ));
+    // A follow-up's key works the same way.
+    let original = store.get_job(first).await.unwrap().unwrap();
+    let retraction = key("retract-1", "r");
+    let retraction_spec = spec("example.com");
+    let follow_up = || {
+        store.create_follow_up(
+            &retraction_spec,
+            "node1",
+            LEASE,
+            &original,
+            JobKind::Retraction,
+            3,
+            Some(&retraction),
+        )
+    };
+    let Created::New(retracting) = follow_up().await.unwrap() else {
+        panic!("the follow-up is created");
+    };
+    assert_eq!(follow_up().await.unwrap(), Created::Existing(retracting));
+    assert!(store.abort_job(retracting, "example.com").await.unwrap());
+    // Deleting the job frees its key.
+    assert_eq!(
+        store
+            .delete_inactive_jobs("example.com", &[first])
+            .await
+            .unwrap(),
+        vec![first]
+    );
+    assert_eq!(
+        store.job_by_key("example.com", &once).await.unwrap(),
+        KeyMatch::Free
+    );
+    let Created::New(again) = create_once(&store, "example.com", &other).await.unwrap() else {
+        panic!("a freed key creates a new job");
+    };
+    assert!(again > first);
+}
+
+async fn concurrent_creates_with_one_key_make_one_job(store: Store) {
+    let once = key("notice-2", "a");
+    let results = eight_concurrent_creates(&store, Some(&once)).await;
+    let created: Vec<Created> = results
+        .into_iter()
+        .map(|result| result.unwrap_or_else(|err| panic!("every twin is answered: {err}")))
+        .collect();
+    let new: Vec<_> = created
+        .iter()
+        .filter(|c| matches!(c, Created::New(_)))
+        .collect();
+    assert_eq!(new.len(), 1, "{created:?}");
+    let id = new[0].id();
+    assert!(created.iter().all(|c| c.id() == id), "{created:?}");
+    assert_eq!(
+        store.list_jobs("example.com", 10, 0).await.unwrap().len(),
+        1
+    );
 }

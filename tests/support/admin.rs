@@ -20,6 +20,12 @@ pub const START_BROADCAST: &str = "mutation Start($name: String!, $domain: Domai
     startBroadcast(name: $name, domain: $domain, messageSubject: $subject, messageBody: $body, \
     senderJid: $sender, messageRate: $rate, recipientGroup: ALL_USERS_IN_DOMAIN) \
     { message ids } } }";
+/// [`START_BROADCAST`] with xmpp-broadcast's `idempotencyKey` (`$key`).
+pub const START_BROADCAST_ONCE: &str = "mutation Start($name: String!, $domain: DomainName!, \
+    $subject: String!, $body: String!, $sender: BareJID!, $rate: PosInt!, $key: String) { \
+    broadcast { startBroadcast(name: $name, domain: $domain, messageSubject: $subject, \
+    messageBody: $body, senderJid: $sender, messageRate: $rate, \
+    recipientGroup: ALL_USERS_IN_DOMAIN, idempotencyKey: $key) { message ids } } }";
 
 /// Which credentials a request carries.
 #[derive(Clone, Copy, Debug)]
@@ -68,6 +74,13 @@ impl BroadcastSpec {
             "sender": self.sender,
             "rate": self.rate,
         })
+    }
+
+    /// The variables of [`START_BROADCAST_ONCE`] for this job with the idempotency key `key`.
+    pub fn variables_with_key(&self, key: &str) -> Value {
+        let mut variables = self.variables();
+        variables["key"] = json!(key);
+        variables
     }
 }
 
@@ -216,11 +229,19 @@ impl Admin {
     /// `startBroadcast`; returns the new job id.
     pub async fn start_broadcast(&self, spec: &BroadcastSpec) -> Result<i64, ApiError> {
         let data = self.graphql(START_BROADCAST, spec.variables()).await?;
-        let result = &data["broadcast"]["startBroadcast"];
-        assert_eq!(result["message"], "Broadcast job started", "{data}");
-        let ids = result["ids"].as_array().expect("ids is a list");
-        assert_eq!(ids.len(), 1, "startBroadcast returns one id: {data}");
-        Ok(ids[0].as_i64().expect("integer id"))
+        Ok(started(&data))
+    }
+
+    /// `startBroadcast` of `spec` with the idempotency key `key`: returns the id of the job
+    /// the key created (now or earlier).
+    pub async fn start_broadcast_once(
+        &self,
+        spec: &BroadcastSpec,
+        key: &str,
+    ) -> Result<i64, ApiError> {
+        let variables = spec.variables_with_key(key);
+        let data = self.graphql(START_BROADCAST_ONCE, variables).await?;
+        Ok(started(&data))
     }
 
     /// `abortBroadcast` of job `id` on [`DOMAIN`].
@@ -313,4 +334,13 @@ pub fn assert_timestamp(field: &str, value: &Value) {
         text.len() == 20 && parsed.is_ok(),
         "{field} is not a YYYY-MM-DDTHH:MM:SSZ timestamp: {value}"
     );
+}
+
+/// The id `startBroadcast` answered in `data`, checking its whole answer.
+fn started(data: &Value) -> i64 {
+    let result = &data["broadcast"]["startBroadcast"];
+    assert_eq!(result["message"], "Broadcast job started", "{data}");
+    let ids = result["ids"].as_array().expect("ids is a list");
+    assert_eq!(ids.len(), 1, "startBroadcast returns one id: {data}");
+    ids[0].as_i64().expect("integer id")
 }
