@@ -27,9 +27,8 @@ use support::pg::PgDatabase;
 use support::prosody::{DOMAIN, Prosody, ProsodyStorage};
 use support::scenarios::{XmppServer, accounts_and_sender, stored_by_recipient};
 use support::serve::{JobStore, Serve};
-use support::stanza::message_id;
+use support::stanza::{message_id, parse_stored};
 use support::xmpp_client::{ReceivedMessage, XmppClient};
-use tokio_xmpp::minidom::Element;
 use xmpp_broadcast::job::RETRACTION_FALLBACK_BODY;
 
 const PASSWORD: &str = "pw";
@@ -97,13 +96,7 @@ impl Seen {
 
     /// A message as a server stored it offline (Prosody without a namespace on the root).
     fn stored(xml: &str) -> Seen {
-        let start_tag = &xml[..xml.find('>').unwrap_or(xml.len())];
-        let xml = if start_tag.contains("xmlns=") {
-            xml.to_owned()
-        } else {
-            xml.replacen("<message", "<message xmlns='jabber:client'", 1)
-        };
-        let message: Element = xml.parse().unwrap_or_else(|e| panic!("{e}: {xml}"));
+        let message = parse_stored(xml).unwrap_or_else(|e| panic!("{e}: {xml}"));
         let id = message.attr("id").expect("an id").to_owned();
         let named = |name: &str, ns: &str| {
             message

@@ -265,7 +265,7 @@ impl BroadcastAdminMutation {
         let Some(deleted) = reported(ctx, deleted) else {
             return Ok(None);
         };
-        Ok(Some(deleted_result(deleted)?))
+        Ok(Some(ids_result("Inactive broadcasts deleted", deleted)?))
     }
 
     /// Delete every finished and aborted job of a domain; returns the ids deleted
@@ -283,7 +283,7 @@ impl BroadcastAdminMutation {
         let Some(deleted) = reported(ctx, deleted) else {
             return Ok(None);
         };
-        Ok(Some(deleted_result(deleted)?))
+        Ok(Some(ids_result("Inactive broadcasts deleted", deleted)?))
     }
 
     /// Stop the running job of a domain, whichever instance runs it, as MongooseIM does when
@@ -304,13 +304,7 @@ impl BroadcastAdminMutation {
         let Some(aborted) = reported(ctx, aborted) else {
             return Ok(None);
         };
-        Ok(Some(BroadcastMutationResult {
-            message: "Broadcasts aborted".to_owned(),
-            ids: aborted
-                .into_iter()
-                .map(graphql_id)
-                .collect::<Result<_, _>>()?,
-        }))
+        Ok(Some(ids_result("Broadcasts aborted", aborted)?))
     }
 
     /// Correct a broadcast after it ended: a follow-up job sends every recipient it may have
@@ -389,15 +383,13 @@ fn follow_up_started(
     let Some(id) = reported(ctx, started) else {
         return Ok(None);
     };
-    Ok(Some(BroadcastMutationResult {
-        message: message.to_owned(),
-        ids: vec![graphql_id(id)?],
-    }))
+    Ok(Some(ids_result(message, vec![id])?))
 }
 
-fn deleted_result(ids: Vec<i64>) -> async_graphql::Result<BroadcastMutationResult> {
+/// A mutation's answer: `message` and the jobs concerned.
+fn ids_result(message: &str, ids: Vec<i64>) -> async_graphql::Result<BroadcastMutationResult> {
     Ok(BroadcastMutationResult {
-        message: "Inactive broadcasts deleted".to_owned(),
+        message: message.to_owned(),
         ids: ids.into_iter().map(graphql_id).collect::<Result<_, _>>()?,
     })
 }

@@ -389,8 +389,8 @@ impl BroadcastService {
         }
         let original = self.amendable(domain, id).await?;
         let reach = original.reached(i64::from(batch_size(original.rate)));
-        let limit = u32::try_from(usize::min(sample, reach.try_into().unwrap_or(usize::MAX)))
-            .unwrap_or(u32::MAX);
+        let sample = i64::try_from(sample).unwrap_or(i64::MAX);
+        let limit = u32::try_from(reach.min(sample)).unwrap_or(u32::MAX);
         let first = match &original.snapshot_at {
             _ if limit == 0 => Vec::new(),
             None => self.store.snapshot_page(original.id, None, limit).await?,

@@ -54,15 +54,7 @@ impl Announcement {
 
     /// Like [`Announcement::assert_stanza`], returning the first difference found.
     pub fn check_stanza(&self, xml: &str, recipient: &str) -> Result<(), String> {
-        // Prosody stores stanzas without their namespace; minidom needs one.
-        let start_tag = &xml[..xml.find('>').unwrap_or(xml.len())];
-        let message: Element = if start_tag.contains("xmlns=") {
-            xml.parse()
-        } else {
-            xml.replacen("<message", "<message xmlns='jabber:client'", 1)
-                .parse()
-        }
-        .map_err(|e| format!("parse: {e}"))?;
+        let message = parse_stored(xml).map_err(|e| format!("parse: {e}"))?;
         let id = message_id(self.job_id, recipient);
         let expected_attrs = [
             ("type", "chat"),
@@ -110,4 +102,16 @@ fn escape(text: &str) -> String {
         .replace('>', "&gt;")
         .replace('\'', "&apos;")
         .replace('"', "&quot;")
+}
+
+/// A `<message/>` as a server stored it offline. Prosody stores stanzas without their
+/// namespace; minidom needs one.
+pub fn parse_stored(xml: &str) -> Result<Element, tokio_xmpp::minidom::Error> {
+    let start_tag = &xml[..xml.find('>').unwrap_or(xml.len())];
+    if start_tag.contains("xmlns=") {
+        xml.parse()
+    } else {
+        xml.replacen("<message", "<message xmlns='jabber:client'", 1)
+            .parse()
+    }
 }
