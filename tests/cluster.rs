@@ -617,7 +617,7 @@ async fn scheduled_job_starts_on_time_without_its_instance(kind: JobDatabase) {
     assert_eq!(first.body, announcement.body);
     assert_eq!(
         first.id,
-        support::stanza::message_id(id, &first.to.split('/').next().unwrap_or_default())
+        support::stanza::message_id(id, first.to.split('/').next().unwrap_or_default())
     );
     let job = cluster.nodes[1]
         .admin()
