@@ -292,14 +292,12 @@ fn tls_cause<'a>(err: &'a (dyn std::error::Error + 'static)) -> Option<&'a rustl
             return Some(tls);
         }
         // An I/O error's `source` is its inner error's source, not the inner error itself.
-        if let Some(tls) = current
-            .downcast_ref::<std::io::Error>()
-            .and_then(std::io::Error::get_ref)
-            .and_then(|inner| inner.downcast_ref::<rustls::Error>())
-        {
-            return Some(tls);
-        }
-        cause = current.source();
+        cause = match current.downcast_ref::<std::io::Error>() {
+            Some(io) => io
+                .get_ref()
+                .map(|inner| inner as &(dyn std::error::Error + 'static)),
+            None => current.source(),
+        };
     }
     None
 }

@@ -507,3 +507,27 @@ async fn a_tls_handshake_that_never_ends_is_closed_after_the_header_timeout() {
     assert_eq!(presented, served_certificate);
     served.stop().await;
 }
+
+/// A client that does not trust the listener's certificate is told so, before it sends
+/// anything.
+#[tokio::test]
+async fn a_client_without_the_ca_is_told_the_certificate_is_not_trusted() {
+    let (_dir, files, ca, _) = certificate_files();
+    ca.issue(&files);
+    let served = Served::start_with_tls(
+        ListenerLimits::default(),
+        credentials_with(64, LoginLimits::default()),
+        Some(Tls::load(&files).unwrap()),
+    )
+    .await;
+    let endpoint = format!("https://{}/api/graphql", served.address);
+    let client = client::AdminClient::new(endpoint, None, &client::TrustedRoots::System).unwrap();
+    let err = client.list("example.com", 1, 0).await.unwrap_err();
+    assert!(
+        matches!(err, client::ClientError::Untrusted { .. }),
+        "{err:?}"
+    );
+    assert_eq!(err.failure(), client::Failure::Other);
+    assert!(err.to_string().contains("not trusted"), "{err}");
+    served.stop().await;
+}
