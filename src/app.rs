@@ -10,12 +10,15 @@
 //! [`run`] takes its admin listener and its shutdown signal from the caller: the command line
 //! binds `admin.listen` and cancels on SIGTERM or SIGINT; tests bind `127.0.0.1:0` and cancel
 //! when they are done, so a whole instance runs inside a test process.
+//!
+//! With `admin.tls_certificate` and `admin.tls_key` the admin API serves HTTPS; the files are
+//! read before listening (an error stops the start) and again on SIGHUP ([`reload_tls`]).
 
 use anyhow::Context as _;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::admin::{self, AdminApi, Credentials};
+use crate::admin::{self, AdminApi, Credentials, Tls};
 use crate::broadcast::{BroadcastService, Manager, Scope};
 use crate::config::Config;
 use crate::directory::Directory;
@@ -28,6 +31,8 @@ use crate::xmpp::Connection;
 pub const JOB_DATABASE_CONTEXT: &str = "cannot open the job database (database.url)";
 /// What `serve` and `check-config` say before an error of the users database.
 pub const USERS_CONTEXT: &str = "cannot read the XMPP server's users ([users] section)";
+/// What `serve` and `check-config` say before an error of the admin listener's certificate.
+pub const TLS_CONTEXT: &str = "cannot serve the admin API over HTTPS";
 
 /// Runs the component with the admin API on `listener` until `shutdown` is cancelled; then
 /// stops the workers, lets this instance's leases expire and closes the connections.
@@ -41,6 +46,7 @@ pub async fn run(
         config.database.max_connections,
     )
     .context(JOB_DATABASE_CONTEXT)?;
+    let tls = open_tls(&config)?;
     let directory = open_users(&config).await?;
 
     let connection_stop = CancellationToken::new();
@@ -71,15 +77,21 @@ pub async fn run(
         manager.safety().clone(),
         metrics,
     );
+    let api = match &tls {
+        Some(tls) => api.with_tls(tls.clone()),
+        None => api,
+    };
     let admin_address = listener
         .local_addr()
         .map_or_else(|_| config.admin.listen.to_string(), |a| a.to_string());
+    let scheme = if tls.is_some() { "https" } else { "http" };
     tracing::info!(
         node = %config.node_name,
-        admin = %admin_address,
+        admin = %format!("{scheme}://{admin_address}"),
         component = %config.component.jid,
         "xmpp-broadcast is serving"
     );
+    tokio::spawn(reload_on_hangup(tls, shutdown.clone()));
     let http = tokio::spawn(api.serve(listener, shutdown.clone()));
     manager.spawn_take_up();
 
@@ -105,6 +117,67 @@ pub async fn open_users(config: &Config) -> anyhow::Result<Directory> {
         .await
         .context(USERS_CONTEXT)?;
     Ok(directory)
+}
+
+/// The admin listener's certificate and key, read as `serve` reads them before it listens
+/// (`None` without `admin.tls_certificate`); `check-config` runs the same.
+pub fn open_tls(config: &Config) -> anyhow::Result<Option<Tls>> {
+    let Some(files) = &config.admin.tls else {
+        return Ok(None);
+    };
+    let tls = Tls::load(files).context(TLS_CONTEXT)?;
+    tracing::info!(
+        certificate = %files.certificate.display(),
+        key = %files.key.display(),
+        sha256 = %tls.fingerprint(),
+        "the admin API serves HTTPS"
+    );
+    Ok(Some(tls))
+}
+
+/// Re-reads the admin listener's certificate and key, as SIGHUP does: the next connections are
+/// served with them; if they cannot be used, the error is logged and the certificate read last
+/// stays in use. Without TLS there is nothing to re-read.
+pub fn reload_tls(tls: Option<&Tls>) {
+    let Some(tls) = tls else {
+        tracing::info!("reload: the admin API has no certificate (plain HTTP), nothing to re-read");
+        return;
+    };
+    let files = tls.files();
+    match tls.reload() {
+        Ok(fingerprint) => tracing::info!(
+            certificate = %files.certificate.display(),
+            sha256 = %fingerprint,
+            "reload: the admin API serves the certificate read now"
+        ),
+        Err(err) => tracing::error!(
+            %err,
+            sha256 = %tls.fingerprint(),
+            "reload: the certificate or key cannot be used; the admin API keeps serving the one \
+             read before"
+        ),
+    }
+}
+
+/// Calls [`reload_tls`] on every SIGHUP until `stop` fires (SIGHUP would otherwise end the
+/// process, as its default action does).
+async fn reload_on_hangup(tls: Option<Tls>, stop: CancellationToken) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut hangup) = signal(SignalKind::hangup()) else {
+        tracing::error!("cannot listen for SIGHUP: the certificate cannot be reloaded");
+        return;
+    };
+    loop {
+        tokio::select! {
+            received = hangup.recv() => {
+                if received.is_none() {
+                    return;
+                }
+                reload_tls(tls.as_ref());
+            }
+            () = stop.cancelled() => return,
+        }
+    }
 }
 
 /// A token cancelled on the first SIGTERM or SIGINT.

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::net::SocketAddr;
 use std::ops::RangeInclusive;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -44,6 +44,8 @@ pub const MAX_NODE_NAME_BYTES: usize = 250;
 /// The longest `admin.username`, `admin.password` and `component.secret`, in bytes: credentials
 /// travel in an HTTP header (Basic auth) or a handshake, where a few hundred bytes is plenty.
 pub const MAX_CREDENTIAL_BYTES: usize = 1024;
+/// The longest file path in the config (`admin.tls_certificate`, `admin.tls_key`), in bytes.
+pub const MAX_PATH_BYTES: usize = 4096;
 /// The longest `users.database_id`, in bytes.
 pub const MAX_DATABASE_ID_BYTES: usize = 200;
 /// The longest `users.time_zone`, in bytes (IANA names are shorter than 40).
@@ -277,6 +279,18 @@ pub struct AdminConfig {
     pub listen: SocketAddr,
     pub username: String,
     pub password: Secret,
+    /// HTTPS instead of plain HTTP, when given.
+    pub tls: Option<AdminTls>,
+}
+
+/// The PEM files of the admin listener's HTTPS (`admin.tls_certificate`, `admin.tls_key`). They
+/// are read by `admin::tls` when `serve` starts and again on SIGHUP, not here.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdminTls {
+    /// The certificate chain, the server's certificate first.
+    pub certificate: PathBuf,
+    /// Its private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
 }
 
 /// A string that is never printed.
@@ -315,6 +329,7 @@ impl fmt::Debug for AdminConfig {
             .field("listen", &self.listen)
             .field("username", &self.username)
             .field("password", &self.password)
+            .field("tls", &self.tls)
             .finish()
     }
 }
@@ -560,6 +575,32 @@ struct RawAdmin {
     listen: String,
     username: String,
     password: String,
+    tls_certificate: Option<String>,
+    tls_key: Option<String>,
+}
+
+impl RawAdmin {
+    /// `admin.tls_certificate` and `admin.tls_key`: both or neither.
+    fn tls(&self) -> Result<Option<AdminTls>, ConfigError> {
+        let path = |key: &str, value: &str| {
+            validate_text(key, value, MAX_PATH_BYTES).map(|()| PathBuf::from(value))
+        };
+        match (&self.tls_certificate, &self.tls_key) {
+            (None, None) => Ok(None),
+            (Some(certificate), Some(key)) => Ok(Some(AdminTls {
+                certificate: path("admin.tls_certificate", certificate)?,
+                key: path("admin.tls_key", key)?,
+            })),
+            (Some(_), None) => Err(invalid(
+                "admin.tls_key",
+                "missing: admin.tls_certificate needs its private key (PEM file)",
+            )),
+            (None, Some(_)) => Err(invalid(
+                "admin.tls_certificate",
+                "missing: admin.tls_key needs its certificate chain (PEM file)",
+            )),
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -635,6 +676,7 @@ impl RawConfig {
             ));
         }
         validate_text("admin.password", &self.admin.password, MAX_CREDENTIAL_BYTES)?;
+        let admin_tls = self.admin.tls()?;
         let mut domains = Vec::with_capacity(self.domains.len());
         let mut domain_admins = BTreeMap::new();
         for (name, settings) in self.domains {
@@ -674,6 +716,7 @@ impl RawConfig {
                 listen,
                 username: self.admin.username,
                 password: Secret::new(self.admin.password),
+                tls: admin_tls,
             },
             domains,
             domain_admins,
@@ -1248,5 +1291,29 @@ mod tests {
             !printed.contains("s3cret") && !printed.contains("\"pw\""),
             "{printed}"
         );
+    }
+    #[test]
+    fn admin_tls_takes_both_files_or_neither() {
+        assert_eq!(Config::from_toml(MINIMAL, &[]).unwrap().admin.tls, None);
+        let both = with_in(
+            "admin",
+            "tls_certificate = \"/etc/x/cert.pem\"\ntls_key = \"/etc/x/key.pem\"",
+        );
+        assert_eq!(
+            Config::from_toml(&both, &[]).unwrap().admin.tls,
+            Some(AdminTls {
+                certificate: "/etc/x/cert.pem".into(),
+                key: "/etc/x/key.pem".into(),
+            })
+        );
+        let certificate_only = with_in("admin", "tls_certificate = \"/etc/x/cert.pem\"");
+        assert_refused(&certificate_only, "admin.tls_key", &["missing"]);
+        let key_only = with_in("admin", "tls_key = \"/etc/x/key.pem\"");
+        assert_refused(&key_only, "admin.tls_certificate", &["missing"]);
+        let empty = with_in(
+            "admin",
+            "tls_certificate = \"\"\ntls_key = \"/etc/x/key.pem\"",
+        );
+        assert_refused(&empty, "admin.tls_certificate", &["must not be empty"]);
     }
 }

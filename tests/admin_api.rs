@@ -1262,15 +1262,22 @@ async fn request_forms(f: Arc<Fixture>) {
     assert!(wrong.is_empty(), "request forms:\n{}", wrong.join("\n"));
 }
 
-/// GET /api/graphql serves GraphiQL, pointed at the endpoint.
+/// GET /api/graphql serves GraphiQL with its scripts from the listener (no other origin).
 async fn graphiql(f: Arc<Fixture>) {
     let (status, content_type, page) = f.admin().get("/api/graphql").await;
     assert_eq!(status, 200, "{page}");
     assert!(content_type.starts_with("text/html"), "{content_type}");
     assert!(
-        page.contains("graphiql") && page.contains("/api/graphql"),
-        "a GraphiQL page for /api/graphql: {page}"
+        page.contains("\"graphiql/graphiql.min.js\"") && !page.contains("//"),
+        "a GraphiQL page loading its scripts from the listener: {page}"
     );
+    let (status, content_type, script) = f.admin().get("/api/graphiql/init.js").await;
+    assert_eq!(status, 200);
+    assert!(
+        content_type.starts_with("text/javascript"),
+        "{content_type}"
+    );
+    assert!(script.contains("GraphiQL.createFetcher"), "{script}");
 }
 
 /// The message of `cannot_count_recipients`.

@@ -209,8 +209,14 @@ async fn usage_errors_are_invalid_input_before_anything_is_sent() {
         "which instance? give --url",
     )
     .await;
-    let https = "list --url https://127.0.0.1:1 --domain example.com";
-    usage(https.into(), "plain HTTP only (https is not supported)").await;
+    let ftp = "list --url ftp://127.0.0.1:1 --domain example.com";
+    usage(ftp.into(), "ftp is not supported").await;
+    let no_ca = "list --url https://127.0.0.1:1 --ca-file /nonexistent/ca.pem --domain example.com";
+    usage(
+        no_ca.into(),
+        "cannot read the trusted certificate authorities from /nonexistent/ca.pem",
+    )
+    .await;
     usage(format!("list {nowhere}"), "which domain? give --domain").await;
     let start = format!("start {nowhere} --domain {DOMAIN} --sender {SENDER} --name n");
     let missing = "--body-file /nonexistent/notice.txt";

@@ -5,10 +5,17 @@
 //! and, on failure, a [`Failure`] kind they can turn into an exit code. Every value travels as a
 //! GraphQL variable, so a body with quotes or newlines needs no escaping.
 //!
-//! Plain HTTP only: the admin listener is meant for loopback or a trusted network, and the
-//! client is built without TLS.
+//! `http://` and `https://` endpoints: HTTPS with rustls, trusting the system's certificate
+//! authorities or only those of a file ([`TrustedRoots`]); a server whose certificate they do
+//! not vouch for is [`ClientError::Untrusted`].
 
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
+
+use tokio_rustls::rustls::pki_types::CertificateDer;
+use tokio_rustls::rustls::pki_types::pem::PemObject;
+use tokio_rustls::rustls::{self, RootCertStore};
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -174,6 +181,16 @@ pub enum ClientError {
     /// Nothing answered: refused connection, timeout, reset.
     #[error("cannot reach the admin API at {url}: {reason}")]
     Unreachable { url: String, reason: String },
+    /// The server's certificate is not signed by a trusted authority, or is not valid for the
+    /// host or now.
+    #[error(
+        "the admin API at {url} presented a certificate that is not trusted ({reason}); give the \
+         certificate authority that signed it with --ca-file (or XMPP_BROADCAST_CA_FILE)"
+    )]
+    Untrusted { url: String, reason: String },
+    /// The certificate authorities to trust could not be read.
+    #[error("cannot read the trusted certificate authorities from {from}: {reason}")]
+    TrustedRoots { from: String, reason: String },
     /// Something answered, but not as the admin API does.
     #[error("unexpected answer from {url}: {detail}")]
     Unexpected {
@@ -194,11 +211,109 @@ impl ClientError {
                 None => Failure::Other,
             },
             ClientError::Unreachable { .. } => Failure::Unavailable,
+            ClientError::Untrusted { .. } => Failure::Other,
+            ClientError::TrustedRoots { .. } => Failure::InvalidInput,
             ClientError::Unexpected { status: 401, .. } => Failure::Unauthorized,
             ClientError::Unexpected { status, .. } if *status >= 500 => Failure::Unavailable,
             ClientError::Unexpected { .. } => Failure::Other,
         }
     }
+}
+
+/// Which certificate authorities an `https://` endpoint's certificate must come from.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum TrustedRoots {
+    /// The system's (`/etc/ssl/certs`, or `SSL_CERT_FILE` and `SSL_CERT_DIR`).
+    #[default]
+    System,
+    /// Only the certificates of this PEM file (`--ca-file`): a private CA's, or a self-signed
+    /// server certificate itself.
+    File(PathBuf),
+}
+
+impl TrustedRoots {
+    /// The certificates, as a store; an error says where they were looked for.
+    fn store(&self) -> Result<RootCertStore, ClientError> {
+        let mut store = RootCertStore::empty();
+        match self {
+            TrustedRoots::System => {
+                let found = rustls_native_certs::load_native_certs();
+                let (added, _) = store.add_parsable_certificates(found.certs);
+                if added == 0 {
+                    let reason = match found.errors.first() {
+                        Some(err) => format!("none could be used ({err})"),
+                        None => "there are none".to_owned(),
+                    };
+                    return Err(ClientError::TrustedRoots {
+                        from: "the system's store".to_owned(),
+                        reason: format!("{reason}; give them with --ca-file"),
+                    });
+                }
+            }
+            TrustedRoots::File(path) => {
+                let failed = |reason: String| ClientError::TrustedRoots {
+                    from: path.display().to_string(),
+                    reason,
+                };
+                let pem = std::fs::read(path).map_err(|err| failed(err.to_string()))?;
+                let certs = CertificateDer::pem_slice_iter(&pem)
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|err| failed(format!("not a PEM file: {err}")))?;
+                if certs.is_empty() {
+                    return Err(failed(
+                        "no certificate in the file (PEM: -----BEGIN CERTIFICATE-----)".to_owned(),
+                    ));
+                }
+                for cert in certs {
+                    store
+                        .add(cert)
+                        .map_err(|err| failed(format!("not a usable certificate: {err}")))?;
+                }
+            }
+        }
+        Ok(store)
+    }
+}
+
+/// A builder of HTTP clients whose HTTPS trusts `roots` (none: no certificate authority, for
+/// clients of `http://` only). Every reqwest client of this program is built here: reqwest is
+/// built with rustls and no default crypto provider, so a client built without these TLS
+/// settings would fail.
+pub fn http_client_builder(
+    roots: Option<&TrustedRoots>,
+) -> Result<reqwest::ClientBuilder, ClientError> {
+    let store = match roots {
+        Some(roots) => roots.store()?,
+        None => RootCertStore::empty(),
+    };
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|err| ClientError::TrustedRoots {
+            from: "the TLS settings".to_owned(),
+            reason: err.to_string(),
+        })?
+        .with_root_certificates(store)
+        .with_no_client_auth();
+    Ok(reqwest::Client::builder().tls_backend_preconfigured(config))
+}
+
+/// The TLS error in `err`'s causes, if the connection failed in its handshake.
+fn tls_cause<'a>(err: &'a (dyn std::error::Error + 'static)) -> Option<&'a rustls::Error> {
+    let mut cause = Some(err);
+    while let Some(current) = cause {
+        if let Some(tls) = current.downcast_ref::<rustls::Error>() {
+            return Some(tls);
+        }
+        // An I/O error's `source` is its inner error's source, not the inner error itself.
+        cause = match current.downcast_ref::<std::io::Error>() {
+            Some(io) => io
+                .get_ref()
+                .map(|inner| inner as &(dyn std::error::Error + 'static)),
+            None => current.source(),
+        };
+    }
+    None
 }
 
 /// The admin API of one instance, as one user.
@@ -212,19 +327,30 @@ pub struct AdminClient {
 }
 
 impl AdminClient {
-    /// A client of the API at `endpoint` (`http://host:port/api/graphql`).
-    pub fn new(endpoint: String, credentials: Option<(String, String)>) -> Self {
-        let http = reqwest::Client::builder()
+    /// A client of the API at `endpoint` (`http://host:port/api/graphql`, or `https://`
+    /// trusting `roots`); an error if the roots cannot be read.
+    pub fn new(
+        endpoint: String,
+        credentials: Option<(String, String)>,
+        roots: &TrustedRoots,
+    ) -> Result<Self, ClientError> {
+        let https = endpoint
+            .get(..8)
+            .is_some_and(|scheme| scheme.eq_ignore_ascii_case("https://"));
+        let http = http_client_builder(https.then_some(roots))?
             .connect_timeout(CONNECT_TIMEOUT)
             .timeout(REQUEST_TIMEOUT)
             .pool_idle_timeout(super::CLIENT_IDLE_TIMEOUT)
             .build()
-            .unwrap_or_default();
-        AdminClient {
+            .map_err(|err| ClientError::TrustedRoots {
+                from: "the TLS settings".to_owned(),
+                reason: innermost_cause(&err),
+            })?;
+        Ok(AdminClient {
             http,
             endpoint,
             credentials,
-        }
+        })
     }
 
     /// The URL requests go to.
@@ -415,6 +541,12 @@ impl AdminClient {
     }
 
     fn unreachable(&self, err: &reqwest::Error) -> ClientError {
+        if let Some(rustls::Error::InvalidCertificate(reason)) = tls_cause(err) {
+            return ClientError::Untrusted {
+                url: self.endpoint.clone(),
+                reason: reason.to_string(),
+            };
+        }
         let reason = if err.is_timeout() {
             "no answer in time".to_owned()
         } else {
@@ -587,5 +719,36 @@ mod tests {
         };
         assert_eq!(unexpected(502).failure(), Failure::Unavailable);
         assert_eq!(unexpected(404).failure(), Failure::Other);
+        let untrusted = ClientError::Untrusted {
+            url: String::new(),
+            reason: String::new(),
+        };
+        assert_eq!(untrusted.failure(), Failure::Other);
+    }
+
+    #[test]
+    fn a_ca_file_must_hold_a_certificate() {
+        let dir = tempfile::tempdir().unwrap();
+        let https = "https://127.0.0.1:1/api/graphql".to_owned();
+        let missing = TrustedRoots::File(dir.path().join("missing.pem"));
+        let empty_path = dir.path().join("empty.pem");
+        std::fs::write(&empty_path, "no certificate here\n").unwrap();
+        let broken_path = dir.path().join("broken.pem");
+        std::fs::write(
+            &broken_path,
+            "-----BEGIN CERTIFICATE-----\nnot base64!\n-----END CERTIFICATE-----\n",
+        )
+        .unwrap();
+        for (roots, needle) in [
+            (missing, "No such file"),
+            (TrustedRoots::File(empty_path), "no certificate in the file"),
+            (TrustedRoots::File(broken_path), "not a PEM file"),
+        ] {
+            let err = AdminClient::new(https.clone(), None, &roots).unwrap_err();
+            assert_eq!(err.failure(), Failure::InvalidInput, "{err}");
+            assert!(err.to_string().contains(needle), "{err}");
+            // A plain HTTP endpoint never reads them.
+            AdminClient::new("http://127.0.0.1:1/api/graphql".into(), None, &roots).unwrap();
+        }
     }
 }

@@ -1,6 +1,8 @@
 //! The admin listener's connections: the accept loop, the connection limit and the timeouts
 //! that keep idle or slow clients from holding sockets and tasks forever. HTTP/1.1 only (the
-//! GraphQL API, GraphiQL, `/health` and `/metrics` need nothing else).
+//! GraphQL API, GraphiQL, `/health` and `/metrics` need nothing else), over TLS when the
+//! listener has a certificate ([`Tls`]): the handshake holds a connection slot like a request
+//! head does, so it must end within the header timeout.
 
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -19,6 +21,8 @@ use tokio::sync::Semaphore;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+
+use super::tls::Tls;
 
 /// Time a client has to send a complete request head. hyper arms it whenever the connection
 /// waits for a request: on a new connection and after each response, so it is also the idle
@@ -69,10 +73,12 @@ impl Default for ListenerLimits {
 }
 
 /// Accepts connections until `stop` fires, serving each with the service `serve_client` makes
-/// for the client's address; then lets open requests finish (for [`SHUTDOWN_GRACE`] at most).
+/// for the client's address, over TLS with `tls`; then lets open requests finish (for
+/// [`SHUTDOWN_GRACE`] at most).
 pub(crate) async fn run<M, S, B>(
     listener: TcpListener,
     limits: ListenerLimits,
+    tls: Option<Tls>,
     stop: CancellationToken,
     serve_client: M,
 ) where
@@ -107,8 +113,34 @@ pub(crate) async fn run<M, S, B>(
         };
         let service = serve_client(client);
         let stop = stop.clone();
+        let acceptor = tls.as_ref().map(Tls::acceptor);
         connections.spawn(async move {
-            serve_connection(socket, service, limits, stop).await;
+            let activity = Arc::new(Activity::new());
+            let socket = Watched {
+                inner: socket,
+                activity: activity.clone(),
+            };
+            match acceptor {
+                None => serve_connection(socket, activity, service, limits, stop).await,
+                Some(acceptor) => {
+                    let handshake = acceptor.accept(socket);
+                    let secured = tokio::select! {
+                        secured = tokio::time::timeout(limits.header_timeout, handshake) => secured,
+                        () = stop.cancelled() => return,
+                    };
+                    match secured {
+                        Ok(Ok(secured)) => {
+                            serve_connection(secured, activity, service, limits, stop).await;
+                        }
+                        Ok(Err(err)) => {
+                            tracing::debug!(%client, %err, "admin TLS handshake failed");
+                        }
+                        Err(_) => {
+                            tracing::debug!(%client, "admin TLS handshake not done in time");
+                        }
+                    }
+                }
+            }
             drop(slot);
         });
     }
@@ -117,22 +149,22 @@ pub(crate) async fn run<M, S, B>(
     connections.wait().await;
 }
 
-async fn serve_connection<S, B>(
-    socket: TcpStream,
+/// Serves HTTP/1.1 on `socket` (the TCP socket, or the TLS stream over it) whose bytes on the
+/// wire `activity` records.
+async fn serve_connection<I, S, B>(
+    socket: I,
+    activity: Arc<Activity>,
     service: S,
     limits: ListenerLimits,
     stop: CancellationToken,
 ) where
+    I: AsyncRead + AsyncWrite + Unpin,
     S: Service<hyper::Request<Incoming>, Response = hyper::Response<B>>,
     S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     B: Body + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let activity = Arc::new(Activity::new());
-    let io = TokioIo::new(Watched {
-        inner: socket,
-        activity: activity.clone(),
-    });
+    let io = TokioIo::new(socket);
     let connection = http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_timeout)
@@ -202,7 +234,7 @@ impl Activity {
     }
 }
 
-/// A socket that records its activity.
+/// A socket that records its activity (bytes on the wire, TLS records included).
 struct Watched {
     inner: TcpStream,
     activity: Arc<Activity>,

@@ -26,6 +26,14 @@ struct Served {
 
 impl Served {
     async fn start(limits: ListenerLimits, credentials: Credentials) -> Self {
+        Served::start_with_tls(limits, credentials, None).await
+    }
+
+    async fn start_with_tls(
+        limits: ListenerLimits,
+        credentials: Credentials,
+        tls: Option<Tls>,
+    ) -> Self {
         let stop = CancellationToken::new();
         let component = ComponentConfig {
             jid: "broadcast.example.com".parse().unwrap(),
@@ -41,6 +49,10 @@ impl Served {
             Safety::new(Duration::from_secs(60)),
             Metrics::new(&["example.com".to_owned()]),
         );
+        let api = match tls {
+            Some(tls) => api.with_tls(tls),
+            None => api,
+        };
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();
         let task = tokio::spawn(api.serve_with(listener, stop.clone(), limits));
@@ -66,7 +78,7 @@ impl Served {
 
     /// POSTs `{ __typename }` with the given headers: (status, code, body).
     async fn post(&self, authorization: &str, headers: &[(&str, &str)]) -> (u16, String, Value) {
-        let mut request = reqwest::Client::new()
+        let mut request = plain_client()
             .post(self.url())
             .header("authorization", authorization)
             .body(json!({ "query": "{ __typename }" }).to_string());
@@ -93,6 +105,11 @@ impl Served {
 }
 
 const JSON: (&str, &str) = ("content-type", "application/json");
+
+/// A client of `http://` URLs.
+fn plain_client() -> reqwest::Client {
+    client::http_client_builder(None).unwrap().build().unwrap()
+}
 
 fn admin() -> String {
     basic("admin:secret")
@@ -190,7 +207,7 @@ async fn too_many_failed_logins_get_429_with_retry_after() {
         let (status, code, _) = served.post(&wrong, &[JSON]).await;
         assert_eq!((status, code.as_str()), (401, "wrong_credentials"));
     }
-    let response = reqwest::Client::new()
+    let response = plain_client()
         .post(served.url())
         .header("authorization", &wrong)
         .header("content-type", "application/json")
@@ -359,4 +376,158 @@ async fn stopping_closes_idle_connections() {
     served.stop().await;
     until_closed(&mut idle).await;
     assert!(TcpStream::connect(address).await.is_err());
+}
+
+/// The certificate the listener at `address` presents to a client trusting `ca`.
+async fn presented_certificate(address: SocketAddr, ca: &std::path::Path) -> Vec<u8> {
+    use tokio_rustls::rustls;
+    use tokio_rustls::rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(rustls::pki_types::CertificateDer::from_pem_file(ca).unwrap())
+        .unwrap();
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let socket = TcpStream::connect(address).await.unwrap();
+    let name = rustls::pki_types::ServerName::IpAddress(address.ip().into());
+    let stream = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+        .connect(name, socket)
+        .await
+        .unwrap();
+    stream.get_ref().1.peer_certificates().unwrap()[0].to_vec()
+}
+
+/// A CA (its certificate in `ca.pem`) and where the listener's files go, in a temporary
+/// directory.
+fn certificate_files() -> (
+    tempfile::TempDir,
+    crate::config::AdminTls,
+    super::tls::test_certificates::Ca,
+    std::path::PathBuf,
+) {
+    use super::tls::test_certificates::{Ca, files_in};
+    let dir = tempfile::tempdir().unwrap();
+    let files = files_in(dir.path());
+    let ca = Ca::new();
+    let ca_file = ca.write(dir.path());
+    (dir, files, ca, ca_file)
+}
+
+/// Over HTTPS the listener serves every route, and a reload changes the certificate of the
+/// next connections.
+#[tokio::test]
+async fn https_serves_every_route_and_the_certificate_reloaded() {
+    let (_dir, files, ca, ca_file) = certificate_files();
+    let first = ca.issue(&files);
+    let tls = Tls::load(&files).unwrap();
+    let served = Served::start_with_tls(
+        ListenerLimits::default(),
+        credentials_with(64, LoginLimits::default()),
+        Some(tls.clone()),
+    )
+    .await;
+    let roots = client::TrustedRoots::File(ca_file.clone());
+    let https = client::http_client_builder(Some(&roots))
+        .unwrap()
+        .build()
+        .unwrap();
+    let base = format!("https://{}", served.address);
+    for path in [
+        "/health",
+        "/metrics",
+        "/api/graphql",
+        "/api/graphiql/init.js",
+    ] {
+        let response = https.get(format!("{base}{path}")).send().await.unwrap();
+        assert_eq!(response.status(), 200, "{path}");
+    }
+    let answer: Value = https
+        .post(format!("{base}/api/graphql"))
+        .header("authorization", admin())
+        .header("content-type", "application/json")
+        .body(r#"{"query":"{ __typename }"}"#)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(answer["data"]["__typename"], "AdminQuery");
+    // Plain HTTP is not answered.
+    let plain = plain_client().get(format!("http://{}/health", served.address));
+    assert!(plain.send().await.is_err());
+    assert_eq!(presented_certificate(served.address, &ca_file).await, first);
+
+    let renewed = ca.issue(&files);
+    tls.reload().unwrap();
+    assert_eq!(
+        presented_certificate(served.address, &ca_file).await,
+        renewed
+    );
+    served.stop().await;
+}
+
+/// A TLS handshake holds a connection slot and must end within the header timeout: a client
+/// that never finishes it is closed, and the slot goes to the next client.
+#[tokio::test]
+async fn a_tls_handshake_that_never_ends_is_closed_after_the_header_timeout() {
+    let (_dir, files, ca, ca_file) = certificate_files();
+    let served_certificate = ca.issue(&files);
+    let limits = ListenerLimits {
+        header_timeout: Duration::from_millis(300),
+        max_connections: 1,
+        ..ListenerLimits::default()
+    };
+    let served = Served::start_with_tls(
+        limits,
+        credentials_with(64, LoginLimits::default()),
+        Some(Tls::load(&files).unwrap()),
+    )
+    .await;
+    let started = tokio::time::Instant::now();
+    // A client hello cut short: a TLS record header announcing bytes that never come.
+    let mut stalled = TcpStream::connect(served.address).await.unwrap();
+    stalled
+        .write_all(&[0x16, 0x03, 0x01, 0x02, 0x00])
+        .await
+        .unwrap();
+    // The only slot is taken: this handshake completes only once the first is closed.
+    let address = served.address;
+    let next = tokio::spawn(async move { presented_certificate(address, &ca_file).await });
+    until_closed(&mut stalled).await;
+    assert!(started.elapsed() >= Duration::from_millis(300));
+    let presented = tokio::time::timeout(DEADLINE, next)
+        .await
+        .expect("the next client is served")
+        .unwrap();
+    assert_eq!(presented, served_certificate);
+    served.stop().await;
+}
+
+/// A client that does not trust the listener's certificate is told so, before it sends
+/// anything.
+#[tokio::test]
+async fn a_client_without_the_ca_is_told_the_certificate_is_not_trusted() {
+    let (_dir, files, ca, _) = certificate_files();
+    ca.issue(&files);
+    let served = Served::start_with_tls(
+        ListenerLimits::default(),
+        credentials_with(64, LoginLimits::default()),
+        Some(Tls::load(&files).unwrap()),
+    )
+    .await;
+    let endpoint = format!("https://{}/api/graphql", served.address);
+    let client = client::AdminClient::new(endpoint, None, &client::TrustedRoots::System).unwrap();
+    let err = client.list("example.com", 1, 0).await.unwrap_err();
+    assert!(
+        matches!(err, client::ClientError::Untrusted { .. }),
+        "{err:?}"
+    );
+    assert_eq!(err.failure(), client::Failure::Other);
+    assert!(err.to_string().contains("not trusted"), "{err}");
+    served.stop().await;
 }

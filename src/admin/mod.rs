@@ -1,5 +1,7 @@
-//! The admin HTTP listener: the GraphQL API at `/api/graphql` (POST; GraphiQL on GET),
-//! `/metrics` (Prometheus) and `/health`, both of which say whether the job database is usable.
+//! The admin HTTP listener: the GraphQL API at `/api/graphql` (POST; GraphiQL on GET, served
+//! with its scripts from the binary, [`graphiql`]), `/metrics` (Prometheus) and `/health`, both
+//! of which say whether the job database is usable; over HTTPS when given a certificate
+//! ([`tls`]).
 //!
 //! Only this module knows GraphQL. It follows MongooseIM's HTTP rules: 401 with
 //! `no_permissions` or `wrong_credentials` before anything runs, 400 for requests that cannot be
@@ -18,6 +20,7 @@ pub mod client;
 pub mod codes;
 mod coercion;
 mod document;
+mod graphiql;
 mod listener;
 #[cfg(test)]
 mod listener_tests;
@@ -26,6 +29,7 @@ mod same_origin;
 mod scalars;
 mod schema;
 mod source;
+mod tls;
 
 use std::net::{IpAddr, SocketAddr};
 
@@ -46,6 +50,7 @@ pub use login::{
     VERIFIER_THREADS, VERIFY_QUEUE,
 };
 pub use schema::{AdminSchema, build as build_schema};
+pub use tls::{Tls, TlsError};
 
 use crate::broadcast::Safety;
 use crate::metrics::Metrics;
@@ -65,6 +70,8 @@ pub struct AdminApi {
     metrics: Metrics,
     /// Requests executed at once, each on a blocking thread ([`MAX_EXECUTIONS`]).
     executions: std::sync::Arc<tokio::sync::Semaphore>,
+    /// HTTPS, if the listener has a certificate.
+    tls: Option<Tls>,
 }
 
 /// GraphQL requests executed at once. Each runs on a thread of tokio's blocking pool, off the
@@ -91,7 +98,14 @@ impl AdminApi {
             job_database,
             metrics,
             executions: std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_EXECUTIONS)),
+            tls: None,
         }
+    }
+
+    /// The same API served over HTTPS with `tls`'s certificate (current at each connection).
+    pub fn with_tls(mut self, tls: Tls) -> Self {
+        self.tls = Some(tls);
+        self
     }
 
     /// Serves until `stop` fires, with the documented [`ListenerLimits`]. The listener is bound
@@ -108,7 +122,8 @@ impl AdminApi {
         stop: CancellationToken,
         limits: ListenerLimits,
     ) {
-        listener::run(listener, limits, stop, move |client| {
+        let tls = self.tls.clone();
+        listener::run(listener, limits, tls, stop, move |client| {
             hyper_util::service::TowerToHyperService::new(warp::service(
                 self.clone().routes(client),
             ))
@@ -161,13 +176,6 @@ impl AdminApi {
             };
             warp::reply::json(&json!({ "status": status, "xmpp": xmpp, "job_database": database }))
         });
-        let graphiql = warp::path!("api" / "graphql").and(warp::get()).map(|| {
-            warp::reply::html(
-                async_graphql::http::GraphiQLSource::build()
-                    .endpoint("/api/graphql")
-                    .finish(),
-            )
-        });
         let metrics = self.metrics.clone();
         let job_database = self.job_database.clone();
         let prometheus = warp::path!("metrics").and(warp::get()).map(move || {
@@ -180,7 +188,7 @@ impl AdminApi {
         });
         cross_site
             .or(graphql)
-            .or(graphiql)
+            .or(graphiql::routes())
             .or(health)
             .or(prometheus)
     }

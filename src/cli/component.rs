@@ -43,13 +43,15 @@ pub fn migrate(arg: ConfigArg) -> anyhow::Result<()> {
 pub struct CheckConfigArgs {
     #[command(flatten)]
     pub config: ConfigArg,
-    /// Check the file only, without connecting to the databases (e.g. on another machine).
+    /// Check the file only, without connecting to the databases or reading the certificate
+    /// (e.g. on another machine).
     #[arg(long)]
     pub offline: bool,
 }
 
 /// `check-config`: what `serve` checks at start, with the same messages: the file
-/// (every key), then, unless `--offline`, the databases — the job database answers (it is not
+/// (every key), then, unless `--offline`, the admin listener's certificate and key if given
+/// (read and matched), and the databases — the job database answers (it is not
 /// migrated; `serve` logs the same error but serves and keeps trying), and the users database
 /// has the tables of `users.schema` and runs the custom statements. Running jobs that conflict
 /// with this instance's view (its own jobs of domains it no longer serves, jobs of its domains
@@ -63,6 +65,7 @@ pub fn check_config(args: CheckConfigArgs) -> anyhow::Result<()> {
         out!("{}: valid (databases not checked)", path.display());
         return Ok(());
     }
+    crate::app::open_tls(&config)?;
     with_runtime(check_databases(&config))?;
     out!("{}: valid, databases reached", path.display());
     Ok(())

@@ -19,8 +19,8 @@ pub fn codes_help() -> String {
         (
             Exit::Unexpected,
             format!(
-                "unexpected error: an answer that is not the admin API's, or a request it \
-                 does not accept ({})",
+                "unexpected error: an answer that is not the admin API's, a server certificate \
+                 that is not trusted (https://), or a request it does not accept ({})",
                 codes(Failure::Other)
             ),
         ),

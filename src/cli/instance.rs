@@ -2,13 +2,14 @@
 //!
 //! Each value comes from the first place that has it: the flag, its environment variable, then
 //! the instance's config file (`--config` or `XMPP_BROADCAST_CONFIG`), which gives
-//! `http://<admin.listen>`, the global admin's credentials and, when it serves one domain only,
-//! the domain.
+//! `http://<admin.listen>` (`https://` when the listener has a certificate), the global admin's
+//! credentials and, when it serves one domain only, the domain. An `https://` instance's
+//! certificate must come from an authority the system trusts, or from `--ca-file`.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
 
-use crate::admin::client::AdminClient;
+use crate::admin::client::{AdminClient, TrustedRoots};
 use crate::config::Config;
 
 use super::exit::CommandError;
@@ -19,10 +20,14 @@ const API_PATH: &str = "/api/graphql";
 /// Where the instance is and how to log in; flattened into every operator command.
 #[derive(Debug, Clone, clap::Args)]
 pub struct InstanceArgs {
-    /// Base URL of the instance's admin listener, e.g. http://127.0.0.1:5551 (plain HTTP: the
-    /// CLI does not support TLS)
+    /// Base URL of the instance's admin listener, e.g. http://127.0.0.1:5551 or
+    /// https://broadcast.example.com:5551
     #[arg(long, env = "XMPP_BROADCAST_URL", value_name = "URL")]
     url: Option<String>,
+    /// For an https:// URL, trust only the certificate authorities of this PEM file (a private
+    /// CA, or the server's self-signed certificate) instead of the system's
+    #[arg(long, env = "XMPP_BROADCAST_CA_FILE", value_name = "FILE")]
+    ca_file: Option<PathBuf>,
     /// Admin API user: the global admin, or admin@<domain> for one domain
     #[arg(long, env = "XMPP_BROADCAST_USER")]
     user: Option<String>,
@@ -80,7 +85,14 @@ impl InstanceArgs {
         };
         let url = match (&self.url, &config) {
             (Some(url), _) => url.clone(),
-            (None, Some(config)) => format!("http://{}", connectable(config.admin.listen)),
+            (None, Some(config)) => {
+                let scheme = if config.admin.tls.is_some() {
+                    "https"
+                } else {
+                    "http"
+                };
+                format!("{scheme}://{}", connectable(config.admin.listen))
+            }
             (None, None) => {
                 return Err(CommandError::usage(
                     "which instance? give --url (or XMPP_BROADCAST_URL), or the instance's \
@@ -98,8 +110,14 @@ impl InstanceArgs {
                 .map(|c| c.admin.password.expose().to_owned())
         });
         let credentials = user.map(|user| (user, password.unwrap_or_default()));
+        let roots = match &self.ca_file {
+            Some(path) => TrustedRoots::File(path.clone()),
+            None => TrustedRoots::System,
+        };
+        let client =
+            AdminClient::new(endpoint(&url)?, credentials, &roots).map_err(CommandError::from)?;
         Ok(Instance {
-            client: AdminClient::new(endpoint(&url)?, credentials),
+            client,
             config_domains: config.map(|c| c.domains).unwrap_or_default(),
         })
     }
@@ -125,16 +143,16 @@ impl Instance {
 }
 
 /// The GraphQL endpoint of a base URL: `http://` is added when no scheme is given, and
-/// `/api/graphql` when no path is. Exit 2 for `https://` and other schemes.
+/// `/api/graphql` when no path is. Exit 2 for schemes other than `http` and `https`.
 fn endpoint(url: &str) -> Result<String, CommandError> {
     let url = url.trim();
-    let rest = match url.split_once("://") {
-        None => url,
-        Some((scheme, rest)) if scheme.eq_ignore_ascii_case("http") => rest,
+    let (scheme, rest) = match url.split_once("://") {
+        None => ("http", url),
+        Some((scheme, rest)) if scheme.eq_ignore_ascii_case("http") => ("http", rest),
+        Some((scheme, rest)) if scheme.eq_ignore_ascii_case("https") => ("https", rest),
         Some((scheme, _)) => {
             return Err(CommandError::usage(format!(
-                "{url}: the CLI speaks plain HTTP only ({scheme} is not supported); use \
-                 http://<admin.listen> on loopback or a trusted network"
+                "{url}: {scheme} is not supported; give http:// or https://<admin.listen>"
             )));
         }
     };
@@ -143,9 +161,9 @@ fn endpoint(url: &str) -> Result<String, CommandError> {
         return Err(CommandError::usage(format!("{url}: no host in the URL")));
     }
     if rest.contains('/') {
-        Ok(format!("http://{rest}"))
+        Ok(format!("{scheme}://{rest}"))
     } else {
-        Ok(format!("http://{rest}{API_PATH}"))
+        Ok(format!("{scheme}://{rest}{API_PATH}"))
     }
 }
 
@@ -178,11 +196,19 @@ mod tests {
             endpoint("HTTP://[::1]:80/prefix/api/graphql").unwrap(),
             "http://[::1]:80/prefix/api/graphql"
         );
+        assert_eq!(
+            endpoint("https://broadcast.example.com:5551").unwrap(),
+            "https://broadcast.example.com:5551/api/graphql"
+        );
+        assert_eq!(
+            endpoint("HTTPS://broadcast.example.com/x/api/graphql/").unwrap(),
+            "https://broadcast.example.com/x/api/graphql"
+        );
     }
 
     #[test]
-    fn endpoint_refuses_tls_and_other_schemes() {
-        for url in ["https://example.com", "ftp://example.com", "http://"] {
+    fn endpoint_refuses_other_schemes() {
+        for url in ["ftp://example.com", "http://", "https://"] {
             let err = endpoint(url).unwrap_err();
             assert_eq!(err.exit, super::super::exit::Exit::InvalidInput, "{url}");
         }

@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use serde_json::{Value, json};
+use xmpp_broadcast::admin::client::{TrustedRoots, http_client_builder};
 
 use super::Deadline;
 use super::prosody::DOMAIN;
@@ -111,18 +112,44 @@ pub struct Admin {
 impl Admin {
     /// A client for `http://{listen}` using the given admin credentials.
     pub fn new(listen: &str, username: &str, password: &str) -> Self {
+        Admin::connect(&format!("http://{listen}"), None, username, password)
+    }
+
+    /// A client for `https://{listen}` trusting only the CA certificate in `ca_file`.
+    pub fn https(listen: &str, ca_file: &std::path::Path, username: &str, password: &str) -> Self {
+        Admin::connect(
+            &format!("https://{listen}"),
+            Some(ca_file),
+            username,
+            password,
+        )
+    }
+
+    fn connect(
+        base: &str,
+        ca_file: Option<&std::path::Path>,
+        username: &str,
+        password: &str,
+    ) -> Self {
+        let roots = ca_file.map(|path| TrustedRoots::File(path.to_owned()));
         Admin {
             // Idle connections are dropped before the listener closes them: a request on a
             // connection it is closing fails (an instance frozen past its idle timeout closes
             // them all when it wakes up).
-            http: reqwest::Client::builder()
+            http: http_client_builder(roots.as_ref())
+                .expect("TLS settings")
                 .pool_idle_timeout(xmpp_broadcast::admin::CLIENT_IDLE_TIMEOUT)
                 .build()
                 .expect("an HTTP client"),
-            base: format!("http://{listen}"),
+            base: base.to_owned(),
             username: username.into(),
             password: password.into(),
         }
+    }
+
+    /// The base URL, `http://` or `https://` and the listener's address.
+    pub fn base(&self) -> &str {
+        &self.base
     }
 
     /// `GET /health` as JSON, or `None` while nothing answers.

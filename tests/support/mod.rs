@@ -15,6 +15,8 @@
 //!   [`fake_server::FakeServer`] (an in-process XEP-0114 server that records messages);
 //! * [`component::RawComponent`] — a minimal XEP-0114 connection (readiness probe, injector);
 //! * [`stanza`] — the expected message id and a structural check of stored stanzas;
+//! * [`tls`] — a CA and server certificates for the admin listener's HTTPS, and a client that
+//!   tells which certificate a server presents;
 //! * [`process`] — child-process plumbing (signals, bounded waits, logs shown on failure).
 //!
 //! Missing prerequisites (prosody, the Python venv, PostgreSQL) make tests fail with a
@@ -37,6 +39,7 @@ pub mod proxy;
 pub mod scenarios;
 pub mod serve;
 pub mod stanza;
+pub mod tls;
 pub mod xmpp_client;
 
 use std::net::TcpListener;

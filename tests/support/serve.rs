@@ -83,6 +83,17 @@ pub struct ServeConfig {
     pub jobs: JobStore,
     /// The `[domains."..."]` tables.
     pub domains: Vec<String>,
+    /// HTTPS on the admin listener: `admin.tls_certificate`, `admin.tls_key`, and the CA file
+    /// the test's clients trust.
+    pub admin_tls: Option<AdminTlsFiles>,
+}
+
+/// The PEM files of an instance's HTTPS.
+#[derive(Clone, Debug)]
+pub struct AdminTlsFiles {
+    pub certificate: PathBuf,
+    pub key: PathBuf,
+    pub ca: PathBuf,
 }
 
 impl ServeConfig {
@@ -97,6 +108,7 @@ impl ServeConfig {
             users_schema: ("prosody", None),
             jobs,
             domains: vec![DOMAIN.into()],
+            admin_tls: None,
         }
     }
 
@@ -111,6 +123,7 @@ impl ServeConfig {
             users_schema: ejabberd.users_schema(),
             jobs,
             domains: vec![DOMAIN.into()],
+            admin_tls: None,
         }
     }
 
@@ -123,13 +136,24 @@ impl ServeConfig {
         domain_admins: &[(&str, &str)],
     ) -> String {
         let domains = domains_toml(self.domains.iter().map(String::as_str), domain_admins);
+        let tls = self
+            .admin_tls
+            .as_ref()
+            .map(|tls| {
+                format!(
+                    "tls_certificate = {:?}\ntls_key = {:?}\n",
+                    tls.certificate.display().to_string(),
+                    tls.key.display().to_string()
+                )
+            })
+            .unwrap_or_default();
         format!(
             "node_name = {node:?}\nlease_time = {lease}\nbackend = \"rdbms\"\n\n\
              [component]\njid = {jid:?}\nsecret = {COMPONENT_SECRET:?}\nserver = {server:?}\n\n\
              [database]\nurl = {jobs_url:?}\n\n\
              [users]\nschema = {schema:?}\nurl = {users:?}\n{users_domain}\n\
              [admin]\nlisten = {admin_listen:?}\nusername = {ADMIN_USER:?}\npassword = {ADMIN_PASSWORD:?}\n\
-             {domains}",
+             {tls}{domains}",
             node = self.node_name,
             lease = self.lease_time,
             jid = self.component_jid,
@@ -214,7 +238,10 @@ impl Serve {
             log: LogFile::new(&dir.path().join("serve.log"), "xmpp-broadcast serve stderr"),
             log_filter: None,
             config_path,
-            admin: Admin::new(&admin_listen, ADMIN_USER, ADMIN_PASSWORD),
+            admin: match &config.admin_tls {
+                Some(tls) => Admin::https(&admin_listen, &tls.ca, ADMIN_USER, ADMIN_PASSWORD),
+                None => Admin::new(&admin_listen, ADMIN_USER, ADMIN_PASSWORD),
+            },
             _jobs: config.jobs,
             _dir: dir,
         }
@@ -309,6 +336,11 @@ impl Serve {
     /// Freezes `serve` (SIGSTOP): it keeps its sockets but runs nothing until [`Serve::sigcont`].
     pub fn sigstop(&self) {
         process::signal(self.pid(), "STOP");
+    }
+
+    /// Sends SIGHUP: `serve` re-reads its admin certificate and key.
+    pub fn sighup(&self) {
+        process::signal(self.pid(), "HUP");
     }
 
     /// Lets a frozen `serve` run again (SIGCONT).
