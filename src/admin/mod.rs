@@ -1,5 +1,6 @@
 //! The admin HTTP listener: the GraphQL API at `/api/graphql` (POST; GraphiQL on GET),
-//! `/metrics` (Prometheus) and `/health`, both of which say whether the job database is usable.
+//! `/metrics` (Prometheus) and `/health`, both of which say whether the job database is usable,
+//! and the web [`console`] at `/`.
 //!
 //! Only this module knows GraphQL. It follows MongooseIM's HTTP rules: 401 with
 //! `no_permissions` or `wrong_credentials` before anything runs, 400 for requests that cannot be
@@ -17,6 +18,7 @@ mod auth;
 pub mod client;
 pub mod codes;
 mod coercion;
+pub mod console;
 mod document;
 mod listener;
 #[cfg(test)]
@@ -183,6 +185,7 @@ impl AdminApi {
             .or(graphiql)
             .or(health)
             .or(prometheus)
+            .or(console::routes())
     }
 
     async fn graphql(&self, authorization: Option<&str>, client: IpAddr, body: &[u8]) -> Response {
@@ -356,6 +359,12 @@ fn mark_request_errors(
             ErrorCode::ValidationError
         };
         error["extensions"] = json!({ "code": code.as_str() });
+        if let Some(argument) = coercion
+            .then(|| coercion::refused_argument(message))
+            .flatten()
+        {
+            error["extensions"][schema::ARGUMENT] = json!(argument);
+        }
     }
 }
 

@@ -157,6 +157,11 @@ impl Admin {
         (status, body)
     }
 
+    /// The listener's base URL, `http://host:port`.
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
     /// `GET {path}` without credentials: the status, the content type and the body text.
     pub async fn get(&self, path: &str) -> (u16, String, String) {
         let response = self

@@ -153,7 +153,7 @@ impl Drop for XmppClient {
 }
 
 /// The venv's interpreter; panics with set-up instructions if it is missing.
-fn venv_python() -> PathBuf {
+pub fn venv_python() -> PathBuf {
     let venv = std::env::var_os("XMPP_BROADCAST_TEST_VENV")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/.venv")));
