@@ -3,7 +3,9 @@
 //! admin sees only its domain; bad input typed in the form (empty body, body over the limit,
 //! rate 0, unknown sender) shows the API's error at its field and creates no job; the dry run
 //! shows the count and a sample; the announcement is confirmed, its progress bar reaches 100 %
-//! and FINISHED, and the client received it; a slow job is aborted and deleted from the page;
+//! and FINISHED, and the client received it; it is corrected (an empty text refused in the
+//! dialog first) and retracted, and the client gets both; a slow job is aborted and deleted
+//! from the page;
 //! the page fits a phone's width; the browser loaded nothing but the listener's own files, the
 //! console's Content-Security-Policy header is present and the browser reported no error.
 //!
@@ -92,6 +94,7 @@ async fn the_console_sends_aborts_and_refuses_in_chromium() {
     assert!(page.contains("/console/console.js"), "{page}");
 
     let body = "Service <xmpp> & friends: down at 22:00 'UTC'.\nBack by 23:00.";
+    let correction = "Service down at 23:00 UTC, not 22:00.";
     let browser = json!({
         "url": admin.base(),
         "screenshots": screenshots(),
@@ -106,6 +109,7 @@ async fn the_console_sends_aborts_and_refuses_in_chromium() {
         "name": "maintenance",
         "subject": "Planned maintenance",
         "body": body,
+        "correction": correction,
     });
     let report = drive_browser(&browser).await;
     assert_eq!(report["ok"], true, "{report:#}");
@@ -218,13 +222,58 @@ async fn the_console_sends_aborts_and_refuses_in_chromium() {
     assert_eq!(live.subject, "Planned maintenance");
     assert_eq!(live.body, body);
 
+    // The correction: an empty text refused at its field in the dialog, then sent to the
+    // 200 users the broadcast reached; then the retraction of the message, both followed to
+    // FINISHED, and the client got both, naming the original message.
+    let corrected = &report["corrected"];
+    assert_eq!(corrected["title"], format!("Correct job #{job_id}"));
+    assert_eq!(corrected["confirm"], "Send the correction to 200 users");
+    assert_eq!(corrected["focused"], "a-body");
+    let refused = corrected["refused"]["error"].as_str().unwrap();
+    assert!(
+        refused.contains("Invalid parameter: body (bad_parameter)"),
+        "{refused}"
+    );
+    assert_eq!(corrected["refused"]["focused"], "a-body");
+    let correction_id = corrected["job_id"].as_i64().unwrap();
+    let retracted = &report["retracted"];
+    assert_eq!(retracted["confirm"], "Retract from 200 users");
+    let retraction_id = retracted["job_id"].as_i64().unwrap();
+    assert_eq!(
+        (correction_id, retraction_id),
+        (job_id + 1, job_id + 2),
+        "{report:#}"
+    );
+    let original_id = message_id(job_id, &online_user);
+    let corrected_message = online
+        .next_message(LOGIN_TIMEOUT)
+        .await
+        .expect("the correction");
+    assert_eq!(corrected_message.body, correction);
+    assert_eq!(
+        corrected_message.replace_id.as_deref(),
+        Some(original_id.as_str())
+    );
+    let retraction = online
+        .next_message(LOGIN_TIMEOUT)
+        .await
+        .expect("the retraction");
+    assert_eq!(retraction.retract_id.as_deref(), Some(original_id.as_str()));
+    for (id, kind) in [(correction_id, "CORRECTION"), (retraction_id, "RETRACTION")] {
+        let job = admin.get_broadcast(id).await;
+        assert_eq!(job["executionState"], "FINISHED", "{job}");
+        assert_eq!(job["kind"], kind, "{job}");
+        assert_eq!(job["amends"], job_id, "{job}");
+        assert_eq!(job["recipientsProcessed"], 200, "{job}");
+    }
+
     // Phone-sized: nothing wider than the screen.
     assert_eq!(report["phone"]["overflow"], 0, "{}", report["phone"]);
 
     // The slow job, aborted from the page (after a confirmation), then deleted.
     let aborted = &report["aborted"];
     let slow_id = aborted["job_id"].as_i64().unwrap();
-    assert_eq!(slow_id, job_id + 1);
+    assert_eq!(slow_id, retraction_id + 1);
     assert_eq!(aborted["state"], "ABORT_ADMIN");
     assert_eq!(aborted["dialog"]["title"], format!("Abort job #{slow_id}?"));
     assert_eq!(aborted["dialog"]["focused"], "confirm-no");
@@ -232,10 +281,21 @@ async fn the_console_sends_aborts_and_refuses_in_chromium() {
     assert!(running.contains("of 200 recipients"), "{running}");
     assert!(running.contains("left"), "{running}");
     let deleted = &report["deleted"];
-    assert_eq!(deleted["jobs"], json!([[job_id, "FINISHED"]]));
+    assert_eq!(
+        deleted["jobs"],
+        json!([
+            [retraction_id, "FINISHED"],
+            [correction_id, "FINISHED"],
+            [job_id, "FINISHED"]
+        ])
+    );
     let jobs = admin.get_broadcasts(DOMAIN).await;
     let ids: Vec<_> = jobs.iter().map(|job| job["id"].as_i64()).collect();
-    assert_eq!(ids, [Some(job_id)], "{jobs:?}");
+    assert_eq!(
+        ids,
+        [Some(retraction_id), Some(correction_id), Some(job_id)],
+        "{jobs:?}"
+    );
 
     // The browser loaded the listener's files only; the page had the policy; no errors.
     let base = admin.base();

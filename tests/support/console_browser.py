@@ -207,8 +207,9 @@ class Console:
         job_id = int(self.wait(followed, f"the progress of {name}"))
         return dry, job_id
 
-    def act_on(self, job_id, action):
-        """Clicks `action` on the job's card and confirms in the dialog."""
+    def act_on(self, job_id, action, before_confirm=None):
+        """Clicks `action` on the job's card and confirms in the dialog (after
+        `before_confirm(dialog report)`, which may fill the dialog's fields)."""
         selector = f'#jobs button[data-action="{action}"][data-id="{job_id}"]'
 
         def click():
@@ -224,8 +225,11 @@ class Console:
             "title": self.text("confirm-title"),
             "text": self.text("confirm-text"),
             "focused": self.focused_id(),
+            "confirm": self.text("confirm-yes"),
             "screenshot": self.shot(f"{action}-dialog"),
         }
+        if before_confirm:
+            before_confirm(dialog)
         self.by_id("confirm-yes").click()
         self.wait(lambda: not self.visible("confirm-dialog"), f"the {action} dialog to close")
         return dialog
@@ -307,6 +311,34 @@ def run(config, report):
         driver.execute_script("window.scrollTo(0, 0)")
         report["sent"]["readme_shot"] = console.shot("readme")
         driver.set_window_size(*DESKTOP)
+
+        # A correction: the dialog refuses an empty text at its field, then sends the new one;
+        # then a retraction. Each is followed to its end.
+        def correct(dialog):
+            console.by_id("a-body").clear()
+            console.by_id("confirm-yes").click()
+            console.wait(lambda: console.text("a-body-error") != "", "the correction's refusal")
+            dialog["refused"] = {"error": console.text("a-body-error"),
+                                 "focused": console.focused_id(),
+                                 "screenshot": console.shot("correction-refused")}
+            console.type_into("a-body", config["correction"])
+
+        report["corrected"] = console.act_on(job_id, "correct", correct)
+        correction_id = int(console.wait(
+            lambda: (lambda shown: shown != str(job_id) and shown)(
+                console.by_id("followed").get_attribute("data-job-id")),
+            "the correction followed"))
+        console.wait(lambda: console.card_state(correction_id) == "FINISHED", "the correction to finish", timeout=120)
+        report["corrected"]["job_id"] = correction_id
+        report["corrected"]["jobs"] = console.jobs()
+        report["retracted"] = console.act_on(correction_id, "retract")
+        retraction_id = int(console.wait(
+            lambda: (lambda shown: shown != str(correction_id) and shown)(
+                console.by_id("followed").get_attribute("data-job-id")),
+            "the retraction followed"))
+        console.wait(lambda: console.card_state(retraction_id) == "FINISHED", "the retraction to finish", timeout=120)
+        report["retracted"]["job_id"] = retraction_id
+        report["retracted"]["screenshot_done"] = console.shot("retracted")
 
         # On a phone-sized screen: one column, nothing wider than the screen.
         driver.set_window_size(*PHONE)

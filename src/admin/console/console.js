@@ -663,7 +663,7 @@
     $('confirm-no').addEventListener('click', () => { pending = null; dialog.close(); });
     dialog.addEventListener('close', () => { pending = null; });
     ['f-name', 'f-subject', 'f-body', 'a-subject', 'a-body'].forEach((id) => {
-      $(id).addEventListener('input', () => updateCounter($(id)));
+      ['input', 'change'].forEach((type) => $(id).addEventListener(type, () => updateCounter($(id))));
       updateCounter($(id));
     });
     $('username').focus();
