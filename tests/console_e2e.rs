@@ -137,6 +137,7 @@ async fn the_console_sends_aborts_and_refuses_in_chromium() {
     every_domain.sort();
     assert_eq!(report["global_admin"]["domains"], json!(every_domain));
     assert_eq!(report["global_admin"]["focused"], "send-title");
+    assert_eq!(report["global_admin"]["unlabelled"], json!([]));
 
     // Bad input: the API's error at its field, the field marked and focused, no job listed.
     let refusals = report["refusals"].as_array().unwrap();

@@ -275,7 +275,14 @@ def run(config, report):
         # The global admin picks among every domain.
         console.login(config["admin_user"], config["admin_password"])
         console.wait(lambda: console.visible("app-view"), "the console after the global admin's login")
-        report["global_admin"] = {"domains": console.domains(), "focused": console.focused_id()}
+        report["global_admin"] = {
+            "domains": console.domains(),
+            "focused": console.focused_id(),
+            # Form controls without a label a screen reader would read.
+            "unlabelled": driver.execute_script(
+                "return Array.from(document.querySelectorAll('input, select, textarea'))"
+                ".filter(c => c.labels.length === 0).map(c => c.id)"),
+        }
         Select(console.by_id("domain")).select_by_value(config["domain"])
         console.wait(lambda: console.text("page") == "" and console.visible("jobs-empty"), "the empty jobs list")
 
