@@ -19,6 +19,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use serde_json::{Value, json};
+use support::admin::BroadcastSpec;
 use support::prosody::{DOMAIN, OTHER_DOMAIN, Prosody, ProsodyStorage};
 use support::scenarios::accounts_and_sender;
 use support::serve::{ADMIN_PASSWORD, ADMIN_USER, JobStore, Serve, ServeConfig};
@@ -31,6 +32,8 @@ const SCRIPT: &str = concat!(
     "/tests/support/console_browser.py"
 );
 const DOMAIN_ADMIN_PASSWORD: &str = "domain-admin-pw";
+/// Jobs on a page of the console.
+const PAGE_SIZE: usize = 10;
 const LOGIN_TIMEOUT: Duration = Duration::from_secs(20);
 /// The whole browser session, every step included.
 const BROWSER_TIMEOUT: Duration = Duration::from_secs(300);
@@ -81,6 +84,7 @@ async fn the_console_sends_aborts_and_refuses_in_chromium() {
     let mut online = XmppClient::login(&online_user, "pw", prosody.c2s_port());
     online.wait_online(LOGIN_TIMEOUT).await;
 
+    let other_sender = prosody.register_user_at(OTHER_DOMAIN, "admin", "pw").await;
     let mut config = ServeConfig::for_prosody(&prosody, JobStore::Sqlite);
     config.domains.push(OTHER_DOMAIN.into());
     let hash = support::serve::hash_password(DOMAIN_ADMIN_PASSWORD).await;
@@ -93,6 +97,27 @@ async fn the_console_sends_aborts_and_refuses_in_chromium() {
     assert!(content_type.starts_with("text/html"), "{content_type}");
     assert!(page.contains("/console/console.js"), "{page}");
 
+    // More jobs on the other domain than a page holds (each to its one account), to page
+    // through.
+    let mut other_jobs = Vec::new();
+    for n in 1..=PAGE_SIZE + 2 {
+        let spec = BroadcastSpec {
+            name: format!("other {n}"),
+            domain: OTHER_DOMAIN.into(),
+            sender: other_sender.clone(),
+            ..BroadcastSpec::default()
+        };
+        let id = admin
+            .start_broadcast(&spec)
+            .await
+            .expect("a job on the other domain");
+        admin
+            .wait_state_in(OTHER_DOMAIN, id, "FINISHED", LOGIN_TIMEOUT)
+            .await;
+        other_jobs.push(id);
+    }
+    other_jobs.reverse();
+
     let body = "Service <xmpp> & friends: down at 22:00 'UTC'.\nBack by 23:00.";
     let correction = "Service down at 23:00 UTC, not 22:00.";
     let browser = json!({
@@ -103,6 +128,7 @@ async fn the_console_sends_aborts_and_refuses_in_chromium() {
         "domain_admin_user": format!("admin@{DOMAIN}"),
         "domain_admin_password": DOMAIN_ADMIN_PASSWORD,
         "domain": DOMAIN,
+        "other_domain": OTHER_DOMAIN,
         "sender": sender,
         "unknown_sender": format!("nobody@{DOMAIN}"),
         "body_max": 16_000,
@@ -138,6 +164,25 @@ async fn the_console_sends_aborts_and_refuses_in_chromium() {
     assert_eq!(report["global_admin"]["domains"], json!(every_domain));
     assert_eq!(report["global_admin"]["focused"], "send-title");
     assert_eq!(report["global_admin"]["unlabelled"], json!([]));
+
+    // The other domain's jobs, newest first, a page at a time.
+    let pages = &report["pages"];
+    let ids = |page: &Value| -> Vec<i64> {
+        page.as_array()
+            .unwrap()
+            .iter()
+            .map(|job| job[0].as_i64().unwrap())
+            .collect()
+    };
+    assert_eq!(ids(&pages["first"]), other_jobs[..PAGE_SIZE], "{pages}");
+    assert_eq!(ids(&pages["second"]), other_jobs[PAGE_SIZE..], "{pages}");
+    assert_eq!(ids(&pages["back"]), other_jobs[..PAGE_SIZE], "{pages}");
+    assert_eq!(
+        pages["labels"],
+        json!(["Jobs 1–10", "Jobs 11–12", "Jobs 1–10"])
+    );
+    assert_eq!(pages["older_disabled"], json!([false, true, false]));
+    assert_eq!(pages["newer_disabled"], json!([true, false, true]));
 
     // Bad input: the API's error at its field, the field marked and focused, no job listed.
     let refusals = report["refusals"].as_array().unwrap();
@@ -196,9 +241,10 @@ async fn the_console_sends_aborts_and_refuses_in_chromium() {
     assert_eq!(dry_run["confirm"], "Send to 200 users");
     assert_eq!(dry_run["focused"], "dry-run");
 
-    // No refused request created a job: the announcement is the domain's first.
+    // No refused request created a job: the announcement is the next after the other
+    // domain's.
     let job_id = sent["job_id"].as_i64().unwrap();
-    assert_eq!(job_id, 1, "{sent}");
+    assert_eq!(job_id, other_jobs[0] + 1, "{sent}");
     assert_eq!(sent["state"], "FINISHED");
     assert_eq!(sent["bar"], json!([200.0, 200.0]));
     let status = sent["status"].as_str().unwrap();

@@ -283,6 +283,26 @@ def run(config, report):
                 "return Array.from(document.querySelectorAll('input, select, textarea'))"
                 ".filter(c => c.labels.length === 0).map(c => c.id)"),
         }
+        # Another domain's jobs, a page at a time.
+        Select(console.by_id("domain")).select_by_value(config["other_domain"])
+        console.wait(lambda: console.text("page") == "Jobs 1–10", "the other domain's first page")
+        pages = {"labels": [], "older_disabled": [], "newer_disabled": []}
+
+        def page(key):
+            pages[key] = console.jobs()
+            pages["labels"].append(console.text("page"))
+            pages["older_disabled"].append(not console.by_id("older").is_enabled())
+            pages["newer_disabled"].append(not console.by_id("newer").is_enabled())
+
+        page("first")
+        console.by_id("older").click()
+        console.wait(lambda: console.text("page") == "Jobs 11–12", "the second page")
+        page("second")
+        pages["screenshot"] = console.shot("second-page")
+        console.by_id("newer").click()
+        console.wait(lambda: console.text("page") == "Jobs 1–10", "the first page again")
+        page("back")
+        report["pages"] = pages
         Select(console.by_id("domain")).select_by_value(config["domain"])
         console.wait(lambda: console.text("page") == "" and console.visible("jobs-empty"), "the empty jobs list")
 
