@@ -202,6 +202,9 @@ fn concerned_argument(code: &str, message: &str) -> Option<&'static str> {
         ("bad_parameter", message) if message.starts_with("Invalid parameter: limit") => {
             Some("limit")
         }
+        ("bad_parameter", message) if message.starts_with("Invalid parameter: start_at") => {
+            Some("startAt")
+        }
         _ => None,
     }
 }

@@ -32,6 +32,8 @@ const SCRIPT: &str = concat!(
     "/tests/support/console_browser.py"
 );
 const DOMAIN_ADMIN_PASSWORD: &str = "domain-admin-pw";
+/// How far ahead the page schedules the slow job: long enough to see it SCHEDULED.
+const SCHEDULE_AHEAD: Duration = Duration::from_secs(4);
 /// Jobs on a page of the console.
 const PAGE_SIZE: usize = 10;
 const LOGIN_TIMEOUT: Duration = Duration::from_secs(20);
@@ -136,6 +138,7 @@ async fn the_console_sends_aborts_and_refuses_in_chromium() {
         "subject": "Planned maintenance",
         "body": body,
         "correction": correction,
+        "schedule_ahead": SCHEDULE_AHEAD.as_secs(),
     });
     let report = drive_browser(&browser).await;
     assert_eq!(report["ok"], true, "{report:#}");
@@ -318,10 +321,33 @@ async fn the_console_sends_aborts_and_refuses_in_chromium() {
     assert_eq!(report["phone"]["overflow"], 0, "{}", report["phone"]);
 
     // The slow job, aborted from the page (after a confirmation), then deleted.
+    // It was scheduled, seen SCHEDULED then RUNNING at its time, paused and resumed.
+    let holds = &report["holds"];
+    assert_eq!(
+        holds["dry_run"]["confirm"], "Schedule for 200 users",
+        "{holds}"
+    );
+    assert_eq!(
+        holds["seen"],
+        json!(["SCHEDULED", "RUNNING", "PAUSED", "RUNNING"]),
+        "{holds}"
+    );
+    let scheduled = holds["scheduled_status"].as_str().unwrap();
+    assert!(scheduled.contains("starts"), "{scheduled}");
+    let paused = holds["paused_status"].as_str().unwrap();
+    assert!(paused.ends_with("recipients (0 %). Paused."), "{paused}");
     let aborted = &report["aborted"];
     let slow_id = aborted["job_id"].as_i64().unwrap();
     assert_eq!(slow_id, retraction_id + 1);
     assert_eq!(aborted["state"], "ABORT_ADMIN");
+    // The job the page scheduled started at its time, not before (seconds, both).
+    let slow = &aborted["stored"];
+    let start_at = slow["startAt"].as_str().expect("the slow job's startAt");
+    let started = slow["startTimestamp"]
+        .as_str()
+        .expect("the slow job's start");
+    assert!(started >= start_at, "{slow}");
+    assert_eq!(slow["status"], "ABORT_ADMIN", "{slow}");
     assert_eq!(aborted["dialog"]["title"], format!("Abort job #{slow_id}?"));
     assert_eq!(aborted["dialog"]["focused"], "confirm-no");
     let running = aborted["running_status"].as_str().unwrap();

@@ -253,15 +253,22 @@ const OUR_ADDITIONS: &[(&str, &str)] = &[
     ("BroadcastAdminMutation", "abortBroadcastsByDomain"),
     ("BroadcastAdminMutation", "correctBroadcast"),
     ("BroadcastAdminMutation", "retractBroadcast"),
+    ("BroadcastAdminMutation", "pauseBroadcast"),
+    ("BroadcastAdminMutation", "resumeBroadcast"),
     ("Broadcast", "waitingReason"),
     ("Broadcast", "kind"),
     ("Broadcast", "amends"),
+    ("Broadcast", "status"),
+    ("Broadcast", "startAt"),
+    ("Broadcast", "pausedAt"),
 ];
 const OUR_TYPES: &[&str] = &["BroadcastRecipientsPreview"];
 /// Arguments xmpp-broadcast adds to MongooseIM's fields (object, field, argument): optional,
 /// after theirs, so that MongooseIM's clients send the same requests.
-const OUR_ARGUMENTS: &[(&str, &str, &str)] =
-    &[("BroadcastAdminMutation", "startBroadcast", "idempotencyKey")];
+const OUR_ARGUMENTS: &[(&str, &str, &str)] = &[
+    ("BroadcastAdminMutation", "startBroadcast", "idempotencyKey"),
+    ("BroadcastAdminMutation", "startBroadcast", "startAt"),
+];
 
 /// `field` without our arguments, which must be optional and come after MongooseIM's.
 fn without_our_arguments(object: &str, field: &DeclaredField) -> DeclaredField {
@@ -283,8 +290,20 @@ fn without_our_arguments(object: &str, field: &DeclaredField) -> DeclaredField {
     (name.clone(), theirs, returns.clone())
 }
 /// Enums xmpp-broadcast adds, with their values.
-const OUR_ENUMS: &[(&str, &[&str])] =
-    &[("BroadcastKind", &["BROADCAST", "CORRECTION", "RETRACTION"])];
+const OUR_ENUMS: &[(&str, &[&str])] = &[
+    ("BroadcastKind", &["BROADCAST", "CORRECTION", "RETRACTION"]),
+    (
+        "BroadcastStatus",
+        &[
+            "SCHEDULED",
+            "RUNNING",
+            "PAUSED",
+            "FINISHED",
+            "ABORT_ERROR",
+            "ABORT_ADMIN",
+        ],
+    ),
+];
 
 #[test]
 fn the_schema_matches_mongooseim_field_by_field() {

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 pub use super::codes::{ErrorCode, Failure};
-pub use crate::job::{ExecutionState, JobKind};
+pub use crate::job::{ExecutionState, JobKind, Status};
 
 /// How long connecting to the admin listener may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -25,13 +25,19 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 /// Every field of `Broadcast`, in the order of [`ApiJob`].
 const JOB_FIELDS: &str = "id name domain messageSubject messageBody senderJid messageRate \
     ownerNode createTimestamp startTimestamp stopTimestamp executionState abortionReason \
-    recipientGroup recipientCount recipientsProcessed waitingReason kind amends";
+    recipientGroup recipientCount recipientsProcessed waitingReason kind amends status startAt \
+    pausedAt";
 
 const START: &str = "mutation Start($name: String!, $domain: DomainName!, \
-    $subject: String!, $body: String!, $sender: BareJID!, $rate: PosInt!, $key: String) { \
+    $subject: String!, $body: String!, $sender: BareJID!, $rate: PosInt!, $key: String, \
+    $at: DateTime) { \
     broadcast { startBroadcast(name: $name, domain: $domain, messageSubject: $subject, \
     messageBody: $body, senderJid: $sender, messageRate: $rate, \
-    recipientGroup: ALL_USERS_IN_DOMAIN, idempotencyKey: $key) { message ids } } }";
+    recipientGroup: ALL_USERS_IN_DOMAIN, idempotencyKey: $key, startAt: $at) { message ids } } }";
+const PAUSE: &str = "mutation Pause($domain: DomainName!, $id: Int!) { broadcast { \
+    pauseBroadcast(domain: $domain, id: $id) { message ids } } }";
+const RESUME: &str = "mutation Resume($domain: DomainName!, $id: Int!) { broadcast { \
+    resumeBroadcast(domain: $domain, id: $id) { message ids } } }";
 const ABORT: &str = "mutation Abort($domain: DomainName!, $id: Int!) { broadcast { \
     abortBroadcast(domain: $domain, id: $id) { message ids } } }";
 const ABORT_BY_DOMAIN: &str = "mutation AbortByDomain($domain: DomainName!) { broadcast { \
@@ -102,6 +108,12 @@ pub struct ApiJob {
     pub kind: JobKind,
     /// For a correction or retraction, the broadcast it amends.
     pub amends: Option<i64>,
+    /// Where the job is in its life, holds (SCHEDULED, PAUSED) included.
+    pub status: Status,
+    /// When the job was scheduled to start, if it was.
+    pub start_at: Option<String>,
+    /// When it was paused, while it is.
+    pub paused_at: Option<String>,
 }
 
 /// The answer of a mutation: what was done, to which jobs.
@@ -133,6 +145,8 @@ pub struct StartRequest {
     pub rate: i64,
     /// Makes a retry answer with the job the first attempt created.
     pub idempotency_key: Option<String>,
+    /// Schedules the job for this time (RFC 3339) instead of starting it now.
+    pub start_at: Option<String>,
 }
 
 /// The arguments of `correctBroadcast`: the new subject and body for everyone job `id` reached.
@@ -228,6 +242,7 @@ impl AdminClient {
             "sender": broadcast.sender,
             "rate": broadcast.rate,
             "key": broadcast.idempotency_key,
+            "at": broadcast.start_at,
         });
         self.create(START, "startBroadcast", variables).await
     }
@@ -275,6 +290,18 @@ impl AdminClient {
         let variables = json!({ "domain": domain, "limit": limit, "index": index });
         self.call(&list_document(), "getBroadcasts", variables)
             .await
+    }
+
+    /// `pauseBroadcast`: job `id` of `domain` stops sending until resumed.
+    pub async fn pause(&self, domain: &str, id: i64) -> Result<MutationResult, ClientError> {
+        let variables = json!({ "domain": domain, "id": id });
+        self.call(PAUSE, "pauseBroadcast", variables).await
+    }
+
+    /// `resumeBroadcast`: paused job `id` of `domain` goes on from its committed progress.
+    pub async fn resume(&self, domain: &str, id: i64) -> Result<MutationResult, ClientError> {
+        let variables = json!({ "domain": domain, "id": id });
+        self.call(RESUME, "resumeBroadcast", variables).await
     }
 
     /// `abortBroadcast`: stops job `id` of `domain`.
@@ -476,6 +503,9 @@ mod tests {
             waiting_reason: None,
             kind: JobKind::Correction,
             amends: Some(3),
+            status: Status::AbortAdmin,
+            start_at: Some("2026-01-01T00:00:00Z".into()),
+            paused_at: None,
         }
     }
 
@@ -501,7 +531,10 @@ mod tests {
             "{text}"
         );
         assert!(
-            text.ends_with("\"kind\":\"CORRECTION\",\"amends\":3}"),
+            text.ends_with(
+                "\"kind\":\"CORRECTION\",\"amends\":3,\"status\":\"ABORT_ADMIN\",\
+                 \"startAt\":\"2026-01-01T00:00:00Z\",\"pausedAt\":null}"
+            ),
             "{text}"
         );
         let back: ApiJob = serde_json::from_str(&text).unwrap();
@@ -512,6 +545,8 @@ mod tests {
     fn every_document_parses() {
         for document in [
             START,
+            PAUSE,
+            RESUME,
             ABORT,
             ABORT_BY_DOMAIN,
             DELETE_BY_IDS,

@@ -107,8 +107,10 @@ error_codes! {
     CannotCountRecipients = "cannot_count_recipients", 200, Unavailable;
     /// The domain already has a running job.
     RunningJobLimitExceeded = "running_job_limit_exceeded", 200, Conflict;
-    /// The job is not running.
+    /// The job is not running (for `pauseBroadcast`: not sending — scheduled, paused or ended).
     NotRunning = "not_running", 200, Conflict;
+    /// The job to resume is not paused.
+    NotPaused = "not_paused", 200, Conflict;
     /// The instance cannot start jobs now (its leases cannot be trusted, or the job database
     /// failed), or its job database has not been reached since it started (any operation on
     /// jobs).

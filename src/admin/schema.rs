@@ -10,7 +10,7 @@ use async_graphql::{
 use super::auth::Principal;
 use super::codes::ErrorCode;
 use super::scalars::{BareJid, DateTime, DomainName, Jid, NonNegInt, PosInt};
-use crate::broadcast::{AbortError, BroadcastService, FollowUp, QueryError, StartError};
+use crate::broadcast::{AbortError, BroadcastService, FollowUp, HoldError, QueryError, StartError};
 use crate::job::spec::Parameter;
 use crate::job::{self, BroadcastRequest, InvalidRequest, Job};
 use crate::store::StoreError;
@@ -211,6 +211,13 @@ impl BroadcastAdminMutation {
                           arguments answers with the job it created first; 1-128 printable \
                           ASCII characters (xmpp-broadcast's own addition)")]
         idempotency_key: Option<String>,
+        #[graphql(
+            desc = "Schedules the job: it starts at this time, on whichever instance \
+                          serves the domain, and its recipients are fixed then; at most 366 \
+                          days ahead; a time up to 60 seconds past starts it at once \
+                          (xmpp-broadcast's own addition)"
+        )]
+        start_at: Option<DateTime>,
     ) -> async_graphql::Result<Option<BroadcastMutationResult>> {
         let context = [
             ("domain", domain.0.clone().into()),
@@ -226,17 +233,20 @@ impl BroadcastAdminMutation {
             rate: message_rate.0,
             recipient_group: recipient_group.into(),
         };
+        let scheduled = start_at.is_some();
         let id = service(ctx)
-            .start(request, idempotency_key)
+            .start(request, idempotency_key, start_at.map(|at| at.0))
             .await
             .map_err(|err| start_error(err, &context));
         let Some(id) = reported(ctx, id) else {
             return Ok(None);
         };
-        Ok(Some(BroadcastMutationResult {
-            message: "Broadcast job started".to_owned(),
-            ids: vec![graphql_id(id)?],
-        }))
+        let message = if scheduled {
+            "Broadcast job scheduled"
+        } else {
+            "Broadcast job started"
+        };
+        Ok(Some(ids_result(message, vec![id])?))
     }
 
     /// Stop a running broadcast job, whichever instance runs it
@@ -389,6 +399,63 @@ impl BroadcastAdminMutation {
             .map_err(|err| start_error(err, &context));
         follow_up_started(ctx, started, "Broadcast retraction started")
     }
+
+    /// Pause a running broadcast job, whichever instance runs it: it sends nothing from about
+    /// a second later, holds no lease, and resumes from its committed progress. A paused job
+    /// is not the domain's running job; it stays RUNNING in `executionState` and is PAUSED in
+    /// `status` (xmpp-broadcast's own addition)
+    async fn pause_broadcast(
+        &self,
+        ctx: &Context<'_>,
+        domain: DomainName,
+        id: i32,
+    ) -> async_graphql::Result<Option<BroadcastMutationResult>> {
+        change_hold(ctx, domain, id, Hold::Pause).await
+    }
+
+    /// Resume a paused broadcast job from its committed progress, on an instance that serves
+    /// the domain; refused while another job of the domain runs (xmpp-broadcast's own
+    /// addition)
+    async fn resume_broadcast(
+        &self,
+        ctx: &Context<'_>,
+        domain: DomainName,
+        id: i32,
+    ) -> async_graphql::Result<Option<BroadcastMutationResult>> {
+        change_hold(ctx, domain, id, Hold::Resume).await
+    }
+}
+
+/// What `pauseBroadcast` and `resumeBroadcast` do.
+#[derive(Clone, Copy)]
+enum Hold {
+    Pause,
+    Resume,
+}
+
+/// Pauses or resumes job `id` of `domain`; the answer, or the error reported on the field.
+async fn change_hold(
+    ctx: &Context<'_>,
+    domain: DomainName,
+    id: i32,
+    hold: Hold,
+) -> async_graphql::Result<Option<BroadcastMutationResult>> {
+    let (field, message) = match hold {
+        Hold::Pause => ("pauseBroadcast", "Broadcast job paused"),
+        Hold::Resume => ("resumeBroadcast", "Broadcast job resumed"),
+    };
+    let context = [("domain", domain.0.clone().into()), ("id", id.into())];
+    authorize(ctx, &domain, field)?;
+    let (domain, id) = (domain.0, i64::from(id));
+    let changed = match hold {
+        Hold::Pause => service(ctx).pause(&domain, id).await,
+        Hold::Resume => service(ctx).resume(&domain, id).await,
+    };
+    let changed = changed.map_err(|err| hold_error(err, &context));
+    if reported(ctx, changed).is_none() {
+        return Ok(None);
+    }
+    Ok(Some(ids_result(message, vec![id])?))
 }
 
 /// The answer of a mutation that started a follow-up job, or its error reported on the field.
@@ -570,8 +637,10 @@ impl BroadcastObject {
     }
 
     /// Why no instance is running this RUNNING job now (its lease expired): which instance
-    /// it waits for, and why the answering instance does not run it; null while an instance
-    /// runs it and for jobs that ended (xmpp-broadcast's own addition)
+    /// it waits for, and why the answering instance does not run it; for a SCHEDULED job whose
+    /// time has come, that it waits for the domain's running job to end; null while an
+    /// instance runs it, while it is paused or not yet due, and for jobs that ended
+    /// (xmpp-broadcast's own addition)
     async fn waiting_reason(&self, ctx: &Context<'_>) -> Option<String> {
         service(ctx).waiting_reason(&self.0)
     }
@@ -590,6 +659,58 @@ impl BroadcastObject {
             .map(|amends| graphql_id(amends.job_id))
             .transpose()
     }
+
+    /// Where the job is in its life, holds included: `executionState` (which a scheduled or
+    /// paused job shows as RUNNING, as it has not ended) with SCHEDULED and PAUSED
+    /// (xmpp-broadcast's own addition)
+    async fn status(&self) -> BroadcastStatus {
+        self.0.status().into()
+    }
+
+    /// The time the job was scheduled to start at; null for a job started at once
+    /// (xmpp-broadcast's own addition)
+    async fn start_at(&self) -> Option<DateTime> {
+        self.0.start_at.map(DateTime)
+    }
+
+    /// When the job was paused, while it is PAUSED (xmpp-broadcast's own addition)
+    async fn paused_at(&self) -> Option<DateTime> {
+        self.0.paused_at.map(DateTime)
+    }
+}
+
+/// Where a broadcast job is in its life: `BroadcastJobState`, with the holds a job can be in
+/// before it ends.
+// A remote of `job::Status`, as `BroadcastJobState` is of the states.
+#[derive(Enum, Clone, Copy, PartialEq, Eq)]
+#[graphql(remote = "crate::job::Status")]
+pub enum BroadcastStatus {
+    /// Waiting for its start time (or, once due, for the domain's running job to end)
+    Scheduled,
+    /// Sending
+    Running,
+    /// Paused by an administrator
+    Paused,
+    /// Every recipient was processed
+    Finished,
+    /// Stopped by an error
+    AbortError,
+    /// Stopped by an administrator
+    AbortAdmin,
+}
+
+#[cfg(test)]
+#[test]
+fn graphql_names_of_the_statuses_are_the_apis() {
+    use async_graphql::resolver_utils::EnumType;
+    for item in BroadcastStatus::items() {
+        let status: crate::job::Status = item.value.into();
+        assert_eq!(item.name, status.as_api_str());
+    }
+    assert_eq!(
+        BroadcastStatus::items().len(),
+        crate::job::Status::ALL.len()
+    );
 }
 
 // A remote of `job::JobKind`, as `BroadcastJobState` is of the states.
@@ -657,7 +778,9 @@ fn operation_error(
 fn start_error(err: StartError, context: &ErrorContext<'_>) -> async_graphql::Error {
     let code = match &err {
         StartError::DomainNotFound => ErrorCode::DomainNotFound,
-        StartError::Invalid(InvalidRequest::BadParameter(_)) => ErrorCode::BadParameter,
+        StartError::Invalid(InvalidRequest::BadParameter(_) | InvalidRequest::StartAt(_)) => {
+            ErrorCode::BadParameter
+        }
         StartError::Invalid(InvalidRequest::SenderNotInDomain) | StartError::SenderNotFound => {
             ErrorCode::SenderNotFound
         }
@@ -718,6 +841,7 @@ fn argument_of(err: &StartError) -> Option<&'static str> {
         StartError::Invalid(InvalidRequest::SenderNotInDomain) | StartError::SenderNotFound => {
             Some("senderJid")
         }
+        StartError::Invalid(InvalidRequest::StartAt(_)) => Some("startAt"),
         StartError::IdempotencyKeyReused { .. } => Some("idempotencyKey"),
         _ => None,
     }
@@ -744,6 +868,25 @@ fn abort_error(err: AbortError, context: &ErrorContext<'_>) -> async_graphql::Er
 }
 
 /// `database_error`: the job database failed (the details in the log only).
+fn hold_error(err: HoldError, context: &ErrorContext<'_>) -> async_graphql::Error {
+    let code = match &err {
+        HoldError::DomainNotFound => ErrorCode::DomainNotFound,
+        HoldError::NotFound => ErrorCode::BroadcastNotFound,
+        HoldError::NotRunning(_) => ErrorCode::NotRunning,
+        HoldError::NotPaused(_) => ErrorCode::NotPaused,
+        HoldError::RunningJobLimitExceeded => ErrorCode::RunningJobLimitExceeded,
+        HoldError::TemporarilyUnavailable | HoldError::Store(StoreError::NotReached) => {
+            ErrorCode::TemporarilyUnavailable
+        }
+        HoldError::Store(StoreError::InvalidRow(bad)) => {
+            tracing::error!(error = %bad, "unusable stored job");
+            return operation_error(ErrorCode::DatabaseError, bad.to_string(), context);
+        }
+        HoldError::Store(_) | HoldError::Directory(_) => return database_error(&err, context),
+    };
+    operation_error(code, err.to_string(), context)
+}
+
 fn database_error(err: &dyn std::fmt::Display, context: &ErrorContext<'_>) -> async_graphql::Error {
     tracing::error!(error = %err, "job database error");
     operation_error(

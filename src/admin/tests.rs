@@ -509,6 +509,13 @@ async fn refusals_name_their_argument() {
     let (status, answer) = lab.query(GLOBAL, inline).await;
     assert_eq!((status, code(&answer)), (400, "input_coercion"), "{answer}");
     assert_eq!(answer["errors"][0]["extensions"]["argument"], "messageRate");
+    let far = "mutation { broadcast { startBroadcast(name: \"n\", domain: \"example.com\", \
+        messageSubject: \"\", messageBody: \"b\", senderJid: \"admin@example.com\", \
+        messageRate: 10, recipientGroup: ALL_USERS_IN_DOMAIN, \
+        startAt: \"2100-01-01T00:00:00Z\") { ids } } }";
+    let (status, far) = lab.query(GLOBAL, far).await;
+    assert_eq!((status, code(&far)), (200, "bad_parameter"), "{far}");
+    assert_eq!(far["errors"][0]["extensions"]["argument"], "startAt");
     // MongooseIM's message is unchanged.
     assert_eq!(
         answer["errors"][0]["message"],

@@ -37,7 +37,7 @@ use crate::broadcast::scope::{ConflictKind, Scope};
 use crate::broadcast::supervise::{Panicked, supervised};
 use crate::broadcast::worker::{Shared, Worker};
 use crate::directory::Directory;
-use crate::job::{ExecutionState, InvalidRow, Job, JobEnd, JobId, Lease};
+use crate::job::{ExecutionState, Hold, InvalidRow, Job, JobEnd, JobId, Lease};
 use crate::metrics::Metrics;
 use crate::store::{ExpiredLease, Store, StoreError};
 use crate::xmpp::Connection;
@@ -66,6 +66,8 @@ struct Inner {
     /// Administrators' aborts that the job database refused to record, by job. Locked before
     /// `workers` when both are.
     pending_aborts: Mutex<HashMap<JobId, PendingAbort>>,
+    /// Wakes the scheduler: a job was scheduled here, or a job of this instance ended.
+    wake_scheduler: tokio::sync::Notify,
 }
 
 /// A live worker: the epoch of the lease it runs under and the token that stops it.
@@ -190,6 +192,7 @@ impl Manager {
                 tasks: TaskTracker::new(),
                 workers: Mutex::new(HashMap::new()),
                 pending_aborts: Mutex::new(HashMap::new()),
+                wake_scheduler: tokio::sync::Notify::new(),
             }),
         }
     }
@@ -211,6 +214,37 @@ impl Manager {
     /// Whether this instance's leases can be trusted right now.
     pub fn safety(&self) -> &Safety {
         &self.inner.safety
+    }
+
+    /// Has the scheduler look at the scheduled jobs now (one was scheduled here).
+    pub fn wake_scheduler(&self) {
+        self.inner.wake_scheduler.notify_one();
+    }
+
+    pub(super) fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    pub(super) fn directory(&self) -> &Directory {
+        &self.inner.directory
+    }
+
+    pub(super) fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
+    }
+
+    pub(super) fn tasks(&self) -> &TaskTracker {
+        &self.inner.tasks
+    }
+
+    /// Resolves when the manager shuts down.
+    pub(super) async fn stopping(&self) {
+        self.inner.stop.cancelled().await
+    }
+
+    /// Resolves when [`Manager::wake_scheduler`] is called (or was, since the last time).
+    pub(super) async fn scheduler_woken(&self) {
+        self.inner.wake_scheduler.notified().await
     }
 
     /// Resumes every running job this instance owns and may run; hands the others over
@@ -368,6 +402,10 @@ impl Manager {
                 Err(panicked) => manager.end_panicked(&lease, panicked).await,
             };
             inner.metrics.worker_down(&domain, job_end);
+            if job_end.is_some() {
+                // A scheduled job of the domain may be waiting for this one to end.
+                manager.wake_scheduler();
+            }
         });
     }
 
@@ -403,6 +441,10 @@ impl Manager {
                 }
                 ExecutionState::AbortError => Some(JobEnd::AbortedByError),
                 ExecutionState::Finished => Some(JobEnd::Finished),
+                ExecutionState::Running if job.hold == Some(Hold::Paused) => {
+                    tracing::info!(job_id, "job paused by an administrator; its worker stopped");
+                    None
+                }
                 ExecutionState::Running => {
                     tracing::warn!(
                         job_id,
@@ -767,7 +809,8 @@ impl Manager {
 
     /// Takes up the job database: reaches it and runs its migrations ([`Store::reach`]),
     /// resumes this instance's jobs, renews its leases — the first renewal, from which the
-    /// safety deadline counts — and starts the lease renewal and the ownership check. Returns
+    /// safety deadline counts — and starts the lease renewal, the ownership check and the
+    /// scheduler. Returns
     /// how many jobs were resumed. On failure nothing more is started and it may be called
     /// again: workers resumed meanwhile wait for the first renewal.
     pub async fn take_up_jobs(&self) -> Result<usize, StoreError> {
@@ -776,6 +819,7 @@ impl Manager {
         self.renew().await?;
         self.spawn_lease_renewal();
         self.spawn_ownership_check();
+        self.spawn_scheduler();
         Ok(resumed)
     }
 

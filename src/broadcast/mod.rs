@@ -4,6 +4,7 @@
 mod manager;
 mod recipients;
 mod safety;
+mod schedule;
 mod scope;
 mod service;
 mod supervise;
@@ -12,4 +13,6 @@ mod worker;
 pub use manager::Manager;
 pub use safety::Safety;
 pub use scope::{Conflict, ConflictKind, NotServed, Scope};
-pub use service::{AbortError, BroadcastService, FollowUp, Preview, QueryError, StartError};
+pub use service::{
+    AbortError, BroadcastService, FollowUp, HoldError, Preview, QueryError, StartError,
+};

@@ -15,7 +15,7 @@
 use std::collections::BTreeSet;
 use std::fmt;
 
-use crate::job::{ExecutionState, Job, JobId, UsersDatabase};
+use crate::job::{ExecutionState, Hold, Job, JobId, UsersDatabase};
 use crate::store::RunningJob;
 
 /// The domains this instance serves and the users database it reads.
@@ -157,8 +157,26 @@ impl Scope {
             .collect()
     }
 
-    /// Why no instance is running `job` now, if it is running and nobody holds its lease.
+    /// Why no instance is running `job` now, if it is running and nobody holds its lease, or
+    /// if its start time has come and it has not started. A paused job, and a scheduled one
+    /// before its time, wait for nothing but an administrator or the clock.
     pub fn waiting_reason(&self, job: &Job) -> Option<String> {
+        match job.hold {
+            Some(Hold::Paused) => return None,
+            Some(Hold::Scheduled) if !job.due => return None,
+            Some(Hold::Scheduled) => {
+                let here = match self.may_run(&job.domain, job.users_database.as_ref()) {
+                    Ok(()) => "this instance may start it".to_owned(),
+                    Err(why) => why.to_string(),
+                };
+                return Some(format!(
+                    "Its start time has come: it starts as soon as no other job of {domain} \
+                     runs, on an instance that serves {domain} (each checks every second); {here}",
+                    domain = job.domain
+                ));
+            }
+            None => {}
+        }
         if job.state != ExecutionState::Running || !job.lease_expired {
             return None;
         }

@@ -11,14 +11,16 @@
 
 use std::time::Duration;
 
+use chrono::{DateTime, SecondsFormat, Utc};
+
 use crate::broadcast::Manager;
 use crate::directory::{Directory, DirectoryError};
 use crate::job::spec::{self, BroadcastRequest, InvalidRequest, JobSpec, batch_size};
 use crate::job::{
     ExecutionState, Idempotency, Job, JobId, JobKind, Lease, RETRACTION_FALLBACK_BODY,
-    RecipientGroup, Snapshot,
+    RecipientGroup, Snapshot, Status,
 };
-use crate::store::{Created, KeyMatch, Store, StoreError};
+use crate::store::{Created, KeyMatch, Store, StoreError, Unheld};
 
 /// Why a broadcast could not be started. Nothing was written in any case.
 #[derive(Debug, thiserror::Error)]
@@ -152,6 +154,41 @@ impl From<QueryError> for AbortError {
     }
 }
 
+/// Why a job could not be paused or resumed. Nothing changed in any case.
+#[derive(Debug, thiserror::Error)]
+pub enum HoldError {
+    #[error("Domain not found")]
+    DomainNotFound,
+    #[error("Broadcast job not found")]
+    NotFound,
+    /// Only a job that sends can be paused.
+    #[error("The broadcast job is not sending (it is {0}); only a RUNNING job can be paused")]
+    NotRunning(Status),
+    /// Only a paused job can be resumed.
+    #[error("The broadcast job is not paused (it is {0})")]
+    NotPaused(Status),
+    #[error("Cannot resume the broadcast job: another job of the domain is running")]
+    RunningJobLimitExceeded,
+    /// The job database cannot be trusted right now (safety mode).
+    #[error("Broadcast manager is temporarily unavailable")]
+    TemporarilyUnavailable,
+    #[error(transparent)]
+    Store(StoreError),
+    #[error(transparent)]
+    Directory(#[from] DirectoryError),
+}
+
+impl From<QueryError> for HoldError {
+    fn from(err: QueryError) -> Self {
+        match err {
+            QueryError::DomainNotFound => HoldError::DomainNotFound,
+            QueryError::NotFound => HoldError::NotFound,
+            QueryError::Store(err) => HoldError::Store(err),
+            QueryError::Directory(err) => HoldError::Directory(err),
+        }
+    }
+}
+
 /// What a request's idempotency key decides before anything is checked or written.
 enum Once {
     /// The job the key created earlier, with the same arguments: the answer.
@@ -192,14 +229,20 @@ impl BroadcastService {
     /// idempotency key, a job of the domain created with the same key answers first, whatever
     /// its state since: the same arguments get its id, other arguments
     /// [`StartError::IdempotencyKeyReused`] (design invariant 11).
+    ///
+    /// With `start_at` in the future the job is scheduled (design invariant 12): everything is
+    /// checked now, the job is stored held, with the number of recipients the domain has now,
+    /// and its recipients are fixed when it starts; a time that passed at most
+    /// [`spec::START_AT_GRACE`] ago starts it at once.
     pub async fn start(
         &self,
         request: BroadcastRequest,
         idempotency_key: Option<String>,
+        start_at: Option<DateTime<Utc>>,
     ) -> Result<JobId, StartError> {
         self.check_may_start(&request.domain)?;
         let arguments = || {
-            serde_json::json!({
+            let mut arguments = serde_json::json!({
                 "operation": "startBroadcast",
                 "name": request.name,
                 "subject": request.subject,
@@ -207,7 +250,11 @@ impl BroadcastService {
                 "sender": request.sender.to_string(),
                 "rate": request.rate,
                 "recipientGroup": request.recipient_group.as_db_str(),
-            })
+            });
+            if let Some(at) = start_at {
+                arguments["startAt"] = at.to_rfc3339_opts(SecondsFormat::Micros, true).into();
+            }
+            arguments
         };
         let once = self
             .earlier_job(&request.domain, idempotency_key, arguments)
@@ -215,6 +262,10 @@ impl BroadcastService {
         let once = match once {
             Once::Earlier(id) => return Ok(id),
             Once::Key(once) => once,
+        };
+        let start_at = match start_at {
+            Some(at) => spec::check_start_at(at, Utc::now())?,
+            None => None,
         };
         // MongooseIM's order: rate, sender, recipients, then name, subject and body.
         spec::check_rate(request.rate)?;
@@ -238,6 +289,19 @@ impl BroadcastService {
         let node = self.manager.node();
         let lease_time: Duration = self.manager.lease_time();
         let users_database = self.manager.scope().users_database();
+        if let Some(at) = start_at {
+            let created = self
+                .store
+                .create_scheduled(once.as_ref(), &spec, at, recipients.len(), users_database)
+                .await?;
+            let id = match created {
+                Created::New(id) => id,
+                Created::Existing(id) => return Ok(earlier(id, &spec.domain)),
+            };
+            tracing::info!(job_id = id, domain = %spec.domain, name = %spec.name, start_at = %at, recipients_now = recipients.len(), rate = spec.rate, "broadcast scheduled");
+            self.manager.wake_scheduler();
+            return Ok(id);
+        }
         let created = self
             .store
             .create_job_once(
@@ -479,6 +543,86 @@ impl BroadcastService {
                 })
             }
         }
+    }
+
+    /// Pauses a job of `domain` that sends, whichever instance runs it (design invariant 12):
+    /// one guarded write holds it and hands its lease to nobody; this instance's worker of the
+    /// job, if it runs one, is stopped and awaited before this returns, and another owner stops
+    /// within about a second (its ownership check), its unacknowledged batch uncommitted.
+    pub async fn pause(&self, domain: &str, id: JobId) -> Result<(), HoldError> {
+        let job = self.get(domain, id).await?;
+        if job.status() != Status::Running {
+            return Err(HoldError::NotRunning(job.status()));
+        }
+        match self.store.pause_job(id, domain).await {
+            Ok(true) => {
+                self.manager.stop_and_wait(id).await;
+                tracing::info!(
+                    job_id = id,
+                    domain,
+                    processed = job.recipients_processed,
+                    "broadcast paused by an administrator"
+                );
+                Ok(())
+            }
+            // It ended or was paused meanwhile.
+            Ok(false) => Err(HoldError::NotRunning(self.get(domain, id).await?.status())),
+            Err(err) => Err(HoldError::Store(err)),
+        }
+    }
+
+    /// Resumes a paused job of `domain` from its committed progress: it is the domain's
+    /// running job again, run here if this instance may run it, or else handed to an instance
+    /// that may (its lease names nobody). Refused while another job of the domain runs.
+    pub async fn resume(&self, domain: &str, id: JobId) -> Result<(), HoldError> {
+        if !self.manager.scope().serves_domain(domain) {
+            return Err(HoldError::DomainNotFound);
+        }
+        if !self.manager.safety().accepts_new_jobs() {
+            return Err(HoldError::TemporarilyUnavailable);
+        }
+        let job = self.get(domain, id).await?;
+        if job.status() != Status::Paused {
+            return Err(HoldError::NotPaused(job.status()));
+        }
+        let runs_here = self
+            .manager
+            .scope()
+            .may_run(&job.domain, job.users_database.as_ref())
+            .is_ok();
+        let owner = runs_here.then(|| self.manager.node());
+        let lease = match self
+            .store
+            .resume_job(id, domain, owner, self.manager.lease_time())
+            .await
+        {
+            Ok(Unheld::Running(lease)) => lease,
+            Ok(Unheld::NotHeld) => {
+                return Err(HoldError::NotPaused(self.get(domain, id).await?.status()));
+            }
+            Err(StoreError::RunningJobExists) => return Err(HoldError::RunningJobLimitExceeded),
+            Err(err) => return Err(HoldError::Store(err)),
+        };
+        tracing::info!(
+            job_id = id,
+            domain,
+            processed = job.recipients_processed,
+            runs_here,
+            "broadcast resumed by an administrator"
+        );
+        if runs_here {
+            match self.store.get_job(id).await {
+                Ok(Some(job)) => {
+                    self.manager.launch(job, lease, false);
+                }
+                // Ours, with its lease: the ownership check adopts it.
+                Ok(None) | Err(_) => tracing::warn!(
+                    job_id = id,
+                    "cannot read a resumed job back; the ownership check resumes it"
+                ),
+            }
+        }
+        Ok(())
     }
 
     /// Counts the recipients a broadcast to `domain` would have now and lists the first

@@ -1,5 +1,7 @@
-//! `list`, `show`, `abort`, `delete` and `count`: one API call each, printed as text or, with
-//! `--json`, as the API's objects.
+//! `list`, `show`, `pause`, `resume`, `abort`, `delete` and `count`: one API call each, printed
+//! as text or, with `--json`, as the API's objects.
+
+use crate::admin::client::AdminClient;
 
 use super::exit::{CommandError, Exit};
 use super::instance::{DomainArg, InstanceArgs, Target};
@@ -102,6 +104,34 @@ pub async fn show(args: JobArgs) -> Result<Exit, CommandError> {
     Ok(Exit::Success)
 }
 
+/// Runs `pause`, then shows the job as it is now.
+pub async fn pause(args: JobArgs) -> Result<Exit, CommandError> {
+    let Target { client, domain } = args.target()?;
+    client.pause(&domain, args.id).await?;
+    show_state(&client, &domain, args.id, args.instance.json).await
+}
+
+/// Runs `resume`, then shows the job as it is now.
+pub async fn resume(args: JobArgs) -> Result<Exit, CommandError> {
+    let Target { client, domain } = args.target()?;
+    client.resume(&domain, args.id).await?;
+    show_state(&client, &domain, args.id, args.instance.json).await
+}
+
+/// Shows job `id` after an action: `job 7 PAUSED: 40/100 processed (40%)`.
+async fn show_state(
+    client: &AdminClient,
+    domain: &str,
+    id: i64,
+    json: bool,
+) -> Result<Exit, CommandError> {
+    let job = client.get(domain, id).await?;
+    output::emit(json, &job, |job| {
+        format!("job {} {}: {}", job.id, job.status, output::progress(job))
+    });
+    Ok(Exit::Success)
+}
+
 /// Runs `abort`, then shows the job as it is now; with `--all`, names the jobs aborted.
 pub async fn abort(args: AbortArgs) -> Result<Exit, CommandError> {
     let Target { client, domain } = args.instance.target(args.domain.domain.as_deref())?;
@@ -113,16 +143,7 @@ pub async fn abort(args: AbortArgs) -> Result<Exit, CommandError> {
         return Ok(Exit::Success);
     };
     client.abort(&domain, id).await?;
-    let job = client.get(&domain, id).await?;
-    output::emit(args.instance.json, &job, |job| {
-        format!(
-            "job {} {}: {}",
-            job.id,
-            job.execution_state,
-            output::progress(job)
-        )
-    });
-    Ok(Exit::Success)
+    show_state(&client, &domain, id, args.instance.json).await
 }
 
 /// Runs `delete`. Running jobs and ids that are not the domain's are skipped, as the API does;

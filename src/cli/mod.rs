@@ -3,7 +3,8 @@
 //! * running the component: `serve`, `migrate`, `check-config`, `schema`, `hash-password`
 //!   ([`component`]);
 //! * operating a running instance through its admin API: `start` ([`start`]), `correct` and
-//!   `retract` ([`amend`]), `list`, `show`, `abort`, `delete`, `count` ([`jobs`]) and `watch`
+//!   `retract` ([`amend`]), `list`, `show`, `pause`, `resume`, `abort`, `delete`, `count`
+//!   ([`jobs`]) and `watch`
 //!   ([`watch`]). Which instance, as whom and
 //!   for which domain comes from [`instance`]; what they print from [`output`]; a notice's text
 //!   from [`message`]; their exit codes, which scripts branch on, from [`exit`].
@@ -36,8 +37,8 @@ use exit::{CommandError, Exit};
 
 /// Sends announcements to every registered user of an XMPP domain.
 ///
-/// `serve` runs the component. `start`, `correct`, `retract`, `list`, `show`, `watch`, `abort`,
-/// `delete` and `count` operate a running instance over its admin API: give its URL and credentials with --url,
+/// `serve` runs the component. `start`, `correct`, `retract`, `list`, `show`, `watch`, `pause`,
+/// `resume`, `abort`, `delete` and `count` operate a running instance over its admin API: give its URL and credentials with --url,
 /// --user and --password, with XMPP_BROADCAST_URL, XMPP_BROADCAST_USER and
 /// XMPP_BROADCAST_PASSWORD, or with the instance's config file (--config or
 /// XMPP_BROADCAST_CONFIG). They print text, or the API's JSON objects with --json.
@@ -72,7 +73,8 @@ pub enum Command {
     ///
     /// Example: printf '%s' 'the password' | xmpp-broadcast hash-password
     HashPassword,
-    /// Start a broadcast to every user of a domain (--dry-run: only show who it would reach).
+    /// Start a broadcast to every user of a domain, now or at a time (--at); --dry-run: only
+    /// show who it would reach.
     ///
     /// The subject and body come from a flag, a file, or standard input ('-'), so a
     /// multi-line notice needs no quoting. With --watch, follow the job to its end.
@@ -132,6 +134,20 @@ pub enum Command {
     /// Example: xmpp-broadcast watch 7 --domain example.com
     #[command(after_long_help = exit::codes_help())]
     Watch(watch::WatchArgs),
+    /// Pause a running broadcast job, whichever instance runs it: it sends nothing from about
+    /// a second later (the instance asked stops its own sending before it answers) and holds
+    /// no lease until `resume`; its unacknowledged batch is sent again when it resumes. A
+    /// paused job is not the domain's running job: another job may run meanwhile.
+    ///
+    /// Example: xmpp-broadcast pause 7 --domain example.com
+    #[command(after_long_help = exit::codes_help())]
+    Pause(jobs::JobArgs),
+    /// Resume a paused broadcast job from its committed progress, on an instance that serves
+    /// the domain (refused with exit 4 while another job of the domain runs).
+    ///
+    /// Example: xmpp-broadcast resume 7 --domain example.com
+    #[command(after_long_help = exit::codes_help())]
+    Resume(jobs::JobArgs),
     /// Stop a running broadcast job, whichever instance runs it; with --all, the running job
     /// of the domain, if any (also of a domain no longer configured, for the global admin). The
     /// instance asked stops its own sending of the job before it answers. If the job database
@@ -175,6 +191,8 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::List(args) => return operate(jobs::list(args)),
         Command::Show(args) => return operate(jobs::show(args)),
         Command::Watch(args) => return operate(watch::run(args)),
+        Command::Pause(args) => return operate(jobs::pause(args)),
+        Command::Resume(args) => return operate(jobs::resume(args)),
         Command::Abort(args) => return operate(jobs::abort(args)),
         Command::Delete(args) => return operate(jobs::delete(args)),
         Command::Count(args) => return operate(jobs::count(args)),

@@ -129,7 +129,7 @@ pub fn jobs_table(jobs: &[ApiJob]) -> String {
         .map(|job| {
             [
                 job.id.to_string(),
-                job.execution_state.to_string(),
+                job.status.to_string(),
                 format!("{}/{}", job.recipients_processed, job.recipient_count),
                 format!("{}/s", job.message_rate),
                 job.create_timestamp.clone(),
@@ -167,7 +167,7 @@ pub fn job_details(job: &ApiJob) -> String {
         ("id", job.id.to_string()),
         ("name", one_line(&job.name)),
         ("domain", job.domain.clone()),
-        ("state", job.execution_state.to_string()),
+        ("state", job.status.to_string()),
         ("kind", kind(job)),
         ("recipients", progress(job)),
         ("rate", format!("{} messages/s", job.message_rate)),
@@ -177,6 +177,12 @@ pub fn job_details(job: &ApiJob) -> String {
         ("started", job.start_timestamp.clone().unwrap_or_else(none)),
         ("stopped", job.stop_timestamp.clone().unwrap_or_else(none)),
     ];
+    if let Some(at) = &job.start_at {
+        fields.push(("scheduled for", at.clone()));
+    }
+    if let Some(at) = &job.paused_at {
+        fields.push(("paused", at.clone()));
+    }
     if let Some(reason) = &job.abortion_reason {
         fields.push(("abortion reason", one_line(reason)));
     }
@@ -285,7 +291,7 @@ fn one_line(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::admin::client::ExecutionState;
+    use crate::admin::client::{ExecutionState, Status};
 
     fn job(id: i64, name: &str) -> ApiJob {
         ApiJob {
@@ -308,6 +314,9 @@ mod tests {
             waiting_reason: None,
             kind: JobKind::Broadcast,
             amends: None,
+            status: Status::Running,
+            start_at: None,
+            paused_at: None,
         }
     }
 

@@ -1,8 +1,9 @@
-//! `start`: creates a broadcast job, then shows it or follows it (`--watch`); with `--dry-run`
-//! it only shows who the broadcast would reach and creates nothing. [`launch`] does the same for
+//! `start`: creates a broadcast job (scheduled with `--at`), then shows it or follows it
+//! (`--watch`); with `--dry-run` it only shows who the broadcast would reach and creates
+//! nothing. [`launch`] does the same for
 //! the follow-ups that `correct` and `retract` create.
 
-use crate::admin::client::{AdminClient, ClientError, StartRequest};
+use crate::admin::client::{AdminClient, ClientError, StartRequest, Status};
 
 use super::exit::{CommandError, Exit};
 use super::instance::{DomainArg, InstanceArgs, Target};
@@ -25,8 +26,20 @@ pub struct StartArgs {
     pub sender: String,
     #[command(flatten)]
     pub message: MessageArgs,
+    /// Schedule the job instead of starting it now: it starts at this time (RFC 3339, such as
+    /// 2026-12-01T22:00:00Z or 2026-12-01T23:00:00+01:00), on whichever instance serves the
+    /// domain, and its recipients are fixed then; at most 366 days ahead (`abort` cancels it)
+    #[arg(long, value_name = "TIME", value_parser = parse_time)]
+    pub at: Option<chrono::DateTime<chrono::FixedOffset>>,
     #[command(flatten)]
     pub launch: LaunchArgs,
+}
+
+/// A time as `--at` takes it: RFC 3339, with its offset.
+fn parse_time(text: &str) -> Result<chrono::DateTime<chrono::FixedOffset>, String> {
+    chrono::DateTime::parse_from_rfc3339(text).map_err(|err| {
+        format!("{err}: give a date, a time and an offset, such as 2026-12-01T22:00:00Z")
+    })
 }
 
 /// How a new job is sent and what the command does once it is created; shared by `start`,
@@ -66,6 +79,7 @@ pub async fn run(args: StartArgs) -> Result<Exit, CommandError> {
         sender: args.sender,
         rate: args.launch.rate,
         idempotency_key: args.launch.idempotency_key.clone(),
+        start_at: args.at.map(|at| at.to_rfc3339()),
     };
     let created = target.client.start(&broadcast);
     let json = args.instance.json;
@@ -96,6 +110,17 @@ pub async fn launch(
     let job = client.get(domain, id).await?;
     if json {
         output::print_json(&job);
+    } else if let (Status::Scheduled, Some(at)) = (job.status, &job.start_at) {
+        out!(
+            "scheduled job {id} on {} for {at}: {} recipients now, at {}/s; they are fixed when it starts",
+            job.domain,
+            job.recipient_count,
+            job.message_rate
+        );
+        out!(
+            "cancel it with: xmpp-broadcast abort {id} --domain {}",
+            job.domain
+        );
     } else {
         out!(
             "started job {id} on {}{}: {} recipients at {}/s",

@@ -51,6 +51,8 @@ pub enum RowProblem {
     UnknownState,
     #[error("is not a known job kind")]
     UnknownKind,
+    #[error("is not a known hold (scheduled or paused)")]
+    UnknownHold,
     /// `amends` and `reach` are set for a correction or retraction, and only then.
     #[error("does not fit the job's kind (a follow-up amends a job, a broadcast none)")]
     KindMismatch,
@@ -104,7 +106,9 @@ pub struct Sending {
     pub rate: NonZeroU32,
 }
 
-/// Where a job is in its life; MongooseIM's `BroadcastJobState`.
+/// Where a job is in its life; MongooseIM's `BroadcastJobState`. A job that has not ended is
+/// `Running` — also while it is held ([`Hold`]: scheduled or paused), so that a MongooseIM
+/// client sees only MongooseIM's states; [`Status`] tells the holds apart.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ExecutionState {
     Running,
@@ -180,6 +184,113 @@ impl<'de> serde::Deserialize<'de> for ExecutionState {
         let name = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
         ExecutionState::from_api_str(&name)
             .ok_or_else(|| serde::de::Error::custom(format!("unknown execution state {name:?}")))
+    }
+}
+
+/// Why a job that has not ended sends nothing (design invariant 12): it waits for its start
+/// time, or an administrator paused it. A held job holds no lease anyone runs it under and is
+/// not the domain's running job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hold {
+    /// Created with a start time: its recipients are fixed and its sending starts when the time
+    /// has come (on whichever instance may run it).
+    Scheduled,
+    /// Paused by an administrator; it resumes from its committed progress.
+    Paused,
+}
+
+impl Hold {
+    pub const ALL: [Hold; 2] = [Hold::Scheduled, Hold::Paused];
+
+    /// The value stored in the `hold` column.
+    pub fn as_db_str(self) -> &'static str {
+        match self {
+            Hold::Scheduled => "scheduled",
+            Hold::Paused => "paused",
+        }
+    }
+
+    /// The hold stored as `value`, if it is one.
+    pub fn from_db_str(value: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|hold| hold.as_db_str() == value)
+    }
+}
+
+/// Where a job is in its life, holds included: xmpp-broadcast's `BroadcastStatus`, a
+/// superset of [`ExecutionState`] for the clients that schedule or pause jobs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    /// Waiting for its start time.
+    Scheduled,
+    /// Sending (or waiting for an instance to take it over).
+    Running,
+    /// Paused by an administrator.
+    Paused,
+    Finished,
+    AbortError,
+    AbortAdmin,
+}
+
+impl Status {
+    pub const ALL: [Status; 6] = [
+        Status::Scheduled,
+        Status::Running,
+        Status::Paused,
+        Status::Finished,
+        Status::AbortError,
+        Status::AbortAdmin,
+    ];
+
+    /// The name the admin API gives the status, such as `PAUSED`.
+    pub fn as_api_str(self) -> &'static str {
+        match self {
+            Status::Scheduled => "SCHEDULED",
+            Status::Running => "RUNNING",
+            Status::Paused => "PAUSED",
+            Status::Finished => "FINISHED",
+            Status::AbortError => "ABORT_ERROR",
+            Status::AbortAdmin => "ABORT_ADMIN",
+        }
+    }
+
+    /// The status the admin API names `name`.
+    pub fn from_api_str(name: &str) -> Option<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|status| status.as_api_str() == name)
+    }
+
+    /// Of a job in `state` held by `hold`.
+    pub fn of(state: ExecutionState, hold: Option<Hold>) -> Self {
+        match (state, hold) {
+            (ExecutionState::Running, Some(Hold::Scheduled)) => Status::Scheduled,
+            (ExecutionState::Running, Some(Hold::Paused)) => Status::Paused,
+            (ExecutionState::Running, None) => Status::Running,
+            (ExecutionState::Finished, _) => Status::Finished,
+            (ExecutionState::AbortError, _) => Status::AbortError,
+            (ExecutionState::AbortAdmin, _) => Status::AbortAdmin,
+        }
+    }
+}
+
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_api_str())
+    }
+}
+
+/// As the admin API writes it, for clients of the API.
+impl serde::Serialize for Status {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_api_str())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Status {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let name = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+        Status::from_api_str(&name)
+            .ok_or_else(|| serde::de::Error::custom(format!("unknown status {name:?}")))
     }
 }
 
@@ -300,9 +411,23 @@ pub struct Job {
     pub kind: JobKind,
     /// For a correction or retraction: the broadcast it amends; `None` for a broadcast.
     pub amends: Option<Amends>,
+    /// Why the job sends nothing although it has not ended: scheduled or paused.
+    pub hold: Option<Hold>,
+    /// The time the job was scheduled to start at, if it was (kept once it started).
+    pub start_at: Option<DateTime<Utc>>,
+    /// When it was paused, while it is.
+    pub paused_at: Option<DateTime<Utc>>,
+    /// A scheduled job whose start time had come when the job was read (in the job database's
+    /// clock).
+    pub due: bool,
 }
 
 impl Job {
+    /// Where the job is in its life, holds included.
+    pub fn status(&self) -> Status {
+        Status::of(self.state, self.hold)
+    }
+
     /// The job whose recipient snapshot this job pages: the original for a follow-up.
     pub fn snapshot_job(&self) -> JobId {
         self.amends.map_or(self.id, |amends| amends.job_id)
@@ -470,6 +595,10 @@ mod tests {
             lease_expired: false,
             kind: JobKind::Broadcast,
             amends: None,
+            hold: None,
+            start_at: None,
+            paused_at: None,
+            due: false,
         }
     }
 

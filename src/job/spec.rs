@@ -37,6 +37,12 @@ pub const SUBJECT_CODE_POINTS: usize = CODE_POINTS_PER_CHARACTER * *SUBJECT_LENG
 pub const BODY_CODE_POINTS: usize = CODE_POINTS_PER_CHARACTER * *BODY_LENGTH.end();
 /// Allowed message rate, in messages per second.
 pub const RATE: std::ops::RangeInclusive<u32> = 1..=1000;
+/// How long ago a start time may have passed and still be taken as "now": a script that
+/// computes its time, a clock a little ahead, a retry after a timeout. An older time is
+/// refused, because a notice announced for a time long past is a mistake (a wrong date or zone).
+pub const START_AT_GRACE: chrono::TimeDelta = chrono::TimeDelta::seconds(60);
+/// How far ahead a job may be scheduled.
+pub const START_AT_HORIZON: chrono::TimeDelta = chrono::TimeDelta::days(366);
 
 /// A request field that failed validation; the names are MongooseIM's (`bad_parameter`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,6 +86,38 @@ pub enum InvalidRequest {
     /// The sender is not an account of the broadcast domain.
     #[error("Sender account does not exist")]
     SenderNotInDomain,
+    /// A start time outside the accepted window.
+    #[error("Invalid parameter: start_at ({0})")]
+    StartAt(StartAtProblem),
+}
+
+/// Why a start time is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum StartAtProblem {
+    #[error(
+        "it passed more than {} seconds ago; a time up to that far in the past starts the job \
+         at once", START_AT_GRACE.num_seconds()
+    )]
+    Passed,
+    #[error("it is more than {} days ahead", START_AT_HORIZON.num_days())]
+    TooFar,
+}
+
+/// When a job asked to start at `at` starts, judged at `now`: `None` for at once (a time
+/// that passed at most [`START_AT_GRACE`] ago), or the time, at most [`START_AT_HORIZON`] ahead.
+pub fn check_start_at(
+    at: chrono::DateTime<chrono::Utc>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<Option<chrono::DateTime<chrono::Utc>>, InvalidRequest> {
+    if at < now - START_AT_GRACE {
+        Err(InvalidRequest::StartAt(StartAtProblem::Passed))
+    } else if at > now + START_AT_HORIZON {
+        Err(InvalidRequest::StartAt(StartAtProblem::TooFar))
+    } else if at <= now {
+        Ok(None)
+    } else {
+        Ok(Some(at))
+    }
 }
 
 /// The recipients of a broadcast; MongooseIM's `BroadcastRecipientGroup`.
@@ -203,6 +241,35 @@ mod tests {
             rate: 100,
             recipient_group: RecipientGroup::AllUsersInDomain,
         }
+    }
+
+    /// A start time is "now" up to a minute late, refused beyond it, and taken up to a year
+    /// ahead.
+    #[test]
+    fn start_times_are_bounded() {
+        let now = chrono::Utc::now();
+        let seconds = chrono::TimeDelta::seconds;
+        assert_eq!(check_start_at(now, now), Ok(None));
+        assert_eq!(check_start_at(now - seconds(59), now), Ok(None));
+        let refused = check_start_at(now - seconds(61), now);
+        assert_eq!(
+            refused,
+            Err(InvalidRequest::StartAt(StartAtProblem::Passed))
+        );
+        assert!(
+            refused
+                .unwrap_err()
+                .to_string()
+                .starts_with("Invalid parameter: start_at (it passed more than 60 seconds ago"),
+        );
+        let soon = now + seconds(5);
+        assert_eq!(check_start_at(soon, now), Ok(Some(soon)));
+        let far = now + START_AT_HORIZON;
+        assert_eq!(check_start_at(far, now), Ok(Some(far)));
+        assert_eq!(
+            check_start_at(far + seconds(1), now),
+            Err(InvalidRequest::StartAt(StartAtProblem::TooFar))
+        );
     }
 
     fn refused(change: impl FnOnce(&mut BroadcastRequest)) -> InvalidRequest {

@@ -26,7 +26,7 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
 
 use crate::job::{
-    Amends, ExecutionState, Idempotency, InvalidRow, Job, JobId, JobKind, JobSpec, Lease,
+    Amends, ExecutionState, Hold, Idempotency, InvalidRow, Job, JobId, JobKind, JobSpec, Lease,
     MAX_JOB_ID, RowProblem, Snapshot, UsersDatabase,
 };
 
@@ -64,6 +64,8 @@ struct NewJob<'a> {
     amends: Option<Amends>,
     /// The request's idempotency key and fingerprint, if it came with one.
     idempotency: Option<&'a Idempotency>,
+    /// For a scheduled job: when it starts.
+    start_at: Option<DateTime<Utc>>,
 }
 
 /// What a create call did: created the job, or found the one created first with the same
@@ -92,6 +94,34 @@ pub enum KeyMatch {
     Same(JobId),
     /// The job created with the key by a request with other arguments.
     Reused(JobId),
+}
+
+/// A value bound to a statement of [`Store::change_job`].
+enum Bound<'a> {
+    Id(JobId),
+    Text(&'a str),
+}
+
+/// What becomes of a job's lease when [`Store::change_job`] changed the job.
+enum LeaseAfter {
+    /// It goes: the job ended.
+    Deleted,
+    /// It names nobody, has expired and its epoch is raised: the job is held.
+    Disowned,
+}
+
+/// How often a transaction that lifts a hold is tried again after the database rolled it back
+/// to break a deadlock with a twin (MySQL/MariaDB's unique-index locks, when two instances
+/// start one scheduled job at once): the next attempt finds the hold lifted.
+const CONFLICT_RETRIES: u32 = 3;
+
+/// Whether the database rolled a transaction back to break a deadlock or a serialization
+/// conflict (SQLSTATE 40001; PostgreSQL's deadlock, 40P01): trying it again is safe.
+fn is_conflict(err: &sqlx::Error) -> bool {
+    match err {
+        sqlx::Error::Database(db) => matches!(db.code().as_deref(), Some("40001" | "40P01")),
+        _ => false,
+    }
 }
 
 /// Rows sent to the database per statement when a recipient snapshot is written.
@@ -150,6 +180,25 @@ pub struct ExpiredLease {
     pub expired_for: Duration,
 }
 
+/// A scheduled job, with what decides who may start it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScheduledJob {
+    pub id: JobId,
+    pub domain: String,
+    pub users_database: Option<UsersDatabase>,
+    /// How long until its start time, in the job database's clock; zero once it has come.
+    pub due_in: Duration,
+}
+
+/// What lifting a job's hold did ([`Store::resume_job`], [`Store::start_scheduled`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Unheld {
+    /// The job runs again (or starts) under this lease.
+    Running(Lease),
+    /// The job was not held so (it ended, was lifted by another instance, or was never held).
+    NotHeld,
+}
+
 /// A running job, with what decides who may run it and who holds its lease.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RunningJob {
@@ -190,6 +239,21 @@ macro_rules! on_pool {
     };
     ($store:expr, $pool:ident => $body:expr) => {
         on_pool!(any $store.reached_pool()?, $pool => $body)
+    };
+}
+
+/// Stores `$recipients`, the listed snapshot of job `$id`, in transaction `$tx`, in chunks of
+/// [`SNAPSHOT_CHUNK`] rows; `?` on failure.
+macro_rules! insert_recipients {
+    ($tx:ident, $sql:ident, $id:expr, $recipients:expr) => {
+        for chunk in $recipients.chunks(SNAPSHOT_CHUNK) {
+            let names = serde_json::to_string(chunk).expect("strings serialise to JSON");
+            sqlx::query($sql.insert_recipients)
+                .bind($id)
+                .bind(names)
+                .execute(&mut *$tx)
+                .await?;
+        }
     };
 }
 
@@ -417,8 +481,34 @@ impl Store {
             kind: JobKind::Broadcast,
             amends: None,
             idempotency,
+            start_at: None,
         };
         self.insert(&row, owner, lease_time, recipients).await
+    }
+
+    /// Creates a job scheduled to start at `start_at` (design invariant 12): held, with a lease
+    /// that names nobody, and no recipients yet — they are fixed when it starts
+    /// ([`Store::start_scheduled`]); `recipient_count` is the count when it was scheduled. It is
+    /// not the domain's running job. With an idempotency key, as [`Store::create_job_once`].
+    pub async fn create_scheduled(
+        &self,
+        idempotency: Option<&Idempotency>,
+        spec: &JobSpec,
+        start_at: DateTime<Utc>,
+        recipient_count: i64,
+        users_database: &UsersDatabase,
+    ) -> Result<Created, StoreError> {
+        let row = NewJob {
+            spec,
+            recipient_count,
+            snapshot_at: None,
+            users_database: Some(users_database),
+            kind: JobKind::Broadcast,
+            amends: None,
+            idempotency,
+            start_at: Some(start_at),
+        };
+        self.insert(&row, NO_OWNER, Duration::ZERO, &[]).await
     }
 
     /// Creates a running follow-up of `kind` of the broadcast `original`, owned by `owner`,
@@ -448,6 +538,7 @@ impl Store {
                 reach,
             }),
             idempotency,
+            start_at: None,
         };
         self.insert(&row, owner, lease_time, &[]).await
     }
@@ -486,6 +577,8 @@ impl Store {
                 .bind(job.amends.map(|amends| amends.reach))
                 .bind(job.idempotency.map(|once| once.key.as_str()))
                 .bind(job.idempotency.map(|once| once.fingerprint.as_str()))
+                .bind(job.start_at.map(|_| Hold::Scheduled.as_db_str()))
+                .bind(job.start_at)
                 .execute(&mut *tx)
                 .await?;
             let id: JobId = sqlx::query_scalar(sql.last_insert_id).fetch_one(&mut *tx).await?;
@@ -500,14 +593,7 @@ impl Store {
                 .bind(lease_time.as_secs_f64())
                 .execute(&mut *tx)
                 .await?;
-            for chunk in recipients.chunks(SNAPSHOT_CHUNK) {
-                let names = serde_json::to_string(chunk).expect("strings serialise to JSON");
-                sqlx::query(sql.insert_recipients)
-                    .bind(id)
-                    .bind(names)
-                    .execute(&mut *tx)
-                    .await?;
-            }
+            insert_recipients!(tx, sql, id, recipients);
             tx.commit().await?;
             Ok(Ok(id))
         }.await);
@@ -797,19 +883,41 @@ impl Store {
     /// state changes, the lease goes (the snapshot stays, for follow-ups), and the owner notices that its lease is
     /// gone. Returns false if no running job of that domain has this id.
     pub async fn abort_job(&self, job_id: JobId, domain: &str) -> Result<bool, StoreError> {
+        let args = [Bound::Id(job_id), Bound::Text(domain)];
+        self.change_job(self.sql().abort_job, &args, job_id, LeaseAfter::Deleted)
+            .await
+    }
+
+    /// One transaction: `change`, a guarded update of job `job_id` with `args` bound in order,
+    /// and, if it changed the job, what becomes of its lease. Returns whether it changed the
+    /// job.
+    async fn change_job(
+        &self,
+        change: &'static str,
+        args: &[Bound<'_>],
+        job_id: JobId,
+        lease: LeaseAfter,
+    ) -> Result<bool, StoreError> {
         let sql = self.sql();
         let done: Result<bool, sqlx::Error> = on_pool!(self, pool => async {
             let mut tx = pool.begin().await?;
-            let updated = sqlx::query(sql.abort_job)
-                .bind(job_id)
-                .bind(domain)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
-            if updated != 1 {
+            let mut query = sqlx::query(change);
+            for arg in args {
+                query = match *arg {
+                    Bound::Id(id) => query.bind(id),
+                    Bound::Text(text) => query.bind(text),
+                };
+            }
+            if query.execute(&mut *tx).await?.rows_affected() != 1 {
                 return Ok(false);
             }
-            sqlx::query(sql.delete_lease).bind(job_id).execute(&mut *tx).await?;
+            let lease = match lease {
+                LeaseAfter::Deleted => sqlx::query(sql.delete_lease).bind(job_id),
+                LeaseAfter::Disowned => {
+                    sqlx::query(sql.release_held_lease).bind(NO_OWNER).bind(job_id)
+                }
+            };
+            lease.execute(&mut *tx).await?;
             tx.commit().await?;
             Ok(true)
         }.await);
@@ -937,7 +1045,193 @@ impl Store {
             .collect())
     }
 
-    /// The running jobs of `domain` (at most one, by invariant 2).
+    /// Pauses job `job_id` of `domain` if it sends (running, not held): it is held as paused
+    /// and its lease names nobody, so that its worker, wherever it runs, stops at its next
+    /// ownership check (design invariant 12). Returns false if no such job sends.
+    pub async fn pause_job(&self, job_id: JobId, domain: &str) -> Result<bool, StoreError> {
+        let args = [Bound::Id(job_id), Bound::Text(domain)];
+        self.change_job(self.sql().pause_job, &args, job_id, LeaseAfter::Disowned)
+            .await
+    }
+
+    /// Lifts the pause of job `job_id` of `domain`: it is the domain's running job again, under
+    /// a lease of `owner` (epoch raised), or of nobody, expired, when `owner` is `None` (an
+    /// instance that may run it takes it over). Fails with [`StoreError::RunningJobExists`]
+    /// if another job of the domain runs; nothing changes then.
+    pub async fn resume_job(
+        &self,
+        job_id: JobId,
+        domain: &str,
+        owner: Option<&str>,
+        lease_time: Duration,
+    ) -> Result<Unheld, StoreError> {
+        let sql = self.sql();
+        let mut conflicts = 0;
+        let lifted = loop {
+            let lifted: Result<Option<()>, sqlx::Error> = on_pool!(self, pool => async {
+                let mut tx = pool.begin().await?;
+                let unpaused = sqlx::query(sql.unpause_job)
+                    .bind(job_id)
+                    .bind(domain)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                if unpaused != 1 {
+                    return Ok(None);
+                }
+                let (owner, lease_time) = match owner {
+                    Some(owner) => (owner, lease_time),
+                    None => (NO_OWNER, Duration::ZERO),
+                };
+                sqlx::query(sql.claim_lease)
+                    .bind(owner)
+                    .bind(lease_time.as_secs_f64())
+                    .bind(job_id)
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                Ok(Some(()))
+            }.await);
+            match lifted {
+                Err(err) if is_conflict(&err) && conflicts < CONFLICT_RETRIES => conflicts += 1,
+                lifted => break lifted,
+            }
+        };
+        self.lease_after_hold(job_id, owner, lifted).await
+    }
+
+    /// Starts scheduled job `job_id` under a lease of `owner` (epoch raised), with its
+    /// recipients fixed now: `snapshot`, taken of `users_database` just before. One
+    /// transaction, guarded by the hold, so that exactly one instance starts it. Fails with
+    /// [`StoreError::RunningJobExists`] if another job of the domain runs; nothing changes then.
+    pub async fn start_scheduled(
+        &self,
+        job_id: JobId,
+        owner: &str,
+        lease_time: Duration,
+        snapshot: &Snapshot,
+        users_database: &UsersDatabase,
+    ) -> Result<Unheld, StoreError> {
+        let sql = self.sql();
+        let (recipients, snapshot_at): (&[String], Option<&str>) = match snapshot {
+            Snapshot::Listed(users) => (users, None),
+            Snapshot::CreatedBy { at, .. } => (&[], Some(at)),
+        };
+        let mut conflicts = 0;
+        let started = loop {
+            let started: Result<Option<()>, sqlx::Error> = on_pool!(self, pool => async {
+                let mut tx = pool.begin().await?;
+                let unscheduled = sqlx::query(sql.unschedule_job)
+                    .bind(snapshot.len())
+                    .bind(snapshot_at)
+                    .bind(users_database.as_str())
+                    .bind(job_id)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                if unscheduled != 1 {
+                    return Ok(None);
+                }
+                sqlx::query(sql.claim_lease)
+                    .bind(owner)
+                    .bind(lease_time.as_secs_f64())
+                    .bind(job_id)
+                    .execute(&mut *tx)
+                    .await?;
+                insert_recipients!(tx, sql, job_id, recipients);
+                tx.commit().await?;
+                Ok(Some(()))
+            }.await);
+            match started {
+                Err(err) if is_conflict(&err) && conflicts < CONFLICT_RETRIES => conflicts += 1,
+                started => break started,
+            }
+        };
+        self.lease_after_hold(job_id, Some(owner), started).await
+    }
+
+    /// Ends scheduled job `job_id` as ABORT_ERROR with `reason`, if it is still scheduled
+    /// (its lease goes with it); returns whether it was.
+    pub async fn fail_scheduled(&self, job_id: JobId, reason: &str) -> Result<bool, StoreError> {
+        let args = [Bound::Text(reason), Bound::Id(job_id)];
+        self.change_job(
+            self.sql().fail_scheduled,
+            &args,
+            job_id,
+            LeaseAfter::Deleted,
+        )
+        .await
+    }
+
+    /// The lease a hold was lifted under, read back, or why the hold was not lifted.
+    async fn lease_after_hold(
+        &self,
+        job_id: JobId,
+        owner: Option<&str>,
+        lifted: Result<Option<()>, sqlx::Error>,
+    ) -> Result<Unheld, StoreError> {
+        match lifted {
+            Ok(Some(())) => {}
+            Ok(None) => return Ok(Unheld::NotHeld),
+            Err(sqlx::Error::Database(db)) if db.is_unique_violation() => {
+                return Err(StoreError::RunningJobExists);
+            }
+            Err(err) => return Err(StoreError::Database(err)),
+        }
+        let owner = owner.unwrap_or(NO_OWNER);
+        let epoch: Option<i64> = on_pool!(self, pool => {
+            sqlx::query_scalar(self.sql().select_lease_epoch)
+                .bind(job_id)
+                .bind(owner)
+                .fetch_optional(pool)
+                .await?
+        });
+        Ok(match epoch {
+            Some(epoch) => Unheld::Running(Lease {
+                job_id,
+                owner: owner.to_owned(),
+                epoch,
+            }),
+            // Aborted (its lease gone) right after the hold was lifted.
+            None => Unheld::NotHeld,
+        })
+    }
+
+    /// The scheduled jobs, the earliest first.
+    pub async fn scheduled_jobs(&self) -> Result<Vec<ScheduledJob>, StoreError> {
+        type Row = (
+            JobId,
+            String,
+            Option<String>,
+            Option<DateTime<Utc>>,
+            DateTime<Utc>,
+        );
+        let rows: Vec<Row> = on_pool!(self, pool => {
+            sqlx::query_as(self.sql().select_scheduled_jobs).fetch_all(pool).await?
+        });
+        Ok(rows
+            .into_iter()
+            .map(|(id, domain, users_database, start_at, now)| ScheduledJob {
+                id,
+                domain,
+                users_database: users_database.map(UsersDatabase::new),
+                // A scheduled job stored without a time is due.
+                due_in: start_at
+                    .and_then(|at| (at - now).to_std().ok())
+                    .unwrap_or_default(),
+            })
+            .collect())
+    }
+
+    /// The job of `domain` that sends (running and not held), if any.
+    pub async fn sending_job_id(&self, domain: &str) -> Result<Option<JobId>, StoreError> {
+        let ids: Vec<JobId> = on_pool!(self, pool => {
+            sqlx::query_scalar(self.sql().select_sending_job_ids).bind(domain).fetch_all(pool).await?
+        });
+        Ok(ids.first().copied())
+    }
+
+    /// The running jobs of `domain`, held ones included (at most one sends, by invariant 2).
     pub async fn running_job_ids(&self, domain: &str) -> Result<Vec<JobId>, StoreError> {
         let ids = on_pool!(self, pool => {
             sqlx::query_scalar(self.sql().select_running_job_ids).bind(domain).fetch_all(pool).await?
@@ -1012,6 +1306,9 @@ struct JobRow {
     kind: String,
     amends: Option<i64>,
     reach: Option<i64>,
+    hold: Option<String>,
+    start_at: Option<DateTime<Utc>>,
+    paused_at: Option<DateTime<Utc>>,
     owner: Option<String>,
     lease_expires_at: Option<DateTime<Utc>>,
     database_now: DateTime<Utc>,
@@ -1056,6 +1353,13 @@ impl JobRow {
             }
             _ => return Err(InvalidRow::new(id, "amends", RowProblem::KindMismatch)),
         };
+        let hold = match self.hold.as_deref() {
+            None => None,
+            Some(hold) => Some(
+                Hold::from_db_str(hold)
+                    .ok_or_else(|| InvalidRow::new(id, "hold", RowProblem::UnknownHold))?,
+            ),
+        };
         Ok(Job {
             id,
             name: self.name,
@@ -1081,6 +1385,11 @@ impl JobRow {
                 .is_some_and(|expires| expires < self.database_now),
             kind,
             amends,
+            due: hold == Some(Hold::Scheduled)
+                && self.start_at.is_none_or(|at| at <= self.database_now),
+            hold,
+            start_at: self.start_at,
+            paused_at: self.paused_at,
         })
     }
 }

@@ -19,7 +19,8 @@ macro_rules! job_select {
             "SELECT j.id, j.name, j.domain, j.sender_jid, j.subject, j.body, j.message_rate, ",
             "j.recipient_count, j.execution_state, j.abortion_reason, j.created_at, j.started_at, ",
             "j.stopped_at, j.cursor_username, j.recipients_processed, j.snapshot_at, ",
-            "j.users_database, j.kind, j.amends, j.reach, l.owner, ",
+            "j.users_database, j.kind, j.amends, j.reach, j.hold, j.start_at, j.paused_at, ",
+            "l.owner, ",
             "l.expires_at AS lease_expires_at, ",
             $now,
             " AS database_now FROM xb_jobs j LEFT JOIN xb_leases l ON l.job_id = j.id ",
@@ -59,7 +60,8 @@ macro_rules! no_running_follow_up {
 pub struct Statements {
     /// `$1` name … `$8` recipient count, `$9` snapshot instant (or NULL), `$10` users
     /// database, `$11` kind, `$12` amended job, `$13` reach (both NULL for a broadcast),
-    /// `$14` idempotency key, `$15` request fingerprint (both NULL without a key).
+    /// `$14` idempotency key, `$15` request fingerprint (both NULL without a key), `$16` hold
+    /// ('scheduled' or NULL), `$17` start time (or NULL).
     pub insert_job: &'static str,
     /// `$1` domain, `$2` idempotency key: the job created with the key, and its request's
     /// fingerprint.
@@ -125,6 +127,25 @@ pub struct Statements {
     pub take_lease: &'static str,
     /// `$1` job id.
     pub delete_lease: &'static str,
+    /// `$1` job id, `$2` domain: pauses a job that sends (design invariant 12).
+    pub pause_job: &'static str,
+    /// `$1` no owner, `$2` job id: the lease of a job just held names nobody, has expired and
+    /// its epoch is raised, so that its worker's writes are fenced out.
+    pub release_held_lease: &'static str,
+    /// `$1` job id, `$2` domain: lifts a pause.
+    pub unpause_job: &'static str,
+    /// `$1` recipient count, `$2` snapshot instant (or NULL), `$3` users database, `$4` job id:
+    /// a scheduled job starts, with its recipients fixed now.
+    pub unschedule_job: &'static str,
+    /// `$1` owner, `$2` lease seconds, `$3` job id: the lease of a job whose hold was just
+    /// lifted (in the same transaction), its epoch raised.
+    pub claim_lease: &'static str,
+    /// The scheduled jobs, the earliest first, with what decides who may start them.
+    pub select_scheduled_jobs: &'static str,
+    /// `$1` domain: the job of the domain that sends (running, not held; at most one).
+    pub select_sending_job_ids: &'static str,
+    /// `$1` reason, `$2` job id: ends a scheduled job that cannot start as ABORT_ERROR.
+    pub fail_scheduled: &'static str,
 }
 
 /// Builds a dialect's [`Statements`]; `finish` turns each `$N` statement into the dialect's
@@ -134,16 +155,21 @@ macro_rules! statements {
         finish: $finish:expr,
         now: $now:literal,
         later: ($later_open:literal, $later_close:literal),
+        instant: ($instant_open:literal, $instant_close:literal),
         json_rows: $json_rows:literal,
         last_insert_id: $last_insert_id:literal
     ) => {
         Statements {
-            insert_job: $finish(
-                "INSERT INTO xb_jobs (name, domain, sender_jid, subject, body, message_rate, \
-                 recipient_group, recipient_count, snapshot_at, users_database, kind, amends, \
-                 reach, idempotency_key, request_fingerprint) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
-            ),
+            insert_job: $finish(concat!(
+                "INSERT INTO xb_jobs (name, domain, sender_jid, subject, body, message_rate, ",
+                "recipient_group, recipient_count, snapshot_at, users_database, kind, amends, ",
+                "reach, idempotency_key, request_fingerprint, hold, start_at) ",
+                "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, ",
+                $instant_open,
+                "$17",
+                $instant_close,
+                ")"
+            )),
             select_job_by_key: $finish(
                 "SELECT id, request_fingerprint FROM xb_jobs \
                  WHERE domain = $1 AND idempotency_key = $2",
@@ -230,7 +256,7 @@ macro_rules! statements {
                 "DELETE FROM xb_leases WHERE job_id = $1 AND owner = $2 AND epoch = $3",
             ),
             abort_job: $finish(concat!(
-                "UPDATE xb_jobs SET execution_state = 'abort_admin', stopped_at = ",
+                "UPDATE xb_jobs SET execution_state = 'abort_admin', hold = NULL, stopped_at = ",
                 $now,
                 " WHERE id = $1 AND domain = $2 AND execution_state = 'running'"
             )),
@@ -249,14 +275,15 @@ macro_rules! statements {
                 "SELECT l.job_id, l.owner, l.epoch, j.domain, j.users_database, l.expires_at, ",
                 $now,
                 " AS database_now FROM xb_leases l JOIN xb_jobs j ON j.id = l.job_id ",
-                "WHERE l.owner <> $1 AND j.execution_state = 'running' AND l.expires_at < ",
+                "WHERE l.owner <> $1 AND j.execution_state = 'running' AND j.hold IS NULL ",
+                "AND l.expires_at < ",
                 $now,
                 " ORDER BY l.expires_at, l.job_id"
             )),
             select_running_jobs: $finish(
                 "SELECT j.id, j.domain, j.users_database, l.owner FROM xb_jobs j \
                  LEFT JOIN xb_leases l ON l.job_id = j.id \
-                 WHERE j.execution_state = 'running' ORDER BY j.id",
+                 WHERE j.execution_state = 'running' AND j.hold IS NULL ORDER BY j.id",
             ),
             select_domain_has_jobs: $finish(
                 "SELECT COUNT(*) FROM (SELECT 1 FROM xb_jobs WHERE domain = $1 LIMIT 1) t",
@@ -274,6 +301,48 @@ macro_rules! statements {
                 $now
             )),
             delete_lease: $finish("DELETE FROM xb_leases WHERE job_id = $1"),
+            pause_job: $finish(concat!(
+                "UPDATE xb_jobs SET hold = 'paused', paused_at = ",
+                $now,
+                " WHERE id = $1 AND domain = $2 AND execution_state = 'running' AND hold IS NULL"
+            )),
+            release_held_lease: $finish(concat!(
+                "UPDATE xb_leases SET owner = $1, epoch = epoch + 1, expires_at = ",
+                $now,
+                " WHERE job_id = $2"
+            )),
+            unpause_job: $finish(
+                "UPDATE xb_jobs SET hold = NULL, paused_at = NULL \
+                 WHERE id = $1 AND domain = $2 AND execution_state = 'running' AND hold = 'paused'",
+            ),
+            unschedule_job: $finish(
+                "UPDATE xb_jobs SET hold = NULL, recipient_count = $1, snapshot_at = $2, \
+                 users_database = $3 \
+                 WHERE id = $4 AND execution_state = 'running' AND hold = 'scheduled'",
+            ),
+            claim_lease: $finish(concat!(
+                "UPDATE xb_leases SET owner = $1, epoch = epoch + 1, expires_at = ",
+                $later_open,
+                "$2",
+                $later_close,
+                " WHERE job_id = $3"
+            )),
+            select_scheduled_jobs: $finish(concat!(
+                "SELECT id, domain, users_database, start_at, ",
+                $now,
+                " AS database_now FROM xb_jobs ",
+                "WHERE execution_state = 'running' AND hold = 'scheduled' ORDER BY start_at, id"
+            )),
+            select_sending_job_ids: $finish(
+                "SELECT id FROM xb_jobs \
+                 WHERE domain = $1 AND execution_state = 'running' AND hold IS NULL ORDER BY id",
+            ),
+            fail_scheduled: $finish(concat!(
+                "UPDATE xb_jobs SET execution_state = 'abort_error', hold = NULL, ",
+                "abortion_reason = $1, stopped_at = ",
+                $now,
+                " WHERE id = $2 AND execution_state = 'running' AND hold = 'scheduled'"
+            )),
         }
     };
 }
@@ -287,6 +356,7 @@ pub static POSTGRES: Statements = statements!(
     finish: as_written,
     now: "now()",
     later: ("now() + make_interval(secs => ", ")"),
+    instant: ("", ""),
     json_rows: "jsonb_array_elements_text($2::jsonb)",
     last_insert_id: "SELECT lastval()"
 );
@@ -295,6 +365,7 @@ pub static SQLITE: Statements = statements!(
     finish: as_written,
     now: "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')",
     later: ("strftime('%Y-%m-%dT%H:%M:%fZ', 'now', '+' || ", " || ' seconds')"),
+    instant: ("strftime('%Y-%m-%dT%H:%M:%fZ', ", ")"),
     json_rows: "value FROM json_each($2)",
     last_insert_id: "SELECT last_insert_rowid()"
 );
@@ -309,6 +380,7 @@ pub static MYSQL: LazyLock<Statements> = LazyLock::new(|| {
         finish: finish,
         now: "NOW(6)",
         later: ("DATE_ADD(NOW(6), INTERVAL ROUND(", " * 1000000) MICROSECOND)"),
+        instant: ("", ""),
         json_rows: "j.username FROM JSON_TABLE($2, '$[*]' COLUMNS (username VARCHAR(700) PATH '$')) j",
         last_insert_id: "SELECT CAST(LAST_INSERT_ID() AS SIGNED)"
     )

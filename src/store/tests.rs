@@ -6,10 +6,10 @@ use std::time::Duration;
 
 use jid::BareJid;
 
-use super::{Created, KeyMatch, Outcome, Store, StoreError};
+use super::{Created, KeyMatch, Outcome, Store, StoreError, Unheld};
 use crate::job::{
-    Amends, ExecutionState, Idempotency, JobKind, JobSpec, Lease, RecipientGroup, Snapshot,
-    UsersDatabase,
+    Amends, ExecutionState, Hold, Idempotency, JobKind, JobSpec, Lease, RecipientGroup, Snapshot,
+    Status, UsersDatabase,
 };
 use crate::job::{InvalidRow, MAX_JOB_ID, RowProblem};
 use crate::test_support::Scratch;
@@ -134,6 +134,10 @@ on_every_dialect!(
     a_follow_up_pages_its_originals_snapshot_which_outlives_it,
     an_idempotency_key_answers_with_the_job_it_created_first,
     concurrent_creates_with_one_key_make_one_job,
+    a_paused_job_is_fenced_out_and_resumes_under_a_new_epoch,
+    a_paused_job_frees_its_domain_and_resumes_only_when_it_is_free,
+    a_scheduled_job_waits_then_starts_once_with_its_recipients_fixed_then,
+    held_jobs_are_aborted_not_deleted_and_not_taken_over,
 );
 
 async fn creates_a_running_owned_job_with_its_snapshot(store: Store) {
@@ -1273,5 +1277,297 @@ async fn concurrent_creates_with_one_key_make_one_job(store: Store) {
     assert_eq!(
         store.list_jobs("example.com", 10, 0).await.unwrap().len(),
         1
+    );
+}
+
+/// The lease a lifted hold gives, or a panic.
+fn running(unheld: Unheld) -> Lease {
+    match unheld {
+        Unheld::Running(lease) => lease,
+        Unheld::NotHeld => panic!("the hold was not lifted"),
+    }
+}
+
+async fn a_paused_job_is_fenced_out_and_resumes_under_a_new_epoch(store: Store) {
+    let id = store
+        .create_job(
+            &spec("example.com"),
+            "node1",
+            LEASE,
+            &users(30),
+            &users_db(),
+        )
+        .await
+        .unwrap();
+    let first = lease(id, 1);
+    assert!(store.mark_started(&first).await.unwrap());
+    assert!(store.commit_progress(&first, "u0010", 10).await.unwrap());
+    assert!(
+        !store.pause_job(id, "other.org").await.unwrap(),
+        "another domain's job"
+    );
+    assert!(store.pause_job(id, "example.com").await.unwrap());
+    assert!(
+        !store.pause_job(id, "example.com").await.unwrap(),
+        "already paused"
+    );
+
+    let paused = store.get_job(id).await.unwrap().unwrap();
+    assert_eq!(paused.state, ExecutionState::Running, "MongooseIM's state");
+    assert_eq!(
+        (paused.status(), paused.hold),
+        (Status::Paused, Some(Hold::Paused))
+    );
+    assert!(paused.paused_at.is_some() && paused.owner.is_none());
+    assert_eq!(paused.recipients_processed, 10);
+    // The worker's lease is gone: its next write finds nothing, and no renewal, ownership
+    // check or takeover round sees the job.
+    assert!(!store.commit_progress(&first, "u0020", 20).await.unwrap());
+    assert!(store.owned_leases("node1").await.unwrap().is_empty());
+    assert_eq!(store.renew_leases("node1", LEASE).await.unwrap(), 0);
+    assert!(store.expired_leases("node2").await.unwrap().is_empty());
+    assert!(
+        store
+            .running_jobs_owned_by("node1")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    let resumed = running(
+        store
+            .resume_job(id, "example.com", Some("node2"), LEASE)
+            .await
+            .unwrap(),
+    );
+    assert_eq!((resumed.owner.as_str(), resumed.epoch), ("node2", 3));
+    let job = store.get_job(id).await.unwrap().unwrap();
+    assert_eq!((job.status(), job.paused_at), (Status::Running, None));
+    assert_eq!(
+        (job.owner.as_deref(), job.cursor.as_deref()),
+        (Some("node2"), Some("u0010"))
+    );
+    assert!(!store.commit_progress(&first, "u0020", 20).await.unwrap());
+    assert!(store.commit_progress(&resumed, "u0020", 20).await.unwrap());
+    assert_eq!(
+        store
+            .resume_job(id, "example.com", Some("node2"), LEASE)
+            .await
+            .unwrap(),
+        Unheld::NotHeld,
+        "not paused"
+    );
+
+    // Resumed for nobody: expired at once, for an instance that may run it to take over.
+    assert!(store.pause_job(id, "example.com").await.unwrap());
+    let nobody = running(
+        store
+            .resume_job(id, "example.com", None, LEASE)
+            .await
+            .unwrap(),
+    );
+    assert_eq!((nobody.owner.as_str(), nobody.epoch), ("", 5));
+    let taken = take_over(&store, "node3").await.unwrap();
+    assert_eq!((taken.owner.as_str(), taken.epoch), ("node3", 6));
+}
+
+async fn a_paused_job_frees_its_domain_and_resumes_only_when_it_is_free(store: Store) {
+    let paused = store
+        .create_job(&spec("example.com"), "node1", LEASE, &users(5), &users_db())
+        .await
+        .unwrap();
+    assert!(store.pause_job(paused, "example.com").await.unwrap());
+    assert_eq!(store.sending_job_id("example.com").await.unwrap(), None);
+    assert_eq!(
+        store.running_job_ids("example.com").await.unwrap(),
+        vec![paused]
+    );
+    let urgent = store
+        .create_job(&spec("example.com"), "node1", LEASE, &users(5), &users_db())
+        .await
+        .unwrap();
+    assert_eq!(
+        store.sending_job_id("example.com").await.unwrap(),
+        Some(urgent)
+    );
+    let refused = store
+        .resume_job(paused, "example.com", Some("node1"), LEASE)
+        .await;
+    assert!(
+        matches!(refused, Err(StoreError::RunningJobExists)),
+        "{refused:?}"
+    );
+    let still = store.get_job(paused).await.unwrap().unwrap();
+    assert_eq!(
+        still.status(),
+        Status::Paused,
+        "a refused resume changes nothing"
+    );
+    assert!(
+        store
+            .complete(&lease(urgent, 1), &Outcome::Finished, 5)
+            .await
+            .unwrap()
+    );
+    running(
+        store
+            .resume_job(paused, "example.com", Some("node1"), LEASE)
+            .await
+            .unwrap(),
+    );
+    assert_eq!(
+        store.sending_job_id("example.com").await.unwrap(),
+        Some(paused)
+    );
+}
+
+async fn a_scheduled_job_waits_then_starts_once_with_its_recipients_fixed_then(store: Store) {
+    let at = chrono::Utc::now() + chrono::TimeDelta::seconds(2);
+    let id = store
+        .create_scheduled(None, &spec("example.com"), at, 3, &users_db())
+        .await
+        .unwrap()
+        .id();
+    let job = store.get_job(id).await.unwrap().unwrap();
+    assert_eq!(
+        (job.state, job.status()),
+        (ExecutionState::Running, Status::Scheduled)
+    );
+    assert_eq!((job.recipient_count, job.owner.as_deref()), (3, None));
+    let stored_at = job.start_at.unwrap();
+    assert!(
+        (stored_at - at).num_milliseconds().abs() <= 1,
+        "{stored_at} {at}"
+    );
+    assert!(!job.due);
+    // Not the domain's running job: another can start meanwhile.
+    assert_eq!(store.sending_job_id("example.com").await.unwrap(), None);
+    assert!(store.expired_leases("node1").await.unwrap().is_empty());
+    assert!(store.running_jobs().await.unwrap().is_empty());
+
+    let scheduled = store.scheduled_jobs().await.unwrap();
+    assert_eq!(scheduled.len(), 1);
+    assert_eq!(
+        (scheduled[0].id, scheduled[0].domain.as_str()),
+        (id, "example.com")
+    );
+    assert!(
+        scheduled[0].due_in > Duration::from_millis(500)
+            && scheduled[0].due_in <= Duration::from_secs(2),
+        "{:?}",
+        scheduled[0].due_in
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !store.scheduled_jobs().await.unwrap()[0].due_in.is_zero() {
+        assert!(std::time::Instant::now() < deadline, "never due");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(store.get_job(id).await.unwrap().unwrap().due);
+
+    // Two instances race to start it: one does.
+    let (fixed, db) = (users(7), users_db());
+    let (a, b) = tokio::join!(
+        store.start_scheduled(id, "node1", LEASE, &fixed, &db),
+        store.start_scheduled(id, "node2", LEASE, &fixed, &db),
+    );
+    let (a, b) = (a.unwrap(), b.unwrap());
+    let started = match (a, b) {
+        (Unheld::Running(lease), Unheld::NotHeld) | (Unheld::NotHeld, Unheld::Running(lease)) => {
+            lease
+        }
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(started.epoch, 2);
+    let job = store.get_job(id).await.unwrap().unwrap();
+    assert_eq!(job.status(), Status::Running);
+    assert_eq!(
+        job.recipient_count, 7,
+        "the recipients fixed when it started"
+    );
+    assert_eq!(job.owner.as_deref(), Some(started.owner.as_str()));
+    assert_eq!(
+        store.snapshot_page(id, None, 100).await.unwrap(),
+        usernames(7)
+    );
+    assert!(store.scheduled_jobs().await.unwrap().is_empty());
+    assert!(store.mark_started(&started).await.unwrap());
+
+    // A scheduled job of a busy domain does not start.
+    let later = store
+        .create_scheduled(
+            None,
+            &spec("example.com"),
+            chrono::Utc::now(),
+            2,
+            &users_db(),
+        )
+        .await
+        .unwrap()
+        .id();
+    let busy = store
+        .start_scheduled(later, "node1", LEASE, &users(2), &users_db())
+        .await;
+    assert!(
+        matches!(busy, Err(StoreError::RunningJobExists)),
+        "{busy:?}"
+    );
+    assert_eq!(
+        store.get_job(later).await.unwrap().unwrap().status(),
+        Status::Scheduled
+    );
+    // One that cannot start ends as an error, once.
+    assert!(
+        store
+            .fail_scheduled(later, "nobody to send to")
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .fail_scheduled(later, "nobody to send to")
+            .await
+            .unwrap()
+    );
+    let failed = store.get_job(later).await.unwrap().unwrap();
+    assert_eq!(failed.status(), Status::AbortError);
+    assert_eq!(failed.abortion_reason.as_deref(), Some("nobody to send to"));
+}
+
+async fn held_jobs_are_aborted_not_deleted_and_not_taken_over(store: Store) {
+    let at = chrono::Utc::now() + chrono::TimeDelta::hours(1);
+    let scheduled = store
+        .create_scheduled(None, &spec("example.com"), at, 3, &users_db())
+        .await
+        .unwrap()
+        .id();
+    let paused = store
+        .create_job(&spec("example.com"), "node1", LEASE, &users(5), &users_db())
+        .await
+        .unwrap();
+    assert!(store.pause_job(paused, "example.com").await.unwrap());
+    assert!(take_over(&store, "node2").await.is_none());
+    assert!(
+        store
+            .delete_inactive_jobs("example.com", &[scheduled, paused])
+            .await
+            .unwrap()
+            .is_empty(),
+        "held jobs have not ended"
+    );
+    let mut live = store.running_job_ids("example.com").await.unwrap();
+    live.sort();
+    assert_eq!(live, vec![scheduled, paused]);
+    for id in [scheduled, paused] {
+        assert!(store.abort_job(id, "example.com").await.unwrap());
+        let job = store.get_job(id).await.unwrap().unwrap();
+        assert_eq!((job.status(), job.hold), (Status::AbortAdmin, None));
+    }
+    assert!(store.scheduled_jobs().await.unwrap().is_empty());
+    assert_eq!(
+        store
+            .resume_job(paused, "example.com", Some("node1"), LEASE)
+            .await
+            .unwrap(),
+        Unheld::NotHeld
     );
 }

@@ -193,8 +193,10 @@ class Console:
         }
         return result
 
-    def send(self, name, subject, body, sender, rate):
+    def send(self, name, subject, body, sender, rate, start_at=None):
         self.fill(name, subject, body, sender, rate)
+        if start_at:
+            self.paste_into("f-start-at", start_at)
         dry = self.dry_run()
         dry["screenshot"] = self.shot(f"dry-run-{name}")
         before = self.by_id("followed").get_attribute("data-job-id")
@@ -210,16 +212,7 @@ class Console:
     def act_on(self, job_id, action, before_confirm=None):
         """Clicks `action` on the job's card and confirms in the dialog (after
         `before_confirm(dialog report)`, which may fill the dialog's fields)."""
-        selector = f'#jobs button[data-action="{action}"][data-id="{job_id}"]'
-
-        def click():
-            buttons = self.driver.find_elements(By.CSS_SELECTOR, selector)
-            if buttons:
-                buttons[0].click()  # a button redrawn meanwhile is stale: tried again
-                return True
-            return False
-
-        self.wait(click, f"the {action} button of job {job_id}")
+        self.click_action(job_id, action)
         self.wait(lambda: self.visible("confirm-dialog"), f"the {action} dialog")
         dialog = {
             "title": self.text("confirm-title"),
@@ -233,6 +226,30 @@ class Console:
         self.by_id("confirm-yes").click()
         self.wait(lambda: not self.visible("confirm-dialog"), f"the {action} dialog to close")
         return dialog
+
+    def click_action(self, job_id, action):
+        """Clicks the `action` button of the job's card."""
+        selector = f'#jobs button[data-action="{action}"][data-id="{job_id}"]'
+
+        def click():
+            buttons = self.driver.find_elements(By.CSS_SELECTOR, selector)
+            if buttons:
+                buttons[0].click()  # a button redrawn meanwhile is stale: tried again
+                return True
+            return False
+
+        self.wait(click, f"the {action} button of job {job_id}")
+
+    def api(self, query, variables):
+        """The admin API's `data` for `query`, asked from the page's origin with the global
+        admin's credentials: what the server holds, for the report (not through the console)."""
+        return self.driver.execute_async_script(
+            "const done = arguments[arguments.length - 1];"
+            "fetch('/api/graphql', {method: 'POST', credentials: 'omit', headers: {"
+            " 'content-type': 'application/json', authorization: 'Basic ' + btoa(arguments[2])},"
+            " body: JSON.stringify({query: arguments[0], variables: arguments[1]})})"
+            ".then(r => r.json()).then(b => done(b.data), e => done(String(e)));",
+            query, variables, f"{self.config['admin_user']}:{self.config['admin_password']}")
 
     def card_state(self, job_id):
         return dict(self.jobs()).get(job_id)
@@ -377,9 +394,36 @@ def run(config, report):
         }
         driver.set_window_size(*DESKTOP)
 
-        # A slow job, aborted from the page, then deleted.
-        _, slow_id = console.send("slow", "", "A slow one.", config["sender"], "1")
-        console.wait(lambda: console.card_state(slow_id) == "RUNNING", "the slow job running")
+        # A slow job scheduled a few seconds ahead (in the browser's local time), seen
+        # SCHEDULED, then RUNNING at its time, paused and resumed; aborted from the page, then
+        # deleted.
+        start_at = time.strftime("%Y-%m-%dT%H:%M:%S",
+                                 time.localtime(time.time() + config["schedule_ahead"]))
+        scheduled_dry, slow_id = console.send("slow", "", "A slow one.", config["sender"], "1", start_at)
+        seen = []
+
+        def reached(state):
+            console.wait(lambda: console.card_state(slow_id) == state, f"the slow job {state}", timeout=60)
+            seen.append(state)
+
+        reached("SCHEDULED")
+        scheduled_status = console.text("followed-status")
+        scheduled_shot = console.shot("scheduled")
+        reached("RUNNING")
+        console.click_action(slow_id, "pause")
+        reached("PAUSED")
+        paused_status = console.text("followed-status")
+        paused_shot = console.shot("paused")
+        console.click_action(slow_id, "resume")
+        reached("RUNNING")
+        report["holds"] = {
+            "dry_run": scheduled_dry,
+            "start_at_local": start_at,
+            "seen": seen,
+            "scheduled_status": scheduled_status,
+            "paused_status": paused_status,
+            "screenshots": [scheduled_shot, paused_shot],
+        }
         running_status = console.text("followed-status")
         abort = console.act_on(slow_id, "abort")
         console.wait(lambda: console.card_state(slow_id) == "ABORT_ADMIN", "the aborted job in the list")
@@ -390,6 +434,10 @@ def run(config, report):
             "state": console.card_state(slow_id),
             "screenshot": console.shot("aborted"),
         }
+        report["aborted"]["stored"] = console.api(
+            "query Slow($domain: DomainName!, $id: Int!) { broadcast { getBroadcast(domain: $domain,"
+            " id: $id) { status startAt startTimestamp } } }",
+            {"domain": config["domain"], "id": slow_id})["broadcast"]["getBroadcast"]
         delete = console.act_on(slow_id, "delete")
         console.wait(lambda: console.card_state(slow_id) is None, "the deleted job gone from the list")
         report["deleted"] = {"job_id": slow_id, "dialog": delete, "jobs": console.jobs(),

@@ -15,7 +15,7 @@
   const JOB_FIELDS = `fragment ConsoleJob on Broadcast {
     id name domain messageSubject messageBody senderJid messageRate ownerNode
     createTimestamp startTimestamp stopTimestamp executionState abortionReason
-    recipientCount recipientsProcessed waitingReason kind amends }`;
+    recipientCount recipientsProcessed waitingReason kind amends status startAt pausedAt }`;
   const Q_DOMAINS = 'query ConsoleDomains { broadcast { getBroadcastDomains } }';
   const Q_JOBS = `query ConsoleJobs($domain: DomainName!, $limit: PosInt, $index: NonNegInt) {
     broadcast { getBroadcasts(domain: $domain, limit: $limit, index: $index) { ...ConsoleJob } } }
@@ -26,10 +26,16 @@
     broadcast { countBroadcastRecipients(domain: $domain, sample: 5, amends: $amends) {
       recipientCount sample } } }`;
   const M_START = `mutation ConsoleStart($name: String!, $domain: DomainName!,
-    $subject: String!, $body: String!, $sender: BareJID!, $rate: PosInt!, $key: String) {
+    $subject: String!, $body: String!, $sender: BareJID!, $rate: PosInt!, $key: String,
+    $startAt: DateTime) {
     broadcast { startBroadcast(name: $name, domain: $domain, messageSubject: $subject,
       messageBody: $body, senderJid: $sender, messageRate: $rate,
-      recipientGroup: ALL_USERS_IN_DOMAIN, idempotencyKey: $key) { message ids } } }`;
+      recipientGroup: ALL_USERS_IN_DOMAIN, idempotencyKey: $key, startAt: $startAt) {
+      message ids } } }`;
+  const M_PAUSE = `mutation ConsolePause($domain: DomainName!, $id: Int!) {
+    broadcast { pauseBroadcast(domain: $domain, id: $id) { message ids } } }`;
+  const M_RESUME = `mutation ConsoleResume($domain: DomainName!, $id: Int!) {
+    broadcast { resumeBroadcast(domain: $domain, id: $id) { message ids } } }`;
   const M_ABORT = `mutation ConsoleAbort($domain: DomainName!, $id: Int!) {
     broadcast { abortBroadcast(domain: $domain, id: $id) { message ids } } }`;
   const M_DELETE = `mutation ConsoleDelete($domain: DomainName!, $ids: [Int!]!) {
@@ -132,7 +138,10 @@
       'database_error': 'The job database failed; try again in a moment.',
       'domain_not_found': 'This domain is not served here.',
       'broadcast_not_found': 'The job no longer exists.',
-      'not_running': 'The job is not running any more.',
+      'not_running': 'The job is not sending (it is scheduled, paused or has ended).',
+      'not_paused': 'The job is not paused.',
+      'bad_parameter startAt': 'The start time must be in the future (a time up to a minute past starts at once), at most 366 days ahead.',
+      'input_coercion startAt': 'The start time must be a date and time.',
       'broadcast_still_running': 'The broadcast is still running: wait until it ends, or abort it first.',
       'not_amendable': 'A retraction cannot be corrected or retracted.',
       'wrong_credentials': 'Wrong user name or password.',
@@ -232,6 +241,8 @@
         ? ', ' + (rate < 10 ? rate.toFixed(1) : Math.round(rate)) + ' msg/s'
         : ', sending at up to ' + job.messageRate + ' msg/s';
       text += ', about ' + duration((total - done) / (rate > 0 ? rate : job.messageRate)) + ' left';
+    } else if (stateOf(job) === 'SCHEDULED') {
+      text += ', starts ' + when(job.startAt);
     }
     return { percent: percent, text: text };
   }
@@ -294,6 +305,8 @@
         'aria-label': label + ' job ' + job.id, class: cls || 'secondary' }, label);
       actions.append(b);
     };
+    if (st === 'RUNNING') { action('pause', 'Pause'); }
+    if (st === 'PAUSED') { action('resume', 'Resume'); }
     if (ACTIVE.includes(st)) { action('abort', 'Abort', 'danger'); }
     if (ENDED.includes(st)) {
       if (job.kind !== 'RETRACTION') {
@@ -468,7 +481,14 @@
 
   // ---- sending -----------------------------------------------------------------------------
 
-  const SEND_FIELDS = ['f-name', 'f-subject', 'f-body', 'f-sender', 'f-rate'];
+  const SEND_FIELDS = ['f-name', 'f-subject', 'f-body', 'f-sender', 'f-rate', 'f-start-at'];
+
+  /** The start time typed (local time) as the API's DateTime; null for at once. */
+  function startAtValue(text) {
+    if (!text) { return null; }
+    const at = new Date(text);
+    return isNaN(at) ? text : at.toISOString();
+  }
 
   /** A number typed as one, else the text as typed (the API says what is wrong with it). */
   function rateValue(text) {
@@ -494,14 +514,17 @@
       const answer = await call(Q_COUNT, { domain: state.domain });
       const preview = answer.countBroadcastRecipients;
       const n = preview.recipientCount;
+      const later = startAtValue($('f-start-at').value);
       $('dry-run-text').textContent = n + (n === 1 ? ' user' : ' users') + ' of ' + state.domain +
-        ' would receive this message now' + (preview.sample.length ? ', among them:' : '.');
+        ' would receive this message now' +
+        (later ? ' (it starts ' + when(later) + ', with the users there are then)' : '') +
+        (preview.sample.length ? ', among them:' : '.');
       $('dry-run-sample').replaceChildren(...preview.sample.map((jid) => el('li', {}, jid)));
       SEND_FIELDS.forEach((id) => { $(id).readOnly = true; });
       $('dry-run').hidden = false;
       $('check').hidden = true;
       $('confirm').hidden = false;
-      $('confirm').textContent = 'Send to ' + n + (n === 1 ? ' user' : ' users');
+      $('confirm').textContent = (later ? 'Schedule for ' : 'Send to ') + n + (n === 1 ? ' user' : ' users');
       $('edit').hidden = false;
       state.key = newKey();
       $('dry-run').focus();
@@ -524,12 +547,14 @@
       sender: $('f-sender').value.trim(),
       rate: rateValue($('f-rate').value),
       key: state.key,
+      startAt: startAtValue($('f-start-at').value),
     };
     try {
       const answer = await call(M_START, variables);
       const id = answer.startBroadcast.ids[0];
       editStep();
       ['f-name', 'f-subject', 'f-body'].forEach((fid) => { $(fid).value = ''; updateCounter($(fid)); });
+      $('f-start-at').value = '';
       state.index = 0;
       follow(id);
     } catch (err) {
@@ -602,7 +627,12 @@
     const domain = state.domain;
     $('jobs-error').textContent = '';
     try {
-      if (name === 'abort') {
+      if (name === 'pause' || name === 'resume') {
+        // Neither loses anything: no confirmation.
+        await call(name === 'pause' ? M_PAUSE : M_RESUME, { domain: domain, id: id });
+        $('live').textContent = 'Job ' + id + (name === 'pause' ? ' paused.' : ' resumed.');
+        refresh();
+      } else if (name === 'abort') {
         ask({
           title: 'Abort job #' + id + '?', danger: true, confirm: 'Abort job #' + id,
           text: 'Sending stops now; the ' + (job.recipientCount - job.recipientsProcessed) +

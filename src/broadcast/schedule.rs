@@ -1,0 +1,163 @@
+//! Scheduled starts (design invariant 12): each instance watches the scheduled jobs it may run
+//! and starts each when its time has come, exactly once across the instances.
+//!
+//! The scheduler reads the scheduled jobs (one statement) every [`SCAN`], and sooner when this
+//! instance scheduled a job or one of its jobs ended ([`Manager::wake_scheduler`]); it sleeps
+//! until the earliest start time it knows. A due job starts if no other job of its domain
+//! sends: its recipients are fixed then (the users database is read at that moment, as for a
+//! job started by a request) and one transaction guarded by the hold lifts it, claims its lease
+//! for this instance and stores the snapshot, so that of several instances racing, one starts
+//! it. A due job whose domain is busy is tried again every [`BUSY_RETRY`] (a cheap check of the
+//! domain first, so the users database is read only when it can start), and starts after the
+//! running job, the oldest due first. A job scheduled by another instance that then died is
+//! seen at the next scan, so it starts on time if it was scheduled at least [`SCAN`] ahead.
+
+use std::time::Duration;
+
+use crate::job::{JobEnd, JobId};
+use crate::store::{ScheduledJob, StoreError, Unheld};
+
+use super::Manager;
+
+/// How often an instance reads the scheduled jobs, when nothing wakes it sooner: how late a
+/// job scheduled by an instance that died before its time may start at worst.
+pub const SCAN: Duration = Duration::from_secs(10);
+/// How soon a due job whose domain has a running job, or that failed to start, is tried again.
+const BUSY_RETRY: Duration = Duration::from_secs(1);
+
+/// The reason of a scheduled job that found nobody to send to when its time came.
+pub const NO_RECIPIENTS_AT_START: &str =
+    "The domain had no user to send to when the job's start time came";
+
+/// What one attempt to start a due job did.
+enum Attempt {
+    /// Started here, or by another instance, or ended meanwhile: nothing more to do.
+    Done,
+    /// Not now (its domain has a running job, or a database failed): try again soon.
+    Later,
+}
+
+impl Manager {
+    /// Runs the scheduler until shutdown.
+    pub(super) fn spawn_scheduler(&self) {
+        let manager = self.clone();
+        self.tasks().spawn(async move {
+            let mut failing = false;
+            loop {
+                let pause = match manager.store().scheduled_jobs().await {
+                    Ok(jobs) => {
+                        if failing {
+                            tracing::info!("scheduled jobs readable again");
+                            failing = false;
+                        }
+                        manager.start_due(&jobs).await
+                    }
+                    Err(err) => {
+                        if !failing {
+                            tracing::warn!(error = %err, "cannot read the scheduled jobs; retrying every second");
+                            failing = true;
+                        }
+                        BUSY_RETRY
+                    }
+                };
+                tokio::select! {
+                    _ = manager.stopping() => break,
+                    _ = tokio::time::sleep(pause) => {}
+                    _ = manager.scheduler_woken() => {}
+                }
+            }
+        });
+    }
+
+    /// Starts the due jobs among `jobs` that this instance may run; returns how long to wait
+    /// before looking again.
+    async fn start_due(&self, jobs: &[ScheduledJob]) -> Duration {
+        let mut pause = SCAN;
+        let mine = jobs.iter().filter(|job| {
+            self.scope()
+                .may_run(&job.domain, job.users_database.as_ref())
+                .is_ok()
+        });
+        for job in mine {
+            if !job.due_in.is_zero() {
+                pause = pause.min(job.due_in);
+                continue;
+            }
+            if !self.safety().accepts_new_jobs() {
+                pause = pause.min(BUSY_RETRY);
+                continue;
+            }
+            match self.start_scheduled(job).await {
+                Attempt::Done => {}
+                Attempt::Later => pause = pause.min(BUSY_RETRY),
+            }
+        }
+        pause
+    }
+
+    /// Starts one due job, if its domain has no running job.
+    async fn start_scheduled(&self, job: &ScheduledJob) -> Attempt {
+        let job_id = job.id;
+        match self.store().sending_job_id(&job.domain).await {
+            Ok(None) => {}
+            Ok(Some(_)) => return Attempt::Later,
+            Err(err) => return self.later(job_id, &err),
+        }
+        let snapshot = match self.directory().recipients_for_new_job(&job.domain).await {
+            Ok(snapshot) => snapshot,
+            Err(err) => return self.later(job_id, &err),
+        };
+        if snapshot.is_empty() {
+            return match self
+                .store()
+                .fail_scheduled(job_id, NO_RECIPIENTS_AT_START)
+                .await
+            {
+                Ok(true) => {
+                    tracing::warn!(job_id, domain = %job.domain, "scheduled job ended: the domain had no user when its time came");
+                    self.metrics()
+                        .job_ended(&job.domain, JobEnd::AbortedByError);
+                    Attempt::Done
+                }
+                Ok(false) => Attempt::Done,
+                Err(err) => self.later(job_id, &err),
+            };
+        }
+        let users_database = self.scope().users_database();
+        let lease = match self
+            .store()
+            .start_scheduled(
+                job_id,
+                self.node(),
+                self.lease_time(),
+                &snapshot,
+                users_database,
+            )
+            .await
+        {
+            Ok(Unheld::Running(lease)) => lease,
+            Ok(Unheld::NotHeld) => return Attempt::Done,
+            Err(StoreError::RunningJobExists) => return Attempt::Later,
+            Err(err) => return self.later(job_id, &err),
+        };
+        match self.store().get_job(job_id).await {
+            Ok(Some(started)) => {
+                tracing::info!(job_id, domain = %job.domain, recipients = snapshot.len(), "scheduled broadcast started");
+                self.launch(started, lease, true);
+            }
+            // Ours, with its lease: the ownership check adopts it.
+            Ok(None) | Err(_) => {
+                tracing::warn!(
+                    job_id,
+                    "cannot read a scheduled job just started; it is resumed by the ownership check"
+                )
+            }
+        }
+        Attempt::Done
+    }
+
+    fn later(&self, job_id: JobId, err: &dyn std::fmt::Display) -> Attempt {
+        tracing::warn!(job_id, error = %err, "cannot start a scheduled job now; retrying in a second");
+        Attempt::Later
+    }
+}
