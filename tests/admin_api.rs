@@ -19,7 +19,8 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use support::Deadline;
 use support::admin::{
-    Admin, Auth, BroadcastSpec, START_BROADCAST, START_BROADCAST_ONCE, assert_timestamp,
+    Admin, Auth, BroadcastSpec, START_BROADCAST, START_BROADCAST_AT, START_BROADCAST_ONCE,
+    assert_timestamp,
 };
 use support::app::{App, AppOptions};
 use support::prosody::{DOMAIN, OTHER_DOMAIN};
@@ -138,6 +139,63 @@ fn correct_once(id: i64, body: &str, key: &str) -> Call {
         query: CORRECT_ONCE,
         variables: json!({ "domain": DOMAIN, "id": id, "subject": "", "body": body,
                            "rate": FAST, "key": key }),
+    }
+}
+
+/// `startBroadcast` of `spec` scheduled for `at` (a `DateTime` as the client writes it).
+fn start_at(spec: &BroadcastSpec, at: &str) -> Call {
+    let mut variables = spec.variables();
+    variables["at"] = json!(at);
+    Call {
+        field: "startBroadcast",
+        operation: "Start",
+        query: START_BROADCAST_AT,
+        variables,
+    }
+}
+
+/// `startAt` `seconds` from now, to the second.
+fn in_seconds(seconds: i64) -> String {
+    (chrono::Utc::now() + chrono::TimeDelta::seconds(seconds))
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+const HOLDS: &str = "query Holds($domain: DomainName!, $id: Int!) { broadcast { \
+    getBroadcast(domain: $domain, id: $id) { executionState status startAt pausedAt ownerNode \
+    waitingReason recipientCount recipientsProcessed startTimestamp } } }";
+
+/// Job `id` of `example.com` with the fields of its holds.
+fn holds(id: i64) -> Call {
+    Call {
+        field: "getBroadcast",
+        operation: "Holds",
+        query: HOLDS,
+        variables: json!({ "domain": DOMAIN, "id": id }),
+    }
+}
+
+const HOLD: &str = "mutation Hold($domain: DomainName!, $id: Int!) { broadcast { \
+    pauseBroadcast(domain: $domain, id: $id) { message ids } } }";
+const UNHOLD: &str = "mutation Unhold($domain: DomainName!, $id: Int!) { broadcast { \
+    resumeBroadcast(domain: $domain, id: $id) { message ids } } }";
+
+/// `pauseBroadcast` of job `id` of `example.com`.
+fn pause(id: i64) -> Call {
+    Call {
+        field: "pauseBroadcast",
+        operation: "Hold",
+        query: HOLD,
+        variables: json!({ "domain": DOMAIN, "id": id }),
+    }
+}
+
+/// `resumeBroadcast` of job `id` of `example.com`.
+fn resume(id: i64) -> Call {
+    Call {
+        field: "resumeBroadcast",
+        operation: "Unhold",
+        query: UNHOLD,
+        variables: json!({ "domain": DOMAIN, "id": id }),
     }
 }
 
@@ -471,6 +529,8 @@ mod scenario {
         graphiql,
         users_database_fails,
         idempotent_retries,
+        scheduled_starts,
+        pause_and_resume,
     ];
 }
 
@@ -1354,4 +1414,242 @@ async fn idempotent_retries(f: Arc<Fixture>) {
     let again = again["ids"][0].as_i64().expect("id");
     assert!(again > fix, "a new job: {again}");
     f.wait_state(DOMAIN, again, "FINISHED").await;
+}
+
+/// A scheduled start: answered at once, shown SCHEDULED (RUNNING to MongooseIM's clients) with
+/// its time, not the domain's running job, cancelled by an abort with nothing sent; a time a
+/// few seconds past starts at once; bad times change nothing.
+async fn scheduled_starts(f: Arc<Fixture>) {
+    f.reset().await;
+    let before = f.offline_count().await;
+    let slow = spec(DOMAIN, "scheduled", SLOW);
+    let at = in_seconds(3600);
+    let answer = f.ok(&start_at(&slow, &at)).await;
+    let id = answer["ids"][0].as_i64().expect("id");
+    assert_eq!(answer, result("Broadcast job scheduled", &[id]));
+    let job = f.ok(&holds(id)).await;
+    assert_eq!(
+        job,
+        json!({ "executionState": "RUNNING", "status": "SCHEDULED", "startAt": at,
+                "pausedAt": null, "ownerNode": "undefined", "waitingReason": null,
+                "recipientCount": USERS, "recipientsProcessed": 0, "startTimestamp": null }),
+    );
+    f.assert_error(
+        &pause(id),
+        "not_running",
+        "The broadcast job is not sending (it is SCHEDULED); only a RUNNING job can be paused",
+        &["domain", "id"],
+    )
+    .await;
+    // Not the domain's running job: another job runs meanwhile.
+    let now = f.finished_job("meanwhile").await;
+
+    for (bad, message) in [
+        (
+            in_seconds(-120),
+            "Invalid parameter: start_at (it passed more than 60 seconds ago; a time up to that \
+             far in the past starts the job at once)",
+        ),
+        (
+            in_seconds(367 * 24 * 3600),
+            "Invalid parameter: start_at (it is more than 366 days ahead)",
+        ),
+    ] {
+        f.assert_error(
+            &start_at(&slow, &bad),
+            "bad_parameter",
+            message,
+            &["domain", "name"],
+        )
+        .await;
+    }
+    let (status, body) = f
+        .send(&start_at(&slow, "tomorrow at noon"), Auth::Admin, None)
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(
+        body["errors"][0]["extensions"]["code"], "input_coercion",
+        "{body}"
+    );
+    assert_eq!(
+        f.listed(None, None).await,
+        vec![now, id],
+        "bad times created nothing"
+    );
+
+    f.ok(&abort(DOMAIN, id)).await;
+    let cancelled = f.ok(&holds(id)).await;
+    assert_eq!(
+        (&cancelled["executionState"], &cancelled["status"]),
+        (&json!("ABORT_ADMIN"), &json!("ABORT_ADMIN")),
+        "{cancelled}"
+    );
+    assert_eq!(cancelled["startAt"], at, "{cancelled}");
+
+    // A time a few seconds past starts the job at once.
+    let fast = spec(DOMAIN, "just now", FAST);
+    let answer = f.ok(&start_at(&fast, &in_seconds(-5))).await;
+    let late = answer["ids"][0].as_i64().expect("id");
+    assert_eq!(answer, result("Broadcast job started", &[late]));
+    f.wait_state(DOMAIN, late, "FINISHED").await;
+    assert_eq!(
+        f.offline_count().await - before,
+        2 * USERS as usize,
+        "the scheduled job sent nothing; the two others sent to everybody"
+    );
+}
+
+/// A pause answered by the owner stops its sending before the answer; the paused job frees its
+/// domain, cannot be paused again, and resumes (only while no other job of the domain runs)
+/// from its committed progress to the end; the errors change nothing.
+async fn pause_and_resume(f: Arc<Fixture>) {
+    f.reset().await;
+    let before = f.offline_count().await;
+    let id = f.start_job("to be paused", SLOW).await;
+    let deadline = Deadline::after(JOB_TIMEOUT, "the slow job's first message");
+    while f.offline_count().await == before {
+        deadline.tick().await;
+    }
+    assert_eq!(
+        f.ok(&pause(id)).await,
+        result("Broadcast job paused", &[id])
+    );
+    let at_pause = f.offline_count().await;
+    let paused = f.ok(&holds(id)).await;
+    assert_eq!(
+        (
+            &paused["executionState"],
+            &paused["status"],
+            &paused["ownerNode"]
+        ),
+        (&json!("RUNNING"), &json!("PAUSED"), &json!("undefined")),
+        "{paused}"
+    );
+    assert_timestamp("pausedAt", &paused["pausedAt"]);
+    f.assert_error(
+        &pause(id),
+        "not_running",
+        "The broadcast job is not sending (it is PAUSED); only a RUNNING job can be paused",
+        &["domain", "id"],
+    )
+    .await;
+    // Another job runs while it is paused; resuming meanwhile is refused.
+    let other = f.start_job("urgent", SLOW).await;
+    f.assert_error(
+        &resume(id),
+        "running_job_limit_exceeded",
+        "Cannot resume the broadcast job: another job of the domain is running",
+        &["domain", "id"],
+    )
+    .await;
+    assert_eq!(f.ok(&holds(id)).await["status"], "PAUSED");
+    f.ok(&abort(DOMAIN, other)).await;
+    let sent_by_other = f.offline_count().await - at_pause;
+    f.assert_error(
+        &resume(other),
+        "not_paused",
+        "The broadcast job is not paused (it is ABORT_ADMIN)",
+        &["domain", "id"],
+    )
+    .await;
+
+    assert_eq!(
+        f.ok(&resume(id)).await,
+        result("Broadcast job resumed", &[id])
+    );
+    let resumed = f.ok(&holds(id)).await;
+    assert_eq!(
+        (
+            &resumed["status"],
+            &resumed["ownerNode"],
+            &resumed["pausedAt"]
+        ),
+        (&json!("RUNNING"), &json!(NODE), &Value::Null),
+        "{resumed}"
+    );
+    f.assert_error(
+        &resume(id),
+        "not_paused",
+        "The broadcast job is not paused (it is RUNNING)",
+        &["domain", "id"],
+    )
+    .await;
+    f.ok(&abort(DOMAIN, id)).await;
+    f.assert_error(
+        &pause(id),
+        "not_running",
+        "The broadcast job is not sending (it is ABORT_ADMIN); only a RUNNING job can be paused",
+        &["domain", "id"],
+    )
+    .await;
+    assert!(
+        f.offline_count().await > at_pause + sent_by_other,
+        "the resumed job sent again"
+    );
+}
+
+/// A paused job survives the restart of every instance: after the only instance is stopped
+/// and another one (same job database, same users database) is started, the job is still
+/// PAUSED and nothing is sent; resumed there, it goes on from its committed progress and
+/// finishes, every user reached.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_job_survives_restarts_and_resumes_elsewhere() {
+    let dir = tempfile::tempdir().expect("scratch directory");
+    let jobs_url = format!("sqlite://{}/jobs.db", dir.path().display());
+    let options = || {
+        AppOptions::one_domain(DOMAIN, USERS as usize - 1)
+            .with_jobs_url(&jobs_url)
+            .with_users_database_id("prosody@shared")
+    };
+    let first = App::start(options()).await;
+    // 20 users at 2 messages a second: the first batch (all of them) takes 10 s.
+    let id = first
+        .admin
+        .start_broadcast(&spec(DOMAIN, "paused across restarts", 2))
+        .await
+        .expect("startBroadcast");
+    let seen = || first.server.seen(|seen| seen.messages.len());
+    let deadline = Deadline::after(JOB_TIMEOUT, "the first messages");
+    while seen() < 3 {
+        deadline.tick().await;
+    }
+    first.admin.hold_broadcast(id, false).await.expect("pause");
+    let sent_first = seen();
+    assert!(
+        sent_first < USERS as usize,
+        "paused before the end: {sent_first}"
+    );
+    first
+        .stop()
+        .await
+        .expect("the first instance stops cleanly");
+
+    let second = App::start(options()).await;
+    let job = second.admin.get_broadcast(id).await;
+    assert_eq!(
+        (job["status"].as_str(), job["recipientsProcessed"].as_i64()),
+        (Some("PAUSED"), Some(0)),
+        "{job}"
+    );
+    // The restarted instance must not take the paused job up: it sends nothing for as long
+    // as a resumed or taken-over job would need to start (its take-up ran before `start`
+    // returned; its scheduler and ownership check run every second).
+    let quiet = Deadline::after(Duration::from_secs(3), "the quiet window");
+    while !quiet.expired() {
+        assert_eq!(
+            second.server.seen(|seen| seen.messages.len()),
+            0,
+            "sent while paused"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    second.admin.hold_broadcast(id, true).await.expect("resume");
+    let job = second
+        .admin
+        .wait_state(id, "FINISHED", Duration::from_secs(30))
+        .await;
+    assert_eq!(job["recipientsProcessed"], USERS, "{job}");
+    for user in support::app::accounts("u", USERS as usize - 1) {
+        assert_eq!(second.messages_to(&format!("{user}@{DOMAIN}")), 1, "{user}");
+    }
 }

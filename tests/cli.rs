@@ -113,6 +113,7 @@ impl Run {
     fn started_id(&self) -> i64 {
         self.stdout
             .strip_prefix("started job ")
+            .or_else(|| self.stdout.strip_prefix("scheduled job "))
             .and_then(|rest| rest.split_once(' '))
             .and_then(|(id, _)| id.parse().ok())
             .unwrap_or_else(|| panic!("{}: no started job in\n{}", self.line, self.stdout))
@@ -325,6 +326,7 @@ async fn operator_commands_against_a_running_instance() {
     example_scripts(&fixture).await;
     corrections_and_retractions(&fixture).await;
     idempotency_keys(&fixture).await;
+    schedules_and_pauses(&fixture).await;
     eprintln!("all steps done in {:?}", began.elapsed());
 }
 
@@ -740,6 +742,87 @@ async fn idempotency_keys(f: &Fixture) {
     let retract = format!("retract {id} --domain {DOMAIN} --rate {FAST} --idempotency-key cli-2");
     let retraction = f.xb(&retract).await.expect(0).started_id();
     assert_eq!(f.xb(&retract).await.expect(0).started_id(), retraction);
+}
+
+/// `start --at` schedules (and a time that does not parse is refused before anything is
+/// sent), `abort` cancels a scheduled job; `pause` and `resume` of a running job, and what
+/// they refuse.
+async fn schedules_and_pauses(f: &Fixture) {
+    let at = (chrono::Utc::now() + chrono::TimeDelta::hours(2))
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let scheduled = f
+        .start_job("later", FAST, &format!("--body b --at {at}"))
+        .await
+        .expect(0);
+    let id = scheduled.started_id();
+    let said = format!("scheduled job {id} on {DOMAIN} for {at}: ");
+    assert!(scheduled.stdout.starts_with(&said), "{}", scheduled.stdout);
+    let shown = f
+        .xb(&format!("show {id} --domain {DOMAIN}"))
+        .await
+        .expect(0);
+    assert!(
+        shown.stdout.contains("state:          SCHEDULED\n"),
+        "{}",
+        shown.stdout
+    );
+    assert!(
+        shown.stdout.contains(&format!("scheduled for:  {at}\n")),
+        "{}",
+        shown.stdout
+    );
+    f.xb(&format!("pause {id} --domain {DOMAIN}"))
+        .await
+        .fails(4, "it is SCHEDULED");
+    let cancelled = f
+        .xb(&format!("abort {id} --domain {DOMAIN}"))
+        .await
+        .expect(0);
+    assert!(
+        cancelled
+            .stdout
+            .starts_with(&format!("job {id} ABORT_ADMIN: ")),
+        "{}",
+        cancelled.stdout
+    );
+    f.start_job("never", FAST, "--body b --at tomorrow")
+        .await
+        .fails(2, "--at");
+
+    let id = f.running_job("pausable").await;
+    let paused = f
+        .xb(&format!("pause {id} --domain {DOMAIN}"))
+        .await
+        .expect(0);
+    assert!(
+        paused.stdout.starts_with(&format!("job {id} PAUSED: ")),
+        "{}",
+        paused.stdout
+    );
+    let sent = f.messages_sent();
+    f.xb(&format!("pause {id} --domain {DOMAIN}"))
+        .await
+        .fails(4, "(not_running)");
+    let resumed = f
+        .xb(&format!("resume {id} --domain {DOMAIN} --json"))
+        .await
+        .expect(0)
+        .json();
+    assert_eq!(
+        (&resumed["status"], &resumed["executionState"]),
+        (&json!("RUNNING"), &json!("RUNNING")),
+        "{resumed}"
+    );
+    f.xb(&format!("resume {id} --domain {DOMAIN}"))
+        .await
+        .fails(4, "(not_paused)");
+    let deadline = support::Deadline::after(Duration::from_secs(10), "sending after the resume");
+    while f.messages_sent() == sent {
+        deadline.tick().await;
+    }
+    f.xb(&format!("abort {id} --domain {DOMAIN}"))
+        .await
+        .expect(0);
 }
 
 /// Runs `script` with `words` (`correct ID …` or `retract ID …`): it says that the follow-up

@@ -21,6 +21,11 @@
 //!    the job must not stay RUNNING with nobody sending it.
 //! 9. 20 concurrent `startBroadcast` with one idempotency key over three instances: one job,
 //!    every call answered with it, every user gets one message.
+//! 10. A job scheduled through one instance that is then killed with SIGKILL: another starts
+//!     it on time, with the recipients of that moment, and a real client gets it once.
+//! 11. A pause through another instance than the owner: the owner stops within about a
+//!     second, nothing reaches the server while paused, and after a resume the job finishes
+//!     with every user reached and at most one batch repeated.
 
 mod support;
 
@@ -29,6 +34,7 @@ use std::time::{Duration, Instant};
 use support::Deadline;
 use support::cluster::{BATCH, Cluster, JobDatabase, LEASE_TIME, RATE, seconds};
 use support::stanza::Announcement;
+use support::xmpp_client::XmppClient;
 
 /// Accounts in every scenario: three batches.
 const ACCOUNTS: usize = 3 * BATCH;
@@ -537,3 +543,226 @@ async fn concurrent_idempotent_starts_make_one_job(kind: JobDatabase) {
 }
 
 on_databases!(concurrent_idempotent_starts_make_one_job, postgres => Postgres, mariadb => MariaDb);
+
+// ---- 10. A scheduled job whose instance is killed ----------------------------------------
+
+/// How far ahead the job is scheduled: more than the scheduler's scan period, so that the
+/// surviving instance has seen the job before its time whatever the phase of its scans.
+const SCHEDULED_AHEAD: Duration = Duration::from_secs(13);
+/// How late after its time a scheduled job may send its first message: "within a second",
+/// plus slack for a loaded machine.
+const START_LATENESS: Duration = Duration::from_millis(1500);
+
+/// A job scheduled through node 1, which is killed with SIGKILL right after answering: node 2
+/// starts it on time. An account registered after the job was scheduled but before its time
+/// is a recipient (recipients are fixed when it starts); a client online as one of the users
+/// gets the message once, live; every account gets exactly one message.
+async fn scheduled_job_starts_on_time_without_its_instance(kind: JobDatabase) {
+    let mut cluster = Cluster::start(kind, 2, IDEMPOTENT_ACCOUNTS).await;
+    let mut client = XmppClient::login(
+        &format!("u0001@{}", support::prosody::DOMAIN),
+        support::cluster::PASSWORD,
+        cluster.prosody.c2s_port(),
+    );
+    client.wait_online(Duration::from_secs(20)).await;
+    let spec = support::admin::BroadcastSpec {
+        rate: IDEMPOTENT_RATE,
+        ..cluster.spec("scheduled")
+    };
+    let at = chrono::Utc::now() + chrono::TimeDelta::from_std(SCHEDULED_AHEAD).unwrap();
+    let at_text = at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let at = chrono::DateTime::parse_from_rfc3339(&at_text)
+        .unwrap()
+        .with_timezone(&chrono::Utc);
+    let (id, message) = cluster.nodes[0]
+        .admin()
+        .start_broadcast_at(&spec, &at_text)
+        .await
+        .expect("a scheduled startBroadcast");
+    assert_eq!(message, "Broadcast job scheduled");
+    cluster.nodes[0].serve.sigkill();
+
+    let job = cluster.nodes[1].admin().get_broadcast(id).await;
+    assert_eq!(
+        (job["executionState"].as_str(), job["status"].as_str()),
+        (Some("RUNNING"), Some("SCHEDULED")),
+        "{job}"
+    );
+    assert_eq!(job["startAt"], at_text.as_str(), "{job}");
+    assert_eq!(job["ownerNode"], "undefined", "{job}");
+    assert!(
+        job["startTimestamp"].is_null() && job["waitingReason"].is_null(),
+        "{job}"
+    );
+    let late = cluster
+        .prosody
+        .register_user("late", support::cluster::PASSWORD)
+        .await;
+    let mut recipients = cluster.recipients.clone();
+    recipients.push(late);
+
+    let first = client
+        .next_message(SCHEDULED_AHEAD + Duration::from_secs(10))
+        .await
+        .expect("the scheduled message");
+    let arrived = chrono::Utc::now();
+    let lateness = (arrived - at).to_std().unwrap_or_default();
+    let early = (at - arrived).to_std().unwrap_or_default();
+    let announcement = Announcement {
+        job_id: id,
+        sender: spec.sender.clone(),
+        subject: spec.subject.clone(),
+        body: spec.body.clone(),
+    };
+    assert_eq!(first.body, announcement.body);
+    assert_eq!(
+        first.id,
+        support::stanza::message_id(id, first.to.split('/').next().unwrap_or_default())
+    );
+    let job = cluster.nodes[1]
+        .admin()
+        .wait_state(id, "FINISHED", Duration::from_secs(30))
+        .await;
+    eprintln!(
+        "{kind:?}: job scheduled through node1 (killed) started by node2: first message \
+         {:.2} s after its time",
+        lateness.as_secs_f64()
+    );
+    assert!(early.is_zero(), "arrived {early:?} before its time");
+    assert!(
+        lateness <= START_LATENESS,
+        "arrived {lateness:?} after its time"
+    );
+    assert_eq!(job["ownerNode"], "undefined", "{job}");
+    assert_eq!(job["status"], "FINISHED", "{job}");
+    assert_eq!(
+        job["recipientCount"],
+        recipients.len(),
+        "fixed at the start: {job}"
+    );
+    let repeats = support::scenarios::assert_delivered(
+        &cluster.prosody,
+        &announcement,
+        &recipients
+            .iter()
+            .filter(|jid| !jid.starts_with("u0001@"))
+            .cloned()
+            .collect::<Vec<_>>(),
+    )
+    .await;
+    assert_eq!(repeats, 0, "every user gets one message");
+    let again = client.messages_within(Duration::from_secs(1)).await;
+    assert!(
+        again.is_empty(),
+        "the client got the message again: {again:?}"
+    );
+    assert_eq!(
+        cluster.nodes[0].messages_sent(),
+        0,
+        "the killed instance sent"
+    );
+}
+
+on_databases!(scheduled_job_starts_on_time_without_its_instance, postgres => Postgres, mariadb => MariaDb);
+
+// ---- 11. A pause through another instance ------------------------------------------------
+
+/// How long the pause is held while nothing may reach the server.
+const PAUSE_HELD: Duration = Duration::from_secs(5);
+/// How long the owner may go on sending after the pause is answered: its next ownership
+/// check (every second), plus slack for a loaded machine.
+const PAUSE_STOPS_WITHIN: Duration = Duration::from_millis(2500);
+
+/// The owner (node 1) is in the middle of its second batch when node 2 pauses the job: the
+/// owner stops within about a second, nothing reaches Prosody while the job is paused, a
+/// second pause is refused, and after a resume through node 2 the job finishes there with
+/// every user reached and at most one batch repeated.
+async fn pause_through_another_instance(kind: JobDatabase) {
+    let cluster = Cluster::start(kind, 2, ACCOUNTS).await;
+    let (id, announcement) = cluster.job_in_second_batch("pause", BATCH / 4).await;
+    let asked = Instant::now();
+    cluster.nodes[1]
+        .admin()
+        .hold_broadcast(id, false)
+        .await
+        .expect("pauseBroadcast through node2");
+    let answered = seconds(asked);
+    // The owner stops at its next ownership check: wait until it has sent nothing for a
+    // second, and note when its last message went out.
+    let mut last = (cluster.nodes[0].messages_sent(), Instant::now());
+    let deadline = Deadline::after(
+        PAUSE_STOPS_WITHIN + Duration::from_secs(5),
+        "the owner to stop",
+    );
+    while last.1.elapsed() < Duration::from_secs(1) {
+        deadline.tick().await;
+        let sent = cluster.nodes[0].messages_sent();
+        if sent != last.0 {
+            last = (sent, Instant::now());
+        }
+    }
+    let stopped_after = last.1.saturating_duration_since(asked);
+    let job = cluster.nodes[1].admin().get_broadcast(id).await;
+    assert_eq!(
+        (
+            job["executionState"].as_str(),
+            job["status"].as_str(),
+            job["ownerNode"].as_str()
+        ),
+        (Some("RUNNING"), Some("PAUSED"), Some("undefined")),
+        "{job}"
+    );
+    assert!(job["pausedAt"].is_string(), "{job}");
+    assert_eq!(
+        cluster.nodes[0].metric("mod_broadcast_live_jobs").await,
+        0.0,
+        "a paused job is not live"
+    );
+    let (sent, stored) = (cluster.nodes[0].messages_sent(), cluster.stored().await);
+    tokio::time::sleep(PAUSE_HELD).await;
+    assert_eq!(
+        cluster.stored().await,
+        stored,
+        "stored at the server while paused"
+    );
+    let sent_while_paused = cluster
+        .nodes
+        .iter()
+        .map(|node| node.messages_sent())
+        .sum::<usize>()
+        - sent;
+    assert_eq!(sent_while_paused, 0, "messages sent while paused");
+    let again = cluster.nodes[0].admin().hold_broadcast(id, false).await;
+    assert_eq!(again.map_err(|err| err.code), Err("not_running".to_owned()));
+    let processed = job["recipientsProcessed"].as_i64().unwrap_or_default();
+
+    cluster.nodes[1]
+        .admin()
+        .hold_broadcast(id, true)
+        .await
+        .expect("resumeBroadcast through node2");
+    let resumed = cluster.nodes[1].admin().get_broadcast(id).await;
+    assert_eq!(resumed["status"], "RUNNING", "{resumed}");
+    assert_eq!(
+        resumed["ownerNode"],
+        cluster.nodes[1].name.as_str(),
+        "{resumed}"
+    );
+    let again = cluster.nodes[1].admin().hold_broadcast(id, true).await;
+    assert_eq!(again.map_err(|err| err.code), Err("not_paused".to_owned()));
+    let repeats = cluster
+        .assert_finished_and_delivered(1, id, &announcement)
+        .await;
+    eprintln!(
+        "{kind:?}: pause through node2 answered in {answered:.2} s; node1 sent its last message \
+         {:.2} s after the request; paused at {processed} committed; {repeats} messages repeated",
+        stopped_after.as_secs_f64()
+    );
+    assert!(
+        stopped_after <= PAUSE_STOPS_WITHIN,
+        "the owner sent {stopped_after:?} after the pause was asked"
+    );
+    assert!(repeats <= BATCH, "{repeats} repeats, more than one batch");
+}
+
+on_databases!(pause_through_another_instance, postgres => Postgres, mariadb => MariaDb);

@@ -10,7 +10,9 @@ use async_graphql::{
 use super::auth::Principal;
 use super::codes::ErrorCode;
 use super::scalars::{BareJid, DateTime, DomainName, Jid, NonNegInt, PosInt};
-use crate::broadcast::{AbortError, BroadcastService, FollowUp, HoldError, QueryError, StartError};
+use crate::broadcast::{
+    AbortError, Accepted, BroadcastService, FollowUp, HoldError, QueryError, StartError,
+};
 use crate::job::spec::Parameter;
 use crate::job::{self, BroadcastRequest, InvalidRequest, Job};
 use crate::store::StoreError;
@@ -233,20 +235,18 @@ impl BroadcastAdminMutation {
             rate: message_rate.0,
             recipient_group: recipient_group.into(),
         };
-        let scheduled = start_at.is_some();
-        let id = service(ctx)
+        let accepted = service(ctx)
             .start(request, idempotency_key, start_at.map(|at| at.0))
             .await
             .map_err(|err| start_error(err, &context));
-        let Some(id) = reported(ctx, id) else {
+        let Some(accepted) = reported(ctx, accepted) else {
             return Ok(None);
         };
-        let message = if scheduled {
-            "Broadcast job scheduled"
-        } else {
-            "Broadcast job started"
+        let message = match accepted {
+            Accepted::Started(_) => "Broadcast job started",
+            Accepted::Scheduled(_) => "Broadcast job scheduled",
         };
-        Ok(Some(ids_result(message, vec![id])?))
+        Ok(Some(ids_result(message, vec![accepted.id()])?))
     }
 
     /// Stop a running broadcast job, whichever instance runs it

@@ -18,6 +18,9 @@
 //! that nobody holds (`xmpp_broadcast_waiting_jobs`) and warns about those that wait longer
 //! than a lease time, naming why this instance does not take them.
 //!
+//! It also runs the scheduler ([`super::schedule`]), which starts the scheduled jobs it may
+//! run when their time has come (design invariant 12).
+//!
 //! Each worker runs supervised: one that panics ends its job as ABORT_ERROR with the panic's
 //! message (fenced by its lease) and frees its slot. An administrator's abort that the job
 //! database refused to record is kept here and retried every second (design invariant 5):

@@ -14,5 +14,5 @@ pub use manager::Manager;
 pub use safety::Safety;
 pub use scope::{Conflict, ConflictKind, NotServed, Scope};
 pub use service::{
-    AbortError, BroadcastService, FollowUp, HoldError, Preview, QueryError, StartError,
+    AbortError, Accepted, BroadcastService, FollowUp, HoldError, Preview, QueryError, StartError,
 };

@@ -189,6 +189,23 @@ impl From<QueryError> for HoldError {
     }
 }
 
+/// What `startBroadcast` did with a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Accepted {
+    /// The job sends now (or is the one an idempotency key created).
+    Started(JobId),
+    /// The job waits for its start time.
+    Scheduled(JobId),
+}
+
+impl Accepted {
+    pub fn id(self) -> JobId {
+        match self {
+            Accepted::Started(id) | Accepted::Scheduled(id) => id,
+        }
+    }
+}
+
 /// What a request's idempotency key decides before anything is checked or written.
 enum Once {
     /// The job the key created earlier, with the same arguments: the answer.
@@ -239,7 +256,7 @@ impl BroadcastService {
         request: BroadcastRequest,
         idempotency_key: Option<String>,
         start_at: Option<DateTime<Utc>>,
-    ) -> Result<JobId, StartError> {
+    ) -> Result<Accepted, StartError> {
         self.check_may_start(&request.domain)?;
         let arguments = || {
             let mut arguments = serde_json::json!({
@@ -259,14 +276,23 @@ impl BroadcastService {
         let once = self
             .earlier_job(&request.domain, idempotency_key, arguments)
             .await?;
+        let start_at = match start_at {
+            Some(at) => spec::check_start_at(at, Utc::now()),
+            None => Ok(None),
+        };
+        let scheduled = matches!(start_at, Ok(Some(_)));
+        let accepted = |id| {
+            if scheduled {
+                Accepted::Scheduled(id)
+            } else {
+                Accepted::Started(id)
+            }
+        };
         let once = match once {
-            Once::Earlier(id) => return Ok(id),
+            Once::Earlier(id) => return Ok(accepted(id)),
             Once::Key(once) => once,
         };
-        let start_at = match start_at {
-            Some(at) => spec::check_start_at(at, Utc::now())?,
-            None => None,
-        };
+        let start_at = start_at?;
         // MongooseIM's order: rate, sender, recipients, then name, subject and body.
         spec::check_rate(request.rate)?;
         spec::check_sender(&request.sender, &request.domain)?;
@@ -296,11 +322,11 @@ impl BroadcastService {
                 .await?;
             let id = match created {
                 Created::New(id) => id,
-                Created::Existing(id) => return Ok(earlier(id, &spec.domain)),
+                Created::Existing(id) => return Ok(accepted(earlier(id, &spec.domain))),
             };
             tracing::info!(job_id = id, domain = %spec.domain, name = %spec.name, start_at = %at, recipients_now = recipients.len(), rate = spec.rate, "broadcast scheduled");
             self.manager.wake_scheduler();
-            return Ok(id);
+            return Ok(Accepted::Scheduled(id));
         }
         let created = self
             .store
@@ -315,11 +341,11 @@ impl BroadcastService {
             .await?;
         let id = match created {
             Created::New(id) => id,
-            Created::Existing(id) => return Ok(earlier(id, &spec.domain)),
+            Created::Existing(id) => return Ok(accepted(earlier(id, &spec.domain))),
         };
         tracing::info!(job_id = id, domain = %spec.domain, name = %spec.name, recipients = recipients.len(), rate = spec.rate, "broadcast started");
         self.launch_new(id).await;
-        Ok(id)
+        Ok(Accepted::Started(id))
     }
 
     /// The job a request with `key` created earlier on `domain`, if any, or the checked key

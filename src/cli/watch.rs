@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::admin::client::{AdminClient, ApiJob, ClientError, ExecutionState, Failure};
+use crate::admin::client::{AdminClient, ApiJob, ClientError, ExecutionState, Failure, Status};
 
 use super::exit::{CommandError, Exit};
 use super::instance::{DomainArg, InstanceArgs, Target};
@@ -119,7 +119,7 @@ enum View {
     /// A text line per change.
     Lines {
         estimate: Estimate,
-        last: Option<(i64, ExecutionState)>,
+        last: Option<(i64, Status)>,
     },
     /// The job object as JSON, a line per change; the last line printed.
     Json { last: String },
@@ -164,13 +164,13 @@ impl View {
             }
             View::Lines { estimate, last } => {
                 estimate.observe(job);
-                let now = (job.recipients_processed, job.execution_state);
+                let now = (job.recipients_processed, job.status);
                 if *last != Some(now) {
                     *last = Some(now);
                     out!(
                         "job {} {}: {}, {}",
                         job.id,
-                        job.execution_state,
+                        job.status,
                         output::progress(job),
                         estimate.describe(job)
                     );
@@ -202,7 +202,7 @@ impl View {
         match self {
             View::Bar { bar, .. } => {
                 bar.set_position(job.recipients_processed.max(0) as u64);
-                bar.set_message(job.execution_state.to_string());
+                bar.set_message(job.status.to_string());
                 bar.finish();
             }
             View::Json { .. } => return self.show(job),
@@ -214,12 +214,7 @@ impl View {
 
 /// `job 7 FINISHED: 20/20 processed (100%) in 2s`, with the reason of an ABORT_ERROR.
 fn summary(job: &ApiJob) -> String {
-    let mut text = format!(
-        "job {} {}: {}",
-        job.id,
-        job.execution_state,
-        output::progress(job)
-    );
+    let mut text = format!("job {} {}: {}", job.id, job.status, output::progress(job));
     let parse = |stamp: &Option<String>| {
         stamp
             .as_deref()

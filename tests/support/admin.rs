@@ -11,7 +11,8 @@ use super::prosody::DOMAIN;
 /// Every field of the `Broadcast` object.
 const BROADCAST_FIELDS: &str = "id name domain messageSubject messageBody senderJid messageRate \
     ownerNode createTimestamp startTimestamp stopTimestamp executionState abortionReason \
-    recipientGroup recipientCount recipientsProcessed waitingReason kind amends";
+    recipientGroup recipientCount recipientsProcessed waitingReason kind amends status startAt \
+    pausedAt";
 
 /// `startBroadcast` with every argument a variable (`name`, `domain`, `subject`, `body`,
 /// `sender`, `rate`), selecting `message ids`; operation name `Start`.
@@ -26,6 +27,12 @@ pub const START_BROADCAST_ONCE: &str = "mutation Start($name: String!, $domain: 
     broadcast { startBroadcast(name: $name, domain: $domain, messageSubject: $subject, \
     messageBody: $body, senderJid: $sender, messageRate: $rate, \
     recipientGroup: ALL_USERS_IN_DOMAIN, idempotencyKey: $key) { message ids } } }";
+/// [`START_BROADCAST`] with xmpp-broadcast's `startAt` (`$at`).
+pub const START_BROADCAST_AT: &str = "mutation Start($name: String!, $domain: DomainName!, \
+    $subject: String!, $body: String!, $sender: BareJID!, $rate: PosInt!, $at: DateTime) { \
+    broadcast { startBroadcast(name: $name, domain: $domain, messageSubject: $subject, \
+    messageBody: $body, senderJid: $sender, messageRate: $rate, \
+    recipientGroup: ALL_USERS_IN_DOMAIN, startAt: $at) { message ids } } }";
 
 /// Which credentials a request carries.
 #[derive(Clone, Copy, Debug)]
@@ -249,6 +256,41 @@ impl Admin {
         Ok(started(&data))
     }
 
+    /// `startBroadcast` of `spec` scheduled for `at` (RFC 3339); returns the job id and the
+    /// answer's message.
+    pub async fn start_broadcast_at(
+        &self,
+        spec: &BroadcastSpec,
+        at: &str,
+    ) -> Result<(i64, String), ApiError> {
+        let mut variables = spec.variables();
+        variables["at"] = json!(at);
+        let data = self.graphql(START_BROADCAST_AT, variables).await?;
+        let result = &data["broadcast"]["startBroadcast"];
+        let message = result["message"].as_str().unwrap_or_default().to_owned();
+        let ids = result["ids"].as_array().expect("ids is a list");
+        assert_eq!(ids.len(), 1, "startBroadcast returns one id: {data}");
+        Ok((ids[0].as_i64().expect("integer id"), message))
+    }
+
+    /// `pauseBroadcast` (`resume`: `resumeBroadcast`) of job `id` on [`DOMAIN`].
+    pub async fn hold_broadcast(&self, id: i64, resume: bool) -> Result<(), ApiError> {
+        let field = if resume {
+            "resumeBroadcast"
+        } else {
+            "pauseBroadcast"
+        };
+        let query = format!(
+            "mutation Hold($domain: DomainName!, $id: Int!) {{ broadcast {{ \
+             {field}(domain: $domain, id: $id) {{ message ids }} }} }}"
+        );
+        let data = self
+            .graphql(&query, json!({ "domain": DOMAIN, "id": id }))
+            .await?;
+        assert_eq!(data["broadcast"][field]["ids"], json!([id]), "{data}");
+        Ok(())
+    }
+
     /// `abortBroadcast` of job `id` on [`DOMAIN`].
     pub async fn abort_broadcast(&self, id: i64) -> Result<(), ApiError> {
         let query = "mutation Abort($domain: DomainName!, $id: Int!) { broadcast { \
@@ -314,6 +356,18 @@ impl Admin {
                 return job;
             }
             assert_eq!(current, "RUNNING", "job {id} ended in another state: {job}");
+            deadline.tick().await;
+        }
+    }
+
+    /// Polls `getBroadcast` until the job's `status` is `status`.
+    pub async fn wait_status(&self, id: i64, status: &str, timeout: Duration) -> Value {
+        let deadline = Deadline::after(timeout, format!("job {id} to be {status}"));
+        loop {
+            let job = self.get_broadcast(id).await;
+            if job["status"] == status {
+                return job;
+            }
             deadline.tick().await;
         }
     }

@@ -30,7 +30,7 @@ pub const RATE: i64 = 10;
 /// Recipients per batch (rate × 10): the most a failure may make the cluster send twice.
 pub const BATCH: usize = RATE as usize * 10;
 /// The password of every account.
-const PASSWORD: &str = "pw";
+pub const PASSWORD: &str = "pw";
 /// What counts one message stanza in the bytes an instance sent to Prosody.
 const MESSAGE: &str = "<message";
 
