@@ -246,6 +246,27 @@ fn operation_error(field: &str, code: &str, message: &str, context: Value) -> Va
     json!({ "message": message, "path": ["broadcast", field], "extensions": extensions })
 }
 
+/// The argument a refusal names in `extensions.argument` (xmpp-broadcast's own addition, so
+/// that a form can show the error at its field), as the request names it.
+fn concerned_argument(code: &str, message: &str) -> Option<&'static str> {
+    match (code, message) {
+        ("sender_not_found", _) => Some("senderJid"),
+        ("idempotency_key_reused", _) => Some("idempotencyKey"),
+        ("bad_parameter", "Invalid parameter: message_rate") => Some("messageRate"),
+        ("bad_parameter", "Invalid parameter: name") => Some("name"),
+        ("bad_parameter", "Invalid parameter: subject") => Some("messageSubject"),
+        ("bad_parameter", "Invalid parameter: body") => Some("messageBody"),
+        ("bad_parameter", "Invalid parameter: idempotency_key") => Some("idempotencyKey"),
+        ("bad_parameter", message) if message.starts_with("Invalid parameter: limit") => {
+            Some("limit")
+        }
+        ("bad_parameter", message) if message.starts_with("Invalid parameter: start_at") => {
+            Some("startAt")
+        }
+        _ => None,
+    }
+}
+
 /// The 401 body for a caller acting on a domain it may not manage.
 fn no_permission_for_domain(operation: &str, field: &str) -> Value {
     json!({ "errors": [{
@@ -356,7 +377,10 @@ impl Fixture {
             .iter()
             .map(|key| ((*key).to_owned(), call.variables[*key].clone()))
             .collect();
-        let expected = operation_error(call.field, code, message, Value::Object(context));
+        let mut expected = operation_error(call.field, code, message, Value::Object(context));
+        if let Some(argument) = concerned_argument(code, message) {
+            expected["extensions"]["argument"] = json!(argument);
+        }
         assert_eq!(
             self.error(call).await,
             expected,

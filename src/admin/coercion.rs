@@ -33,6 +33,13 @@ pub fn refused_scalar(message: &str) -> Option<&str> {
         .then_some(scalar)
 }
 
+/// The argument named by an async-graphql argument error (`Invalid value for argument
+/// "messageRate", …`), if it is one.
+pub fn refused_argument(message: &str) -> Option<&str> {
+    let tail = message.strip_prefix("Invalid value for argument \"")?;
+    tail.split('"').next().filter(|name| !name.is_empty())
+}
+
 /// The value, with its variables resolved, of the argument whose name is at `position`.
 fn find_argument(
     document: &ExecutableDocument,

@@ -1,7 +1,7 @@
 //! The admin HTTP listener: the GraphQL API at `/api/graphql` (POST; GraphiQL on GET, served
 //! with its scripts from the binary, [`graphiql`]), `/metrics` (Prometheus) and `/health`, both
-//! of which say whether the job database is usable; over HTTPS when given a certificate
-//! ([`tls`]).
+//! of which say whether the job database is usable, and the web [`console`] at `/`; over HTTPS
+//! when given a certificate ([`tls`]).
 //!
 //! Only this module knows GraphQL. It follows MongooseIM's HTTP rules: 401 with
 //! `no_permissions` or `wrong_credentials` before anything runs, 400 for requests that cannot be
@@ -19,6 +19,7 @@ mod auth;
 pub mod client;
 pub mod codes;
 mod coercion;
+pub mod console;
 mod document;
 mod graphiql;
 mod listener;
@@ -191,6 +192,7 @@ impl AdminApi {
             .or(graphiql::routes())
             .or(health)
             .or(prometheus)
+            .or(console::routes())
     }
 
     async fn graphql(&self, authorization: Option<&str>, client: IpAddr, body: &[u8]) -> Response {
@@ -364,6 +366,12 @@ fn mark_request_errors(
             ErrorCode::ValidationError
         };
         error["extensions"] = json!({ "code": code.as_str() });
+        if let Some(argument) = coercion
+            .then(|| coercion::refused_argument(message))
+            .flatten()
+        {
+            error["extensions"][schema::ARGUMENT] = json!(argument);
+        }
     }
 }
 

@@ -1,5 +1,5 @@
 //! What a web browser may send to `/api/graphql`: only JSON, and only from the listener's own
-//! origin (GraphiQL served by the listener itself).
+//! origin (GraphiQL and the web console, served by the listener itself).
 //!
 //! A page on any other site can make a browser POST a form or a `fetch` "simple request"
 //! (`text/plain`, `application/x-www-form-urlencoded`, `multipart/form-data`) with the Basic
@@ -198,6 +198,20 @@ mod tests {
             ("origin", "http://x.org"),
         ]);
         assert_eq!(check(&form), Err(Refusal::CrossOrigin));
+    }
+
+    /// What Chromium sends with the console's `fetch` (its own origin, same-origin metadata,
+    /// JSON) passes; `tests/console_e2e.rs` shows it in the browser.
+    #[test]
+    fn the_consoles_requests_pass() {
+        let map = headers(&[
+            ("content-type", "application/json"),
+            ("host", "127.0.0.1:5551"),
+            ("origin", "http://127.0.0.1:5551"),
+            ("sec-fetch-site", "same-origin"),
+            ("sec-fetch-mode", "cors"),
+        ]);
+        assert_eq!(check(&map), Ok(()));
     }
 
     #[test]

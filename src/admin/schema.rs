@@ -13,6 +13,7 @@ use super::scalars::{BareJid, DateTime, DomainName, Jid, NonNegInt, PosInt};
 use crate::broadcast::{
     AbortError, Accepted, BroadcastService, FollowUp, HoldError, QueryError, StartError,
 };
+use crate::job::spec::Parameter;
 use crate::job::{self, BroadcastRequest, InvalidRequest, Job};
 use crate::store::StoreError;
 
@@ -89,7 +90,11 @@ impl BroadcastAdminQuery {
         authorize(ctx, &domain, "getBroadcasts")?;
         let limit = limit.map_or(DEFAULT_LIST_LIMIT, |limit| limit.0);
         let jobs = if limit > MAX_LIST_LIMIT {
-            let context = [("domain", domain.0.clone().into()), ("limit", limit.into())];
+            let context = [
+                ("domain", domain.0.clone().into()),
+                ("limit", limit.into()),
+                (ARGUMENT, "limit".into()),
+            ];
             let message = format!("Invalid parameter: limit (at most {MAX_LIST_LIMIT})");
             Err(operation_error(ErrorCode::BadParameter, message, &context))
         } else {
@@ -121,6 +126,18 @@ impl BroadcastAdminQuery {
             return Ok(None);
         };
         Ok(Some(BroadcastObject(job)))
+    }
+
+    /// The domains the caller may manage here: every configured domain for the global admin,
+    /// its own for a domain admin (xmpp-broadcast's own addition)
+    async fn get_broadcast_domains(&self, ctx: &Context<'_>) -> Vec<DomainName> {
+        let caller = ctx.data_unchecked::<Caller>();
+        service(ctx)
+            .domains()
+            .into_iter()
+            .filter(|domain| caller.principal.may_manage(domain))
+            .map(DomainName)
+            .collect()
     }
 
     /// Count the users a broadcast to the domain would reach now and list the first few,
@@ -795,7 +812,39 @@ fn start_error(err: StartError, context: &ErrorContext<'_>) -> async_graphql::Er
             );
         }
     };
-    operation_error(code, err.to_string(), context)
+    match argument_of(&err) {
+        Some(argument) => {
+            let mut context = context.to_vec();
+            context.push((ARGUMENT, argument.into()));
+            operation_error(code, err.to_string(), &context)
+        }
+        None => operation_error(code, err.to_string(), context),
+    }
+}
+
+/// The key of an operation error's extensions that names the argument it concerns, as the
+/// request wrote it (`messageBody`, `senderJid`), so that a form can show the error at its
+/// field (xmpp-broadcast's own addition; MongooseIM's message stays as it is).
+pub const ARGUMENT: &str = "argument";
+
+/// The argument of `startBroadcast`, `correctBroadcast` or `retractBroadcast` a refusal
+/// concerns, if it concerns one.
+fn argument_of(err: &StartError) -> Option<&'static str> {
+    match err {
+        StartError::Invalid(InvalidRequest::BadParameter(parameter)) => Some(match parameter {
+            Parameter::MessageRate => "messageRate",
+            Parameter::Name => "name",
+            Parameter::Subject => "messageSubject",
+            Parameter::Body => "messageBody",
+            Parameter::IdempotencyKey => "idempotencyKey",
+        }),
+        StartError::Invalid(InvalidRequest::SenderNotInDomain) | StartError::SenderNotFound => {
+            Some("senderJid")
+        }
+        StartError::Invalid(InvalidRequest::StartAt(_)) => Some("startAt"),
+        StartError::IdempotencyKeyReused { .. } => Some("idempotencyKey"),
+        _ => None,
+    }
 }
 
 /// The message of `cannot_count_recipients`: the users database failed (its error is in the

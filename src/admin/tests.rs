@@ -429,3 +429,98 @@ async fn deep_nesting_is_refused_before_parsing() {
         "{answer}"
     );
 }
+
+/// The console's picker: the global admin manages every configured domain, a domain admin its
+/// own.
+#[tokio::test]
+async fn broadcast_domains_are_the_callers() {
+    let lab = Lab::new().await;
+    let query = "query { broadcast { getBroadcastDomains } }";
+    let mut every = vec![OWN, OTHER];
+    every.sort();
+    for (auth, expected) in [(GLOBAL, every), (DOMAIN_ADMIN, vec![OWN])] {
+        let (status, answer) = lab.query(auth, query).await;
+        assert_eq!(status, 200, "{answer}");
+        assert_eq!(
+            answer["data"]["broadcast"]["getBroadcastDomains"],
+            json!(expected),
+            "{auth}"
+        );
+    }
+}
+
+/// A refusal names the argument it concerns in `extensions.argument` (as the request wrote
+/// it), besides MongooseIM's code and message, whether the value is out of its limits (200),
+/// names no account (200) or does not fit its type (400, given as a variable or inline).
+#[tokio::test]
+async fn refusals_name_their_argument() {
+    let lab = Lab::new().await;
+    let start = "mutation S($name: String!, $body: String!, $sender: BareJID!, $rate: PosInt!) { \
+        broadcast { startBroadcast(name: $name, domain: \"example.com\", messageSubject: \"\", \
+        messageBody: $body, senderJid: $sender, messageRate: $rate, \
+        recipientGroup: ALL_USERS_IN_DOMAIN) { ids } } }";
+    let valid = json!({ "name": "n", "body": "b", "sender": "admin@example.com", "rate": 10 });
+    let with = |key: &str, value: Value| {
+        let mut variables = valid.clone();
+        variables[key] = value;
+        json!({ "query": start, "variables": variables })
+    };
+    let cases = [
+        (with("body", json!("")), 200, "bad_parameter", "messageBody"),
+        (with("name", json!("")), 200, "bad_parameter", "name"),
+        (
+            with("rate", json!(1001)),
+            200,
+            "bad_parameter",
+            "messageRate",
+        ),
+        (
+            with("sender", json!("nobody@example.com")),
+            200,
+            "sender_not_found",
+            "senderJid",
+        ),
+        (
+            with("sender", json!("admin@other.org")),
+            200,
+            "sender_not_found",
+            "senderJid",
+        ),
+        (with("rate", json!(0)), 400, "input_coercion", "messageRate"),
+        (
+            with("sender", json!("")),
+            400,
+            "input_coercion",
+            "senderJid",
+        ),
+    ];
+    for (body, status, expected_code, argument) in cases {
+        let (answered, answer) = lab.post(GLOBAL, body.clone()).await;
+        assert_eq!(answered, status, "{body}: {answer}");
+        assert_eq!(code(&answer), expected_code, "{body}: {answer}");
+        assert_eq!(
+            answer["errors"][0]["extensions"]["argument"], argument,
+            "{body}: {answer}"
+        );
+    }
+    let inline = "mutation { broadcast { startBroadcast(name: \"n\", domain: \"example.com\", \
+        messageSubject: \"\", messageBody: \"b\", senderJid: \"admin@example.com\", \
+        messageRate: 0, recipientGroup: ALL_USERS_IN_DOMAIN) { ids } } }";
+    let (status, answer) = lab.query(GLOBAL, inline).await;
+    assert_eq!((status, code(&answer)), (400, "input_coercion"), "{answer}");
+    assert_eq!(answer["errors"][0]["extensions"]["argument"], "messageRate");
+    let far = "mutation { broadcast { startBroadcast(name: \"n\", domain: \"example.com\", \
+        messageSubject: \"\", messageBody: \"b\", senderJid: \"admin@example.com\", \
+        messageRate: 10, recipientGroup: ALL_USERS_IN_DOMAIN, \
+        startAt: \"2100-01-01T00:00:00Z\") { ids } } }";
+    let (status, far) = lab.query(GLOBAL, far).await;
+    assert_eq!((status, code(&far)), (200, "bad_parameter"), "{far}");
+    assert_eq!(far["errors"][0]["extensions"]["argument"], "startAt");
+    // MongooseIM's message is unchanged.
+    assert_eq!(
+        answer["errors"][0]["message"],
+        "Input coercion failed for type PosInt with value 0. The reason it failed is: \
+         Value is not a positive integer"
+    );
+    assert!(lab.jobs(OWN).await.is_empty());
+}

@@ -103,6 +103,11 @@ impl Scope {
         self.domains.contains(domain)
     }
 
+    /// The domains configured here, in order.
+    pub fn domains(&self) -> impl Iterator<Item = &str> {
+        self.domains.iter().map(String::as_str)
+    }
+
     /// The users database this instance reads, recorded with the jobs it creates.
     pub fn users_database(&self) -> &UsersDatabase {
         &self.users_database

@@ -495,6 +495,11 @@ impl BroadcastService {
         })
     }
 
+    /// The domains this instance serves, in order.
+    pub fn domains(&self) -> Vec<String> {
+        self.manager.scope().domains().map(str::to_owned).collect()
+    }
+
     /// A job may be started on `domain` now: it is served here, and this instance's leases
     /// can be trusted.
     fn check_may_start(&self, domain: &str) -> Result<(), StartError> {
