@@ -341,7 +341,9 @@ impl Manager {
         work: impl Future<Output = Option<JobEnd>> + Send + 'static,
     ) {
         let manager = self.clone();
-        self.inner.tasks.spawn(async move {
+        // Every event of the job's worker and of its end carries the job's id and domain.
+        let span = tracing::info_span!("job", job_id = lease.job_id, domain = %domain);
+        let task = async move {
             let end = supervised(work).await;
             let inner = &manager.inner;
             let job_id = lease.job_id;
@@ -368,7 +370,10 @@ impl Manager {
                 Err(panicked) => manager.end_panicked(&lease, panicked).await,
             };
             inner.metrics.worker_down(&domain, job_end);
-        });
+        };
+        self.inner
+            .tasks
+            .spawn(tracing::Instrument::instrument(task, span));
     }
 
     /// Ends the job of a worker that panicked as ABORT_ERROR with the panic's message, fenced

@@ -15,7 +15,8 @@
 //!   [`fake_server::FakeServer`] (an in-process XEP-0114 server that records messages);
 //! * [`component::RawComponent`] — a minimal XEP-0114 connection (readiness probe, injector);
 //! * [`stanza`] — the expected message id and a structural check of stored stanzas;
-//! * [`process`] — child-process plumbing (signals, bounded waits, logs shown on failure).
+//! * [`process`] — child-process plumbing (signals, bounded waits, logs shown on failure);
+//! * [`secrets`] — the suite's secrets, and the check that no log or answer shows one.
 //!
 //! Missing prerequisites (prosody, the Python venv, PostgreSQL) make tests fail with a
 //! message that says how to provide them; nothing is skipped.
@@ -35,6 +36,7 @@ pub mod process;
 pub mod prosody;
 pub mod proxy;
 pub mod scenarios;
+pub mod secrets;
 pub mod serve;
 pub mod stanza;
 pub mod xmpp_client;
