@@ -242,8 +242,9 @@ impl Manager {
             match job {
                 Ok(job) => {
                     let processed = job.recipients_processed;
+                    let domain = job.domain.clone();
                     if self.launch(job, lease, false) {
-                        tracing::info!(job_id, processed, "resuming job");
+                        tracing::info!(job_id, %domain, processed, "resuming job");
                         resumed += 1;
                     }
                 }
@@ -307,6 +308,7 @@ impl Manager {
             if pending.contains_key(&job_id) {
                 tracing::warn!(
                     job_id,
+                    domain,
                     "not running the job: an administrator's abort of it waits to be recorded"
                 );
                 return None;
