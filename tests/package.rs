@@ -279,6 +279,9 @@ async fn the_installed_package_runs_as_its_unit_and_delivers_a_broadcast() {
         .env("PATH", "/usr/local/bin:/usr/bin:/bin")
         .env("CREDENTIALS_DIRECTORY", &credentials)
         .env("NOTIFY_SOCKET", &notify_path)
+        // WatchdogSec= as systemd passes it, shorter than the unit's so the test need not
+        // wait 15 s for the first WATCHDOG=1.
+        .env("WATCHDOG_USEC", "2000000")
         .envs(unit.environment.iter().map(|(name, value)| (name, value)))
         // As a drop-in would set it: JSON lines, which the test reads below.
         .env("XMPP_BROADCAST_LOG_FORMAT", "json")
@@ -291,6 +294,11 @@ async fn the_installed_package_runs_as_its_unit_and_delivers_a_broadcast() {
     };
 
     let before_ready = wait_notification(&notify, &mut service, "READY=1").await;
+    assert!(
+        before_ready[0].contains("STATUS=admin API listening; connecting to the XMPP server"),
+        "{before_ready:?}"
+    );
+    wait_notification(&notify, &mut service, "WATCHDOG=1").await;
     let status = fs::read_to_string(format!("/proc/{}/status", service.child.id()))
         .expect("the service's status");
     assert!(
