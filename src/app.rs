@@ -13,14 +13,20 @@
 //!
 //! With `admin.tls_certificate` and `admin.tls_key` the admin API serves HTTPS; the files are
 //! read before listening (an error stops the start) and again on SIGHUP ([`reload_tls`]).
+//!
+//! Under systemd (`Type=notify`, `$NOTIFY_SOCKET`) [`run`] tells the service manager it is
+//! ready (`READY=1`) once the admin API listens and the component's stream is up, says what it
+//! waits for meanwhile (`STATUS=`), sends `WATCHDOG=1` at half the unit's `WatchdogSec=` from
+//! the runtime's one worker (so a stuck runtime gets the service restarted) and `STOPPING=1`
+//! when it shuts down. Without `$NOTIFY_SOCKET` nothing is sent.
 
 use anyhow::Context as _;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::admin::{self, AdminApi, Credentials, Tls};
+use crate::admin::{self, AdminApi, Credentials, GlobalPassword, Tls};
 use crate::broadcast::{BroadcastService, Manager, Scope};
-use crate::config::Config;
+use crate::config::{AdminPassword, Config};
 use crate::directory::Directory;
 use crate::metrics::Metrics;
 use crate::store::Store;
@@ -65,12 +71,16 @@ pub async fn run(
         config.lease_time,
     );
 
+    let ready_connection = connection.clone();
     let broadcasts = BroadcastService::new(store.clone(), directory, manager.clone());
     let api = AdminApi::new(
         admin::build_schema(Some(broadcasts)),
-        Credentials::new(
+        Credentials::for_global(
             &config.admin.username,
-            config.admin.password.expose(),
+            match &config.admin.password {
+                AdminPassword::Plain(password) => GlobalPassword::Plain(password.expose()),
+                AdminPassword::Hash(hash) => GlobalPassword::Hash(hash),
+            },
             config.domain_admins.clone(),
         ),
         connection,
@@ -94,8 +104,15 @@ pub async fn run(
     tokio::spawn(reload_on_hangup(tls, shutdown.clone()));
     let http = tokio::spawn(api.serve(listener, shutdown.clone()));
     manager.spawn_take_up();
+    let readiness = tokio::spawn(notify_ready(
+        ready_connection,
+        config.component.server.clone(),
+        shutdown.clone(),
+    ));
 
     shutdown.cancelled().await;
+    notify(&[sd_notify::NotifyState::Stopping]);
+    readiness.abort();
     tracing::info!("shutting down");
     manager.shutdown().await;
     connection_stop.cancel();
@@ -177,6 +194,37 @@ async fn reload_on_hangup(tls: Option<Tls>, stop: CancellationToken) {
             }
             () = stop.cancelled() => return,
         }
+    }
+}
+
+/// Tells systemd (if it started us with `$NOTIFY_SOCKET`) that the instance is ready once the
+/// component's stream is up — the admin API already listens — then keeps its watchdog fed.
+async fn notify_ready(connection: Connection, server: String, shutdown: CancellationToken) {
+    notify(&[sd_notify::NotifyState::Status(&format!(
+        "admin API listening; connecting to the XMPP server at {server}"
+    ))]);
+    tokio::select! {
+        _ = connection.link() => {}
+        _ = shutdown.cancelled() => return,
+    }
+    tracing::info!("the component is connected: ready");
+    notify(&[
+        sd_notify::NotifyState::Ready,
+        sd_notify::NotifyState::Status("serving"),
+    ]);
+    if let Some(timeout) = sd_notify::watchdog_enabled() {
+        let mut tick = tokio::time::interval(timeout / 2);
+        loop {
+            tick.tick().await;
+            notify(&[sd_notify::NotifyState::Watchdog]);
+        }
+    }
+}
+
+/// Sends `states` to systemd's notification socket, if there is one; a failure is logged.
+fn notify(states: &[sd_notify::NotifyState<'_>]) {
+    if let Err(err) = sd_notify::notify(states) {
+        tracing::warn!(error = %err, "cannot notify the service manager");
     }
 }
 

@@ -5,7 +5,13 @@
 //! and a character set where a bad one could hurt, and the operator's custom statements may
 //! only use the placeholders of the arguments they are given ([`CustomStatement`]). What needs
 //! the databases (reaching them, their tables, running the custom statements) is checked by
-//! `serve` and `check-config` alike when they connect. Secrets never appear in `Debug` output.
+//! `serve` and `check-config` alike when they connect.
+//!
+//! Each secret ([`SECRETS`]) may also come from outside the file, so that the file can be
+//! world-readable: its environment variable, a systemd credential (`$CREDENTIALS_DIRECTORY/<name>`,
+//! `LoadCredential=`), or a file named by its `…_file` key, in that order before the key itself.
+//! Those files are the only ones read besides the config. Secrets never appear in `Debug`
+//! output, nor in any error: an unreadable file is named by its key and path, never its content.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -73,6 +79,13 @@ pub enum ConfigError {
     Parse { path: String, message: String },
     #[error("invalid value for `{key}`: {message}")]
     Invalid { key: String, message: String },
+    /// A secret's file or credential cannot be read; never says what the file holds.
+    #[error("cannot read `{key}` from {path}: {source}")]
+    SecretFile {
+        key: String,
+        path: String,
+        source: std::io::Error,
+    },
 }
 
 fn invalid(key: &str, message: impl Into<String>) -> ConfigError {
@@ -97,6 +110,38 @@ pub struct Config {
     pub domains: Vec<String>,
     /// Password hashes (argon2 PHC strings) of the domain admins, `admin@<domain>`, by domain.
     pub domain_admins: BTreeMap<String, Secret>,
+    /// How `serve` writes its log.
+    pub log_format: LogFormat,
+}
+
+/// How log lines are written (`log_format`, `XMPP_BROADCAST_LOG_FORMAT`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum LogFormat {
+    /// `time LEVEL target: message key=value …`, every value escaped and cut.
+    #[default]
+    Text,
+    /// One JSON object per line (for journald, Loki, ELK), every value cut.
+    Json,
+}
+
+impl LogFormat {
+    /// The environment variable that chooses the format, over `log_format`.
+    pub const ENV: &'static str = "XMPP_BROADCAST_LOG_FORMAT";
+
+    /// `"text"` or `"json"`; anything else is refused naming `key`.
+    pub fn parse(key: &str, value: &str) -> Result<Self, ConfigError> {
+        match value {
+            "text" => Ok(LogFormat::Text),
+            "json" => Ok(LogFormat::Json),
+            other => Err(invalid(
+                key,
+                format!(
+                    "\"{}\" is not a log format; use \"text\" or \"json\"",
+                    other.escape_debug()
+                ),
+            )),
+        }
+    }
 }
 
 /// The XEP-0114 connection to the XMPP server.
@@ -278,7 +323,7 @@ impl CustomQueries {
 pub struct AdminConfig {
     pub listen: SocketAddr,
     pub username: String,
-    pub password: Secret,
+    pub password: AdminPassword,
     /// HTTPS instead of plain HTTP, when given.
     pub tls: Option<AdminTls>,
 }
@@ -291,6 +336,25 @@ pub struct AdminTls {
     pub certificate: PathBuf,
     /// Its private key (PKCS#8, PKCS#1 or SEC1).
     pub key: PathBuf,
+}
+
+/// How the global admin's password is known.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AdminPassword {
+    /// The password itself (`admin.password`).
+    Plain(Secret),
+    /// Its argon2 hash (`admin.password_hash`), as the domain admins' are given.
+    Hash(Secret),
+}
+
+impl AdminPassword {
+    /// The password, if the config has it rather than its hash (the CLI logs in with it).
+    pub fn plain(&self) -> Option<&str> {
+        match self {
+            AdminPassword::Plain(password) => Some(password.expose()),
+            AdminPassword::Hash(_) => None,
+        }
+    }
 }
 
 /// A string that is never printed.
@@ -343,7 +407,48 @@ pub const ENV_OVERRIDES: &[(&str, &str)] = &[
     ("XMPP_BROADCAST_USERS_URL", "users.url"),
     ("XMPP_BROADCAST_ADMIN_LISTEN", "admin.listen"),
     ("XMPP_BROADCAST_ADMIN_PASSWORD", "admin.password"),
+    ("XMPP_BROADCAST_ADMIN_PASSWORD_HASH", "admin.password_hash"),
+    ("XMPP_BROADCAST_DATABASE_PASSWORD", "database.password"),
+    ("XMPP_BROADCAST_USERS_PASSWORD", "users.password"),
+    (LogFormat::ENV, "log_format"),
 ];
+
+/// A secret of the config: its key, and the systemd credential that may hold it instead.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SecretSource {
+    /// The key in the file; `<key>_file` names a file holding the value.
+    pub key: &'static str,
+    /// The credential's name (`LoadCredential=<name>:…`), read from `$CREDENTIALS_DIRECTORY`.
+    pub credential: &'static str,
+}
+
+/// Every secret, and where else it may come from. A value comes from the first of: its
+/// environment variable ([`ENV_OVERRIDES`]), its credential, its `_file` key, its key.
+pub const SECRETS: &[SecretSource] = &[
+    SecretSource {
+        key: "component.secret",
+        credential: "component-secret",
+    },
+    SecretSource {
+        key: "admin.password",
+        credential: "admin-password",
+    },
+    SecretSource {
+        key: "admin.password_hash",
+        credential: "admin-password-hash",
+    },
+    SecretSource {
+        key: "database.password",
+        credential: "database-password",
+    },
+    SecretSource {
+        key: "users.password",
+        credential: "users-password",
+    },
+];
+
+/// The environment variable naming the directory of the service's credentials (systemd).
+pub const CREDENTIALS_DIRECTORY: &str = "CREDENTIALS_DIRECTORY";
 
 impl Config {
     /// Reads, overrides from the process environment, and validates a config file.
@@ -370,9 +475,29 @@ impl Config {
                     path: String::new(),
                     message: err.to_string(),
                 })?;
-        for (var, key) in ENV_OVERRIDES {
-            if let Some((_, value)) = env.iter().find(|(name, _)| name == var) {
-                set_key(&mut document, key, value.clone());
+        let var = |wanted: &str| {
+            env.iter()
+                .find(|(name, _)| name == wanted)
+                .map(|(_, value)| value.clone())
+        };
+        let mut origins = BTreeMap::new();
+        for secret in SECRETS {
+            let from_env = ENV_OVERRIDES
+                .iter()
+                .any(|(name, key)| *key == secret.key && var(name).is_some());
+            let origin = resolve_secret(
+                &mut document,
+                secret,
+                from_env,
+                var(CREDENTIALS_DIRECTORY).as_deref(),
+            )?;
+            if let Some(origin) = origin {
+                origins.insert(secret.key, origin);
+            }
+        }
+        for (name, key) in ENV_OVERRIDES {
+            if let Some(value) = var(name) {
+                set_key(&mut document, key, value);
             }
         }
         let raw: RawConfig =
@@ -382,8 +507,90 @@ impl Config {
                     path: String::new(),
                     message: err.to_string(),
                 })?;
-        raw.validate()
+        raw.validate().map_err(|err| match err {
+            // A secret read from a file: say which file, so the operator knows what to fix.
+            ConfigError::Invalid { key, message } => match origins.get(key.as_str()) {
+                Some(origin) => ConfigError::Invalid {
+                    key,
+                    message: format!("{message} (read from {origin})"),
+                },
+                None => ConfigError::Invalid { key, message },
+            },
+            other => other,
+        })
     }
+}
+
+/// Puts a secret read from its credential or its `_file` into `document` under its key, and
+/// takes the `_file` key out; returns the path it was read from. Nothing is read when the
+/// environment gives the value (`from_env`). The key and its `_file` together are refused.
+fn resolve_secret(
+    document: &mut toml::Table,
+    secret: &SecretSource,
+    from_env: bool,
+    credentials: Option<&str>,
+) -> Result<Option<String>, ConfigError> {
+    let (table_name, name) = secret
+        .key
+        .split_once('.')
+        .expect("secret keys are in a table");
+    let file_key = format!("{}_file", secret.key);
+    let Some(table) = document
+        .get_mut(table_name)
+        .and_then(toml::Value::as_table_mut)
+    else {
+        // No such table: the deserialiser reports it (if a credential exists, it is used).
+        let path = credentials.map(|dir| Path::new(dir).join(secret.credential));
+        if !from_env && let Some(path) = path.filter(|path| path.exists()) {
+            let value = read_secret(secret.key, &path)?;
+            set_key(document, secret.key, value);
+            return Ok(Some(path.display().to_string()));
+        }
+        return Ok(None);
+    };
+    let file = table.remove(&format!("{name}_file"));
+    if file.is_some() && table.contains_key(name) {
+        return Err(invalid(
+            &file_key,
+            format!("give either `{}` or `{file_key}`, not both", secret.key),
+        ));
+    }
+    if from_env {
+        return Ok(None);
+    }
+    let credential = credentials
+        .map(|dir| Path::new(dir).join(secret.credential))
+        .filter(|path| path.exists());
+    let path = match (credential, file) {
+        (Some(path), _) => path,
+        (None, Some(toml::Value::String(path))) if !path.is_empty() => PathBuf::from(path),
+        (None, Some(_)) => return Err(invalid(&file_key, "must be the path of a file")),
+        (None, None) => return Ok(None),
+    };
+    let key = if credentials.is_some_and(|dir| path.starts_with(dir)) {
+        secret.key.to_owned()
+    } else {
+        file_key
+    };
+    let value = read_secret(&key, &path)?;
+    table.insert(name.to_owned(), toml::Value::String(value));
+    Ok(Some(path.display().to_string()))
+}
+
+/// A secret file's content without one line break at its end (as `echo` and editors leave).
+fn read_secret(key: &str, path: &Path) -> Result<String, ConfigError> {
+    let mut value = std::fs::read_to_string(path).map_err(|source| ConfigError::SecretFile {
+        key: key.to_owned(),
+        path: path.display().to_string(),
+        source,
+    })?;
+    if value.ends_with('\n') {
+        value.pop();
+        if value.ends_with('\r') {
+            value.pop();
+        }
+    }
+    Ok(value)
 }
 
 fn set_key(document: &mut toml::Table, dotted: &str, value: String) {
@@ -409,6 +616,7 @@ fn set_key(document: &mut toml::Table, dotted: &str, value: String) {
 #[serde(deny_unknown_fields)]
 struct RawConfig {
     node_name: String,
+    log_format: Option<String>,
     #[serde(default = "default_lease_time")]
     lease_time: i64,
     #[serde(default = "default_backend")]
@@ -433,7 +641,7 @@ fn default_backend() -> String {
 #[serde(deny_unknown_fields)]
 struct RawComponent {
     jid: String,
-    secret: String,
+    secret: Option<String>,
     server: String,
 }
 
@@ -441,6 +649,7 @@ struct RawComponent {
 #[serde(deny_unknown_fields)]
 struct RawDatabase {
     url: String,
+    password: Option<String>,
     #[serde(default = "default_max_connections")]
     max_connections: i64,
 }
@@ -454,6 +663,7 @@ fn default_max_connections() -> i64 {
 struct RawUsers {
     schema: String,
     url: String,
+    password: Option<String>,
     domain: Option<String>,
     time_zone: Option<String>,
     database_id: Option<String>,
@@ -468,7 +678,8 @@ const SCHEMAS: &str = "\"prosody\", \"ejabberd\", \"ejabberd_new\", \"mongooseim
 impl RawUsers {
     /// Checks the `[users]` keys together with the configured domains.
     fn validate(self, domains: &[String]) -> Result<UsersConfig, ConfigError> {
-        validate_database_url("users.url", &self.url)?;
+        let url = with_password("users", self.url, self.password)?;
+        validate_database_url("users.url", &url)?;
         let custom_keys = [
             (EXISTS_SQL.key, &self.exists_sql),
             (COUNT_SQL.key, &self.count_sql),
@@ -528,7 +739,7 @@ impl RawUsers {
         }
         Ok(UsersConfig {
             schema,
-            url: Secret::new(self.url),
+            url: Secret::new(url),
             time_zone: self.time_zone,
             database_id: self.database_id,
         })
@@ -574,7 +785,8 @@ fn single_domain(domain: Option<&str>, domains: &[String]) -> Result<String, Con
 struct RawAdmin {
     listen: String,
     username: String,
-    password: String,
+    password: Option<String>,
+    password_hash: Option<String>,
     tls_certificate: Option<String>,
     tls_key: Option<String>,
 }
@@ -642,17 +854,26 @@ impl RawConfig {
                     ),
                 )
             })?;
-        if self.component.secret.is_empty() {
+        let log_format = match &self.log_format {
+            Some(value) => LogFormat::parse("log_format", value)?,
+            None => LogFormat::default(),
+        };
+        let component_secret = self
+            .component
+            .secret
+            .ok_or_else(|| missing_secret("component.secret"))?;
+        if component_secret.is_empty() {
             return Err(invalid("component.secret", "must not be empty"));
         }
-        if self.component.secret.len() > MAX_CREDENTIAL_BYTES {
+        if component_secret.len() > MAX_CREDENTIAL_BYTES {
             return Err(invalid(
                 "component.secret",
                 format!("must be at most {MAX_CREDENTIAL_BYTES} bytes"),
             ));
         }
         validate_host_port("component.server", &self.component.server)?;
-        validate_database_url("database.url", &self.database.url)?;
+        let database_url = with_password("database", self.database.url, self.database.password)?;
+        validate_database_url("database.url", &database_url)?;
         let max_connections = in_range(
             "database.max_connections",
             self.database.max_connections,
@@ -675,8 +896,24 @@ impl RawConfig {
                 "must not contain ':' (HTTP Basic authentication could not send it)",
             ));
         }
-        validate_text("admin.password", &self.admin.password, MAX_CREDENTIAL_BYTES)?;
         let admin_tls = self.admin.tls()?;
+        let admin_password = match (self.admin.password, self.admin.password_hash) {
+            (Some(password), None) => {
+                validate_text("admin.password", &password, MAX_CREDENTIAL_BYTES)?;
+                AdminPassword::Plain(Secret::new(password))
+            }
+            (None, Some(hash)) => {
+                validate_password_hash("admin.password_hash", &hash)?;
+                AdminPassword::Hash(Secret::new(hash))
+            }
+            (Some(_), Some(_)) => {
+                return Err(invalid(
+                    "admin.password_hash",
+                    "give either `admin.password` or `admin.password_hash`, not both",
+                ));
+            }
+            (None, None) => return Err(missing_secret("admin.password")),
+        };
         let mut domains = Vec::with_capacity(self.domains.len());
         let mut domain_admins = BTreeMap::new();
         for (name, settings) in self.domains {
@@ -703,11 +940,11 @@ impl RawConfig {
             lease_time: Duration::from_secs(lease_time),
             component: ComponentConfig {
                 jid,
-                secret: Secret::new(self.component.secret),
+                secret: Secret::new(component_secret),
                 server: self.component.server,
             },
             database: DatabaseConfig {
-                url: Secret::new(self.database.url),
+                url: Secret::new(database_url),
                 max_connections: u32::try_from(max_connections)
                     .unwrap_or(DEFAULT_DATABASE_CONNECTIONS),
             },
@@ -715,13 +952,82 @@ impl RawConfig {
             admin: AdminConfig {
                 listen,
                 username: self.admin.username,
-                password: Secret::new(self.admin.password),
+                password: admin_password,
                 tls: admin_tls,
             },
             domains,
             domain_admins,
+            log_format,
         })
     }
+}
+
+/// A secret that no source gave: where it may come from.
+fn missing_secret(key: &str) -> ConfigError {
+    let source = SECRETS
+        .iter()
+        .find(|secret| secret.key == key)
+        .expect("a secret");
+    let env = ENV_OVERRIDES
+        .iter()
+        .find(|(_, overridden)| *overridden == key)
+        .map_or(String::new(), |(name, _)| format!(", {name}"));
+    invalid(
+        key,
+        format!(
+            "missing: give it in the file, as a file (`{key}_file`), as the systemd credential \
+             {}{env}",
+            source.credential
+        ),
+    )
+}
+
+/// `url` with `password` (`<table>.password`) put in as its user's password, percent-encoded;
+/// refused for a URL without a user, one that has a password already, or SQLite.
+fn with_password(
+    table: &str,
+    url: String,
+    password: Option<String>,
+) -> Result<String, ConfigError> {
+    let Some(password) = password else {
+        return Ok(url);
+    };
+    let key = format!("{table}.password");
+    if password.is_empty() {
+        return Err(invalid(&key, "must not be empty"));
+    }
+    let Some((scheme, rest)) = url
+        .split_once("://")
+        .filter(|(scheme, _)| *scheme != "sqlite")
+    else {
+        return Err(invalid(
+            &key,
+            format!("only a postgres:// or mysql:// `{table}.url` takes a password"),
+        ));
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(authority_end);
+    let Some((user, host)) = authority.rsplit_once('@') else {
+        return Err(invalid(
+            &key,
+            format!("`{table}.url` names no user for the password (postgres://user@host/database)"),
+        ));
+    };
+    if user.contains(':') {
+        return Err(invalid(
+            &key,
+            format!("`{table}.url` has a password already; give it in one place only"),
+        ));
+    }
+    let mut encoded = String::with_capacity(password.len() * 3);
+    for byte in password.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {
+            encoded.push(char::from(byte));
+        } else {
+            encoded.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    Ok(format!("{scheme}://{user}:{encoded}@{host}{path}"))
 }
 
 /// `value` if it lies in `range`, or an error naming the key and the range (`unit` follows the
@@ -1280,7 +1586,205 @@ mod tests {
             "fromenv".to_owned(),
         )];
         let config = Config::from_toml(MINIMAL, &env).unwrap();
-        assert_eq!(config.admin.password.expose(), "fromenv");
+        assert_eq!(config.admin.password.plain(), Some("fromenv"));
+    }
+
+    /// A file in `dir` holding `content`; its path.
+    fn secret_file(dir: &Path, name: &str, content: &str) -> String {
+        let path = dir.join(name);
+        std::fs::write(&path, content).unwrap();
+        path.display().to_string()
+    }
+
+    fn env_of(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(name, value)| ((*name).to_owned(), (*value).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn secrets_come_from_files_credentials_and_the_environment_in_that_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let credentials = dir.path().join("credentials");
+        std::fs::create_dir(&credentials).unwrap();
+        let from_file = secret_file(dir.path(), "component", "from-file\n");
+        let text = MINIMAL.replace(
+            "secret = \"s3cret\"",
+            &format!("secret_file = {from_file:?}"),
+        );
+        let config = Config::from_toml(&text, &[]).unwrap();
+        assert_eq!(config.component.secret.expose(), "from-file");
+
+        // A credential wins over the file's key and `_file`, and lacks no table.
+        secret_file(&credentials, "component-secret", "from-credential\r\n");
+        secret_file(&credentials, "admin-password", "admin-from-credential");
+        let env = env_of(&[(CREDENTIALS_DIRECTORY, credentials.to_str().unwrap())]);
+        let config = Config::from_toml(&text, &env).unwrap();
+        assert_eq!(config.component.secret.expose(), "from-credential");
+        assert_eq!(config.admin.password.plain(), Some("admin-from-credential"));
+        let without_password = MINIMAL.replace("password = \"pw\"", "");
+        let config = Config::from_toml(&without_password, &env).unwrap();
+        assert_eq!(config.admin.password.plain(), Some("admin-from-credential"));
+
+        // The environment wins over everything.
+        let mut env = env;
+        env.push(("XMPP_BROADCAST_COMPONENT_SECRET".into(), "from-env".into()));
+        let config = Config::from_toml(&text, &env).unwrap();
+        assert_eq!(config.component.secret.expose(), "from-env");
+    }
+
+    #[test]
+    fn an_unreadable_secret_file_is_named_by_key_and_path_never_by_content() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("missing").display().to_string();
+        let text = MINIMAL.replace("secret = \"s3cret\"", &format!("secret_file = {missing:?}"));
+        let message = error_of(&text);
+        assert!(message.contains("`component.secret_file`"), "{message}");
+        assert!(message.contains(&missing), "{message}");
+        assert!(message.contains("No such file"), "{message}");
+
+        // Not UTF-8: refused, and the bytes are not shown.
+        let binary = dir.path().join("binary");
+        std::fs::write(&binary, b"leak\xffme").unwrap();
+        let text = MINIMAL.replace(
+            "password = \"pw\"",
+            &format!("password_file = {:?}", binary.display().to_string()),
+        );
+        let message = error_of(&text);
+        assert!(message.contains("`admin.password_file`"), "{message}");
+        assert!(!message.contains("leak"), "{message}");
+
+        // A value that fails validation names its key and the file, not the value.
+        let bad = secret_file(dir.path(), "bad", "leak\u{7}me");
+        let text = MINIMAL.replace("password = \"pw\"", &format!("password_file = {bad:?}"));
+        let message = error_of(&text);
+        assert!(message.contains("`admin.password`"), "{message}");
+        assert!(message.contains(&bad), "{message}");
+        assert!(!message.contains("leak"), "{message}");
+    }
+
+    #[test]
+    fn a_secret_and_its_file_together_are_refused() {
+        let text = MINIMAL.replace(
+            "secret = \"s3cret\"",
+            "secret = \"s3cret\"\nsecret_file = \"/x\"",
+        );
+        assert_refused(&text, "component.secret_file", &["not both"]);
+        let text = MINIMAL.replace("secret = \"s3cret\"", "secret_file = 3");
+        assert_refused(&text, "component.secret_file", &["path of a file"]);
+    }
+
+    #[test]
+    fn a_missing_secret_says_where_it_may_come_from() {
+        let text = MINIMAL.replace("secret = \"s3cret\"", "");
+        assert_refused(
+            &text,
+            "component.secret",
+            &[
+                "component.secret_file",
+                "component-secret",
+                "XMPP_BROADCAST_COMPONENT_SECRET",
+            ],
+        );
+        let text = MINIMAL.replace("password = \"pw\"", "");
+        assert_refused(&text, "admin.password", &["admin-password"]);
+    }
+
+    #[test]
+    fn the_global_admin_may_be_given_by_a_hash() {
+        let hash = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0$O5UYdPHmNKfyVV1Z8cZ2AcyGC2/dC8ZNQoHgGJFpAX8";
+        let text = MINIMAL.replace("password = \"pw\"", &format!("password_hash = \"{hash}\""));
+        let config = Config::from_toml(&text, &[]).unwrap();
+        assert_eq!(
+            config.admin.password,
+            AdminPassword::Hash(Secret::new(hash))
+        );
+        assert_eq!(config.admin.password.plain(), None);
+        let both = MINIMAL.replace(
+            "password = \"pw\"",
+            &format!("password = \"pw\"\npassword_hash = \"{hash}\""),
+        );
+        assert_refused(&both, "admin.password_hash", &["not both"]);
+        let wrong = MINIMAL.replace("password = \"pw\"", "password_hash = \"pw\"");
+        assert_refused(
+            &wrong,
+            "admin.password_hash",
+            &["not an argon2 password hash"],
+        );
+    }
+
+    #[test]
+    fn a_database_password_is_put_into_its_url() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = secret_file(dir.path(), "db", "p@ss:w/rd é\n");
+        let text = MINIMAL
+            .replace(
+                "sqlite:///tmp/jobs.db",
+                "postgres://xb@127.0.0.1:5432/jobs?sslmode=disable",
+            )
+            .replace(
+                "[database]",
+                &format!("[database]\npassword_file = {file:?}"),
+            );
+        let config = Config::from_toml(&text, &[]).unwrap();
+        assert_eq!(
+            config.database.url.expose(),
+            "postgres://xb:p%40ss%3Aw%2Frd%20%C3%A9@127.0.0.1:5432/jobs?sslmode=disable"
+        );
+        let options = PgConnectOptions::from_str(config.database.url.expose()).unwrap();
+        assert_eq!(options.get_username(), "xb");
+
+        let users = MINIMAL
+            .replace(
+                "sqlite:///var/lib/prosody/prosody.sqlite",
+                "mysql://reader@db/prosody",
+            )
+            .replace("[users]", "[users]\npassword = \"pw2\"");
+        let config = Config::from_toml(&users, &[]).unwrap();
+        assert_eq!(config.users.url.expose(), "mysql://reader:pw2@db/prosody");
+
+        let cases = [
+            ("postgres://127.0.0.1/jobs", "names no user"),
+            (
+                "postgres://xb:other@127.0.0.1/jobs",
+                "has a password already",
+            ),
+            ("sqlite:///tmp/jobs.db", "only a postgres:// or mysql://"),
+        ];
+        for (url, needle) in cases {
+            let text = MINIMAL
+                .replace("sqlite:///tmp/jobs.db", url)
+                .replace("[database]", "[database]\npassword = \"hunter2\"");
+            assert_refused(&text, "database.password", &[needle]);
+            assert!(!error_of(&text).contains("hunter2"));
+        }
+    }
+
+    #[test]
+    fn the_log_format_is_text_or_json() {
+        assert_eq!(
+            Config::from_toml(MINIMAL, &[]).unwrap().log_format,
+            LogFormat::Text
+        );
+        let json = with_top("log_format = \"json\"");
+        assert_eq!(
+            Config::from_toml(&json, &[]).unwrap().log_format,
+            LogFormat::Json
+        );
+        let env = env_of(&[(LogFormat::ENV, "text")]);
+        assert_eq!(
+            Config::from_toml(&json, &env).unwrap().log_format,
+            LogFormat::Text
+        );
+        assert_refused(
+            &with_top("log_format = \"xml\""),
+            "log_format",
+            &["\"xml\""],
+        );
+        let env = env_of(&[(LogFormat::ENV, "yaml")]);
+        let message = Config::from_toml(MINIMAL, &env).unwrap_err().to_string();
+        assert!(message.contains("`log_format`"), "{message}");
     }
 
     #[test]

@@ -6,14 +6,24 @@
 //! [`SafeFields`]: control characters (and the Unicode line and paragraph separators) are
 //! escaped as `\n`, `\r`, `\t` or `\u{…}`, and each value is cut after [`MAX_VALUE_CHARS`]
 //! characters with a note of how much was left out.
+//!
+//! Two formats ([`LogFormat`]): text, as above, and JSON — one object per line with
+//! `timestamp`, `level`, `target`, `message`, the event's fields and those of the spans it is
+//! in (a job's `job_id` and `domain`), each value cut as in the text. JSON's own escaping keeps
+//! every control character inside its string, so no value can end the line.
 
 use std::fmt::{self, Write as _};
 
+use serde_json::{Map, Value};
 use tracing::field::{Field, Visit};
+use tracing::{Event, Subscriber};
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::field::RecordFields;
-use tracing_subscriber::fmt::FormatFields;
 use tracing_subscriber::fmt::format::Writer;
+use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, FormattedFields};
+use tracing_subscriber::registry::LookupSpan;
+
+pub use crate::config::LogFormat;
 
 /// Longest value written whole; a longer one is cut there and marked.
 pub const MAX_VALUE_CHARS: usize = 200;
@@ -22,16 +32,143 @@ pub const MAX_VALUE_CHARS: usize = 200;
 const DEFAULT_FILTER: &str = "info,sqlx=warn";
 
 /// Installs the process' logger: stderr, filtered by `XMPP_BROADCAST_LOG` (tracing's
-/// `EnvFilter` syntax), colours only on a terminal, values through [`SafeFields`].
-pub fn init() {
+/// `EnvFilter` syntax); text with colours only on a terminal, values through [`SafeFields`],
+/// or JSON lines ([`JsonLines`]).
+pub fn init(format: LogFormat) {
     let filter = EnvFilter::try_from_env("XMPP_BROADCAST_LOG")
         .unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER));
-    tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .fmt_fields(SafeFields)
-        .init();
+        .with_writer(std::io::stderr);
+    // A second logger cannot be installed (tests run several commands in one process).
+    let _ = match format {
+        LogFormat::Text => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .fmt_fields(SafeFields)
+            .try_init(),
+        LogFormat::Json => builder
+            .with_ansi(false)
+            .fmt_fields(JsonFields)
+            .event_format(JsonLines)
+            .try_init(),
+    };
+}
+
+/// The log format `XMPP_BROADCAST_LOG_FORMAT` asks for (text if unset); for commands that
+/// read no config. An unknown value is an error naming the variable.
+pub fn format_from_env() -> Result<LogFormat, crate::config::ConfigError> {
+    match std::env::var(LogFormat::ENV) {
+        Ok(value) => LogFormat::parse(LogFormat::ENV, &value),
+        Err(_) => Ok(LogFormat::Text),
+    }
+}
+
+/// Formats fields as one JSON object, each value cut as [`SafeFields`] cuts it; used for the
+/// fields of spans, which [`JsonLines`] merges into each event's object.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct JsonFields;
+
+impl<'writer> FormatFields<'writer> for JsonFields {
+    fn format_fields<R: RecordFields>(
+        &self,
+        mut writer: Writer<'writer>,
+        fields: R,
+    ) -> fmt::Result {
+        let mut visitor = JsonVisitor::default();
+        fields.record(&mut visitor);
+        write!(writer, "{}", Value::Object(visitor.0))
+    }
+
+    fn add_fields(
+        &self,
+        current: &'writer mut FormattedFields<Self>,
+        fields: &tracing::span::Record<'_>,
+    ) -> fmt::Result {
+        let mut visitor = JsonVisitor(parse_object(&current.fields));
+        fields.record(&mut visitor);
+        current.fields = Value::Object(visitor.0).to_string();
+        Ok(())
+    }
+}
+
+fn parse_object(text: &str) -> Map<String, Value> {
+    match serde_json::from_str(text) {
+        Ok(Value::Object(map)) => map,
+        _ => Map::new(),
+    }
+}
+
+/// One JSON object per event and line: `timestamp` (UTC, RFC 3339), `level`, `target`,
+/// `message`, the fields of the spans the event is in (outermost first), then the event's own.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct JsonLines;
+
+impl<S, N> FormatEvent<S, N> for JsonLines
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'writer> FormatFields<'writer> + 'static,
+{
+    fn format_event(
+        &self,
+        ctx: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &Event<'_>,
+    ) -> fmt::Result {
+        let mut object = Map::new();
+        if let Some(scope) = ctx.event_scope() {
+            for span in scope.from_root() {
+                if let Some(fields) = span.extensions().get::<FormattedFields<N>>() {
+                    object.extend(parse_object(fields));
+                }
+            }
+        }
+        let mut visitor = JsonVisitor(Map::new());
+        event.record(&mut visitor);
+        object.extend(visitor.0);
+        let metadata = event.metadata();
+        let timestamp = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+        object.insert("timestamp".into(), Value::String(timestamp));
+        object.insert("level".into(), Value::String(metadata.level().to_string()));
+        object.insert("target".into(), Value::String(metadata.target().to_owned()));
+        writeln!(writer, "{}", Value::Object(object))
+    }
+}
+
+/// Collects fields as JSON values: numbers and booleans as such, everything else as a string
+/// cut after [`MAX_VALUE_CHARS`] characters.
+#[derive(Default)]
+struct JsonVisitor(Map<String, Value>);
+
+impl JsonVisitor {
+    fn text(&mut self, field: &Field, value: fmt::Arguments<'_>) {
+        let mut text = String::new();
+        let mut cut = Escaped::cut_only(&mut text);
+        let _ = cut.write_fmt(value);
+        let _ = cut.finish();
+        self.0.insert(field.name().to_owned(), Value::String(text));
+    }
+}
+
+impl Visit for JsonVisitor {
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.0.insert(field.name().to_owned(), value.into());
+    }
+
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        self.0.insert(field.name().to_owned(), value.into());
+    }
+
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        self.0.insert(field.name().to_owned(), value.into());
+    }
+
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.text(field, format_args!("{value}"));
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        self.text(field, format_args!("{value:?}"));
+    }
 }
 
 /// Formats an event's fields as `message key=value …`, each value escaped and cut.
@@ -89,10 +226,11 @@ impl Visit for SafeVisitor<'_> {
     }
 }
 
-/// A writer that escapes control characters and stops after [`MAX_VALUE_CHARS`] characters,
-/// counting what it left out.
+/// A writer that escapes control characters (unless JSON does it) and stops after
+/// [`MAX_VALUE_CHARS`] characters, counting what it left out.
 struct Escaped<'a, W: fmt::Write> {
     inner: &'a mut W,
+    escape: bool,
     written: usize,
     left_out: usize,
 }
@@ -101,8 +239,17 @@ impl<'a, W: fmt::Write> Escaped<'a, W> {
     fn new(inner: &'a mut W) -> Self {
         Escaped {
             inner,
+            escape: true,
             written: 0,
             left_out: 0,
+        }
+    }
+
+    /// Keeps the characters as they are (for a JSON string, which escapes them itself).
+    fn cut_only(inner: &'a mut W) -> Self {
+        Escaped {
+            escape: false,
+            ..Escaped::new(inner)
         }
     }
 
@@ -123,6 +270,10 @@ impl<W: fmt::Write> fmt::Write for Escaped<'_, W> {
                 continue;
             }
             self.written += 1;
+            if !self.escape {
+                self.inner.write_char(c)?;
+                continue;
+            }
             match c {
                 '\n' => self.inner.write_str("\\n")?,
                 '\r' => self.inner.write_str("\\r")?,
@@ -156,6 +307,80 @@ mod tests {
         fn flush(&mut self) -> io::Result<()> {
             Ok(())
         }
+    }
+
+    /// What the JSON logger writes for `log`.
+    fn logged_json(log: impl FnOnce()) -> String {
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .fmt_fields(JsonFields)
+            .event_format(JsonLines)
+            .finish();
+        tracing::subscriber::with_default(subscriber, log);
+        String::from_utf8(captured.0.lock().unwrap().clone()).unwrap()
+    }
+
+    /// Each line of `text` parsed as a JSON object.
+    fn objects(text: &str) -> Vec<Map<String, Value>> {
+        text.lines()
+            .map(|line| match serde_json::from_str(line) {
+                Ok(Value::Object(object)) => object,
+                other => panic!("not a JSON object: {line:?} ({other:?})"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn json_lines_are_one_object_per_event_with_the_spans_fields() {
+        let name = "notice\n{\"forged\": true}\r\u{1b}[31m\u{2028}\u{0}\"}";
+        let text = logged_json(|| {
+            let span = tracing::info_span!("job", job_id = 7_i64, domain = %"example.com");
+            let _entered = span.enter();
+            tracing::info!(name = %name, processed = 3_u64, done = true, error = ?name, "broadcast started");
+            tracing::warn!(job_id = 8_i64, "the event's own field wins");
+        });
+        assert_eq!(text.lines().count(), 2, "{text}");
+        let objects = objects(&text);
+        let first = &objects[0];
+        assert_eq!(first["message"], "broadcast started");
+        assert_eq!(first["level"], "INFO");
+        assert_eq!(first["job_id"], 7);
+        assert_eq!(first["domain"], "example.com");
+        assert_eq!(first["name"], name);
+        assert_eq!(first["processed"], 3);
+        assert_eq!(first["done"], true);
+        assert_eq!(first["error"], format!("{name:?}"));
+        assert!(first["target"].as_str().unwrap().contains("logging"));
+        chrono::DateTime::parse_from_rfc3339(first["timestamp"].as_str().unwrap()).unwrap();
+        assert_eq!(objects[1]["job_id"], 8);
+        assert_eq!(objects[1]["domain"], "example.com");
+        assert!(!text.contains('\u{1b}'), "{text}");
+    }
+
+    #[test]
+    fn a_long_json_value_is_cut_and_marked() {
+        let name = "é".repeat(200_000);
+        let text = logged_json(|| tracing::info!(name = %name, "broadcast started"));
+        let objects = objects(&text);
+        let expected = format!("{}…[199800 more characters]", "é".repeat(200));
+        assert_eq!(objects[0]["name"], expected);
+        assert!(text.len() < 1000, "{} bytes logged", text.len());
+    }
+
+    #[test]
+    fn a_span_field_recorded_later_is_kept() {
+        let text = logged_json(|| {
+            let span = tracing::info_span!("job", job_id = 1_i64, domain = tracing::field::Empty);
+            span.record("domain", "example.org");
+            let _entered = span.enter();
+            tracing::info!("worker started");
+        });
+        let objects = objects(&text);
+        assert_eq!(objects[0]["domain"], "example.org");
+        assert_eq!(objects[0]["job_id"], 1);
     }
 
     fn logged(log: impl FnOnce()) -> String {

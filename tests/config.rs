@@ -554,3 +554,71 @@ async fn check_config_warns_about_running_jobs_the_instance_may_not_run() {
     );
     app.stop().await.expect("stop");
 }
+
+/// The lines of a TOML file that are not comments or blank.
+fn effective_lines(text: &str) -> Vec<&str> {
+    text.lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty() && !line.starts_with('#'))
+        .collect()
+}
+
+#[test]
+fn the_packaged_config_is_the_example_without_its_secrets() {
+    let packaged_path = concat!(env!("CARGO_MANIFEST_DIR"), "/debian/component.toml");
+    let packaged = fs::read_to_string(packaged_path).expect("read debian/component.toml");
+    let example = fs::read_to_string(EXAMPLE).expect("read the example");
+    let secrets = ["secret = ", "password = "];
+    let expected: Vec<&str> = effective_lines(&example)
+        .into_iter()
+        .filter(|line| !secrets.iter().any(|secret| line.starts_with(secret)))
+        .collect();
+    assert_eq!(effective_lines(&packaged), expected);
+
+    // Without the unit's credentials it says where the secret may come from; with them
+    // (as systemd hands them over) it is valid.
+    let output = check_config(Path::new(packaged_path));
+    assert!(!output.status.success(), "{}", text(&output));
+    let message = text(&output);
+    assert!(message.contains("`component.secret`"), "{message}");
+    assert!(message.contains("credential component-secret"), "{message}");
+    let credentials = scratch_dir("credentials");
+    fs::write(
+        credentials.path().join("component-secret"),
+        "xbtest-component-secret-Q7v2\n",
+    )
+    .expect("write credential");
+    fs::write(
+        credentials.path().join("admin-password"),
+        "xbtest-admin-password-K3m8\n",
+    )
+    .expect("write credential");
+    let output = serve::command()
+        .args(["check-config", "--offline", "--config", packaged_path])
+        .env("CREDENTIALS_DIRECTORY", credentials.path())
+        .output()
+        .expect("run check-config");
+    assert!(output.status.success(), "{}", text(&output));
+    support::secrets::assert_no_secret("check-config", &text(&output));
+}
+
+#[test]
+fn an_unreadable_secret_file_stops_serve_naming_its_key_and_path() {
+    let dir = scratch_dir("secret-file");
+    let missing = dir.path().join("no-such-secret");
+    let example = fs::read_to_string(EXAMPLE).expect("read the example");
+    let config = example.replace(
+        "secret = \"change-me\"",
+        &format!("secret_file = {:?}", missing.display().to_string()),
+    );
+    let path = dir.path().join("component.toml");
+    fs::write(&path, config).expect("write config");
+    let output = run(&["serve", "--config", path.to_str().expect("UTF-8")]);
+    assert!(!output.status.success());
+    let message = text(&output);
+    assert!(message.contains("`component.secret_file`"), "{message}");
+    assert!(
+        message.contains(&missing.display().to_string()),
+        "{message}"
+    );
+}

@@ -1,7 +1,8 @@
 //! Who is calling: HTTP Basic authentication of the global admin and of domain admins.
 //!
 //! The global admin's credentials are compared as SHA-1 digests, so the comparison takes the
-//! same time whatever the supplied password shares with the real one. A domain admin logs in as
+//! same time whatever the supplied password shares with the real one; a global admin given by
+//! an argon2 hash (`admin.password_hash`) is verified as a domain admin is, below. A domain admin logs in as
 //! `admin@<domain>` with a password checked against the argon2 hash in the config; successful
 //! checks are remembered (as digests, at most [`MAX_VERIFIED`]) so that a script's requests do
 //! not each pay for argon2. Every other attempt costs one argon2 verification on the
@@ -63,7 +64,7 @@ pub struct Credentials {
 }
 
 struct Inner {
-    global_digest: [u8; 20],
+    global: Global,
     /// Domain admins' hashes by domain; a hash that does not parse (the config refuses it)
     /// matches no password.
     domain_admins: BTreeMap<String, Option<Arc<PasswordHash>>>,
@@ -71,6 +72,24 @@ struct Inner {
     verified: Mutex<Verified>,
     limiter: FailureLimiter,
     verifier: Verifier,
+}
+
+/// How the global admin is recognised.
+enum Global {
+    /// By the digest of `user:password`.
+    Digest([u8; 20]),
+    /// By its user name and the argon2 hash of its password (`None`: a hash that does not
+    /// parse, which the config refuses, matches no password).
+    Hash {
+        username: String,
+        hash: Option<Arc<PasswordHash>>,
+    },
+}
+
+/// The global admin's password as the config gives it.
+pub enum GlobalPassword<'a> {
+    Plain(&'a str),
+    Hash(&'a Secret),
 }
 
 /// A bounded set, oldest entry forgotten first.
@@ -106,6 +125,39 @@ impl Credentials {
         domain_admins: BTreeMap<String, Secret>,
         limits: LoginLimits,
     ) -> Self {
+        Credentials::build(
+            username,
+            GlobalPassword::Plain(password),
+            domain_admins,
+            limits,
+        )
+    }
+
+    /// The global admin, by its password or its hash, and the domain admins, with the
+    /// documented login limits.
+    pub fn for_global(
+        username: &str,
+        password: GlobalPassword<'_>,
+        domain_admins: BTreeMap<String, Secret>,
+    ) -> Self {
+        Credentials::build(username, password, domain_admins, LoginLimits::default())
+    }
+
+    fn build(
+        username: &str,
+        password: GlobalPassword<'_>,
+        domain_admins: BTreeMap<String, Secret>,
+        limits: LoginLimits,
+    ) -> Self {
+        let global = match password {
+            GlobalPassword::Plain(password) => {
+                Global::Digest(digest(format!("{username}:{password}").as_bytes()))
+            }
+            GlobalPassword::Hash(hash) => Global::Hash {
+                username: username.to_owned(),
+                hash: PasswordHash::new(hash.expose()).ok().map(Arc::new),
+            },
+        };
         let domain_admins: BTreeMap<_, _> = domain_admins
             .into_iter()
             .map(|(domain, hash)| {
@@ -113,11 +165,20 @@ impl Credentials {
                 (domain, parsed)
             })
             .collect();
-        let template = domain_admins.values().flatten().next().map(Arc::as_ref);
+        let global_hash = match &global {
+            Global::Hash { hash, .. } => hash.as_deref(),
+            Global::Digest(_) => None,
+        };
+        let template = domain_admins
+            .values()
+            .flatten()
+            .next()
+            .map(Arc::as_ref)
+            .or(global_hash);
         let dummy = login::dummy_hash(template);
         Credentials {
             inner: Arc::new(Inner {
-                global_digest: digest(format!("{username}:{password}").as_bytes()),
+                global,
                 domain_admins,
                 verified: Mutex::new(Verified::default()),
                 limiter: FailureLimiter::new(limits),
@@ -136,19 +197,30 @@ impl Credentials {
         let header = header.ok_or(Denied::Missing)?;
         let supplied = basic_credentials(header).ok_or(Denied::Wrong)?;
         let supplied_digest = digest(&supplied);
-        if supplied_digest == inner.global_digest {
+        if let Global::Digest(global) = &inner.global
+            && supplied_digest == *global
+        {
             return Ok(Principal::GlobalAdmin);
         }
         let colon = supplied.iter().position(|byte| *byte == b':');
         let colon = colon.ok_or(Denied::Wrong)?;
         let (user, password) = (&supplied[..colon], &supplied[colon + 1..]);
         let user = String::from_utf8_lossy(user);
-        let admin = domain_of_admin(&user)
-            .and_then(|domain| Some((inner.domain_admins.get(&domain)?.clone(), domain)));
-        if let Some((_, domain)) = &admin
+        let admin = match &inner.global {
+            Global::Hash { username, hash } if *username == user => {
+                Some((hash.clone(), Principal::GlobalAdmin))
+            }
+            _ => domain_of_admin(&user).and_then(|domain| {
+                Some((
+                    inner.domain_admins.get(&domain)?.clone(),
+                    Principal::DomainAdmin(domain),
+                ))
+            }),
+        };
+        if let Some((_, principal)) = &admin
             && inner.verified().set.contains(&supplied_digest)
         {
-            return Ok(Principal::DomainAdmin(domain.clone()));
+            return Ok(principal.clone());
         }
         // Anything else costs an argon2 verification, unless the client or the account has
         // failed too often.
@@ -156,8 +228,8 @@ impl Credentials {
             .limiter
             .check(client, &user)
             .map_err(Denied::Limited)?;
-        let (target, domain) = match admin {
-            Some((Some(hash), domain)) => (Target::Known(hash), Some(domain)),
+        let (target, principal) = match admin {
+            Some((Some(hash), principal)) => (Target::Known(hash), Some(principal)),
             Some((None, _)) | None => (Target::Unknown, None),
         };
         let matches = inner
@@ -165,11 +237,11 @@ impl Credentials {
             .verify(target, password.to_vec())
             .await
             .map_err(|_| Denied::Busy)?;
-        match domain {
-            Some(domain) if matches => {
+        match principal {
+            Some(principal) if matches => {
                 inner.verified().insert(supplied_digest);
                 inner.limiter.succeeded(&user);
-                Ok(Principal::DomainAdmin(domain))
+                Ok(principal)
             }
             _ => {
                 inner.limiter.failed(client, &user);
@@ -265,6 +337,42 @@ pub(crate) mod tests {
     }
 
     const HOME: Option<IpAddr> = Some(IpAddr::V4(Ipv4Addr::LOCALHOST));
+
+    #[tokio::test]
+    async fn checks_a_global_admin_given_by_its_hash() {
+        let hash = Secret::new(test_hash("globalpw", 64));
+        let admins = BTreeMap::from([(
+            "example.com".to_owned(),
+            Secret::new(test_hash("domainpw", 64)),
+        )]);
+        let credentials = Credentials::for_global("root", GlobalPassword::Hash(&hash), admins);
+        for _ in 0..2 {
+            // The second time from the verified cache.
+            let global = credentials.check(Some(&basic("root:globalpw")), HOME).await;
+            assert_eq!(global, Ok(Principal::GlobalAdmin));
+        }
+        assert_eq!(
+            credentials
+                .verifier_stats()
+                .verified
+                .load(Ordering::Relaxed),
+            1
+        );
+        for wrong in ["root:domainpw", "root:", "admin:globalpw", "root:globalpw "] {
+            let denied = credentials.check(Some(&basic(wrong)), HOME).await;
+            assert_eq!(denied, Err(Denied::Wrong), "{wrong}");
+        }
+        let domain = credentials
+            .check(Some(&basic("admin@example.com:domainpw")), HOME)
+            .await;
+        assert_eq!(domain, Ok(Principal::DomainAdmin("example.com".into())));
+        // The hash itself is not a password.
+        let hash_as_password = format!("root:{}", hash.expose());
+        let denied = credentials
+            .check(Some(&basic(&hash_as_password)), HOME)
+            .await;
+        assert_eq!(denied, Err(Denied::Wrong));
+    }
 
     #[tokio::test]
     async fn checks_the_global_admin() {

@@ -41,7 +41,7 @@ use warp::Filter;
 use warp::http::StatusCode;
 use warp::reply::{Reply, Response};
 
-pub use auth::{Credentials, Principal, hash_password};
+pub use auth::{Credentials, GlobalPassword, Principal, hash_password};
 pub use codes::ErrorCode;
 pub use listener::{
     CLIENT_IDLE_TIMEOUT, HEADER_TIMEOUT, ListenerLimits, MAX_CONNECTIONS, STALL_TIMEOUT,

@@ -279,8 +279,9 @@ impl Manager {
             match job {
                 Ok(job) => {
                     let processed = job.recipients_processed;
+                    let domain = job.domain.clone();
                     if self.launch(job, lease, false) {
-                        tracing::info!(job_id, processed, "resuming job");
+                        tracing::info!(job_id, %domain, processed, "resuming job");
                         resumed += 1;
                     }
                 }
@@ -344,6 +345,7 @@ impl Manager {
             if pending.contains_key(&job_id) {
                 tracing::warn!(
                     job_id,
+                    domain,
                     "not running the job: an administrator's abort of it waits to be recorded"
                 );
                 return None;
@@ -378,7 +380,9 @@ impl Manager {
         work: impl Future<Output = Option<JobEnd>> + Send + 'static,
     ) {
         let manager = self.clone();
-        self.inner.tasks.spawn(async move {
+        // Every event of the job's worker and of its end carries the job's id and domain.
+        let span = tracing::info_span!("job", job_id = lease.job_id, domain = %domain);
+        let task = async move {
             let end = supervised(work).await;
             let inner = &manager.inner;
             let job_id = lease.job_id;
@@ -409,7 +413,10 @@ impl Manager {
                 // A scheduled job of the domain may be waiting for this one to end.
                 manager.wake_scheduler();
             }
-        });
+        };
+        self.inner
+            .tasks
+            .spawn(tracing::Instrument::instrument(task, span));
     }
 
     /// Ends the job of a worker that panicked as ABORT_ERROR with the panic's message, fenced

@@ -20,8 +20,9 @@ pub struct ConfigArg {
 
 /// `serve`: binds `admin.listen` and runs the component until SIGTERM or SIGINT.
 pub fn serve_command(arg: ConfigArg) -> anyhow::Result<()> {
+    let config = Config::load(&arg.config)?;
+    crate::logging::init(config.log_format);
     with_runtime(async move {
-        let config = Config::load(&arg.config)?;
         let shutdown = crate::app::shutdown_on_signal();
         let listener = crate::admin::bind(config.admin.listen).await?;
         crate::app::run(config, listener, shutdown).await
@@ -84,6 +85,46 @@ async fn check_databases(config: &Config) -> anyhow::Result<()> {
     for conflict in scope.conflicts(&config.node_name, &jobs) {
         eprintln!("warning: {conflict}");
     }
+    Ok(())
+}
+
+/// The arguments of `generate`.
+#[derive(Debug, clap::Args)]
+pub struct GenerateArgs {
+    /// The directory to write into: `man/` (one page per command) and `completions/` (bash,
+    /// zsh, fish) are made in it.
+    #[arg(long, value_name = "DIR")]
+    pub out_dir: PathBuf,
+}
+
+/// `generate`: the man pages and shell completions, from the command line's own definition
+/// (the Debian package ships them).
+pub fn generate(args: GenerateArgs) -> anyhow::Result<()> {
+    use clap::CommandFactory as _;
+    use clap_complete::Shell;
+    let man = args.out_dir.join("man");
+    let completions = args.out_dir.join("completions");
+    for dir in [&man, &completions] {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    let command = super::Cli::command();
+    clap_mangen::generate_to(command.clone(), &man)
+        .with_context(|| format!("cannot write the man pages into {}", man.display()))?;
+    for shell in [Shell::Bash, Shell::Zsh, Shell::Fish] {
+        let mut command = command.clone();
+        let name = command.get_name().to_owned();
+        clap_complete::generate_to(shell, &mut command, name, &completions).with_context(|| {
+            format!(
+                "cannot write the {shell} completions into {}",
+                completions.display()
+            )
+        })?;
+    }
+    out!(
+        "man pages in {}, completions in {}",
+        man.display(),
+        completions.display()
+    );
     Ok(())
 }
 

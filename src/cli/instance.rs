@@ -107,7 +107,7 @@ impl InstanceArgs {
         let password = self.password.clone().or_else(|| {
             config
                 .as_ref()
-                .map(|c| c.admin.password.expose().to_owned())
+                .and_then(|c| c.admin.password.plain().map(str::to_owned))
         });
         let credentials = user.map(|user| (user, password.unwrap_or_default()));
         let roots = match &self.ca_file {

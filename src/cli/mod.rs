@@ -174,13 +174,26 @@ pub enum Command {
     /// Example: xmpp-broadcast count example.com --sample 10
     #[command(after_long_help = exit::codes_help())]
     Count(jobs::CountArgs),
+    /// Write the man pages and shell completions (for packaging).
+    #[command(hide = true)]
+    Generate(component::GenerateArgs),
 }
 
 /// Runs a parsed command line; the exit code says whether it worked.
 pub fn run(cli: Cli) -> ExitCode {
-    crate::logging::init();
+    // `serve` logs in the format of its config file (or the environment's), once it has read it.
+    if !matches!(cli.command, Command::Serve(_)) {
+        match crate::logging::format_from_env() {
+            Ok(format) => crate::logging::init(format),
+            Err(err) => {
+                eprintln!("error: {err}");
+                return ExitCode::from(2);
+            }
+        }
+    }
     let result = match cli.command {
         Command::Serve(arg) => component::serve_command(arg),
+        Command::Generate(args) => component::generate(args),
         Command::Migrate(arg) => component::migrate(arg),
         Command::CheckConfig(arg) => component::check_config(arg),
         Command::Schema => component::schema(),

@@ -8,6 +8,7 @@ use xmpp_broadcast::admin::client::{TrustedRoots, http_client_builder};
 
 use super::Deadline;
 use super::prosody::DOMAIN;
+use super::secrets::assert_no_secret;
 
 /// Every field of the `Broadcast` object.
 const BROADCAST_FIELDS: &str = "id name domain messageSubject messageBody senderJid messageRate \
@@ -161,7 +162,9 @@ impl Admin {
             .await
             .ok()?;
         assert_eq!(response.status(), 200, "GET /health");
-        Some(response.json().await.expect("/health returns JSON"))
+        let text = response.text().await.expect("read /health");
+        assert_no_secret("GET /health", &text);
+        Some(serde_json::from_str(&text).expect("/health returns JSON"))
     }
 
     /// Posts a GraphQL request; returns the HTTP status and the JSON body (a JSON string
@@ -187,6 +190,7 @@ impl Admin {
         let response = request.send().await.expect("POST /api/graphql");
         let status = response.status().as_u16();
         let text = response.text().await.expect("read GraphQL response");
+        assert_no_secret("an answer of /api/graphql", &text);
         let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
         (status, body)
     }
@@ -207,6 +211,7 @@ impl Admin {
             .unwrap_or_default()
             .to_owned();
         let text = response.text().await.expect("read GET response");
+        assert_no_secret(&format!("GET {path}"), &text);
         (status, content_type, text)
     }
 

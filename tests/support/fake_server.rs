@@ -13,7 +13,7 @@ use tokio::net::{TcpListener, TcpStream};
 use super::stanza::sha1_hex;
 
 /// The component secret the fake server expects.
-pub const SECRET: &str = "s3cret";
+pub const SECRET: &str = "xbtest-fake-server-secret-W2c5";
 /// The component JID the fake server greets.
 pub const COMPONENT_JID: &str = "broadcast.example.com";
 

@@ -17,7 +17,8 @@
 //! * [`stanza`] — the expected message id and a structural check of stored stanzas;
 //! * [`tls`] — a CA and server certificates for the admin listener's HTTPS, and a client that
 //!   tells which certificate a server presents;
-//! * [`process`] — child-process plumbing (signals, bounded waits, logs shown on failure).
+//! * [`process`] — child-process plumbing (signals, bounded waits, logs shown on failure);
+//! * [`secrets`] — the suite's secrets, and the check that no log or answer shows one.
 //!
 //! Missing prerequisites (prosody, the Python venv, PostgreSQL) make tests fail with a
 //! message that says how to provide them; nothing is skipped.
@@ -37,6 +38,7 @@ pub mod process;
 pub mod prosody;
 pub mod proxy;
 pub mod scenarios;
+pub mod secrets;
 pub mod serve;
 pub mod stanza;
 pub mod tls;

@@ -29,7 +29,7 @@ pub const OTHER_DOMAIN: &str = "example.org";
 /// The broadcast component's JID.
 pub const COMPONENT_JID: &str = "broadcast.example.com";
 /// The component's shared secret.
-pub const COMPONENT_SECRET: &str = "s3cret";
+pub const COMPONENT_SECRET: &str = "xbtest-component-secret-Q7v2";
 
 /// How long Prosody may take to accept a component handshake (measured: ~0.1 s).
 const START_TIMEOUT: Duration = Duration::from_secs(20);
@@ -41,7 +41,7 @@ const OFFLINE_SQL: &str = r#"SELECT "user", "value" FROM "prosodyarchive"
 
 /// Prosody's login on MariaDB.
 const MARIADB_USER: &str = "xb_prosody";
-const MARIADB_PASSWORD: &str = "xb-prosody-pw";
+pub const MARIADB_PASSWORD: &str = "xbtest-mariadb-password-R4n6";
 
 /// Where Prosody keeps its data (`storage = "sql"`).
 pub enum ProsodyStorage {

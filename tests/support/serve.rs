@@ -14,6 +14,7 @@ use super::mysql::MySqlDatabase;
 use super::pg::PgDatabase;
 use super::process::{self, LogFile};
 use super::prosody::{COMPONENT_JID, COMPONENT_SECRET, DOMAIN, Prosody};
+use super::secrets::assert_no_secret;
 use super::{Deadline, free_port, scratch_dir};
 
 /// The product binary built by cargo for integration tests.
@@ -21,7 +22,7 @@ pub const BINARY: &str = env!("CARGO_BIN_EXE_xmpp-broadcast");
 /// Admin API username written into every test config.
 pub const ADMIN_USER: &str = "admin";
 /// Admin API password written into every test config.
-pub const ADMIN_PASSWORD: &str = "adminpw";
+pub const ADMIN_PASSWORD: &str = "xbtest-admin-password-K3m8";
 
 /// A command running the product binary, shielded from `XMPP_BROADCAST_*` overrides in
 /// the caller's environment so that only the test's config counts.
@@ -377,5 +378,8 @@ impl Drop for Serve {
             process::terminate(child, Duration::from_secs(10));
         }
         self.log.print_if_panicking();
+        if !std::thread::panicking() {
+            assert_no_secret("the log of xmpp-broadcast serve", &self.log());
+        }
     }
 }
