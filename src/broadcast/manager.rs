@@ -328,6 +328,24 @@ impl Manager {
         true
     }
 
+    /// Reads back a job this instance has just claimed under `lease` (created, resumed or
+    /// started from its schedule here) and launches its worker ([`Manager::launch`]). If it
+    /// cannot be read, the lease stays this instance's and the ownership check adopts the job.
+    pub async fn launch_stored(&self, lease: Lease, new: bool) {
+        let job_id = lease.job_id;
+        match self.inner.store.get_job(job_id).await {
+            Ok(Some(job)) => {
+                self.launch(job, lease, new);
+            }
+            Ok(None) => {}
+            Err(err) => tracing::warn!(
+                job_id,
+                error = %err,
+                "cannot read a job just claimed back; the ownership check resumes it"
+            ),
+        }
+    }
+
     /// Enters a worker of `job_id` under a lease of `epoch` in the map and counts it live;
     /// returns the token that stops it, or `None` if the job already has a worker here or its
     /// abort is waiting to be recorded.

@@ -140,19 +140,8 @@ impl Manager {
             Err(StoreError::RunningJobExists) => return Attempt::Later,
             Err(err) => return self.later(job_id, &err),
         };
-        match self.store().get_job(job_id).await {
-            Ok(Some(started)) => {
-                tracing::info!(job_id, domain = %job.domain, recipients = snapshot.len(), "scheduled broadcast started");
-                self.launch(started, lease, true);
-            }
-            // Ours, with its lease: the ownership check adopts it.
-            Ok(None) | Err(_) => {
-                tracing::warn!(
-                    job_id,
-                    "cannot read a scheduled job just started; it is resumed by the ownership check"
-                )
-            }
-        }
+        tracing::info!(job_id, domain = %job.domain, recipients = snapshot.len(), "scheduled broadcast started");
+        self.launch_stored(lease, true).await;
         Attempt::Done
     }
 

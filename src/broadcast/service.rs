@@ -304,10 +304,16 @@ impl BroadcastService {
         if !self.directory.user_exists(&request.domain, sender).await? {
             return Err(StartError::SenderNotFound);
         }
-        let recipients = self
-            .directory
-            .recipients_for_new_job(&request.domain)
-            .await?;
+        // A scheduled job's recipients are fixed when it starts: now only their count is needed,
+        // which a dated snapshot has without reading the usernames.
+        let recipients = match start_at {
+            Some(_) => self.directory.snapshot(&request.domain).await?,
+            None => {
+                self.directory
+                    .recipients_for_new_job(&request.domain)
+                    .await?
+            }
+        };
         if recipients.is_empty() {
             return Err(StartError::NoRecipients);
         }
@@ -344,7 +350,9 @@ impl BroadcastService {
             Created::Existing(id) => return Ok(accepted(earlier(id, &spec.domain))),
         };
         tracing::info!(job_id = id, domain = %spec.domain, name = %spec.name, recipients = recipients.len(), rate = spec.rate, "broadcast started");
-        self.launch_new(id).await;
+        self.manager
+            .launch_stored(Lease::first(id, self.manager.node()), true)
+            .await;
         Ok(Accepted::Started(id))
     }
 
@@ -445,7 +453,9 @@ impl BroadcastService {
             Created::Existing(id) => return Ok(earlier(id, domain)),
         };
         tracing::info!(job_id = id, domain, amends = original.id, %kind, recipients = reach, rate = spec.rate, "follow-up started");
-        self.launch_new(id).await;
+        self.manager
+            .launch_stored(Lease::first(id, self.manager.node()), true)
+            .await;
         Ok(id)
     }
 
@@ -510,23 +520,6 @@ impl BroadcastService {
             return Err(StartError::TemporarilyUnavailable);
         }
         Ok(())
-    }
-
-    /// Runs a job just created here.
-    async fn launch_new(&self, id: JobId) {
-        let node = self.manager.node();
-        match self.store.get_job(id).await {
-            Ok(Some(job)) => {
-                self.manager.launch(job, Lease::first(id, node), true);
-            }
-            // The job is stored and owned; the manager resumes it at its next start.
-            Ok(None) | Err(_) => {
-                tracing::error!(
-                    job_id = id,
-                    "cannot read the new job back; it resumes at restart"
-                )
-            }
-        }
     }
 
     /// One job of `domain`.
@@ -637,16 +630,7 @@ impl BroadcastService {
             "broadcast resumed by an administrator"
         );
         if runs_here {
-            match self.store.get_job(id).await {
-                Ok(Some(job)) => {
-                    self.manager.launch(job, lease, false);
-                }
-                // Ours, with its lease: the ownership check adopts it.
-                Ok(None) | Err(_) => tracing::warn!(
-                    job_id = id,
-                    "cannot read a resumed job back; the ownership check resumes it"
-                ),
-            }
+            self.manager.launch_stored(lease, false).await;
         }
         Ok(())
     }

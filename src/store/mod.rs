@@ -199,6 +199,21 @@ pub enum Unheld {
     NotHeld,
 }
 
+impl Unheld {
+    /// Of a transaction that claimed the lease of `job_id` for `owner` at `epoch` (`None`: the
+    /// job was not held so).
+    fn claimed(job_id: JobId, owner: &str, epoch: Option<i64>) -> Self {
+        match epoch {
+            Some(epoch) => Unheld::Running(Lease {
+                job_id,
+                owner: owner.to_owned(),
+                epoch,
+            }),
+            None => Unheld::NotHeld,
+        }
+    }
+}
+
 /// A running job, with what decides who may run it and who holds its lease.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RunningJob {
@@ -255,6 +270,46 @@ macro_rules! insert_recipients {
                 .await?;
         }
     };
+}
+
+/// Claims the lease of job `$id` for `$owner` for `$lease_time` in transaction `$tx`, its epoch
+/// raised, and evaluates to that epoch; `?` on failure.
+macro_rules! claim_lease {
+    ($tx:ident, $sql:ident, $id:expr, $owner:expr, $lease_time:expr) => {{
+        sqlx::query($sql.claim_lease)
+            .bind($owner)
+            .bind($lease_time.as_secs_f64())
+            .bind($id)
+            .execute(&mut *$tx)
+            .await?;
+        let epoch: i64 = sqlx::query_scalar($sql.select_lease_epoch)
+            .bind($id)
+            .bind($owner)
+            .fetch_one(&mut *$tx)
+            .await?;
+        epoch
+    }};
+}
+
+/// Runs `attempt`, a transaction that lifts a hold, again while the database rolls it back to
+/// break a conflict ([`is_conflict`], at most [`CONFLICT_RETRIES`] times); a unique violation
+/// is the domain's running job ([`StoreError::RunningJobExists`]).
+async fn retrying_conflicts<T, F, Fut>(mut attempt: F) -> Result<T, StoreError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<Result<T, sqlx::Error>, StoreError>>,
+{
+    let mut conflicts = 0;
+    loop {
+        match attempt().await? {
+            Ok(value) => return Ok(value),
+            Err(err) if is_conflict(&err) && conflicts < CONFLICT_RETRIES => conflicts += 1,
+            Err(sqlx::Error::Database(db)) if db.is_unique_violation() => {
+                return Err(StoreError::RunningJobExists);
+            }
+            Err(err) => return Err(StoreError::Database(err)),
+        }
+    }
 }
 
 impl Store {
@@ -1066,9 +1121,12 @@ impl Store {
         lease_time: Duration,
     ) -> Result<Unheld, StoreError> {
         let sql = self.sql();
-        let mut conflicts = 0;
-        let lifted = loop {
-            let lifted: Result<Option<()>, sqlx::Error> = on_pool!(self, pool => async {
+        let (owner, lease_time) = match owner {
+            Some(owner) => (owner, lease_time),
+            None => (NO_OWNER, Duration::ZERO),
+        };
+        let epoch = retrying_conflicts(|| async {
+            Ok(on_pool!(self, pool => async {
                 let mut tx = pool.begin().await?;
                 let unpaused = sqlx::query(sql.unpause_job)
                     .bind(job_id)
@@ -1079,25 +1137,13 @@ impl Store {
                 if unpaused != 1 {
                     return Ok(None);
                 }
-                let (owner, lease_time) = match owner {
-                    Some(owner) => (owner, lease_time),
-                    None => (NO_OWNER, Duration::ZERO),
-                };
-                sqlx::query(sql.claim_lease)
-                    .bind(owner)
-                    .bind(lease_time.as_secs_f64())
-                    .bind(job_id)
-                    .execute(&mut *tx)
-                    .await?;
+                let epoch = claim_lease!(tx, sql, job_id, owner, lease_time);
                 tx.commit().await?;
-                Ok(Some(()))
-            }.await);
-            match lifted {
-                Err(err) if is_conflict(&err) && conflicts < CONFLICT_RETRIES => conflicts += 1,
-                lifted => break lifted,
-            }
-        };
-        self.lease_after_hold(job_id, owner, lifted).await
+                Ok(Some(epoch))
+            }.await))
+        })
+        .await?;
+        Ok(Unheld::claimed(job_id, owner, epoch))
     }
 
     /// Starts scheduled job `job_id` under a lease of `owner` (epoch raised), with its
@@ -1117,9 +1163,8 @@ impl Store {
             Snapshot::Listed(users) => (users, None),
             Snapshot::CreatedBy { at, .. } => (&[], Some(at)),
         };
-        let mut conflicts = 0;
-        let started = loop {
-            let started: Result<Option<()>, sqlx::Error> = on_pool!(self, pool => async {
+        let epoch = retrying_conflicts(|| async {
+            Ok(on_pool!(self, pool => async {
                 let mut tx = pool.begin().await?;
                 let unscheduled = sqlx::query(sql.unschedule_job)
                     .bind(snapshot.len())
@@ -1132,22 +1177,14 @@ impl Store {
                 if unscheduled != 1 {
                     return Ok(None);
                 }
-                sqlx::query(sql.claim_lease)
-                    .bind(owner)
-                    .bind(lease_time.as_secs_f64())
-                    .bind(job_id)
-                    .execute(&mut *tx)
-                    .await?;
+                let epoch = claim_lease!(tx, sql, job_id, owner, lease_time);
                 insert_recipients!(tx, sql, job_id, recipients);
                 tx.commit().await?;
-                Ok(Some(()))
-            }.await);
-            match started {
-                Err(err) if is_conflict(&err) && conflicts < CONFLICT_RETRIES => conflicts += 1,
-                started => break started,
-            }
-        };
-        self.lease_after_hold(job_id, Some(owner), started).await
+                Ok(Some(epoch))
+            }.await))
+        })
+        .await?;
+        Ok(Unheld::claimed(job_id, owner, epoch))
     }
 
     /// Ends scheduled job `job_id` as ABORT_ERROR with `reason`, if it is still scheduled
@@ -1161,40 +1198,6 @@ impl Store {
             LeaseAfter::Deleted,
         )
         .await
-    }
-
-    /// The lease a hold was lifted under, read back, or why the hold was not lifted.
-    async fn lease_after_hold(
-        &self,
-        job_id: JobId,
-        owner: Option<&str>,
-        lifted: Result<Option<()>, sqlx::Error>,
-    ) -> Result<Unheld, StoreError> {
-        match lifted {
-            Ok(Some(())) => {}
-            Ok(None) => return Ok(Unheld::NotHeld),
-            Err(sqlx::Error::Database(db)) if db.is_unique_violation() => {
-                return Err(StoreError::RunningJobExists);
-            }
-            Err(err) => return Err(StoreError::Database(err)),
-        }
-        let owner = owner.unwrap_or(NO_OWNER);
-        let epoch: Option<i64> = on_pool!(self, pool => {
-            sqlx::query_scalar(self.sql().select_lease_epoch)
-                .bind(job_id)
-                .bind(owner)
-                .fetch_optional(pool)
-                .await?
-        });
-        Ok(match epoch {
-            Some(epoch) => Unheld::Running(Lease {
-                job_id,
-                owner: owner.to_owned(),
-                epoch,
-            }),
-            // Aborted (its lease gone) right after the hold was lifted.
-            None => Unheld::NotHeld,
-        })
     }
 
     /// The scheduled jobs, the earliest first.
