@@ -54,6 +54,8 @@ pub const MAX_CREDENTIAL_BYTES: usize = 1024;
 pub const MAX_PATH_BYTES: usize = 4096;
 /// The longest `users.database_id`, in bytes.
 pub const MAX_DATABASE_ID_BYTES: usize = 200;
+/// Longest statement of a named group, in bytes.
+pub const MAX_STATEMENT_BYTES: usize = 16 * 1024;
 /// The longest `users.time_zone`, in bytes (IANA names are shorter than 40).
 pub const MAX_TIME_ZONE_BYTES: usize = 64;
 
@@ -174,6 +176,9 @@ pub struct UsersConfig {
     /// database under names that differ, or a database whose identity changes (a MySQL
     /// failover to another host). `None`: the reported identity.
     pub database_id: Option<String>,
+    /// The named groups of each domain (`[domains."…".groups.NAME]`): by domain, then by name,
+    /// the statement that lists the group's members ([`GROUP_MEMBERS_SQL`]).
+    pub groups: BTreeMap<String, BTreeMap<String, String>>,
 }
 
 /// The layout of the XMPP server's account tables.
@@ -261,12 +266,25 @@ pub const PAGE_SQL: CustomStatement = CustomStatement {
     )],
 };
 
+/// `domains."…".groups.NAME.members_sql`: the usernames of the group's members, accounts of the
+/// domain, read in one statement when a job of the group starts.
+pub const GROUP_MEMBERS_SQL: CustomStatement = CustomStatement {
+    key: "members_sql",
+    parameters: &["domain"],
+    required: &[],
+};
+
 /// The placeholder of `users.page_sql` that carries the previous page's last username.
 pub const PAGE_SQL_CURSOR: usize = 3;
 
 impl CustomStatement {
     /// Checks that `sql` uses only this statement's placeholders, and the required ones.
     pub fn check(&self, sql: &str) -> Result<(), ConfigError> {
+        self.check_as(self.key, sql)
+    }
+
+    /// [`CustomStatement::check`] of the statement at config key `key`.
+    pub fn check_as(&self, key: &str, sql: &str) -> Result<(), ConfigError> {
         let used = crate::placeholders::numbers(sql);
         if let Some(&number) = used
             .iter()
@@ -278,7 +296,7 @@ impl CustomStatement {
                 format!("${number}")
             };
             return Err(invalid(
-                self.key,
+                key,
                 format!(
                     "{shown} is not one of its parameters; it may use {}",
                     self.allowed()
@@ -289,7 +307,7 @@ impl CustomStatement {
             if !used.contains(&number) {
                 let name = self.parameters.get(number - 1).copied().unwrap_or_default();
                 return Err(invalid(
-                    self.key,
+                    key,
                     format!("must use ${number} ({name}): {reason}"),
                 ));
             }
@@ -742,6 +760,7 @@ impl RawUsers {
             url: Secret::new(url),
             time_zone: self.time_zone,
             database_id: self.database_id,
+            groups: BTreeMap::new(),
         })
     }
 }
@@ -819,6 +838,14 @@ impl RawAdmin {
 #[serde(deny_unknown_fields)]
 struct RawDomain {
     admin_password_hash: Option<String>,
+    #[serde(default)]
+    groups: BTreeMap<String, RawGroup>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawGroup {
+    members_sql: String,
 }
 
 impl RawConfig {
@@ -916,6 +943,7 @@ impl RawConfig {
         };
         let mut domains = Vec::with_capacity(self.domains.len());
         let mut domain_admins = BTreeMap::new();
+        let mut groups = BTreeMap::new();
         for (name, settings) in self.domains {
             let key = format!("domains.\"{}\"", name.escape_debug());
             let domain = BareJid::new(&name)
@@ -926,6 +954,32 @@ impl RawConfig {
                 validate_password_hash(&format!("{key}.admin_password_hash"), &hash)?;
                 domain_admins.insert(domain.to_string(), Secret::new(hash));
             }
+            let mut domain_groups = BTreeMap::new();
+            for (group, raw) in settings.groups {
+                let group_key = format!("{key}.groups.\"{}\"", group.escape_debug());
+                if !crate::job::audience::is_group_name(&group) {
+                    return Err(invalid(
+                        &group_key,
+                        "is not a group name: 1-64 ASCII letters, digits, '_', '-' or '.'",
+                    ));
+                }
+                let sql_key = format!("{group_key}.{}", GROUP_MEMBERS_SQL.key);
+                let sql = raw.members_sql.trim();
+                if sql.is_empty() {
+                    return Err(invalid(&sql_key, "must not be empty"));
+                }
+                if sql.len() > MAX_STATEMENT_BYTES {
+                    return Err(invalid(
+                        &sql_key,
+                        format!("must be at most {MAX_STATEMENT_BYTES} bytes"),
+                    ));
+                }
+                GROUP_MEMBERS_SQL.check_as(&sql_key, sql)?;
+                domain_groups.insert(group, sql.to_owned());
+            }
+            if !domain_groups.is_empty() {
+                groups.insert(domain.to_string(), domain_groups);
+            }
             domains.push(domain.to_string());
         }
         if domains.is_empty() {
@@ -934,7 +988,8 @@ impl RawConfig {
                 "no domain configured; add a table such as [domains.\"example.com\"]",
             ));
         }
-        let users = self.users.validate(&domains)?;
+        let mut users = self.users.validate(&domains)?;
+        users.groups = groups;
         Ok(Config {
             node_name: self.node_name,
             lease_time: Duration::from_secs(lease_time),

@@ -33,6 +33,7 @@ async fn a_batch_cut_by_a_disconnect_is_sent_again_before_it_counts() {
         sender: BareJid::new("admin@example.com").unwrap(),
         rate: 200, // one batch of up to 2000 recipients
         recipient_group: RecipientGroup::AllUsersInDomain,
+        group: None,
     };
     let lease_time = Duration::from_secs(60);
     let id = store
@@ -138,6 +139,7 @@ async fn prosody_directory(dir: &std::path::Path) -> Directory {
         url: Secret::new(url),
         time_zone: None,
         database_id: None,
+        groups: Default::default(),
     };
     Directory::connect(&config).await.unwrap()
 }

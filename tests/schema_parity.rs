@@ -261,6 +261,9 @@ const OUR_ADDITIONS: &[(&str, &str)] = &[
     ("Broadcast", "status"),
     ("Broadcast", "startAt"),
     ("Broadcast", "pausedAt"),
+    ("Broadcast", "group"),
+    ("Broadcast", "unknownRecipientCount"),
+    ("Broadcast", "unknownRecipients"),
 ];
 const OUR_TYPES: &[&str] = &["BroadcastRecipientsPreview"];
 /// Arguments xmpp-broadcast adds to MongooseIM's fields (object, field, argument): optional,
@@ -268,6 +271,8 @@ const OUR_TYPES: &[&str] = &["BroadcastRecipientsPreview"];
 const OUR_ARGUMENTS: &[(&str, &str, &str)] = &[
     ("BroadcastAdminMutation", "startBroadcast", "idempotencyKey"),
     ("BroadcastAdminMutation", "startBroadcast", "startAt"),
+    ("BroadcastAdminMutation", "startBroadcast", "recipients"),
+    ("BroadcastAdminMutation", "startBroadcast", "group"),
 ];
 
 /// `field` without our arguments, which must be optional and come after MongooseIM's.
@@ -289,6 +294,8 @@ fn without_our_arguments(object: &str, field: &DeclaredField) -> DeclaredField {
     }
     (name.clone(), theirs, returns.clone())
 }
+/// Values xmpp-broadcast adds to MongooseIM's enums, after theirs.
+const OUR_ENUM_VALUES: &[(&str, &[&str])] = &[("BroadcastRecipientGroup", &["LISTED", "GROUP"])];
 /// Enums xmpp-broadcast adds, with their values.
 const OUR_ENUMS: &[(&str, &[&str])] = &[
     ("BroadcastKind", &["BROADCAST", "CORRECTION", "RETRACTION"]),
@@ -368,7 +375,13 @@ fn the_schema_matches_mongooseim_field_by_field() {
         .iter()
         .chain(OUR_ENUMS)
         .map(|(name, values)| {
-            let values = values.iter().map(|value| (*value).to_owned()).collect();
+            let mut values: Vec<String> = values.iter().map(|value| (*value).to_owned()).collect();
+            let added = OUR_ENUM_VALUES
+                .iter()
+                .filter(|(enum_name, _)| enum_name == name);
+            for (_, ours) in added {
+                values.extend(ours.iter().map(|value| (*value).to_owned()));
+            }
             ((*name).to_owned(), values)
         })
         .collect();

@@ -33,14 +33,16 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 const JOB_FIELDS: &str = "id name domain messageSubject messageBody senderJid messageRate \
     ownerNode createTimestamp startTimestamp stopTimestamp executionState abortionReason \
     recipientGroup recipientCount recipientsProcessed waitingReason kind amends status startAt \
-    pausedAt";
+    pausedAt group unknownRecipientCount unknownRecipients";
 
 const START: &str = "mutation Start($name: String!, $domain: DomainName!, \
     $subject: String!, $body: String!, $sender: BareJID!, $rate: PosInt!, $key: String, \
-    $at: DateTime) { \
+    $at: DateTime, $recipientGroup: BroadcastRecipientGroup!, $recipients: [BareJID!], \
+    $group: String) { \
     broadcast { startBroadcast(name: $name, domain: $domain, messageSubject: $subject, \
     messageBody: $body, senderJid: $sender, messageRate: $rate, \
-    recipientGroup: ALL_USERS_IN_DOMAIN, idempotencyKey: $key, startAt: $at) { message ids } } }";
+    recipientGroup: $recipientGroup, recipients: $recipients, group: $group, \
+    idempotencyKey: $key, startAt: $at) { message ids } } }";
 const PAUSE: &str = "mutation Pause($domain: DomainName!, $id: Int!) { broadcast { \
     pauseBroadcast(domain: $domain, id: $id) { message ids } } }";
 const RESUME: &str = "mutation Resume($domain: DomainName!, $id: Int!) { broadcast { \
@@ -63,6 +65,12 @@ const RETRACT: &str = "mutation Retract($domain: DomainName!, $id: Int!, $rate: 
 const COUNT: &str = "query Count($domain: DomainName!, $sample: NonNegInt) { broadcast { \
     countBroadcastRecipients(domain: $domain, sample: $sample) \
     { domain recipientCount sample } } }";
+/// [`COUNT`] of a list or a group.
+const COUNT_AUDIENCE: &str = "query CountAudience($domain: DomainName!, $sample: NonNegInt, \
+    $recipientGroup: BroadcastRecipientGroup!, $recipients: [BareJID!], $group: String) { \
+    broadcast { countBroadcastRecipients(domain: $domain, sample: $sample, \
+    recipientGroup: $recipientGroup, recipients: $recipients, group: $group) \
+    { domain recipientCount sample unknownRecipientCount unknownRecipients } } }";
 /// [`COUNT`] for a follow-up of job `$amends`; a separate document, so that a plain count
 /// does not need an instance that knows the argument.
 const COUNT_AMENDS: &str = "query CountAmends($domain: DomainName!, $sample: NonNegInt, \
@@ -121,6 +129,15 @@ pub struct ApiJob {
     pub start_at: Option<String>,
     /// When it was paused, while it is.
     pub paused_at: Option<String>,
+    /// The configured group it is for (recipient group GROUP).
+    #[serde(default)]
+    pub group: Option<String>,
+    /// For a list (LISTED): how many names were not accounts.
+    #[serde(default)]
+    pub unknown_recipient_count: Option<i64>,
+    /// For a list: the first names that were not accounts.
+    #[serde(default)]
+    pub unknown_recipients: Option<Vec<String>>,
 }
 
 /// The answer of a mutation: what was done, to which jobs.
@@ -138,6 +155,40 @@ pub struct RecipientsPreview {
     pub recipient_count: i64,
     /// The first recipients, in sending order.
     pub sample: Vec<String>,
+    /// For a list: how many names are not accounts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unknown_recipient_count: Option<i64>,
+    /// For a list: the first names that are not accounts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unknown_recipients: Option<Vec<String>>,
+}
+
+/// Who a broadcast is for, as `startBroadcast` and `countBroadcastRecipients` take it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Audience {
+    /// Every user of the domain.
+    #[default]
+    AllUsers,
+    /// These bare JIDs (`LISTED`).
+    Listed(Vec<String>),
+    /// A group configured for the domain (`GROUP`).
+    Group(String),
+}
+
+impl Audience {
+    /// The variables `recipientGroup`, `recipients` and `group` of a document.
+    fn variables(&self) -> [(&'static str, Value); 3] {
+        let (group, recipients, name) = match self {
+            Audience::AllUsers => ("ALL_USERS_IN_DOMAIN", Value::Null, Value::Null),
+            Audience::Listed(list) => ("LISTED", json!(list), Value::Null),
+            Audience::Group(name) => ("GROUP", Value::Null, json!(name)),
+        };
+        [
+            ("recipientGroup", json!(group)),
+            ("recipients", recipients),
+            ("group", name),
+        ]
+    }
 }
 
 /// The arguments of `startBroadcast`; the recipients are every user of the domain. The server
@@ -154,6 +205,8 @@ pub struct StartRequest {
     pub idempotency_key: Option<String>,
     /// Schedules the job for this time (RFC 3339) instead of starting it now.
     pub start_at: Option<String>,
+    /// Who it is for.
+    pub audience: Audience,
 }
 
 /// The arguments of `correctBroadcast`: the new subject and body for everyone job `id` reached.
@@ -360,7 +413,7 @@ impl AdminClient {
 
     /// `startBroadcast`: returns the new job's id.
     pub async fn start(&self, broadcast: &StartRequest) -> Result<i64, ClientError> {
-        let variables = json!({
+        let mut variables = json!({
             "name": broadcast.name,
             "domain": broadcast.domain,
             "subject": broadcast.subject,
@@ -370,6 +423,9 @@ impl AdminClient {
             "key": broadcast.idempotency_key,
             "at": broadcast.start_at,
         });
+        for (name, value) in broadcast.audience.variables() {
+            variables[name] = value;
+        }
         self.create(START, "startBroadcast", variables).await
     }
 
@@ -468,10 +524,18 @@ impl AdminClient {
         domain: &str,
         sample: u32,
         amends: Option<i64>,
+        audience: &Audience,
     ) -> Result<RecipientsPreview, ClientError> {
-        let (document, variables) = match amends {
-            None => (COUNT, json!({ "domain": domain, "sample": sample })),
-            Some(id) => (
+        let (document, variables) = match (amends, audience) {
+            (None, Audience::AllUsers) => (COUNT, json!({ "domain": domain, "sample": sample })),
+            (None, audience) => {
+                let mut variables = json!({ "domain": domain, "sample": sample });
+                for (name, value) in audience.variables() {
+                    variables[name] = value;
+                }
+                (COUNT_AUDIENCE, variables)
+            }
+            (Some(id), _) => (
                 COUNT_AMENDS,
                 json!({ "domain": domain, "sample": sample, "amends": id }),
             ),
@@ -638,6 +702,9 @@ mod tests {
             status: Status::AbortAdmin,
             start_at: Some("2026-01-01T00:00:00Z".into()),
             paused_at: None,
+            group: None,
+            unknown_recipient_count: None,
+            unknown_recipients: None,
         }
     }
 
@@ -665,7 +732,8 @@ mod tests {
         assert!(
             text.ends_with(
                 "\"kind\":\"CORRECTION\",\"amends\":3,\"status\":\"ABORT_ADMIN\",\
-                 \"startAt\":\"2026-01-01T00:00:00Z\",\"pausedAt\":null}"
+                 \"startAt\":\"2026-01-01T00:00:00Z\",\"pausedAt\":null,\"group\":null,\
+                 \"unknownRecipientCount\":null,\"unknownRecipients\":null}"
             ),
             "{text}"
         );
@@ -686,6 +754,7 @@ mod tests {
             CORRECT,
             RETRACT,
             COUNT,
+            COUNT_AUDIENCE,
             COUNT_AMENDS,
             &get_document(),
             &list_document(),

@@ -102,6 +102,7 @@ error_codes! {
     SenderNotFound = "sender_not_found", 200, InvalidInput;
     /// The domain has no user to send to.
     NoRecipients = "no_recipients", 200, InvalidInput;
+    GroupNotFound = "group_not_found", 200, NotFound;
     /// The users database failed while the recipients were read or counted (`startBroadcast`,
     /// nothing created; `countBroadcastRecipients`).
     CannotCountRecipients = "cannot_count_recipients", 200, Unavailable;

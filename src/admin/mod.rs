@@ -73,6 +73,8 @@ pub struct AdminApi {
     executions: std::sync::Arc<tokio::sync::Semaphore>,
     /// HTTPS, if the listener has a certificate.
     tls: Option<Tls>,
+    /// Bodies larger than [`MAX_BODY`] being read ([`LARGE_BODIES`]).
+    large_bodies: std::sync::Arc<tokio::sync::Semaphore>,
 }
 
 /// GraphQL requests executed at once. Each runs on a thread of tokio's blocking pool, off the
@@ -80,8 +82,16 @@ pub struct AdminApi {
 /// a core to the sending.
 const MAX_EXECUTIONS: usize = 2;
 
-/// Largest request body accepted.
+/// Largest request body accepted from anyone.
 const MAX_BODY: u64 = 256 * 1024;
+
+/// Largest request body accepted from a caller whose credentials were checked before the body
+/// was read: a list of recipients (100,000 JIDs) or a message in several languages.
+const MAX_LARGE_BODY: u64 = 8 * 1024 * 1024;
+
+/// Bodies larger than [`MAX_BODY`] read at once; another waits for its turn. With
+/// [`MAX_EXECUTIONS`], this bounds the memory that large requests take.
+const LARGE_BODIES: usize = 2;
 
 impl AdminApi {
     /// The API of an instance.
@@ -100,6 +110,7 @@ impl AdminApi {
             metrics,
             executions: std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_EXECUTIONS)),
             tls: None,
+            large_bodies: std::sync::Arc::new(tokio::sync::Semaphore::new(LARGE_BODIES)),
         }
     }
 
@@ -151,12 +162,13 @@ impl AdminApi {
         let graphql = warp::path!("api" / "graphql")
             .and(warp::post())
             .and(warp::header::optional::<String>("authorization"))
-            .and(warp::body::content_length_limit(MAX_BODY))
-            .and(warp::body::bytes())
-            .then(move |authorization: Option<String>, body: bytes::Bytes| {
+            .and(warp::body::content_length_limit(MAX_LARGE_BODY))
+            .and(warp::header::<u64>("content-length"))
+            .and(warp::body::stream())
+            .then(move |authorization: Option<String>, length: u64, body| {
                 let api = api.clone();
                 async move {
-                    api.graphql(authorization.as_deref(), client.ip(), &body)
+                    api.large_or_small(authorization.as_deref(), client.ip(), length, body)
                         .await
                 }
             });
@@ -195,7 +207,47 @@ impl AdminApi {
             .or(console::routes())
     }
 
-    async fn graphql(&self, authorization: Option<&str>, client: IpAddr, body: &[u8]) -> Response {
+    /// Reads a request's body of `length` bytes (at most [`MAX_LARGE_BODY`]) and answers it. A
+    /// body larger than [`MAX_BODY`] is read only after the caller's credentials have been
+    /// checked, [`LARGE_BODIES`] at a time, so that no one unauthenticated makes the instance
+    /// hold megabytes.
+    async fn large_or_small(
+        &self,
+        authorization: Option<&str>,
+        client: IpAddr,
+        length: u64,
+        body: impl futures::Stream<Item = Result<impl bytes::Buf, warp::Error>> + Unpin,
+    ) -> Response {
+        if length <= MAX_BODY {
+            return match read_body(body, length).await {
+                Some(body) => self.graphql(authorization, client, &body, None).await,
+                None => unreadable_body(),
+            };
+        }
+        let principal = match self.credentials.check(authorization, Some(client)).await {
+            Ok(principal) => principal,
+            Err(denied) => return denied_reply(denied, "ROOT"),
+        };
+        // The semaphore is never closed, so a permit always comes.
+        let _permit = self.large_bodies.acquire().await.ok();
+        match read_body(body, length).await {
+            Some(body) => {
+                self.graphql(authorization, client, &body, Some(principal))
+                    .await
+            }
+            None => unreadable_body(),
+        }
+    }
+
+    /// Answers a request whose body is `body`; its caller's credentials are checked, unless
+    /// they were before the body was read (`checked`).
+    async fn graphql(
+        &self,
+        authorization: Option<&str>,
+        client: IpAddr,
+        body: &[u8],
+        checked: Option<Principal>,
+    ) -> Response {
         let request = match parse_request(body) {
             Ok(request) => request,
             Err((code, message)) => {
@@ -206,10 +258,12 @@ impl AdminApi {
             .operation_name
             .clone()
             .unwrap_or_else(|| "ROOT".to_owned());
-        let checked = self.credentials.check(authorization, Some(client)).await;
         let principal = match checked {
-            Ok(principal) => principal,
-            Err(denied) => return denied_reply(denied, &operation),
+            Some(principal) => principal,
+            None => match self.credentials.check(authorization, Some(client)).await {
+                Ok(principal) => principal,
+                Err(denied) => return denied_reply(denied, &operation),
+            },
         };
         if request.query.trim().is_empty() {
             return error_reply(ErrorCode::NoQuerySupplied, "No query supplied", None);
@@ -262,6 +316,34 @@ impl AdminApi {
             )
         })
     }
+}
+
+/// The body of a request that declared `length` bytes: `None` if the connection failed or
+/// sent more than it declared.
+async fn read_body(
+    mut body: impl futures::Stream<Item = Result<impl bytes::Buf, warp::Error>> + Unpin,
+    length: u64,
+) -> Option<Vec<u8>> {
+    use futures::StreamExt as _;
+    let mut read = Vec::with_capacity(usize::try_from(length).ok()?);
+    while let Some(chunk) = body.next().await {
+        let mut chunk = chunk.ok()?;
+        while chunk.has_remaining() {
+            let bytes = chunk.chunk();
+            if (read.len() + bytes.len()) as u64 > length {
+                return None;
+            }
+            read.extend_from_slice(bytes);
+            let taken = bytes.len();
+            chunk.advance(taken);
+        }
+    }
+    Some(read)
+}
+
+/// The answer to a body that could not be read as declared.
+fn unreadable_body() -> Response {
+    error_reply(ErrorCode::InvalidJsonBody, "Invalid JSON body", None)
 }
 
 /// The HTTP answer to an executed request.

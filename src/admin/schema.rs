@@ -142,6 +142,7 @@ impl BroadcastAdminQuery {
 
     /// Count the users a broadcast to the domain would reach now and list the first few,
     /// without starting anything (a dry run; xmpp-broadcast's own addition)
+    #[allow(clippy::too_many_arguments)]
     async fn count_broadcast_recipients(
         &self,
         ctx: &Context<'_>,
@@ -152,15 +153,31 @@ impl BroadcastAdminQuery {
                     instead (the recipients its broadcast may have reached)"
         )]
         amends: Option<i32>,
+        #[graphql(
+            desc = "Who a broadcast would reach (by default every user of the domain), \
+                          as startBroadcast takes it"
+        )]
+        recipient_group: Option<BroadcastRecipientGroup>,
+        #[graphql(desc = "The accounts to count, with recipientGroup LISTED, as \
+                          startBroadcast takes them")]
+        recipients: Option<Vec<BareJid>>,
+        #[graphql(desc = "The configured group to count, with recipientGroup GROUP")] group: Option<
+            String,
+        >,
     ) -> async_graphql::Result<Option<BroadcastRecipientsPreview>> {
         let context = [("domain", domain.0.clone().into())];
         authorize(ctx, &domain, "countBroadcastRecipients")?;
         let sample = sample.map_or(5, |sample| sample.0).min(1000) as usize;
+        let audience = audience_request(
+            recipient_group.unwrap_or(BroadcastRecipientGroup::AllUsersInDomain),
+            recipients,
+            group,
+        );
         let preview = match amends {
             None => service(ctx)
-                .preview(&domain.0, sample)
+                .preview(&domain.0, audience, sample)
                 .await
-                .map_err(|err| query_error(err, &context)),
+                .map_err(|err| start_error(err, &context)),
             Some(id) => {
                 let context = [("domain", domain.0.clone().into()), ("amends", id.into())];
                 service(ctx)
@@ -172,10 +189,13 @@ impl BroadcastAdminQuery {
         let Some(preview) = reported(ctx, preview) else {
             return Ok(None);
         };
+        let (unknown_recipient_count, unknown_recipients) = unknown_fields(preview.unknown);
         Ok(Some(BroadcastRecipientsPreview {
             domain,
             recipient_count: NonNegInt(preview.count),
             sample: preview.sample.into_iter().map(Jid).collect(),
+            unknown_recipient_count,
+            unknown_recipients,
         }))
     }
 }
@@ -189,6 +209,10 @@ pub struct BroadcastRecipientsPreview {
     recipient_count: NonNegInt,
     /// The first of them, in sending order
     sample: Vec<Jid>,
+    /// For a list: how many of its names are not accounts of the domain
+    unknown_recipient_count: Option<NonNegInt>,
+    /// For a list: the first names that are not accounts, in byte order (at most 10)
+    unknown_recipients: Option<Vec<Jid>>,
 }
 
 /// Mutations of broadcast jobs.
@@ -209,6 +233,19 @@ impl BroadcastAdminMutation {
         sender_jid: BareJid,
         #[graphql(desc = "Messages per second, 1-1000")] message_rate: PosInt,
         #[graphql(desc = "Who receives the message")] recipient_group: BroadcastRecipientGroup,
+        #[graphql(
+            desc = "With recipientGroup LISTED: the accounts of the domain to send to, \
+                          1-100000 bare JIDs (repeats count once); the names that are not \
+                          accounts are counted in the job, not sent to \
+                          (xmpp-broadcast's own addition)"
+        )]
+        recipients: Option<Vec<BareJid>>,
+        #[graphql(
+            desc = "With recipientGroup GROUP: the name of a group configured for the \
+                          domain; its members when the job starts receive the message \
+                          (xmpp-broadcast's own addition)"
+        )]
+        group: Option<String>,
         #[graphql(desc = "Makes retries safe: the same key on the domain with the same \
                           arguments answers with the job it created first; 1-128 printable \
                           ASCII characters (xmpp-broadcast's own addition)")]
@@ -233,7 +270,7 @@ impl BroadcastAdminMutation {
             body: message_body,
             sender: sender_jid.0,
             rate: message_rate.0,
-            recipient_group: recipient_group.into(),
+            audience: audience_request(recipient_group, recipients, group),
         };
         let accepted = service(ctx)
             .start(request, idempotency_key, start_at.map(|at| at.0))
@@ -521,18 +558,42 @@ pub struct BroadcastMutationResult {
     ids: Vec<i32>,
 }
 
+// A remote of `job::RecipientGroup`, as `BroadcastJobState` is of the states.
 /// Recipients of a broadcast.
 #[derive(Enum, Clone, Copy, PartialEq, Eq)]
+#[graphql(remote = "crate::job::RecipientGroup")]
 pub enum BroadcastRecipientGroup {
     /// Every registered user of the domain when the job is created
     AllUsersInDomain,
+    /// The accounts of the domain named in the request (`recipients`) that exist when it is
+    /// made (xmpp-broadcast's own addition)
+    Listed,
+    /// The members of a group configured for the domain (`group`) when the job starts
+    /// (xmpp-broadcast's own addition)
+    Group,
 }
 
-impl From<BroadcastRecipientGroup> for job::RecipientGroup {
-    fn from(group: BroadcastRecipientGroup) -> Self {
-        match group {
-            BroadcastRecipientGroup::AllUsersInDomain => job::RecipientGroup::AllUsersInDomain,
-        }
+/// What a request names as its recipients.
+fn audience_request(
+    group: BroadcastRecipientGroup,
+    recipients: Option<Vec<BareJid>>,
+    group_name: Option<String>,
+) -> job::AudienceRequest {
+    job::AudienceRequest {
+        group: group.into(),
+        recipients: recipients.map(|list| list.into_iter().map(|jid| jid.0.to_string()).collect()),
+        group_name,
+    }
+}
+
+/// The unknown names of a list, as the API's two fields show them.
+fn unknown_fields(unknown: Option<job::Unknown>) -> (Option<NonNegInt>, Option<Vec<Jid>>) {
+    match unknown {
+        Some(unknown) => (
+            Some(NonNegInt(unknown.count)),
+            Some(unknown.sample.into_iter().map(Jid).collect()),
+        ),
+        None => (None, None),
     }
 }
 
@@ -625,7 +686,7 @@ impl BroadcastObject {
     }
 
     async fn recipient_group(&self) -> BroadcastRecipientGroup {
-        BroadcastRecipientGroup::AllUsersInDomain
+        self.0.recipient_group.into()
     }
 
     async fn recipient_count(&self) -> PosInt {
@@ -676,6 +737,30 @@ impl BroadcastObject {
     /// When the job was paused, while it is PAUSED (xmpp-broadcast's own addition)
     async fn paused_at(&self) -> Option<DateTime> {
         self.0.paused_at.map(DateTime)
+    }
+
+    /// The configured group the job is for, with recipientGroup GROUP (xmpp-broadcast's own
+    /// addition)
+    async fn group(&self) -> Option<&str> {
+        self.0.group.as_deref()
+    }
+
+    /// With recipientGroup LISTED: how many of the names in the request were not accounts of
+    /// the domain when it was made, and were not sent to (xmpp-broadcast's own addition)
+    async fn unknown_recipient_count(&self) -> Option<NonNegInt> {
+        self.0
+            .unknown
+            .as_ref()
+            .map(|unknown| NonNegInt(unknown.count))
+    }
+
+    /// With recipientGroup LISTED: the first of those names, in byte order (at most 10)
+    /// (xmpp-broadcast's own addition)
+    async fn unknown_recipients(&self) -> Option<Vec<Jid>> {
+        self.0
+            .unknown
+            .as_ref()
+            .map(|unknown| unknown.sample.iter().cloned().map(Jid).collect())
     }
 }
 
@@ -784,6 +869,8 @@ fn start_error(err: StartError, context: &ErrorContext<'_>) -> async_graphql::Er
         StartError::Invalid(InvalidRequest::SenderNotInDomain) | StartError::SenderNotFound => {
             ErrorCode::SenderNotFound
         }
+        StartError::Invalid(InvalidRequest::Audience(_)) => ErrorCode::BadParameter,
+        StartError::UnknownGroup(_) => ErrorCode::GroupNotFound,
         StartError::NoRecipients => ErrorCode::NoRecipients,
         StartError::RunningJobLimitExceeded => ErrorCode::RunningJobLimitExceeded,
         StartError::TemporarilyUnavailable => ErrorCode::TemporarilyUnavailable,
@@ -842,6 +929,8 @@ fn argument_of(err: &StartError) -> Option<&'static str> {
             Some("senderJid")
         }
         StartError::Invalid(InvalidRequest::StartAt(_)) => Some("startAt"),
+        StartError::Invalid(InvalidRequest::Audience(problem)) => Some(problem.argument()),
+        StartError::UnknownGroup(_) => Some("group"),
         StartError::IdempotencyKeyReused { .. } => Some("idempotencyKey"),
         _ => None,
     }

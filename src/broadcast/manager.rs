@@ -996,6 +996,7 @@ mod tests {
                 url: Secret::new(url),
                 time_zone: None,
                 database_id: None,
+                groups: Default::default(),
             })
             .await
             .unwrap();
@@ -1049,6 +1050,7 @@ mod tests {
                 sender: BareJid::new("admin@example.com").unwrap(),
                 rate: 100,
                 recipient_group: RecipientGroup::AllUsersInDomain,
+                group: None,
             };
             let users = Snapshot::Listed(vec!["u1".into(), "u2".into(), "u3".into()]);
             let id = self

@@ -14,7 +14,7 @@
 
 use std::time::Duration;
 
-use crate::job::{JobEnd, JobId};
+use crate::job::{JobEnd, JobId, RecipientGroup, Snapshot};
 use crate::store::{ScheduledJob, StoreError, Unheld};
 
 use super::Manager;
@@ -28,6 +28,10 @@ const BUSY_RETRY: Duration = Duration::from_secs(1);
 /// The reason of a scheduled job that found nobody to send to when its time came.
 pub const NO_RECIPIENTS_AT_START: &str =
     "The domain had no user to send to when the job's start time came";
+/// The `abortionReason` of a scheduled job whose group is no longer configured when its time
+/// comes, before the group's name.
+pub const NO_GROUP_AT_START: &str =
+    "The domain had no recipient group of this name when the job's start time came:";
 
 /// What one attempt to start a due job did.
 enum Attempt {
@@ -103,25 +107,33 @@ impl Manager {
             Ok(Some(_)) => return Attempt::Later,
             Err(err) => return self.later(job_id, &err),
         }
-        let snapshot = match self.directory().recipients_for_new_job(&job.domain).await {
-            Ok(snapshot) => snapshot,
+        let stored = match self.store().get_job(job_id).await {
+            Ok(Some(stored)) => stored,
+            // Deleted meanwhile.
+            Ok(None) => return Attempt::Done,
             Err(err) => return self.later(job_id, &err),
         };
-        if snapshot.is_empty() {
-            return match self
-                .store()
-                .fail_scheduled(job_id, NO_RECIPIENTS_AT_START)
-                .await
-            {
-                Ok(true) => {
-                    tracing::warn!(job_id, domain = %job.domain, "scheduled job ended: the domain had no user when its time came");
-                    self.metrics()
-                        .job_ended(&job.domain, JobEnd::AbortedByError);
-                    Attempt::Done
+        // Its recipients, fixed now: every account, or the group's members; a list's were
+        // stored when it was scheduled (invariant 13).
+        let snapshot = match (stored.recipient_group, stored.group.as_deref()) {
+            (RecipientGroup::Listed, _) => None,
+            (RecipientGroup::Group, Some(group)) => {
+                match self.directory().group_members(&job.domain, group).await {
+                    Ok(Some(members)) => Some(Snapshot::Listed(members)),
+                    Ok(None) => {
+                        let reason = format!("{NO_GROUP_AT_START} {group:?}");
+                        return self.fail(job, &reason).await;
+                    }
+                    Err(err) => return self.later(job_id, &err),
                 }
-                Ok(false) => Attempt::Done,
-                Err(err) => self.later(job_id, &err),
-            };
+            }
+            _ => match self.directory().recipients_for_new_job(&job.domain).await {
+                Ok(snapshot) => Some(snapshot),
+                Err(err) => return self.later(job_id, &err),
+            },
+        };
+        if snapshot.as_ref().is_some_and(Snapshot::is_empty) {
+            return self.fail(job, NO_RECIPIENTS_AT_START).await;
         }
         let users_database = self.scope().users_database();
         let lease = match self
@@ -130,7 +142,7 @@ impl Manager {
                 job_id,
                 self.node(),
                 self.lease_time(),
-                &snapshot,
+                snapshot.as_ref(),
                 users_database,
             )
             .await
@@ -140,9 +152,26 @@ impl Manager {
             Err(StoreError::RunningJobExists) => return Attempt::Later,
             Err(err) => return self.later(job_id, &err),
         };
-        tracing::info!(job_id, domain = %job.domain, recipients = snapshot.len(), "scheduled broadcast started");
+        let recipients = snapshot
+            .as_ref()
+            .map_or(stored.recipient_count, Snapshot::len);
+        tracing::info!(job_id, domain = %job.domain, recipients, "scheduled broadcast started");
         self.launch_stored(lease, true).await;
         Attempt::Done
+    }
+
+    /// Ends a scheduled job that cannot start as ABORT_ERROR with `reason`.
+    async fn fail(&self, job: &ScheduledJob, reason: &str) -> Attempt {
+        match self.store().fail_scheduled(job.id, reason).await {
+            Ok(true) => {
+                tracing::warn!(job_id = job.id, domain = %job.domain, reason, "scheduled job ended: it had nobody to send to when its time came");
+                self.metrics()
+                    .job_ended(&job.domain, JobEnd::AbortedByError);
+                Attempt::Done
+            }
+            Ok(false) => Attempt::Done,
+            Err(err) => self.later(job.id, &err),
+        }
     }
 
     fn later(&self, job_id: JobId, err: &dyn std::fmt::Display) -> Attempt {

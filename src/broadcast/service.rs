@@ -17,8 +17,8 @@ use crate::broadcast::Manager;
 use crate::directory::{Directory, DirectoryError};
 use crate::job::spec::{self, BroadcastRequest, InvalidRequest, JobSpec, batch_size};
 use crate::job::{
-    ExecutionState, Idempotency, Job, JobId, JobKind, Lease, RETRACTION_FALLBACK_BODY,
-    RecipientGroup, Snapshot, Status,
+    Audience, AudienceRequest, ExecutionState, Idempotency, Job, JobId, JobKind, Lease,
+    RETRACTION_FALLBACK_BODY, Snapshot, Status, Unknown,
 };
 use crate::store::{Created, KeyMatch, Store, StoreError, Unheld};
 
@@ -33,6 +33,9 @@ pub enum StartError {
     SenderNotFound,
     #[error("Recipient group is empty")]
     NoRecipients,
+    /// The domain has no group of this name in the config.
+    #[error("The domain has no recipient group named {0:?}")]
+    UnknownGroup(String),
     #[error("Cannot start new broadcast job: running job limit exceeded")]
     RunningJobLimitExceeded,
     /// The job to correct or retract is not a job of the domain (or its original is gone).
@@ -79,6 +82,21 @@ impl From<StoreError> for StartError {
     }
 }
 
+/// Who a new job reaches: its snapshot and, for a list, the names that are not accounts.
+struct Reached {
+    snapshot: Snapshot,
+    unknown: Option<Unknown>,
+}
+
+impl Reached {
+    fn all(snapshot: Snapshot) -> Self {
+        Reached {
+            snapshot,
+            unknown: None,
+        }
+    }
+}
+
 /// A follow-up of a broadcast: what it sends.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FollowUp {
@@ -108,6 +126,8 @@ pub struct Preview {
     pub count: i64,
     /// The first recipients in sending order, as bare JIDs.
     pub sample: Vec<String>,
+    /// For a list: the names that are not accounts.
+    pub unknown: Option<Unknown>,
 }
 
 /// Why a job could not be aborted.
@@ -253,11 +273,12 @@ impl BroadcastService {
     /// [`spec::START_AT_GRACE`] ago starts it at once.
     pub async fn start(
         &self,
-        request: BroadcastRequest,
+        mut request: BroadcastRequest,
         idempotency_key: Option<String>,
         start_at: Option<DateTime<Utc>>,
     ) -> Result<Accepted, StartError> {
         self.check_may_start(&request.domain)?;
+        let asked = std::mem::take(&mut request.audience);
         let arguments = || {
             let mut arguments = serde_json::json!({
                 "operation": "startBroadcast",
@@ -266,10 +287,16 @@ impl BroadcastService {
                 "body": request.body,
                 "sender": request.sender.to_string(),
                 "rate": request.rate,
-                "recipientGroup": request.recipient_group.as_db_str(),
+                "recipientGroup": asked.group.as_db_str(),
             });
             if let Some(at) = start_at {
                 arguments["startAt"] = at.to_rfc3339_opts(SecondsFormat::Micros, true).into();
+            }
+            if let Some(recipients) = &asked.recipients {
+                arguments["recipients"] = recipients.as_slice().into();
+            }
+            if let Some(group) = &asked.group_name {
+                arguments["group"] = group.as_str().into();
             }
             arguments
         };
@@ -304,33 +331,42 @@ impl BroadcastService {
         if !self.directory.user_exists(&request.domain, sender).await? {
             return Err(StartError::SenderNotFound);
         }
-        // A scheduled job's recipients are fixed when it starts: now only their count is needed,
-        // which a dated snapshot has without reading the usernames.
-        let recipients = match start_at {
-            Some(_) => self.directory.snapshot(&request.domain).await?,
-            None => {
-                self.directory
-                    .recipients_for_new_job(&request.domain)
-                    .await?
-            }
-        };
-        if recipients.is_empty() {
+        let audience = asked.check(&request.domain)?;
+        let recipients = self
+            .recipients(&request.domain, &audience, start_at.is_some())
+            .await?;
+        if recipients.snapshot.is_empty() {
             return Err(StartError::NoRecipients);
         }
-        let spec = JobSpec::parse(request)?;
+        let mut spec = JobSpec::parse(request)?;
+        spec.recipient_group = audience.recipient_group();
+        spec.group = audience.group().map(str::to_owned);
         let node = self.manager.node();
         let lease_time: Duration = self.manager.lease_time();
         let users_database = self.manager.scope().users_database();
+        let unknown = recipients.unknown.as_ref();
         if let Some(at) = start_at {
+            // A list is stored now; the other audiences are read when the job starts.
+            let listed = match (&audience, &recipients.snapshot) {
+                (Audience::Listed(_), Snapshot::Listed(names)) => Some((names.as_slice(), unknown)),
+                _ => None,
+            };
             let created = self
                 .store
-                .create_scheduled(once.as_ref(), &spec, at, recipients.len(), users_database)
+                .create_scheduled(
+                    once.as_ref(),
+                    &spec,
+                    at,
+                    recipients.snapshot.len(),
+                    listed,
+                    users_database,
+                )
                 .await?;
             let id = match created {
                 Created::New(id) => id,
                 Created::Existing(id) => return Ok(accepted(earlier(id, &spec.domain))),
             };
-            tracing::info!(job_id = id, domain = %spec.domain, name = %spec.name, start_at = %at, recipients_now = recipients.len(), rate = spec.rate, "broadcast scheduled");
+            tracing::info!(job_id = id, domain = %spec.domain, name = %spec.name, start_at = %at, recipients_now = recipients.snapshot.len(), audience = spec.recipient_group.as_db_str(), rate = spec.rate, "broadcast scheduled");
             self.manager.wake_scheduler();
             return Ok(Accepted::Scheduled(id));
         }
@@ -341,7 +377,8 @@ impl BroadcastService {
                 &spec,
                 node,
                 lease_time,
-                &recipients,
+                &recipients.snapshot,
+                unknown,
                 users_database,
             )
             .await?;
@@ -349,11 +386,41 @@ impl BroadcastService {
             Created::New(id) => id,
             Created::Existing(id) => return Ok(accepted(earlier(id, &spec.domain))),
         };
-        tracing::info!(job_id = id, domain = %spec.domain, name = %spec.name, recipients = recipients.len(), rate = spec.rate, "broadcast started");
+        tracing::info!(job_id = id, domain = %spec.domain, name = %spec.name, recipients = recipients.snapshot.len(), audience = spec.recipient_group.as_db_str(), unknown = unknown.map_or(0, |unknown| unknown.count), rate = spec.rate, "broadcast started");
         self.manager
             .launch_stored(Lease::first(id, self.manager.node()), true)
             .await;
         Ok(Accepted::Started(id))
+    }
+
+    /// Who a job of `audience` on `domain` reaches if it starts now (invariant 13), or, for a
+    /// job scheduled (`later`), how many it would reach now: every account (only counted when
+    /// `later`, as the recipients of a scheduled job are fixed when it starts), the listed
+    /// names that are accounts (with those that are not), or the group's members.
+    async fn recipients(
+        &self,
+        domain: &str,
+        audience: &Audience,
+        later: bool,
+    ) -> Result<Reached, StartError> {
+        Ok(match audience {
+            Audience::AllUsers if later => Reached::all(self.directory.snapshot(domain).await?),
+            Audience::AllUsers => {
+                Reached::all(self.directory.recipients_for_new_job(domain).await?)
+            }
+            Audience::Listed(names) => {
+                let found = self.directory.existing(domain, names).await?;
+                let unknown = Unknown::of(names, &found, domain);
+                Reached {
+                    snapshot: Snapshot::Listed(found),
+                    unknown: Some(unknown),
+                }
+            }
+            Audience::Group(group) => match self.directory.group_members(domain, group).await? {
+                Some(members) => Reached::all(Snapshot::Listed(members)),
+                None => return Err(StartError::UnknownGroup(group.clone())),
+            },
+        })
     }
 
     /// The job a request with `key` created earlier on `domain`, if any, or the checked key
@@ -433,7 +500,7 @@ impl BroadcastService {
             body,
             sender,
             rate,
-            recipient_group: RecipientGroup::AllUsersInDomain,
+            audience: Default::default(),
         })?;
         let node = self.manager.node();
         let created = self
@@ -502,6 +569,7 @@ impl BroadcastService {
                 .into_iter()
                 .map(|user| format!("{user}@{domain}"))
                 .collect(),
+            unknown: None,
         })
     }
 
@@ -635,14 +703,24 @@ impl BroadcastService {
         Ok(())
     }
 
-    /// Counts the recipients a broadcast to `domain` would have now and lists the first
-    /// `sample` of them; nothing is written.
-    pub async fn preview(&self, domain: &str, sample: usize) -> Result<Preview, QueryError> {
+    /// Counts the recipients a broadcast to `audience` on `domain` would have now and lists the
+    /// first `sample` of them (and, for a list, the names that are not accounts); nothing is
+    /// written.
+    pub async fn preview(
+        &self,
+        domain: &str,
+        audience: AudienceRequest,
+        sample: usize,
+    ) -> Result<Preview, StartError> {
         if !self.manager.scope().serves_domain(domain) {
-            return Err(QueryError::DomainNotFound);
+            return Err(StartError::DomainNotFound);
         }
-        let snapshot = self.directory.snapshot(domain).await?;
-        let first = match &snapshot {
+        let audience = audience.check(domain)?;
+        let reached = match &audience {
+            Audience::AllUsers => Reached::all(self.directory.snapshot(domain).await?),
+            _ => self.recipients(domain, &audience, false).await?,
+        };
+        let first = match &reached.snapshot {
             Snapshot::Listed(users) => users.iter().take(sample).cloned().collect(),
             Snapshot::CreatedBy { at, .. } if sample > 0 => {
                 let limit = u32::try_from(sample).unwrap_or(u32::MAX);
@@ -651,11 +729,12 @@ impl BroadcastService {
             Snapshot::CreatedBy { .. } => Vec::new(),
         };
         Ok(Preview {
-            count: snapshot.len(),
+            count: reached.snapshot.len(),
             sample: first
                 .into_iter()
                 .map(|user| format!("{user}@{domain}"))
                 .collect(),
+            unknown: reached.unknown,
         })
     }
 

@@ -3,6 +3,7 @@
 
 use crate::admin::client::AdminClient;
 
+use super::audience::AudienceArgs;
 use super::exit::{CommandError, Exit};
 use super::instance::{DomainArg, InstanceArgs, Target};
 use super::output::{self, Planned};
@@ -83,6 +84,8 @@ pub struct CountArgs {
     /// How many of the recipients to list, in sending order
     #[arg(long, default_value_t = 5)]
     pub sample: u32,
+    #[command(flatten)]
+    pub audience: AudienceArgs,
 }
 
 /// Runs `list`: a table of jobs, or a JSON array of job objects.
@@ -179,7 +182,10 @@ pub async fn delete(args: DeleteArgs) -> Result<Exit, CommandError> {
 pub async fn count(args: CountArgs) -> Result<Exit, CommandError> {
     let given = args.domain_argument.or(args.domain.domain);
     let Target { client, domain } = args.instance.target(given.as_deref())?;
-    let preview = client.count_recipients(&domain, args.sample, None).await?;
+    let audience = args.audience.read()?;
+    let preview = client
+        .count_recipients(&domain, args.sample, None, &audience)
+        .await?;
     output::emit(args.instance.json, &preview, |preview| {
         output::preview_text(preview, Planned::Broadcast)
     });

@@ -36,6 +36,12 @@ pub struct Texts {
 }
 
 impl MessageArgs {
+    /// Whether the subject or the body is read from standard input.
+    pub fn reads_stdin(&self) -> bool {
+        let stdin = Some(Path::new(STDIN));
+        self.subject_file.as_deref() == stdin || self.body_file.as_deref() == stdin
+    }
+
     /// Reads the subject and the body from where they were given; at most one of them may be
     /// standard input.
     pub fn read(&self) -> Result<Texts, CommandError> {
@@ -68,7 +74,7 @@ pub fn read_text(
     }
 }
 
-fn read_file(path: &Path) -> Result<String, CommandError> {
+pub fn read_file(path: &Path) -> Result<String, CommandError> {
     let bytes = if path == Path::new(STDIN) {
         let mut bytes = Vec::new();
         std::io::stdin()

@@ -18,6 +18,7 @@ macro_rules! out {
 }
 
 mod amend;
+mod audience;
 mod component;
 mod exit;
 mod instance;

@@ -170,6 +170,7 @@ pub fn job_details(job: &ApiJob) -> String {
         ("state", job.status.to_string()),
         ("kind", kind(job)),
         ("recipients", progress(job)),
+        ("audience", audience(job)),
         ("rate", format!("{} messages/s", job.message_rate)),
         ("sender", job.sender_jid.clone()),
         ("owner node", job.owner_node.clone()),
@@ -203,6 +204,29 @@ pub fn job_details(job: &ApiJob) -> String {
     text.trim_end().to_owned()
 }
 
+/// `every user`, `group staff`, `listed accounts (3 names were not accounts: a@…, …)`.
+pub fn audience(job: &ApiJob) -> String {
+    match job.recipient_group.as_str() {
+        "LISTED" => match (job.unknown_recipient_count, &job.unknown_recipients) {
+            (Some(count), Some(first)) if count > 0 => {
+                let more = if count > first.len() as i64 {
+                    ", ..."
+                } else {
+                    ""
+                };
+                format!(
+                    "listed accounts ({count} listed name(s) were not accounts: {}{more})",
+                    first.join(", ")
+                )
+            }
+            _ => "listed accounts".to_owned(),
+        },
+        "GROUP" => format!("group {}", job.group.as_deref().unwrap_or("?")),
+        "ALL_USERS_IN_DOMAIN" => "every user of the domain".to_owned(),
+        other => other.to_owned(),
+    }
+}
+
 /// `BROADCAST`, or what a follow-up does to which job: `CORRECTION of job 7`.
 pub fn kind(job: &ApiJob) -> String {
     match (job.kind, job.amends) {
@@ -231,12 +255,28 @@ pub fn preview_text(preview: &RecipientsPreview, planned: Planned) -> String {
         domain,
         recipient_count,
         sample,
+        unknown_recipient_count,
+        unknown_recipients,
     } = preview;
     let what = planned.described();
+    let unknown = match (unknown_recipient_count, unknown_recipients) {
+        (Some(count), Some(first)) if *count > 0 => {
+            let mut text = format!("\n{count} listed name(s) are not accounts of {domain}:");
+            for jid in first {
+                text.push_str("\n  ");
+                text.push_str(jid);
+            }
+            if *count > first.len() as i64 {
+                text.push_str("\n  ...");
+            }
+            text
+        }
+        _ => String::new(),
+    };
     if *recipient_count == 0 {
         let command = planned.command();
         return format!(
-            "no user of {domain} would receive {what}: {command} would fail with no_recipients"
+            "no user of {domain} would receive {what}: {command} would fail with no_recipients{unknown}"
         );
     }
     let users = if *recipient_count == 1 {
@@ -252,6 +292,7 @@ pub fn preview_text(preview: &RecipientsPreview, planned: Planned) -> String {
             text.push_str(jid);
         }
     }
+    text.push_str(&unknown);
     text
 }
 
@@ -317,6 +358,9 @@ mod tests {
             status: Status::Running,
             start_at: None,
             paused_at: None,
+            group: None,
+            unknown_recipient_count: None,
+            unknown_recipients: None,
         }
     }
 
@@ -388,6 +432,8 @@ mod tests {
             domain: "example.com".into(),
             recipient_count: 20,
             sample: vec!["a@example.com".into(), "b@example.com".into()],
+            unknown_recipient_count: None,
+            unknown_recipients: None,
         };
         assert_eq!(
             preview_text(&preview, Planned::Broadcast),

@@ -3,8 +3,9 @@
 //! nothing. [`launch`] does the same for
 //! the follow-ups that `correct` and `retract` create.
 
-use crate::admin::client::{AdminClient, ClientError, StartRequest, Status};
+use crate::admin::client::{AdminClient, Audience, ClientError, StartRequest, Status};
 
+use super::audience::AudienceArgs;
 use super::exit::{CommandError, Exit};
 use super::instance::{DomainArg, InstanceArgs, Target};
 use super::message::MessageArgs;
@@ -26,6 +27,8 @@ pub struct StartArgs {
     pub sender: String,
     #[command(flatten)]
     pub message: MessageArgs,
+    #[command(flatten)]
+    pub audience: AudienceArgs,
     /// Schedule the job instead of starting it now: it starts at this time (RFC 3339, such as
     /// 2026-12-01T22:00:00Z or 2026-12-01T23:00:00+01:00), on whichever instance serves the
     /// domain, and its recipients are fixed then; at most 366 days ahead (`abort` cancels it)
@@ -69,7 +72,14 @@ pub struct LaunchArgs {
 
 /// Runs `start`.
 pub async fn run(args: StartArgs) -> Result<Exit, CommandError> {
+    if args.audience.reads_stdin() && args.message.reads_stdin() {
+        return Err(CommandError::usage(
+            "only one of --recipients-file, --subject-file and --body-file can be standard \
+             input ('-')",
+        ));
+    }
     let texts = args.message.read()?;
+    let audience = args.audience.read()?;
     let target = args.instance.target(args.domain.domain.as_deref())?;
     let broadcast = StartRequest {
         name: args.name,
@@ -80,10 +90,20 @@ pub async fn run(args: StartArgs) -> Result<Exit, CommandError> {
         rate: args.launch.rate,
         idempotency_key: args.launch.idempotency_key.clone(),
         start_at: args.at.map(|at| at.to_rfc3339()),
+        audience,
     };
     let created = target.client.start(&broadcast);
     let json = args.instance.json;
-    launch(&target, Planned::Broadcast, &args.launch, json, created).await
+    let planned = Planned::Broadcast;
+    launch_to(
+        &target,
+        planned,
+        &broadcast.audience,
+        &args.launch,
+        json,
+        created,
+    )
+    .await
 }
 
 /// Creates a job with `create` (a request not yet sent), then shows it or follows it; with
@@ -96,9 +116,21 @@ pub async fn launch(
     json: bool,
     create: impl Future<Output = Result<i64, ClientError>>,
 ) -> Result<Exit, CommandError> {
+    launch_to(target, planned, &Audience::AllUsers, options, json, create).await
+}
+
+/// [`launch`] of a broadcast to `audience`.
+async fn launch_to(
+    target: &Target,
+    planned: Planned,
+    audience: &Audience,
+    options: &LaunchArgs,
+    json: bool,
+    create: impl Future<Output = Result<i64, ClientError>>,
+) -> Result<Exit, CommandError> {
     let Target { client, domain } = target;
     if options.dry_run {
-        return dry_run(client, domain, planned, options, json).await;
+        return dry_run(client, domain, planned, audience, options, json).await;
     }
     let id = create.await?;
     if options.watch {
@@ -142,11 +174,12 @@ async fn dry_run(
     client: &AdminClient,
     domain: &str,
     planned: Planned,
+    audience: &Audience,
     options: &LaunchArgs,
     json: bool,
 ) -> Result<Exit, CommandError> {
     let preview = client
-        .count_recipients(domain, options.sample, planned.amends())
+        .count_recipients(domain, options.sample, planned.amends(), audience)
         .await?;
     if json {
         output::print_json(&preview);

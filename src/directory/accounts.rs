@@ -16,6 +16,9 @@ const END_OF_TIME: &str = "9999-12-31 23:59:59";
 pub(super) struct Dated {
     checks: Vec<Check>,
     pub(super) exists: Query,
+    /// `$1` domain, `$2 …` [`super::EXISTING_CHUNK`] usernames: those that are accounts
+    /// (built-in schemas; the custom schema asks `exists` for each name).
+    pub(super) existing: Option<Query>,
     count: Query,
     page: Query,
     /// ejabberd's default schema holds the accounts of this one domain.
@@ -126,6 +129,7 @@ impl Dated {
                 return Dated {
                     checks,
                     exists: Query::operator(&custom.exists, dialect),
+                    existing: None,
                     count: Query::operator(&custom.count, dialect),
                     page: Query::operator(&custom.page, dialect),
                     only_domain: None,
@@ -149,6 +153,13 @@ impl Dated {
                 &format!("SELECT COUNT(*) FROM users WHERE {host}username = $2"),
                 dialect,
             ),
+            existing: Some(Query::new(
+                &format!(
+                    "SELECT username FROM users WHERE {host}username IN ({})",
+                    super::in_list()
+                ),
+                dialect,
+            )),
             count: Query::new(
                 &format!("SELECT COUNT(*) FROM users WHERE {host}created_at <= {at}"),
                 dialect,

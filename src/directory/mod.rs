@@ -20,6 +20,7 @@ mod clock;
 mod identity;
 mod prosody;
 
+use std::collections::BTreeMap;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,7 +30,7 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePool, SqlitePoolOptions};
 use sqlx::{AssertSqlSafe, Connection as _};
 
-use crate::config::{ConfigError, EXISTS_SQL, UsersConfig, UsersSchema};
+use crate::config::{ConfigError, EXISTS_SQL, GROUP_MEMBERS_SQL, UsersConfig, UsersSchema};
 use crate::database::{ConnectError, Target};
 use crate::job::{Snapshot, UsersDatabase};
 use crate::placeholders::positional;
@@ -42,6 +43,16 @@ const USERS_DATABASE: &str = "the users database";
 const USERS_DATABASE_KEY: &str = "users.url";
 /// How long a statement waits for a free connection of the pool.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Usernames a statement checks at once ([`Directory::existing`]): well below every dialect's
+/// limit of bound parameters (SQLite's is 32,766).
+const EXISTING_CHUNK: usize = 500;
+
+/// `$2, $3, …`: the placeholders of the [`EXISTING_CHUNK`] usernames, after the domain's `$1`.
+fn in_list() -> String {
+    let placeholders: Vec<String> = (2..EXISTING_CHUNK + 2).map(|n| format!("${n}")).collect();
+    placeholders.join(", ")
+}
+
 /// MySQL's error number for a time zone it does not know.
 const MYSQL_UNKNOWN_TIME_ZONE: u16 = 1298;
 
@@ -73,6 +84,8 @@ pub struct Directory {
     layout: Arc<Layout>,
     pool: UsersPool,
     identity: UsersDatabase,
+    /// The named groups, by domain and name: the statement listing each one's members.
+    groups: Arc<BTreeMap<String, BTreeMap<String, Query>>>,
 }
 
 #[derive(Debug)]
@@ -233,15 +246,28 @@ impl Directory {
             schema => Layout::Dated(Dated::new(schema, pool.dialect())),
         };
         let identity = identity::read(&pool, config).await?;
+        let groups = config
+            .groups
+            .iter()
+            .map(|(domain, groups)| {
+                let queries = groups
+                    .iter()
+                    .map(|(name, sql)| (name.clone(), Query::operator(sql, pool.dialect())))
+                    .collect();
+                (domain.clone(), queries)
+            })
+            .collect();
         let directory = Directory {
             layout: Arc::new(layout),
             pool,
             identity,
+            groups: Arc::new(groups),
         };
         match &*directory.layout {
             Layout::Prosody(prosody) => prosody.check_layout(&directory.pool).await?,
             Layout::Dated(dated) => dated.check_layout(&directory.pool).await?,
         }
+        directory.check_groups(config).await?;
         Ok(directory)
     }
 
@@ -278,6 +304,88 @@ impl Directory {
         };
         let args: [Arg; EXISTS_SQL.parameters.len()] = [Arg::Text(domain), Arg::Text(username)];
         Ok(exists.integer(&self.pool, &args).await? > 0)
+    }
+
+    /// The accounts of `domain` among `usernames` (distinct, in byte order), in byte order:
+    /// a few statements of [`EXISTING_CHUNK`] names each, or (custom schema) one `exists_sql`
+    /// per name. A name is an account only if the database returns it as written: a
+    /// case-insensitive collation's other spelling of it is not taken for it.
+    pub async fn existing(
+        &self,
+        domain: &str,
+        usernames: &[String],
+    ) -> Result<Vec<String>, DirectoryError> {
+        let in_list = match &*self.layout {
+            Layout::Prosody(prosody) => Some(&prosody.existing),
+            Layout::Dated(dated) if !dated.serves(domain) => return Ok(Vec::new()),
+            Layout::Dated(dated) => dated.existing.as_ref(),
+        };
+        let mut found = Vec::new();
+        match in_list {
+            Some(query) => {
+                for chunk in usernames.chunks(EXISTING_CHUNK) {
+                    // The last chunk repeats its first name to fill the statement's list.
+                    let mut args = Vec::with_capacity(EXISTING_CHUNK + 1);
+                    args.push(Arg::Text(domain));
+                    args.extend(chunk.iter().map(|name| Arg::Text(name)));
+                    args.resize(EXISTING_CHUNK + 1, Arg::Text(&chunk[0]));
+                    found.extend(query.strings(&self.pool, &args).await?);
+                }
+            }
+            None => {
+                for name in usernames {
+                    if self.user_exists(domain, name).await? {
+                        found.push(name.clone());
+                    }
+                }
+            }
+        }
+        found.sort_unstable();
+        found.dedup();
+        found.retain(|name| usernames.binary_search(name).is_ok());
+        Ok(found)
+    }
+
+    /// The members of `domain`'s group `group`, in byte order, read in one statement (so the
+    /// list is what the database held at one instant); `None` if the domain has no such group.
+    pub async fn group_members(
+        &self,
+        domain: &str,
+        group: &str,
+    ) -> Result<Option<Vec<String>>, DirectoryError> {
+        let Some(query) = self.groups.get(domain).and_then(|groups| groups.get(group)) else {
+            return Ok(None);
+        };
+        let mut members = query.strings(&self.pool, &[Arg::Text(domain)]).await?;
+        members.sort_unstable();
+        members.dedup();
+        Ok(Some(members))
+    }
+
+    /// The names of `domain`'s groups.
+    pub fn groups(&self, domain: &str) -> Vec<String> {
+        self.groups
+            .get(domain)
+            .map(|groups| groups.keys().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Runs each group's statement with nothing to return, so that a syntax error or a
+    /// missing table is reported at start-up, naming its key.
+    async fn check_groups(&self, config: &UsersConfig) -> Result<(), DirectoryError> {
+        for (domain, groups) in &config.groups {
+            for (name, sql) in groups {
+                let probe = format!("SELECT * FROM ({sql}) xb_group_probe LIMIT 0");
+                let query = Query::operator(&probe, self.pool.dialect());
+                if let Err(err) = query.strings(&self.pool, &[Arg::Text(domain)]).await {
+                    return Err(DirectoryError::Layout(format!(
+                        "domains.\"{domain}\".groups.\"{name}\".{} fails on the users database ({err})",
+                        GROUP_MEMBERS_SQL.key
+                    )));
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Fixes the recipients of a new job of `domain`: its usernames now, in byte order

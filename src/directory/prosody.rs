@@ -9,6 +9,8 @@ pub(super) struct Prosody {
     pub(super) exists: Query,
     usernames: Query,
     any: Query,
+    /// `$1` domain, `$2 …` [`super::EXISTING_CHUNK`] usernames: those that are accounts.
+    pub(super) existing: Query,
 }
 
 impl Prosody {
@@ -29,6 +31,13 @@ impl Prosody {
             ),
             usernames: Query::new(
                 r#"SELECT DISTINCT "user" FROM "prosody" WHERE "host" = $1 AND "store" = 'accounts'"#,
+                dialect,
+            ),
+            existing: Query::new(
+                &format!(
+                    r#"SELECT DISTINCT "user" FROM "prosody" WHERE "host" = $1 AND "store" = 'accounts' AND "user" IN ({})"#,
+                    super::in_list()
+                ),
                 dialect,
             ),
         }

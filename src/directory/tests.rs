@@ -169,6 +169,7 @@ impl Case {
             url: Secret::new(self.url.clone()),
             time_zone: None,
             database_id: None,
+            groups: Default::default(),
         }
     }
 
@@ -464,6 +465,7 @@ async fn the_users_database_can_hold_the_jobs() {
                 sender: jid::BareJid::new("admin@example.com").unwrap(),
                 rate: 10,
                 recipient_group: RecipientGroup::AllUsersInDomain,
+                group: None,
             };
             let id = store
                 .create_job(

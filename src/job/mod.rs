@@ -4,9 +4,11 @@
 //! A broadcast job as stored: its definition, state, progress and owner, and the checks that
 //! stored data is usable, made where it is turned into these types.
 
+pub mod audience;
 pub mod idempotency;
 pub mod spec;
 
+pub use audience::{Audience, AudienceRequest, Unknown};
 pub use idempotency::Idempotency;
 pub use spec::{BroadcastRequest, InvalidRequest, JobSpec, RecipientGroup};
 
@@ -65,6 +67,11 @@ pub enum RowProblem {
     BadText(Parameter),
     #[error("cannot be decoded ({0})")]
     Undecodable(String),
+    #[error("is not a known recipient group")]
+    UnknownRecipientGroup,
+    /// `audience_group` names a valid group for a group job, and only then.
+    #[error("does not fit the job's recipient group (a group job names its group, others none)")]
+    GroupMismatch,
 }
 
 impl InvalidRow {
@@ -420,6 +427,12 @@ pub struct Job {
     /// A scheduled job whose start time had come when the job was read (in the job database's
     /// clock).
     pub due: bool,
+    /// Who the job is for.
+    pub recipient_group: RecipientGroup,
+    /// The configured group, for a group job.
+    pub group: Option<String>,
+    /// For a list: the names that were not accounts of the domain when it was checked.
+    pub unknown: Option<Unknown>,
 }
 
 impl Job {
@@ -599,6 +612,9 @@ mod tests {
             start_at: None,
             paused_at: None,
             due: false,
+            recipient_group: RecipientGroup::AllUsersInDomain,
+            group: None,
+            unknown: None,
         }
     }
 

@@ -11,6 +11,8 @@
 use jid::BareJid;
 use unicode_segmentation::UnicodeSegmentation;
 
+use super::audience::{AudienceProblem, AudienceRequest};
+
 /// Allowed number of characters in a job name.
 pub const NAME_LENGTH: std::ops::RangeInclusive<usize> = 1..=250;
 /// Allowed number of characters in a subject (it may be empty).
@@ -89,6 +91,9 @@ pub enum InvalidRequest {
     /// A start time outside the accepted window.
     #[error("Invalid parameter: start_at ({0})")]
     StartAt(StartAtProblem),
+    /// Recipients that cannot be named so.
+    #[error("Invalid parameter: {} ({})", .0.argument(), .0)]
+    Audience(AudienceProblem),
 }
 
 /// Why a start time is refused.
@@ -120,17 +125,39 @@ pub fn check_start_at(
     }
 }
 
-/// The recipients of a broadcast; MongooseIM's `BroadcastRecipientGroup`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The recipients of a broadcast; MongooseIM's `BroadcastRecipientGroup`, with the audiences
+/// of [`super::audience`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum RecipientGroup {
+    #[default]
     AllUsersInDomain,
+    /// Accounts named in the request.
+    Listed,
+    /// A group defined in the config.
+    Group,
 }
 
 impl RecipientGroup {
+    pub const ALL: [RecipientGroup; 3] = [
+        RecipientGroup::AllUsersInDomain,
+        RecipientGroup::Listed,
+        RecipientGroup::Group,
+    ];
+
+    /// As `xb_jobs.recipient_group` stores it.
     pub fn as_db_str(self) -> &'static str {
         match self {
             RecipientGroup::AllUsersInDomain => "all_users_in_domain",
+            RecipientGroup::Listed => "listed",
+            RecipientGroup::Group => "group",
         }
+    }
+
+    /// The group `xb_jobs.recipient_group` names, if it is one.
+    pub fn from_db_str(text: &str) -> Option<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|group| group.as_db_str() == text)
     }
 }
 
@@ -143,7 +170,8 @@ pub struct BroadcastRequest {
     pub body: String,
     pub sender: BareJid,
     pub rate: i64,
-    pub recipient_group: RecipientGroup,
+    /// Who it is for, as the request names them.
+    pub audience: AudienceRequest,
 }
 
 /// A validated broadcast: every field is within its limits.
@@ -156,6 +184,8 @@ pub struct JobSpec {
     pub sender: BareJid,
     pub rate: u32,
     pub recipient_group: RecipientGroup,
+    /// The configured group's name, for [`RecipientGroup::Group`].
+    pub group: Option<String>,
 }
 
 impl JobSpec {
@@ -173,7 +203,8 @@ impl JobSpec {
             body: request.body,
             sender: request.sender,
             rate,
-            recipient_group: request.recipient_group,
+            recipient_group: request.audience.group,
+            group: request.audience.group_name,
         })
     }
 
@@ -239,7 +270,7 @@ mod tests {
             body: "The server restarts at 22:00.".into(),
             sender: BareJid::new("admin@example.com").unwrap(),
             rate: 100,
-            recipient_group: RecipientGroup::AllUsersInDomain,
+            audience: AudienceRequest::default(),
         }
     }
 

@@ -27,7 +27,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 
 use crate::job::{
     Amends, ExecutionState, Hold, Idempotency, InvalidRow, Job, JobId, JobKind, JobSpec, Lease,
-    MAX_JOB_ID, RowProblem, Snapshot, UsersDatabase,
+    MAX_JOB_ID, RecipientGroup, RowProblem, Snapshot, Unknown, UsersDatabase, audience,
 };
 
 use crate::database::{ConnectError, Target};
@@ -66,6 +66,8 @@ struct NewJob<'a> {
     idempotency: Option<&'a Idempotency>,
     /// For a scheduled job: when it starts.
     start_at: Option<DateTime<Utc>>,
+    /// For a list: the names that were not accounts.
+    unknown: Option<&'a Unknown>,
 }
 
 /// What a create call did: created the job, or found the one created first with the same
@@ -506,15 +508,26 @@ impl Store {
         snapshot: &Snapshot,
         users_database: &UsersDatabase,
     ) -> Result<JobId, StoreError> {
-        self.create_job_once(None, spec, owner, lease_time, snapshot, users_database)
-            .await
-            .map(Created::id)
+        self.create_job_once(
+            None,
+            spec,
+            owner,
+            lease_time,
+            snapshot,
+            None,
+            users_database,
+        )
+        .await
+        .map(Created::id)
     }
 
     /// [`Store::create_job`], with the request's `idempotency` key if it has one: a job of the
     /// domain created with the same key answers instead ([`Created::Existing`]) if its request
     /// had the same fingerprint, or [`StoreError::IdempotencyKeyReused`] if not, also when the
     /// two requests race (the database's unique index decides).
+    ///
+    /// A list's names that were not accounts (`unknown`) are recorded with the job.
+    #[allow(clippy::too_many_arguments)]
     pub async fn create_job_once(
         &self,
         idempotency: Option<&Idempotency>,
@@ -522,6 +535,7 @@ impl Store {
         owner: &str,
         lease_time: Duration,
         snapshot: &Snapshot,
+        unknown: Option<&Unknown>,
         users_database: &UsersDatabase,
     ) -> Result<Created, StoreError> {
         let (recipients, snapshot_at): (&[String], Option<&str>) = match snapshot {
@@ -537,6 +551,7 @@ impl Store {
             amends: None,
             idempotency,
             start_at: None,
+            unknown,
         };
         self.insert(&row, owner, lease_time, recipients).await
     }
@@ -545,14 +560,23 @@ impl Store {
     /// that names nobody, and no recipients yet — they are fixed when it starts
     /// ([`Store::start_scheduled`]); `recipient_count` is the count when it was scheduled. It is
     /// not the domain's running job. With an idempotency key, as [`Store::create_job_once`].
+    ///
+    /// A list's recipients are the exception (invariant 13): the accounts it named that exist
+    /// now, `listed`, are stored at once, and kept when it starts; their number is its
+    /// `recipient_count`, and `unknown` the names that were not accounts.
     pub async fn create_scheduled(
         &self,
         idempotency: Option<&Idempotency>,
         spec: &JobSpec,
         start_at: DateTime<Utc>,
         recipient_count: i64,
+        listed: Option<(&[String], Option<&Unknown>)>,
         users_database: &UsersDatabase,
     ) -> Result<Created, StoreError> {
+        let (recipients, unknown, recipient_count) = match listed {
+            Some((names, unknown)) => (names, unknown, names.len() as i64),
+            None => (&[][..], None, recipient_count),
+        };
         let row = NewJob {
             spec,
             recipient_count,
@@ -562,8 +586,10 @@ impl Store {
             amends: None,
             idempotency,
             start_at: Some(start_at),
+            unknown,
         };
-        self.insert(&row, NO_OWNER, Duration::ZERO, &[]).await
+        self.insert(&row, NO_OWNER, Duration::ZERO, recipients)
+            .await
     }
 
     /// Creates a running follow-up of `kind` of the broadcast `original`, owned by `owner`,
@@ -594,6 +620,7 @@ impl Store {
             }),
             idempotency,
             start_at: None,
+            unknown: None,
         };
         self.insert(&row, owner, lease_time, &[]).await
     }
@@ -634,6 +661,11 @@ impl Store {
                 .bind(job.idempotency.map(|once| once.fingerprint.as_str()))
                 .bind(job.start_at.map(|_| Hold::Scheduled.as_db_str()))
                 .bind(job.start_at)
+                .bind(spec.group.as_deref())
+                .bind(job.unknown.map(|unknown| unknown.count))
+                .bind(job.unknown.map(|unknown| {
+                    serde_json::Value::from(unknown.sample.clone()).to_string()
+                }))
                 .execute(&mut *tx)
                 .await?;
             let id: JobId = sqlx::query_scalar(sql.last_insert_id).fetch_one(&mut *tx).await?;
@@ -1147,7 +1179,8 @@ impl Store {
     }
 
     /// Starts scheduled job `job_id` under a lease of `owner` (epoch raised), with its
-    /// recipients fixed now: `snapshot`, taken of `users_database` just before. One
+    /// recipients fixed now: `snapshot`, taken of `users_database` just before (`None` for a
+    /// list, whose recipients were stored when it was scheduled and are kept). One
     /// transaction, guarded by the hold, so that exactly one instance starts it. Fails with
     /// [`StoreError::RunningJobExists`] if another job of the domain runs; nothing changes then.
     pub async fn start_scheduled(
@@ -1155,19 +1188,20 @@ impl Store {
         job_id: JobId,
         owner: &str,
         lease_time: Duration,
-        snapshot: &Snapshot,
+        snapshot: Option<&Snapshot>,
         users_database: &UsersDatabase,
     ) -> Result<Unheld, StoreError> {
         let sql = self.sql();
         let (recipients, snapshot_at): (&[String], Option<&str>) = match snapshot {
-            Snapshot::Listed(users) => (users, None),
-            Snapshot::CreatedBy { at, .. } => (&[], Some(at)),
+            Some(Snapshot::Listed(users)) => (users, None),
+            Some(Snapshot::CreatedBy { at, .. }) => (&[], Some(at)),
+            None => (&[], None),
         };
         let epoch = retrying_conflicts(|| async {
             Ok(on_pool!(self, pool => async {
                 let mut tx = pool.begin().await?;
                 let unscheduled = sqlx::query(sql.unschedule_job)
-                    .bind(snapshot.len())
+                    .bind(snapshot.map(Snapshot::len))
                     .bind(snapshot_at)
                     .bind(users_database.as_str())
                     .bind(job_id)
@@ -1312,6 +1346,10 @@ struct JobRow {
     hold: Option<String>,
     start_at: Option<DateTime<Utc>>,
     paused_at: Option<DateTime<Utc>>,
+    recipient_group: String,
+    audience_group: Option<String>,
+    unknown_recipients: Option<i64>,
+    unknown_sample: Option<String>,
     owner: Option<String>,
     lease_expires_at: Option<DateTime<Utc>>,
     database_now: DateTime<Utc>,
@@ -1363,6 +1401,48 @@ impl JobRow {
                     .ok_or_else(|| InvalidRow::new(id, "hold", RowProblem::UnknownHold))?,
             ),
         };
+        let recipient_group =
+            RecipientGroup::from_db_str(&self.recipient_group).ok_or_else(|| {
+                InvalidRow::new(id, "recipient_group", RowProblem::UnknownRecipientGroup)
+            })?;
+        // A group job names its group, and only a group job does.
+        let group = match (recipient_group, self.audience_group) {
+            (RecipientGroup::Group, Some(name)) if audience::is_group_name(&name) => Some(name),
+            (RecipientGroup::Group, _) | (_, Some(_)) => {
+                return Err(InvalidRow::new(
+                    id,
+                    "audience_group",
+                    RowProblem::GroupMismatch,
+                ));
+            }
+            (_, None) => None,
+        };
+        let unknown = match (self.unknown_recipients, self.unknown_sample) {
+            (None, None) => None,
+            (Some(count), sample) => {
+                let sample = match sample {
+                    None => Vec::new(),
+                    Some(text) => serde_json::from_str::<Vec<String>>(&text).map_err(|err| {
+                        InvalidRow::new(
+                            id,
+                            "unknown_sample",
+                            RowProblem::Undecodable(err.to_string()),
+                        )
+                    })?,
+                };
+                Some(Unknown {
+                    count: not_negative("unknown_recipients", count)?,
+                    sample,
+                })
+            }
+            (None, Some(_)) => {
+                return Err(InvalidRow::new(
+                    id,
+                    "unknown_recipients",
+                    RowProblem::Undecodable("a sample without a count".into()),
+                ));
+            }
+        };
         Ok(Job {
             id,
             name: self.name,
@@ -1393,6 +1473,9 @@ impl JobRow {
             hold,
             start_at: self.start_at,
             paused_at: self.paused_at,
+            recipient_group,
+            group,
+            unknown,
         })
     }
 }

@@ -20,6 +20,7 @@ macro_rules! job_select {
             "j.recipient_count, j.execution_state, j.abortion_reason, j.created_at, j.started_at, ",
             "j.stopped_at, j.cursor_username, j.recipients_processed, j.snapshot_at, ",
             "j.users_database, j.kind, j.amends, j.reach, j.hold, j.start_at, j.paused_at, ",
+            "j.recipient_group, j.audience_group, j.unknown_recipients, j.unknown_sample, ",
             "l.owner, ",
             "l.expires_at AS lease_expires_at, ",
             $now,
@@ -134,8 +135,9 @@ pub struct Statements {
     pub release_held_lease: &'static str,
     /// `$1` job id, `$2` domain: lifts a pause.
     pub unpause_job: &'static str,
-    /// `$1` recipient count, `$2` snapshot instant (or NULL), `$3` users database, `$4` job id:
-    /// a scheduled job starts, with its recipients fixed now.
+    /// `$1` recipient count (NULL: kept, for a list stored when it was scheduled), `$2`
+    /// snapshot instant (or NULL), `$3` users database, `$4` job id: a scheduled job starts,
+    /// with its recipients fixed now.
     pub unschedule_job: &'static str,
     /// `$1` owner, `$2` lease seconds, `$3` job id: the lease of a job whose hold was just
     /// lifted (in the same transaction), its epoch raised.
@@ -163,12 +165,13 @@ macro_rules! statements {
             insert_job: $finish(concat!(
                 "INSERT INTO xb_jobs (name, domain, sender_jid, subject, body, message_rate, ",
                 "recipient_group, recipient_count, snapshot_at, users_database, kind, amends, ",
-                "reach, idempotency_key, request_fingerprint, hold, start_at) ",
+                "reach, idempotency_key, request_fingerprint, hold, start_at, audience_group, ",
+                "unknown_recipients, unknown_sample) ",
                 "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, ",
                 $instant_open,
                 "$17",
                 $instant_close,
-                ")"
+                ", $18, $19, $20)"
             )),
             select_job_by_key: $finish(
                 "SELECT id, request_fingerprint FROM xb_jobs \
@@ -316,7 +319,8 @@ macro_rules! statements {
                  WHERE id = $1 AND domain = $2 AND execution_state = 'running' AND hold = 'paused'",
             ),
             unschedule_job: $finish(
-                "UPDATE xb_jobs SET hold = NULL, recipient_count = $1, snapshot_at = $2, \
+                "UPDATE xb_jobs SET hold = NULL, recipient_count = COALESCE($1, recipient_count), \
+                 snapshot_at = $2, \
                  users_database = $3 \
                  WHERE id = $4 AND execution_state = 'running' AND hold = 'scheduled'",
             ),

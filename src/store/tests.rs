@@ -69,6 +69,7 @@ fn spec(domain: &str) -> JobSpec {
         sender: BareJid::new(&format!("admin@{domain}")).unwrap(),
         rate: 10,
         recipient_group: RecipientGroup::AllUsersInDomain,
+        group: None,
     }
 }
 
@@ -368,6 +369,7 @@ async fn eight_concurrent_creates(
                     &format!("node{i}"),
                     LEASE,
                     &users(50),
+                    None,
                     &users_db(),
                 )
                 .await
@@ -504,7 +506,7 @@ async fn unicode_at_the_limits_round_trips(store: Store) {
         body: "\u{1F600}".repeat(*BODY_LENGTH.end()),
         sender: BareJid::new("admin@example.com").unwrap(),
         rate: 1000,
-        recipient_group: RecipientGroup::AllUsersInDomain,
+        audience: Default::default(),
     };
     let spec = JobSpec::parse(request).expect("the texts are at the limits, not beyond");
     let recipients: Vec<String> = ["zoë", "Zed", "émile", "ärger", "日本", "u\u{1F600}", "a"]
@@ -1167,6 +1169,7 @@ async fn create_once(
             "node1",
             LEASE,
             &users(3),
+            None,
             &users_db(),
         )
         .await
@@ -1424,7 +1427,7 @@ async fn a_paused_job_frees_its_domain_and_resumes_only_when_it_is_free(store: S
 async fn a_scheduled_job_waits_then_starts_once_with_its_recipients_fixed_then(store: Store) {
     let at = chrono::Utc::now() + chrono::TimeDelta::seconds(2);
     let id = store
-        .create_scheduled(None, &spec("example.com"), at, 3, &users_db())
+        .create_scheduled(None, &spec("example.com"), at, 3, None, &users_db())
         .await
         .unwrap()
         .id();
@@ -1467,8 +1470,8 @@ async fn a_scheduled_job_waits_then_starts_once_with_its_recipients_fixed_then(s
     // Two instances race to start it: one does.
     let (fixed, db) = (users(7), users_db());
     let (a, b) = tokio::join!(
-        store.start_scheduled(id, "node1", LEASE, &fixed, &db),
-        store.start_scheduled(id, "node2", LEASE, &fixed, &db),
+        store.start_scheduled(id, "node1", LEASE, Some(&fixed), &db),
+        store.start_scheduled(id, "node2", LEASE, Some(&fixed), &db),
     );
     let (a, b) = (a.unwrap(), b.unwrap());
     let started = match (a, b) {
@@ -1499,13 +1502,14 @@ async fn a_scheduled_job_waits_then_starts_once_with_its_recipients_fixed_then(s
             &spec("example.com"),
             chrono::Utc::now(),
             2,
+            None,
             &users_db(),
         )
         .await
         .unwrap()
         .id();
     let busy = store
-        .start_scheduled(later, "node1", LEASE, &users(2), &users_db())
+        .start_scheduled(later, "node1", LEASE, Some(&users(2)), &users_db())
         .await;
     assert!(
         matches!(busy, Err(StoreError::RunningJobExists)),
@@ -1536,7 +1540,7 @@ async fn a_scheduled_job_waits_then_starts_once_with_its_recipients_fixed_then(s
 async fn held_jobs_are_aborted_not_deleted_and_not_taken_over(store: Store) {
     let at = chrono::Utc::now() + chrono::TimeDelta::hours(1);
     let scheduled = store
-        .create_scheduled(None, &spec("example.com"), at, 3, &users_db())
+        .create_scheduled(None, &spec("example.com"), at, 3, None, &users_db())
         .await
         .unwrap()
         .id();

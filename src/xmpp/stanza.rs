@@ -511,7 +511,7 @@ mod tests {
 
         use super::*;
         use crate::job::spec::is_xml_char;
-        use crate::job::{BroadcastRequest, JobSpec, MAX_JOB_ID, RecipientGroup};
+        use crate::job::{BroadcastRequest, JobSpec, MAX_JOB_ID};
 
         /// Text made of any characters and of pieces that XML treats specially.
         fn text() -> impl Strategy<Value = String> {
@@ -577,7 +577,7 @@ mod tests {
                     body: body.clone(),
                     sender: sender.clone(),
                     rate: 10,
-                    recipient_group: RecipientGroup::AllUsersInDomain,
+                    audience: Default::default(),
                 };
                 // The texts are far below the length limits: only their characters and an
                 // empty body are reasons to refuse them.
