@@ -216,6 +216,34 @@ impl Ejabberd {
         format!("{name}@{DOMAIN}")
     }
 
+    /// Runs `ejabberdctl ARGS` against this server; panics if it fails.
+    pub async fn ctl(&self, args: &[&str]) {
+        let output = tokio::process::Command::from(ejabberdctl(self._dir.path()))
+            .args(args)
+            .output()
+            .await
+            .expect("run ejabberdctl");
+        assert!(
+            output.status.success(),
+            "ejabberdctl {args:?} failed: {}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+
+    /// Creates the shared roster group `group` of [`DOMAIN`] with ejabberd's own command
+    /// (`mod_shared_roster`, stored in its SQL tables `sr_group` and `sr_user`).
+    pub async fn create_group(&self, group: &str) {
+        self.ctl(&["srg_create", group, DOMAIN, group, group, group])
+            .await;
+    }
+
+    /// Adds `user` of [`DOMAIN`] to the shared roster group `group`, as ejabberd does.
+    pub async fn add_to_group(&self, user: &str, group: &str) {
+        self.ctl(&["srg_user_add", user, DOMAIN, group, DOMAIN])
+            .await;
+    }
+
     async fn insert_accounts(&self, names: &[String], password: &str) {
         let (stored_key, server_key, salt) = scram_sha1(password, b"xmpp-broadcast-test-salt");
         let host = if self.storage.new_schema() {
@@ -428,6 +456,8 @@ modules:
   mod_disco: {{}}
   mod_ping: {{}}
   mod_roster: {{}}
+  mod_shared_roster: {{}}
+  mod_admin_extra: {{}}
   mod_offline:
     access_max_user_messages: max_user_offline_messages
 "#,

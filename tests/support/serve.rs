@@ -87,6 +87,8 @@ pub struct ServeConfig {
     /// HTTPS on the admin listener: `admin.tls_certificate`, `admin.tls_key`, and the CA file
     /// the test's clients trust.
     pub admin_tls: Option<AdminTlsFiles>,
+    /// Named groups of the first domain: `(name, members_sql)`.
+    pub groups: Vec<(String, String)>,
 }
 
 /// The PEM files of an instance's HTTPS.
@@ -110,6 +112,7 @@ impl ServeConfig {
             jobs,
             domains: vec![DOMAIN.into()],
             admin_tls: None,
+            groups: Vec::new(),
         }
     }
 
@@ -125,6 +128,7 @@ impl ServeConfig {
             jobs,
             domains: vec![DOMAIN.into()],
             admin_tls: None,
+            groups: Vec::new(),
         }
     }
 
@@ -136,7 +140,13 @@ impl ServeConfig {
         admin_listen: &str,
         domain_admins: &[(&str, &str)],
     ) -> String {
-        let domains = domains_toml(self.domains.iter().map(String::as_str), domain_admins);
+        let mut domains = domains_toml(self.domains.iter().map(String::as_str), domain_admins);
+        for (name, sql) in &self.groups {
+            domains.push_str(&format!(
+                "\n[domains.{:?}.groups.{name}]\nmembers_sql = {sql:?}\n",
+                self.domains[0]
+            ));
+        }
         let tls = self
             .admin_tls
             .as_ref()
