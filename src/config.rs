@@ -1271,6 +1271,44 @@ mod tests {
     }
 
     #[test]
+    fn groups_are_named_statements_of_their_domain() {
+        let group = |name: &str, body: &str| {
+            format!("{MINIMAL}\n[domains.\"example.com\".groups.{name}]\n{body}\n")
+        };
+        let config = Config::from_toml(
+            &group(
+                "staff",
+                "members_sql = \"\"\"\nSELECT username FROM staff\n WHERE domain = $1\n\"\"\"",
+            ),
+            &[],
+        )
+        .unwrap();
+        assert_eq!(
+            config.users.groups["example.com"]["staff"],
+            "SELECT username FROM staff\n WHERE domain = $1"
+        );
+        assert_refused(
+            &group("staff", "members_sql = \"SELECT u FROM t WHERE d = $2\""),
+            "domains.\"example.com\".groups.\"staff\".members_sql",
+            &["$2 is not one of its parameters", "$1 (domain)"],
+        );
+        assert_refused(
+            &group("staff", "members_sql = \"  \""),
+            "domains.\"example.com\".groups.\"staff\".members_sql",
+            &["must not be empty"],
+        );
+        assert_refused(
+            &group("\"two words\"", "members_sql = \"SELECT 1\""),
+            "domains.\"example.com\".groups.\"two words\"",
+            &["is not a group name"],
+        );
+        let unknown_key = error_of(&group("staff", "members = \"SELECT 1\""));
+        assert!(unknown_key.contains("members"), "{unknown_key}");
+        let missing = error_of(&group("staff", ""));
+        assert!(missing.contains("members_sql"), "{missing}");
+    }
+
+    #[test]
     fn minimal_config_gets_defaults() {
         let config = Config::from_toml(MINIMAL, &[]).unwrap();
         assert_eq!(config.lease_time, Duration::from_secs(600));

@@ -318,6 +318,31 @@ async fn accounts_exist_in_their_domain(case: Case) {
     case.finish().await;
 }
 
+/// A list is checked in statements of [`super::EXISTING_CHUNK`] names: those that are
+/// accounts of the domain come back, in byte order, and nothing of another domain.
+async fn listed_names_are_checked_in_chunks(case: Case) {
+    let accounts: Vec<String> = (0..520).map(|i| format!("u{i:03}")).collect();
+    for name in &accounts {
+        case.register(name, DOMAIN, None).await;
+    }
+    if case.kind != Kind::Ejabberd {
+        case.register("stranger", OTHER, None).await;
+    }
+    let directory = case.directory().await;
+    let mut asked: Vec<String> = accounts.iter().step_by(2).cloned().collect();
+    asked.extend((0..300).map(|i| format!("x{i:03}")));
+    asked.push("stranger".into());
+    asked.push("U000".into()); // another spelling of an account is not that account
+    asked.sort();
+    let expected: Vec<String> = accounts.iter().step_by(2).cloned().collect();
+    assert_eq!(directory.existing(DOMAIN, &asked).await.unwrap(), expected);
+    assert_eq!(
+        directory.existing(DOMAIN, &["u001".into()]).await.unwrap(),
+        ["u001"]
+    );
+    case.finish().await;
+}
+
 macro_rules! cases {
     ($($name:ident => ($kind:ident, $dialect:ident): [$($test:ident),*]),* $(,)?) => {
         $(mod $name {
@@ -331,21 +356,80 @@ macro_rules! cases {
 }
 
 cases!(
-    prosody_sqlite => (Prosody, Sqlite): [accounts_exist_in_their_domain],
-    prosody_postgres => (Prosody, Postgres): [accounts_exist_in_their_domain],
-    prosody_mysql => (Prosody, MySql): [accounts_exist_in_their_domain],
-    ejabberd_sqlite => (Ejabberd, Sqlite): [the_snapshot_instant_is_exact, pages_cover_the_domain_once, accounts_exist_in_their_domain],
-    ejabberd_postgres => (Ejabberd, Postgres): [the_snapshot_instant_is_exact, pages_cover_the_domain_once, accounts_exist_in_their_domain],
-    ejabberd_mysql => (Ejabberd, MySql): [the_snapshot_instant_is_exact, pages_cover_the_domain_once, accounts_exist_in_their_domain],
-    ejabberd_new_sqlite => (EjabberdNew, Sqlite): [the_snapshot_instant_is_exact, pages_cover_the_domain_once, accounts_exist_in_their_domain],
-    ejabberd_new_postgres => (EjabberdNew, Postgres): [the_snapshot_instant_is_exact, pages_cover_the_domain_once, accounts_exist_in_their_domain],
-    ejabberd_new_mysql => (EjabberdNew, MySql): [the_snapshot_instant_is_exact, pages_cover_the_domain_once, accounts_exist_in_their_domain],
-    mongooseim_postgres => (MongooseIm, Postgres): [the_snapshot_instant_is_exact, pages_cover_the_domain_once, accounts_exist_in_their_domain],
-    mongooseim_mysql => (MongooseIm, MySql): [the_snapshot_instant_is_exact, pages_cover_the_domain_once, accounts_exist_in_their_domain],
-    custom_sqlite => (Custom, Sqlite): [the_snapshot_instant_is_exact, pages_cover_the_domain_once, accounts_exist_in_their_domain],
-    custom_postgres => (Custom, Postgres): [the_snapshot_instant_is_exact, pages_cover_the_domain_once, accounts_exist_in_their_domain],
-    custom_mysql => (Custom, MySql): [the_snapshot_instant_is_exact, pages_cover_the_domain_once, accounts_exist_in_their_domain],
+    prosody_sqlite => (Prosody, Sqlite): [accounts_exist_in_their_domain, listed_names_are_checked_in_chunks],
+    prosody_postgres => (Prosody, Postgres): [accounts_exist_in_their_domain, listed_names_are_checked_in_chunks],
+    prosody_mysql => (Prosody, MySql): [accounts_exist_in_their_domain, listed_names_are_checked_in_chunks],
+    ejabberd_sqlite => (Ejabberd, Sqlite): [the_snapshot_instant_is_exact, pages_cover_the_domain_once, accounts_exist_in_their_domain, listed_names_are_checked_in_chunks],
+    ejabberd_postgres => (Ejabberd, Postgres): [the_snapshot_instant_is_exact, pages_cover_the_domain_once, accounts_exist_in_their_domain, listed_names_are_checked_in_chunks],
+    ejabberd_mysql => (Ejabberd, MySql): [the_snapshot_instant_is_exact, pages_cover_the_domain_once, accounts_exist_in_their_domain, listed_names_are_checked_in_chunks],
+    ejabberd_new_sqlite => (EjabberdNew, Sqlite): [the_snapshot_instant_is_exact, pages_cover_the_domain_once, accounts_exist_in_their_domain, listed_names_are_checked_in_chunks],
+    ejabberd_new_postgres => (EjabberdNew, Postgres): [the_snapshot_instant_is_exact, pages_cover_the_domain_once, accounts_exist_in_their_domain, listed_names_are_checked_in_chunks],
+    ejabberd_new_mysql => (EjabberdNew, MySql): [the_snapshot_instant_is_exact, pages_cover_the_domain_once, accounts_exist_in_their_domain, listed_names_are_checked_in_chunks],
+    mongooseim_postgres => (MongooseIm, Postgres): [the_snapshot_instant_is_exact, pages_cover_the_domain_once, accounts_exist_in_their_domain, listed_names_are_checked_in_chunks],
+    mongooseim_mysql => (MongooseIm, MySql): [the_snapshot_instant_is_exact, pages_cover_the_domain_once, accounts_exist_in_their_domain, listed_names_are_checked_in_chunks],
+    custom_sqlite => (Custom, Sqlite): [the_snapshot_instant_is_exact, pages_cover_the_domain_once, accounts_exist_in_their_domain, listed_names_are_checked_in_chunks],
+    custom_postgres => (Custom, Postgres): [the_snapshot_instant_is_exact, pages_cover_the_domain_once, accounts_exist_in_their_domain, listed_names_are_checked_in_chunks],
+    custom_mysql => (Custom, MySql): [the_snapshot_instant_is_exact, pages_cover_the_domain_once, accounts_exist_in_their_domain, listed_names_are_checked_in_chunks],
 );
+
+/// A group's statement runs once and its members come back in byte order, once each; a
+/// statement that fails is refused at connection, naming its key; an unknown group is `None`.
+#[tokio::test]
+async fn groups_are_read_in_one_statement() {
+    on_dialects(
+        &[Dialect::Sqlite, Dialect::Postgres, Dialect::MySql],
+        |dialect| async move {
+            let case = Case::new(Kind::Prosody, dialect).await;
+            for name in ["zoë", "bob", "alice", "carol"] {
+                case.register(name, DOMAIN, None).await;
+            }
+            let ddl = "CREATE TABLE staff (domain VARCHAR(255), name VARCHAR(255))";
+            let rows = "INSERT INTO staff VALUES ('example.com', 'zoë'), \
+                        ('example.com', 'alice'), ('example.com', 'zoë'), ('other.org', 'bob')";
+            for sql in [ddl, rows] {
+                let sql = AssertSqlSafe(sql);
+                on_pool!(&case.writer, pool => sqlx::raw_sql(sql).execute(pool).await.map(drop))
+                    .unwrap();
+            }
+            let mut config = case.config();
+            let members = "SELECT name FROM staff WHERE domain = $1";
+            config.groups = [(
+                DOMAIN.to_owned(),
+                [("staff".to_owned(), members.to_owned())].into(),
+            )]
+            .into();
+            let directory = Directory::connect(&config).await.unwrap();
+            assert_eq!(
+                directory.group_members(DOMAIN, "staff").await.unwrap(),
+                Some(vec!["alice".to_owned(), "zoë".to_owned()]),
+                "{dialect:?}"
+            );
+            assert_eq!(
+                directory.group_members(DOMAIN, "nobody").await.unwrap(),
+                None
+            );
+            assert_eq!(directory.group_members(OTHER, "staff").await.unwrap(), None);
+            assert_eq!(directory.groups(DOMAIN), ["staff"]);
+
+            config.groups = [(
+                DOMAIN.to_owned(),
+                [(
+                    "broken".to_owned(),
+                    "SELECT name FROM no_such_table".to_owned(),
+                )]
+                .into(),
+            )]
+            .into();
+            let refused = Directory::connect(&config).await.unwrap_err().to_string();
+            assert!(
+                refused.contains("domains.\"example.com\".groups.\"broken\".members_sql fails"),
+                "{refused}"
+            );
+            case.finish().await;
+        },
+    )
+    .await;
+}
 
 /// Runs `test` on each of `dialects` at once.
 async fn on_dialects<F: Future<Output = ()>>(dialects: &[Dialect], test: impl Fn(Dialect) -> F) {

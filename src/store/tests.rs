@@ -9,7 +9,7 @@ use jid::BareJid;
 use super::{Created, KeyMatch, Outcome, Store, StoreError, Unheld};
 use crate::job::{
     Amends, ExecutionState, Hold, Idempotency, JobKind, JobSpec, Lease, RecipientGroup, Snapshot,
-    Status, UsersDatabase,
+    Status, Unknown, UsersDatabase,
 };
 use crate::job::{InvalidRow, MAX_JOB_ID, RowProblem};
 use crate::test_support::Scratch;
@@ -139,6 +139,7 @@ on_every_dialect!(
     a_paused_job_frees_its_domain_and_resumes_only_when_it_is_free,
     a_scheduled_job_waits_then_starts_once_with_its_recipients_fixed_then,
     held_jobs_are_aborted_not_deleted_and_not_taken_over,
+    audiences_round_trip_and_bad_ones_are_reported,
 );
 
 async fn creates_a_running_owned_job_with_its_snapshot(store: Store) {
@@ -1574,4 +1575,130 @@ async fn held_jobs_are_aborted_not_deleted_and_not_taken_over(store: Store) {
             .unwrap(),
         Unheld::NotHeld
     );
+}
+
+/// A list job keeps its unknown names, a group job its group, a scheduled list its recipients
+/// (kept when it starts); a stored audience that does not fit is an [`InvalidRow`].
+async fn audiences_round_trip_and_bad_ones_are_reported(store: Store) {
+    let mut listed = spec("example.com");
+    listed.recipient_group = RecipientGroup::Listed;
+    let unknown = Unknown {
+        count: 12,
+        sample: vec!["ghost@example.com".into(), "zoë@example.com".into()],
+    };
+    let id = store
+        .create_job_once(
+            None,
+            &listed,
+            "node1",
+            LEASE,
+            &users(3),
+            Some(&unknown),
+            &users_db(),
+        )
+        .await
+        .unwrap()
+        .id();
+    let job = store.get_job(id).await.unwrap().unwrap();
+    assert_eq!(
+        (
+            job.recipient_group,
+            job.group.as_deref(),
+            job.unknown.as_ref()
+        ),
+        (RecipientGroup::Listed, None, Some(&unknown))
+    );
+    assert_eq!(
+        store.snapshot_page(id, None, 10).await.unwrap(),
+        usernames(3)
+    );
+    store.abort_job(id, "example.com").await.unwrap();
+
+    let mut grouped = spec("example.com");
+    grouped.recipient_group = RecipientGroup::Group;
+    grouped.group = Some("staff-2.b".into());
+    let at = chrono::Utc::now() + chrono::TimeDelta::hours(1);
+    let group_job = store
+        .create_scheduled(None, &grouped, at, 7, None, &users_db())
+        .await
+        .unwrap()
+        .id();
+    let job = store.get_job(group_job).await.unwrap().unwrap();
+    assert_eq!(
+        (
+            job.recipient_group,
+            job.group.as_deref(),
+            job.unknown,
+            job.recipient_count
+        ),
+        (RecipientGroup::Group, Some("staff-2.b"), None, 7)
+    );
+    assert!(
+        store
+            .snapshot_page(group_job, None, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // A scheduled list stores its recipients at once and keeps them when it starts.
+    let names = usernames(4);
+    let scheduled_list = store
+        .create_scheduled(None, &listed, at, 99, Some((&names, None)), &users_db())
+        .await
+        .unwrap()
+        .id();
+    assert_eq!(
+        store
+            .get_job(scheduled_list)
+            .await
+            .unwrap()
+            .unwrap()
+            .recipient_count,
+        4
+    );
+    assert_eq!(
+        store.snapshot_page(scheduled_list, None, 10).await.unwrap(),
+        names
+    );
+    store.abort_job(group_job, "example.com").await.unwrap();
+    let started = store
+        .start_scheduled(scheduled_list, "node1", LEASE, None, &users_db())
+        .await
+        .unwrap();
+    assert!(matches!(started, Unheld::Running(_)), "{started:?}");
+    let job = store.get_job(scheduled_list).await.unwrap().unwrap();
+    assert_eq!((job.hold, job.recipient_count), (None, 4));
+    assert_eq!(
+        store.snapshot_page(scheduled_list, None, 10).await.unwrap(),
+        names
+    );
+
+    for (update, column) in [
+        ("recipient_group = 'friends'", "recipient_group"),
+        ("audience_group = 'staff'", "audience_group"),
+        ("unknown_sample = 'not json'", "unknown_sample"),
+        ("unknown_recipients = -1", "unknown_recipients"),
+    ] {
+        store
+            .execute_for_test(&format!("UPDATE xb_jobs SET {update} WHERE id = {id}"))
+            .await;
+        let bad = invalid_row(store.get_job(id).await);
+        assert_eq!((bad.job_id, bad.column.as_str()), (id, column), "{bad}");
+        store
+            .execute_for_test(&format!(
+                "UPDATE xb_jobs SET recipient_group = 'listed', audience_group = NULL, \
+                 unknown_recipients = 1, unknown_sample = '[]' WHERE id = {id}"
+            ))
+            .await;
+        assert!(store.get_job(id).await.unwrap().is_some());
+    }
+    // A group job without its group's name.
+    store
+        .execute_for_test(&format!(
+            "UPDATE xb_jobs SET audience_group = NULL WHERE id = {group_job}"
+        ))
+        .await;
+    let bad = invalid_row(store.get_job(group_job).await);
+    assert_eq!(bad.column, "audience_group");
 }
