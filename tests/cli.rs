@@ -333,6 +333,7 @@ async fn operator_commands_against_a_running_instance() {
     corrections_and_retractions(&fixture).await;
     idempotency_keys(&fixture).await;
     schedules_and_pauses(&fixture).await;
+    lists_and_groups(&fixture).await;
     eprintln!("all steps done in {:?}", began.elapsed());
 }
 
@@ -829,6 +830,66 @@ async fn schedules_and_pauses(f: &Fixture) {
     f.xb(&format!("abort {id} --domain {DOMAIN}"))
         .await
         .expect(0);
+}
+
+/// `count` and `start` with `--recipients-file` (a file or standard input) and `--group`: the
+/// listed accounts only, the names that are not accounts shown; a line that is not a JID and
+/// an unknown group refused with nothing created.
+async fn lists_and_groups(f: &Fixture) {
+    let list = format!("# on call\nu0003@{DOMAIN}\n\nghost@{DOMAIN}\nu0001@{DOMAIN}\n");
+    let count = f
+        .xb_with_stdin(
+            &format!("count {DOMAIN} --recipients-file -"),
+            list.as_bytes(),
+        )
+        .await
+        .expect(0);
+    assert_eq!(
+        count.stdout,
+        format!(
+            "2 users of {DOMAIN} would receive a broadcast started now; the first 2:\n  \
+             u0001@{DOMAIN}\n  u0003@{DOMAIN}\n1 listed name(s) are not accounts of {DOMAIN}:\n  \
+             ghost@{DOMAIN}\n"
+        )
+    );
+    let dir = support::scratch_dir("cli-list");
+    let file = dir.path().join("on-call.txt");
+    std::fs::write(&file, &list).unwrap();
+    let listed = format!("--body b --watch --recipients-file {}", file.display());
+    let run = f.start_job("on-call", FAST, &listed).await.expect(0);
+    let id = run.started_id();
+    let last = run.stdout.lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with(&format!("job {id} FINISHED: 2/2 processed (100%)")),
+        "{}",
+        run.stdout
+    );
+    let shown = f
+        .xb(&format!("show {id} --domain {DOMAIN}"))
+        .await
+        .expect(0);
+    let audience = format!(
+        "audience:       listed accounts (1 listed name(s) were not accounts: ghost@{DOMAIN})\n"
+    );
+    assert!(shown.stdout.contains(&audience), "{}", shown.stdout);
+    let before = f.app.admin().get_broadcasts(DOMAIN).await.len();
+    std::fs::write(&file, format!("u0001@{DOMAIN}\nu0002@{DOMAIN}/phone\n")).unwrap();
+    f.start_job("bad-list", FAST, &listed)
+        .await
+        .fails(2, "line 2:");
+    f.start_job("no-group", FAST, "--body b --group staff")
+        .await
+        .fails(3, "(group_not_found)");
+    f.xb_with_stdin(
+        &format!(
+            "start --domain {DOMAIN} --name both --sender {SENDER} --recipients-file - \
+             --body-file -"
+        ),
+        b"x",
+    )
+    .await
+    .fails(2, "standard input");
+    assert_eq!(f.app.admin().get_broadcasts(DOMAIN).await.len(), before);
 }
 
 /// Runs `script` with `words` (`correct ID …` or `retract ID …`): it says that the follow-up
