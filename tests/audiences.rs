@@ -7,7 +7,10 @@
 //! 2. ejabberd's shared roster groups (`sr_user`, written by `ejabberdctl srg_user_add`) on
 //!    PostgreSQL, MariaDB and SQLite, with the README's statements: a group job reaches
 //!    exactly its members, and not a member added right after the start.
-//! 3. Prosody on PostgreSQL with a group defined by a plain table of the operator's, and a
+//! 3. In process (SQLite, the fake XEP-0114 server): a scheduled list keeps the accounts it
+//!    named when it was scheduled; a scheduled group is read when it starts (a member added
+//!    before its time is a recipient, one added after is not).
+//! 4. Prosody on PostgreSQL with a group defined by a plain table of the operator's, and a
 //!    list on Prosody's SQLite: `serve` is SIGKILLed in the middle of each job, restarted,
 //!    and resumes it; every recipient got the message, nobody else did, repeats within one
 //!    batch.
@@ -20,6 +23,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use support::Deadline;
 use support::admin::{Admin, ApiError};
+use support::app::{App, AppOptions};
 use support::ejabberd::{Ejabberd, EjabberdStorage};
 use support::mysql::MySqlDatabase;
 use support::pg::PgDatabase;
@@ -311,6 +315,91 @@ async fn an_ejabberd_group_on_mariadb() {
 #[tokio::test(flavor = "multi_thread")]
 async fn an_ejabberd_group_on_sqlite() {
     a_group_reaches_its_members(EjabberdStorage::Sqlite, EJABBERD_STAFF, JobStore::Sqlite).await;
+}
+
+const START_AT: &str = "mutation Start($domain: DomainName!, $recipientGroup: \
+    BroadcastRecipientGroup!, $recipients: [BareJID!], $group: String, $at: DateTime) { \
+    broadcast { startBroadcast(name: \"later\", domain: $domain, messageSubject: \"\", \
+    messageBody: \"b\", senderJid: \"admin@example.com\", messageRate: 100, \
+    recipientGroup: $recipientGroup, recipients: $recipients, group: $group, startAt: $at) \
+    { message ids } } }";
+
+/// 3. Scheduled lists and groups, in process.
+#[tokio::test(flavor = "multi_thread")]
+async fn scheduled_lists_and_groups_fix_their_recipients() {
+    let mut options = AppOptions::one_domain(DOMAIN, 10);
+    options.users_sql = vec![
+        "CREATE TABLE staff (username TEXT NOT NULL)".into(),
+        "INSERT INTO staff VALUES ('u0001'), ('u0003')".into(),
+    ];
+    options.groups = vec![(
+        DOMAIN.into(),
+        "staff".into(),
+        "SELECT s.username FROM staff s WHERE EXISTS (SELECT 1 FROM prosody p \
+         WHERE p.host = $1 AND p.user = s.username AND p.store = 'accounts')"
+            .into(),
+    )];
+    let app = App::start(options).await;
+    let admin = app.admin();
+    let in_two_seconds = || {
+        (chrono::Utc::now() + chrono::TimeDelta::seconds(2))
+            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+    };
+    let jid = |user: &str| format!("{user}@{DOMAIN}");
+
+    // A list: u0002 and u0004 (and a name that is not an account), checked now.
+    let mut list = audience(
+        "LISTED",
+        Some(&[jid("u0002"), jid("u0004"), jid("ghost")]),
+        None,
+    );
+    list["at"] = json!(in_two_seconds());
+    let data = admin.graphql(START_AT, list).await.expect("scheduled");
+    let listed = data["broadcast"]["startBroadcast"]["ids"][0]
+        .as_i64()
+        .unwrap();
+    let scheduled = job(admin, listed).await;
+    assert_eq!(
+        (
+            &scheduled["recipientCount"],
+            &scheduled["unknownRecipientCount"]
+        ),
+        (&json!(2), &json!(1)),
+        "{scheduled}"
+    );
+    // An account registered after the list was scheduled is not on it, even if named.
+    app.register(DOMAIN, "ghost").await;
+    admin.wait_state(listed, "FINISHED", JOB_TIMEOUT).await;
+    let done = job(admin, listed).await;
+    assert_eq!(done["recipientsProcessed"], 2, "{done}");
+    for (user, expected) in [("u0002", 1), ("u0004", 1), ("ghost", 0), ("u0001", 0)] {
+        assert_eq!(app.messages_to(&jid(user)), expected, "{user}");
+    }
+
+    // A group: its members when its time comes.
+    let mut group = audience("GROUP", None, Some("staff"));
+    group["at"] = json!(in_two_seconds());
+    let data = admin.graphql(START_AT, group).await.expect("scheduled");
+    let grouped = data["broadcast"]["startBroadcast"]["ids"][0]
+        .as_i64()
+        .unwrap();
+    assert_eq!(job(admin, grouped).await["recipientCount"], 2);
+    app.users_sql("INSERT INTO staff VALUES ('u0005')").await;
+    admin.wait_state(grouped, "FINISHED", JOB_TIMEOUT).await;
+    app.users_sql("INSERT INTO staff VALUES ('u0006')").await;
+    let done = job(admin, grouped).await;
+    assert_eq!(
+        (
+            &done["recipientCount"],
+            &done["recipientsProcessed"],
+            &done["group"]
+        ),
+        (&json!(3), &json!(3), &json!("staff")),
+        "{done}"
+    );
+    for (user, expected) in [("u0001", 1), ("u0003", 1), ("u0005", 1), ("u0006", 0)] {
+        assert_eq!(app.messages_to(&jid(user)), expected, "{user}");
+    }
 }
 
 /// Messages a second of the jobs killed half-way: a batch is 200 recipients.

@@ -36,6 +36,10 @@ pub struct AppOptions {
     /// `[users] database_id`; `None`: the users database's own name (its path here, which
     /// differs from one instance to the next).
     pub users_database_id: Option<String>,
+    /// `(domain, name, members_sql)`: named groups.
+    pub groups: Vec<(String, String, String)>,
+    /// Statements run on the users database once its accounts are in (tables of groups).
+    pub users_sql: Vec<String>,
 }
 
 impl AppOptions {
@@ -48,6 +52,8 @@ impl AppOptions {
             lease_time: 600,
             jobs_url: None,
             users_database_id: None,
+            groups: Vec::new(),
+            users_sql: Vec::new(),
         }
     }
 
@@ -107,6 +113,9 @@ impl App {
         let dir = scratch_dir("app");
         let users_url = format!("sqlite://{}/users.db", dir.path().display());
         create_prosody_users(&users_url, &options.domains).await;
+        for sql in &options.users_sql {
+            App::run_on_users(&users_url, sql).await;
+        }
         let server = FakeServer::start(None).await;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let admin_address = listener.local_addr().unwrap().to_string();
@@ -195,6 +204,20 @@ impl App {
         self.jobs_url.clone()
     }
 
+    /// Runs `sql` on the users database.
+    pub async fn users_sql(&self, sql: &str) {
+        App::run_on_users(&self.users_url, sql).await;
+    }
+
+    async fn run_on_users(url: &str, sql: &str) {
+        let mut conn = connect(url).await;
+        sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned()))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        conn.close().await.unwrap();
+    }
+
     /// Registers `user@domain` in the users database.
     pub async fn register(&self, domain: &str, user: &str) {
         let mut conn = connect(&self.users_url).await;
@@ -233,7 +256,12 @@ fn config_toml(
         .iter()
         .map(|(domain, hash)| (domain.as_str(), hash.as_str()))
         .collect();
-    let domains = domains_toml(options.domains.iter().map(|(d, _)| d.as_str()), &admins);
+    let mut domains = domains_toml(options.domains.iter().map(|(d, _)| d.as_str()), &admins);
+    for (domain, name, sql) in &options.groups {
+        domains.push_str(&format!(
+            "\n[domains.{domain:?}.groups.{name}]\nmembers_sql = {sql:?}\n"
+        ));
+    }
     let database_id = options
         .users_database_id
         .as_ref()
