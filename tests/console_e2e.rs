@@ -89,6 +89,12 @@ async fn the_console_sends_aborts_and_refuses_in_chromium() {
     let other_sender = prosody.register_user_at(OTHER_DOMAIN, "admin", "pw").await;
     let mut config = ServeConfig::for_prosody(&prosody, JobStore::Sqlite);
     config.domains.push(OTHER_DOMAIN.into());
+    config.groups = vec![(
+        "early".into(),
+        "SELECT \"user\" FROM prosody WHERE host = $1 AND store = 'accounts' \
+         AND \"user\" IN ('u0002', 'u0003')"
+            .into(),
+    )];
     let hash = support::serve::hash_password(DOMAIN_ADMIN_PASSWORD).await;
     let serve = Serve::start_with_domain_admins(config, &[(DOMAIN, &hash)]).await;
     let admin = serve.admin();
@@ -139,6 +145,7 @@ async fn the_console_sends_aborts_and_refuses_in_chromium() {
         "body": body,
         "correction": correction,
         "schedule_ahead": SCHEDULE_AHEAD.as_secs(),
+        "listed": [recipients[3].clone(), format!("ghost@{DOMAIN}")],
     });
     let report = drive_browser(&browser).await;
     assert_eq!(report["ok"], true, "{report:#}");
@@ -317,6 +324,62 @@ async fn the_console_sends_aborts_and_refuses_in_chromium() {
         assert_eq!(job["recipientsProcessed"], 200, "{job}");
     }
 
+    // Audiences: a list (one address that is not an account, shown before and after), a
+    // configured group, a bad list line refused at the list.
+    let audiences = &report["audiences"];
+    assert_eq!(audiences["groups"], json!(["early"]), "{audiences}");
+    let ghost = format!("ghost@{DOMAIN}");
+    assert_eq!(
+        audiences["listed_dry"]["text"],
+        format!(
+            "1 user of {DOMAIN} would receive this message now; 1 listed address is not an \
+             account and would be skipped: {ghost}; the recipients include:"
+        ),
+        "{audiences}"
+    );
+    assert_eq!(audiences["listed_dry"]["sample"], json!([recipients[3]]));
+    let listed_facts = audiences["listed_facts"].as_str().unwrap();
+    assert!(
+        listed_facts.contains(&format!(
+            "listed accounts (1 listed address was not an account: {ghost})"
+        )),
+        "{listed_facts}"
+    );
+    let group_dry = audiences["group_dry"]["text"].as_str().unwrap();
+    assert!(group_dry.starts_with("2 users of"), "{group_dry}");
+    assert!(
+        audiences["group_facts"]
+            .as_str()
+            .unwrap()
+            .contains("group early"),
+        "{audiences}"
+    );
+    let bad_list = audiences["bad_list"]["error"].as_str().unwrap();
+    assert!(bad_list.contains("input_coercion"), "{bad_list}");
+    assert_eq!(audiences["bad_list"]["invalid"], "true");
+    let listed_id = audiences["listed_id"].as_i64().unwrap();
+    let group_id = audiences["group_id"].as_i64().unwrap();
+    for (id, count) in [(listed_id, 1), (group_id, 2)] {
+        let job = admin.get_broadcast(id).await;
+        assert_eq!(
+            (&job["executionState"], &job["recipientsProcessed"]),
+            (&json!("FINISHED"), &json!(count)),
+            "{job}"
+        );
+    }
+    let stored = prosody.offline_messages().await;
+    let holders = |id: i64| -> Vec<String> {
+        let mut users: Vec<String> = stored
+            .iter()
+            .filter(|(user, xml)| xml.contains(&message_id(id, &format!("{user}@{DOMAIN}"))))
+            .map(|(user, _)| user.clone())
+            .collect();
+        users.sort();
+        users
+    };
+    assert_eq!(holders(listed_id), ["u0004"]);
+    assert_eq!(holders(group_id), ["u0002", "u0003"]);
+
     // Phone-sized: nothing wider than the screen.
     assert_eq!(report["phone"]["overflow"], 0, "{}", report["phone"]);
 
@@ -364,9 +427,17 @@ async fn the_console_sends_aborts_and_refuses_in_chromium() {
     );
     let jobs = admin.get_broadcasts(DOMAIN).await;
     let ids: Vec<_> = jobs.iter().map(|job| job["id"].as_i64()).collect();
+    let group_id = report["audiences"]["group_id"].as_i64();
+    let listed_id = report["audiences"]["listed_id"].as_i64();
     assert_eq!(
         ids,
-        [Some(retraction_id), Some(correction_id), Some(job_id)],
+        [
+            group_id,
+            listed_id,
+            Some(retraction_id),
+            Some(correction_id),
+            Some(job_id)
+        ],
         "{jobs:?}"
     );
 

@@ -249,6 +249,7 @@ fn served_sdl() -> String {
 /// Fields xmpp-broadcast adds to MongooseIM's types (after theirs), and the types they return.
 const OUR_ADDITIONS: &[(&str, &str)] = &[
     ("BroadcastAdminQuery", "getBroadcastDomains"),
+    ("BroadcastAdminQuery", "getBroadcastGroups"),
     ("BroadcastAdminQuery", "countBroadcastRecipients"),
     ("BroadcastAdminMutation", "abortBroadcastsByDomain"),
     ("BroadcastAdminMutation", "correctBroadcast"),

@@ -10,14 +10,20 @@ use async_graphql::{Pos, Positioned, Value, Variables};
 
 use super::scalars::coercion_failure;
 
-/// MongooseIM's message for the refused argument at `position`, whose type is `scalar`.
+/// MongooseIM's message for the refused argument at `position`, whose type is `scalar`; for
+/// a list, the element at `index` (async-graphql names it `argument.index`).
 pub fn explain(
     document: &ExecutableDocument,
     variables: &Variables,
     position: Pos,
     scalar: &str,
+    index: Option<usize>,
 ) -> Option<String> {
     let value = find_argument(document, position, variables)?;
+    let value = match (index, value) {
+        (Some(index), Value::List(mut items)) if index < items.len() => items.swap_remove(index),
+        (_, value) => value,
+    };
     let reason = coercion_failure(scalar, &value)?;
     Some(format!(
         "Input coercion failed for type {scalar} with value {value}. The reason it failed is: {reason}"
@@ -34,10 +40,18 @@ pub fn refused_scalar(message: &str) -> Option<&str> {
 }
 
 /// The argument named by an async-graphql argument error (`Invalid value for argument
-/// "messageRate", …`), if it is one.
+/// "messageRate", …`, or `"recipients.1"` for an element of a list), if it is one.
 pub fn refused_argument(message: &str) -> Option<&str> {
     let tail = message.strip_prefix("Invalid value for argument \"")?;
-    tail.split('"').next().filter(|name| !name.is_empty())
+    let path = tail.split('"').next()?;
+    path.split('.').next().filter(|name| !name.is_empty())
+}
+
+/// The index of the refused element, when the refused argument is a list's element.
+pub fn refused_index(message: &str) -> Option<usize> {
+    let tail = message.strip_prefix("Invalid value for argument \"")?;
+    let path = tail.split('"').next()?;
+    path.split('.').nth(1)?.parse().ok()
 }
 
 /// The value, with its variables resolved, of the argument whose name is at `position`.
@@ -109,13 +123,13 @@ mod tests {
             column: 60,
         };
         assert_eq!(
-            explain(&document, &variables, domain_at, "DomainName").as_deref(),
+            explain(&document, &variables, domain_at, "DomainName", None).as_deref(),
             Some(
                 "Input coercion failed for type DomainName with value \"\". The reason it failed is: empty_domain_name"
             )
         );
         assert_eq!(
-            explain(&document, &variables, limit_at, "PosInt").as_deref(),
+            explain(&document, &variables, limit_at, "PosInt", None).as_deref(),
             Some(
                 "Input coercion failed for type PosInt with value 0. The reason it failed is: Value is not a positive integer"
             )

@@ -437,7 +437,8 @@ fn mark_request_errors(
             || message.starts_with("Invalid value for argument");
         let explained = coercion::refused_scalar(message).and_then(|scalar| {
             let position = *source.locations.first()?;
-            coercion::explain(document, variables, position, scalar)
+            let index = coercion::refused_index(message);
+            coercion::explain(document, variables, position, scalar, index)
         });
         if let Some(explained) = explained {
             error["message"] = json!(explained);

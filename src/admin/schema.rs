@@ -140,6 +140,21 @@ impl BroadcastAdminQuery {
             .collect()
     }
 
+    /// The recipient groups configured for the domain, by name: the values of `group` with
+    /// `recipientGroup: GROUP` (xmpp-broadcast's own addition)
+    async fn get_broadcast_groups(
+        &self,
+        ctx: &Context<'_>,
+        domain: DomainName,
+    ) -> async_graphql::Result<Option<Vec<String>>> {
+        let context = [("domain", domain.0.clone().into())];
+        authorize(ctx, &domain, "getBroadcastGroups")?;
+        let groups = service(ctx)
+            .groups(&domain.0)
+            .map_err(|err| query_error(err, &context));
+        Ok(reported(ctx, groups))
+    }
+
     /// Count the users a broadcast to the domain would reach now and list the first few,
     /// without starting anything (a dry run; xmpp-broadcast's own addition)
     #[allow(clippy::too_many_arguments)]

@@ -582,3 +582,33 @@ async fn large_bodies_need_credentials_first() {
     let too_large = send(Some(GLOBAL), padded(8 * 1024 * 1024)).await;
     assert_eq!(too_large.status(), 413);
 }
+
+/// A list refused for one of its JIDs names the `recipients` argument.
+#[tokio::test]
+async fn a_bad_recipient_names_the_list() {
+    let lab = Lab::new().await;
+    let count = "query C($r: [BareJID!]) { broadcast { countBroadcastRecipients(\
+        domain: \"example.com\", recipientGroup: LISTED, recipients: $r) { recipientCount } } }";
+    let (status, answer) = lab
+        .post(
+            GLOBAL,
+            json!({ "query": count, "variables": { "r": ["u1@example.com", "not an address"] } }),
+        )
+        .await;
+    assert_eq!(status, 400, "{answer}");
+    assert_eq!(code(&answer), "input_coercion", "{answer}");
+    assert_eq!(
+        answer.pointer("/errors/0/extensions/argument"),
+        Some(&json!("recipients")),
+        "{answer}"
+    );
+    let message = answer
+        .pointer("/errors/0/message")
+        .unwrap()
+        .as_str()
+        .unwrap();
+    assert!(
+        message.starts_with("Input coercion failed for type BareJID with value \"not an address\""),
+        "{message}"
+    );
+}

@@ -573,6 +573,14 @@ impl BroadcastService {
         })
     }
 
+    /// The recipient groups configured for `domain`, which this instance must serve.
+    pub fn groups(&self, domain: &str) -> Result<Vec<String>, QueryError> {
+        if !self.manager.scope().serves_domain(domain) {
+            return Err(QueryError::DomainNotFound);
+        }
+        Ok(self.directory.groups(domain))
+    }
+
     /// The domains this instance serves, in order.
     pub fn domains(&self) -> Vec<String> {
         self.manager.scope().domains().map(str::to_owned).collect()

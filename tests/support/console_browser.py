@@ -443,6 +443,37 @@ def run(config, report):
         report["deleted"] = {"job_id": slow_id, "dialog": delete, "jobs": console.jobs(),
                              "screenshot": console.shot("deleted")}
 
+        # Audiences: the group picker holds the domain's groups; a list with an address that is
+        # not an account (shown in the dry run and on the job), a group, and a bad list line.
+        groups = [o.get_attribute("value") for o in driver.find_elements(By.CSS_SELECTOR, "#f-group option")]
+        console.by_id("f-audience-listed").click()
+        console.wait(lambda: console.visible("f-recipients"), "the list field")
+        console.type_into("f-recipients", "\n".join(config["listed"]))
+        listed_dry, listed_id = console.send("listed", "", "For two of you.", config["sender"], "100")
+        console.wait(lambda: console.card_state(listed_id) == "FINISHED", "the listed job FINISHED")
+        card = lambda job: driver.find_element(By.CSS_SELECTOR, f'#jobs li[data-job-id="{job}"]').text
+        listed_facts = card(listed_id)
+        listed_shot = console.shot("listed")
+        console.by_id("f-audience-group").click()
+        console.wait(lambda: console.visible("f-group"), "the group picker")
+        group_dry, group_id = console.send("grouped", "", "For the group.", config["sender"], "100")
+        console.wait(lambda: console.card_state(group_id) == "FINISHED", "the group job FINISHED")
+        group_facts = card(group_id)
+        console.by_id("f-audience-listed").click()
+        console.type_into("f-recipients", "not an address")
+        console.fill("bad", "", "b", config["sender"], "100")
+        console.by_id("check").click()
+        console.wait(lambda: console.text("f-recipients-error") != "", "the error at the list")
+        bad_list = {"error": console.text("f-recipients-error"),
+                    "invalid": console.by_id("f-recipients").get_attribute("aria-invalid"),
+                    "screenshot": console.shot("refused-bad-list")}
+        console.by_id("f-audience-all").click()
+        report["audiences"] = {
+            "groups": groups, "listed_id": listed_id, "listed_dry": listed_dry, "listed_facts": listed_facts,
+            "group_id": group_id, "group_dry": group_dry, "group_facts": group_facts, "bad_list": bad_list,
+            "screenshots": [listed_shot],
+        }
+
         console.logout()
         console.collect_logs()
         report["requests"] = console.requests

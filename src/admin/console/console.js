@@ -15,22 +15,29 @@
   const JOB_FIELDS = `fragment ConsoleJob on Broadcast {
     id name domain messageSubject messageBody senderJid messageRate ownerNode
     createTimestamp startTimestamp stopTimestamp executionState abortionReason
-    recipientCount recipientsProcessed waitingReason kind amends status startAt pausedAt }`;
+    recipientCount recipientsProcessed waitingReason kind amends status startAt pausedAt
+    recipientGroup group unknownRecipientCount unknownRecipients }`;
   const Q_DOMAINS = 'query ConsoleDomains { broadcast { getBroadcastDomains } }';
   const Q_JOBS = `query ConsoleJobs($domain: DomainName!, $limit: PosInt, $index: NonNegInt) {
     broadcast { getBroadcasts(domain: $domain, limit: $limit, index: $index) { ...ConsoleJob } } }
     ${JOB_FIELDS}`;
   const Q_JOB = `query ConsoleJob($domain: DomainName!, $id: Int!) {
     broadcast { getBroadcast(domain: $domain, id: $id) { ...ConsoleJob } } } ${JOB_FIELDS}`;
-  const Q_COUNT = `query ConsoleCount($domain: DomainName!, $amends: Int) {
-    broadcast { countBroadcastRecipients(domain: $domain, sample: 5, amends: $amends) {
-      recipientCount sample } } }`;
+  const Q_COUNT = `query ConsoleCount($domain: DomainName!, $amends: Int,
+    $recipientGroup: BroadcastRecipientGroup, $recipients: [BareJID!], $group: String) {
+    broadcast { countBroadcastRecipients(domain: $domain, sample: 5, amends: $amends,
+      recipientGroup: $recipientGroup, recipients: $recipients, group: $group) {
+      recipientCount sample unknownRecipientCount unknownRecipients } } }`;
+  const Q_GROUPS = `query ConsoleGroups($domain: DomainName!) {
+    broadcast { getBroadcastGroups(domain: $domain) } }`;
   const M_START = `mutation ConsoleStart($name: String!, $domain: DomainName!,
     $subject: String!, $body: String!, $sender: BareJID!, $rate: PosInt!, $key: String,
-    $startAt: DateTime) {
+    $startAt: DateTime, $recipientGroup: BroadcastRecipientGroup!, $recipients: [BareJID!],
+    $group: String) {
     broadcast { startBroadcast(name: $name, domain: $domain, messageSubject: $subject,
       messageBody: $body, senderJid: $sender, messageRate: $rate,
-      recipientGroup: ALL_USERS_IN_DOMAIN, idempotencyKey: $key, startAt: $startAt) {
+      recipientGroup: $recipientGroup, recipients: $recipients, group: $group,
+      idempotencyKey: $key, startAt: $startAt) {
       message ids } } }`;
   const M_PAUSE = `mutation ConsolePause($domain: DomainName!, $id: Int!) {
     broadcast { pauseBroadcast(domain: $domain, id: $id) { message ids } } }`;
@@ -131,7 +138,6 @@
       'input_coercion senderJid': 'The sender must be an address such as admin@' + (state.domain || 'example.com') + '.',
       'sender_not_found senderJid': 'The sender must be an existing account of ' + (state.domain || 'the domain') + '.',
       'idempotency_key_reused idempotencyKey': 'This request was already sent with other values; check the jobs list.',
-      'no_recipients': 'The domain has no user to send to.',
       'running_job_limit_exceeded': 'A job is already running on this domain: wait until it ends, or abort it.',
       'temporarily_unavailable': 'The service cannot do this just now; try again in a moment.',
       'cannot_count_recipients': 'The users database cannot be read just now; try again in a moment.',
@@ -140,6 +146,10 @@
       'broadcast_not_found': 'The job no longer exists.',
       'not_running': 'The job is not sending (it is scheduled, paused or has ended).',
       'not_paused': 'The job is not paused.',
+      'group_not_found group': 'The domain has no such group.',
+      'bad_parameter recipients': 'Every line must be an address of this domain; at most 100,000.',
+      'input_coercion recipients': 'Every line must be an address such as alice@' + (state.domain || 'example.com') + '.',
+      'no_recipients': 'Nobody would receive it: the domain, the list or the group has no account to send to.',
       'bad_parameter startAt': 'The start time must be in the future (a time up to a minute past starts at once), at most 366 days ahead.',
       'input_coercion startAt': 'The start time must be a date and time.',
       'broadcast_still_running': 'The broadcast is still running: wait until it ends, or abort it first.',
@@ -283,6 +293,7 @@
     if (job.kind && job.kind !== 'BROADCAST') {
       fact('Kind', job.kind.toLowerCase() + ' of #' + job.amends);
     }
+    fact('Recipients', audienceText(job));
     fact('Owner node', job.ownerNode);
     fact('Sender', job.senderJid);
     fact('Rate', job.messageRate + ' msg/s');
@@ -476,12 +487,66 @@
     $('f-sender').placeholder = 'admin@' + domain;
     editStep();
     clearErrors($('send'));
+    loadGroups(domain);
     refresh();
+  }
+
+  /** Who a job is for, in words. */
+  function audienceText(job) {
+    if (job.recipientGroup === 'GROUP') { return 'group ' + job.group; }
+    if (job.recipientGroup !== 'LISTED') { return 'every user of the domain'; }
+    const unknown = job.unknownRecipientCount || 0;
+    return 'listed accounts' + (unknown ? ' (' + unknown + (unknown === 1 ? ' listed address was' :
+      ' listed addresses were') + ' not an account: ' + (job.unknownRecipients || []).join(', ') +
+      (unknown > (job.unknownRecipients || []).length ? ', …' : '') + ')' : '');
   }
 
   // ---- sending -----------------------------------------------------------------------------
 
-  const SEND_FIELDS = ['f-name', 'f-subject', 'f-body', 'f-sender', 'f-rate', 'f-start-at'];
+  const SEND_FIELDS = ['f-name', 'f-subject', 'f-body', 'f-sender', 'f-rate', 'f-start-at',
+    'f-recipients'];
+  const AUDIENCE_CHOICES = ['f-audience-all', 'f-audience-listed', 'f-audience-group'];
+
+  /** The recipient group chosen. */
+  function audienceChoice() {
+    const checked = AUDIENCE_CHOICES.map($).find((radio) => radio.checked);
+    return checked ? checked.value : 'ALL_USERS_IN_DOMAIN';
+  }
+
+  /** The audience variables of startBroadcast and countBroadcastRecipients. */
+  function audienceVariables() {
+    const group = audienceChoice();
+    const list = $('f-recipients').value.split('\n').map((line) => line.trim())
+      .filter((line) => line && !line.startsWith('#'));
+    return {
+      recipientGroup: group,
+      recipients: group === 'LISTED' ? list : null,
+      group: group === 'GROUP' ? $('f-group').value : null,
+    };
+  }
+
+  /** Shows the list or the group picker as the choice needs. */
+  function showAudience() {
+    const group = audienceChoice();
+    ['f-recipients', 'f-recipients-label'].forEach((id) => { $(id).hidden = group !== 'LISTED'; });
+    ['f-group', 'f-group-label'].forEach((id) => { $(id).hidden = group !== 'GROUP'; });
+  }
+
+  /** Fills the group picker with the domain's configured groups (none: the choice is off). */
+  async function loadGroups(domain) {
+    let groups = [];
+    try {
+      groups = (await call(Q_GROUPS, { domain })).getBroadcastGroups || [];
+    } catch (err) {
+      groups = [];
+    }
+    if (state.domain !== domain) { return; }
+    $('f-group').replaceChildren(...groups.map((name) => el('option', { value: name }, name)));
+    $('f-audience-group').disabled = groups.length === 0;
+    $('f-group-hint').textContent = groups.length ? '' : '(none configured)';
+    if (!groups.length && audienceChoice() === 'GROUP') { $('f-audience-all').checked = true; }
+    showAudience();
+  }
 
   /** The start time typed (local time) as the API's DateTime; null for at once. */
   function startAtValue(text) {
@@ -498,6 +563,8 @@
 
   function editStep() {
     SEND_FIELDS.forEach((id) => { $(id).readOnly = false; });
+    AUDIENCE_CHOICES.forEach((id) => { $(id).disabled = id === 'f-audience-group' && !$('f-group').options.length; });
+    $('f-group').disabled = false;
     $('dry-run').hidden = true;
     $('check').hidden = false;
     $('confirm').hidden = true;
@@ -511,16 +578,30 @@
     clearErrors(form);
     $('check').disabled = true;
     try {
-      const answer = await call(Q_COUNT, { domain: state.domain });
+      const audience = audienceVariables();
+      const answer = await call(Q_COUNT, { domain: state.domain, ...audience });
       const preview = answer.countBroadcastRecipients;
       const n = preview.recipientCount;
+      if (n === 0) {
+        throw new ApiErrors(200, [{ message: 'Nobody would receive it.',
+          extensions: { code: 'no_recipients' } }]);
+      }
       const later = startAtValue($('f-start-at').value);
+      const unknown = preview.unknownRecipientCount || 0;
+      const fixed = audience.recipientGroup === 'LISTED' ? 'with the accounts listed now'
+        : audience.recipientGroup === 'GROUP' ? 'with the members the group has then'
+          : 'with the users there are then';
       $('dry-run-text').textContent = n + (n === 1 ? ' user' : ' users') + ' of ' + state.domain +
         ' would receive this message now' +
-        (later ? ' (it starts ' + when(later) + ', with the users there are then)' : '') +
-        (preview.sample.length ? ', among them:' : '.');
+        (later ? ' (it starts ' + when(later) + ', ' + fixed + ')' : '') +
+        (unknown ? '; ' + unknown + (unknown === 1 ? ' listed address is' : ' listed addresses are') +
+          ' not an account and would be skipped: ' + preview.unknownRecipients.join(', ') +
+          (unknown > preview.unknownRecipients.length ? ', …' : '') : '') +
+        (preview.sample.length ? (unknown ? '; the recipients include:' : ', among them:') : '.');
       $('dry-run-sample').replaceChildren(...preview.sample.map((jid) => el('li', {}, jid)));
       SEND_FIELDS.forEach((id) => { $(id).readOnly = true; });
+      AUDIENCE_CHOICES.forEach((id) => { $(id).disabled = true; });
+      $('f-group').disabled = true;
       $('dry-run').hidden = false;
       $('check').hidden = true;
       $('confirm').hidden = false;
@@ -548,6 +629,7 @@
       rate: rateValue($('f-rate').value),
       key: state.key,
       startAt: startAtValue($('f-start-at').value),
+      ...audienceVariables(),
     };
     try {
       const answer = await call(M_START, variables);
@@ -681,6 +763,7 @@
     $('logout').addEventListener('click', () => logout());
     $('domain').addEventListener('change', (e) => selectDomain(e.target.value));
     $('send').addEventListener('submit', dryRun);
+    AUDIENCE_CHOICES.forEach((id) => $(id).addEventListener('change', showAudience));
     $('confirm').addEventListener('click', send);
     $('edit').addEventListener('click', () => { editStep(); $('f-body').focus(); });
     $('newer').addEventListener('click', () => { state.index = Math.max(0, state.index - PAGE_SIZE); refresh(); });
