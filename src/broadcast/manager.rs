@@ -1049,6 +1049,8 @@ mod tests {
                 sender: BareJid::new("admin@example.com").unwrap(),
                 rate: 100,
                 recipient_group: RecipientGroup::AllUsersInDomain,
+                language: None,
+                translations: Vec::new(),
             };
             let users = Snapshot::Listed(vec!["u1".into(), "u2".into(), "u3".into()]);
             let id = self

@@ -464,6 +464,8 @@ async fn the_users_database_can_hold_the_jobs() {
                 sender: jid::BareJid::new("admin@example.com").unwrap(),
                 rate: 10,
                 recipient_group: RecipientGroup::AllUsersInDomain,
+                language: None,
+                translations: Vec::new(),
             };
             let id = store
                 .create_job(

@@ -27,7 +27,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 
 use crate::job::{
     Amends, ExecutionState, Hold, Idempotency, InvalidRow, Job, JobId, JobKind, JobSpec, Lease,
-    MAX_JOB_ID, RowProblem, Snapshot, UsersDatabase,
+    MAX_JOB_ID, RowProblem, Snapshot, Translation, UsersDatabase,
 };
 
 use crate::database::{ConnectError, Target};
@@ -614,6 +614,9 @@ impl Store {
     ) -> Result<Created, StoreError> {
         let sql = self.sql();
         let spec = job.spec;
+        // No translations are stored as NULL, as a job stored before there were any.
+        let translations = (!spec.translations.is_empty())
+            .then(|| serde_json::to_string(&spec.translations).expect("strings serialise"));
         let result: Result<Result<JobId, JobId>, sqlx::Error> = on_pool!(self, pool => async {
             let mut tx = pool.begin().await?;
             sqlx::query(sql.insert_job)
@@ -634,6 +637,8 @@ impl Store {
                 .bind(job.idempotency.map(|once| once.fingerprint.as_str()))
                 .bind(job.start_at.map(|_| Hold::Scheduled.as_db_str()))
                 .bind(job.start_at)
+                .bind(spec.language.as_deref())
+                .bind(translations.as_deref())
                 .execute(&mut *tx)
                 .await?;
             let id: JobId = sqlx::query_scalar(sql.last_insert_id).fetch_one(&mut *tx).await?;
@@ -1312,6 +1317,8 @@ struct JobRow {
     hold: Option<String>,
     start_at: Option<DateTime<Utc>>,
     paused_at: Option<DateTime<Utc>>,
+    language: Option<String>,
+    translations: Option<String>,
     owner: Option<String>,
     lease_expires_at: Option<DateTime<Utc>>,
     database_now: DateTime<Utc>,
@@ -1363,6 +1370,14 @@ impl JobRow {
                     .ok_or_else(|| InvalidRow::new(id, "hold", RowProblem::UnknownHold))?,
             ),
         };
+        // The tags and texts are checked before sending (`Job::sending`); a value that is not
+        // a JSON array of translations cannot even be shown.
+        let translations = match self.translations.as_deref() {
+            None => Vec::new(),
+            Some(json) => serde_json::from_str::<Vec<Translation>>(json).map_err(|err| {
+                InvalidRow::new(id, "translations", RowProblem::Undecodable(err.to_string()))
+            })?,
+        };
         Ok(Job {
             id,
             name: self.name,
@@ -1393,6 +1408,8 @@ impl JobRow {
             hold,
             start_at: self.start_at,
             paused_at: self.paused_at,
+            language: self.language,
+            translations,
         })
     }
 }
