@@ -7,7 +7,7 @@ use crate::admin::client::{AdminClient, ClientError, StartRequest, Status};
 
 use super::exit::{CommandError, Exit};
 use super::instance::{DomainArg, InstanceArgs, Target};
-use super::message::MessageArgs;
+use super::message::{LanguageArgs, MessageArgs};
 use super::output::{self, Planned};
 use super::watch::{self, PollArg};
 
@@ -26,6 +26,8 @@ pub struct StartArgs {
     pub sender: String,
     #[command(flatten)]
     pub message: MessageArgs,
+    #[command(flatten)]
+    pub languages: LanguageArgs,
     /// Schedule the job instead of starting it now: it starts at this time (RFC 3339, such as
     /// 2026-12-01T22:00:00Z or 2026-12-01T23:00:00+01:00), on whichever instance serves the
     /// domain, and its recipients are fixed then; at most 366 days ahead (`abort` cancels it)
@@ -70,6 +72,7 @@ pub struct LaunchArgs {
 /// Runs `start`.
 pub async fn run(args: StartArgs) -> Result<Exit, CommandError> {
     let texts = args.message.read()?;
+    let translations = args.languages.read(&args.message)?;
     let target = args.instance.target(args.domain.domain.as_deref())?;
     let broadcast = StartRequest {
         name: args.name,
@@ -80,6 +83,8 @@ pub async fn run(args: StartArgs) -> Result<Exit, CommandError> {
         rate: args.launch.rate,
         idempotency_key: args.launch.idempotency_key.clone(),
         start_at: args.at.map(|at| at.to_rfc3339()),
+        language: args.languages.language,
+        translations,
     };
     let created = target.client.start(&broadcast);
     let json = args.instance.json;

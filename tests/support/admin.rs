@@ -14,7 +14,7 @@ use super::secrets::assert_no_secret;
 const BROADCAST_FIELDS: &str = "id name domain messageSubject messageBody senderJid messageRate \
     ownerNode createTimestamp startTimestamp stopTimestamp executionState abortionReason \
     recipientGroup recipientCount recipientsProcessed waitingReason kind amends status startAt \
-    pausedAt";
+    pausedAt language translations { language messageSubject messageBody }";
 
 /// `startBroadcast` with every argument a variable (`name`, `domain`, `subject`, `body`,
 /// `sender`, `rate`), selecting `message ids`; operation name `Start`.
