@@ -258,12 +258,10 @@ impl Worker {
                 bytes,
                 limit: MAX_MESSAGE_BYTES,
             };
-            let column = if job.translations.is_empty() {
-                "body"
-            } else {
-                "translations"
-            };
-            let bad = InvalidRow::new(job.id, column, problem).in_domain(Some(job.domain.clone()));
+            // One language within its limits stays far below the bound: only translations
+            // can pass it.
+            let bad = InvalidRow::new(job.id, "translations", problem)
+                .in_domain(Some(job.domain.clone()));
             return Err(Interrupt::Failed(bad.to_string()));
         }
         if !self.retry(|| self.shared.store.mark_started(lease)).await? {
