@@ -39,11 +39,11 @@ const LOGIN_TIMEOUT: Duration = Duration::from_secs(20);
 const JOB_TIMEOUT: Duration = Duration::from_secs(60);
 
 const START: &str = "mutation Start($domain: DomainName!, $sender: BareJID!, $subject: String!, \
-    $body: String!, $language: String, $translations: [BroadcastTranslationInput!]) { \
-    broadcast { startBroadcast(name: \"languages\", domain: $domain, messageSubject: $subject, \
-    messageBody: $body, senderJid: $sender, messageRate: 100, \
-    recipientGroup: ALL_USERS_IN_DOMAIN, language: $language, translations: $translations) \
-    { message ids } } }";
+    $body: String!, $language: String, $translations: [BroadcastTranslationInput!], \
+    $key: String) { broadcast { startBroadcast(name: \"languages\", domain: $domain, \
+    messageSubject: $subject, messageBody: $body, senderJid: $sender, messageRate: 100, \
+    recipientGroup: ALL_USERS_IN_DOMAIN, language: $language, translations: $translations, \
+    idempotencyKey: $key) { message ids } } }";
 const CORRECT: &str = "mutation Correct($domain: DomainName!, $id: Int!, $subject: String!, \
     $body: String!, $language: String, $translations: [BroadcastTranslationInput!]) { \
     broadcast { correctBroadcast(domain: $domain, id: $id, messageSubject: $subject, \
@@ -69,9 +69,21 @@ async fn start(
     language: Option<&str>,
     translations: &[Translation],
 ) -> Result<i64, Refusal> {
+    start_once(admin, sender, (subject, body), language, translations, None).await
+}
+
+/// [`start`] with an idempotency key.
+async fn start_once(
+    admin: &Admin,
+    sender: &str,
+    (subject, body): (&str, &str),
+    language: Option<&str>,
+    translations: &[Translation],
+    key: Option<&str>,
+) -> Result<i64, Refusal> {
     let variables = json!({
         "domain": DOMAIN, "sender": sender, "subject": subject, "body": body,
-        "language": language, "translations": inputs(translations),
+        "language": language, "translations": inputs(translations), "key": key,
     });
     run(admin, START, variables, "startBroadcast").await
 }
