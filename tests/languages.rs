@@ -531,13 +531,13 @@ async fn refused_languages_create_nothing() {
             Some("en"),
             vec![de(&"x".repeat(16_001))],
             "translations",
-            "translation 1 (de): its body is empty, too long",
+            "translation 1 (de): its body is outside the default body's limits",
         ),
         (
             Some("en"),
             vec![de("")],
             "translations",
-            "translation 1 (de): its body is empty",
+            "translation 1 (de): its body is outside",
         ),
         (
             Some("en"),

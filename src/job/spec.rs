@@ -145,15 +145,16 @@ pub enum LanguageProblem {
     NoDefault,
     /// A language is given twice (tags compare without case; the default counts).
     #[error(
-        "translation {index}: language {tag} is given twice (tags compare without case, and the default language counts)"
+        "translation {index}: language {tag} is given twice (tags compare without case, and the \
+         default language counts)"
     )]
     Duplicate { index: usize, tag: String },
     #[error("{given} translations, at most {MAX_TRANSLATIONS}")]
     TooMany { given: usize },
     /// A translation's subject or body breaks the limits of the default subject or body.
     #[error(
-        "translation {index} ({tag}): its {} is empty, too long or has a character XML cannot \
-         carry (the default {}'s limits apply)",
+        "translation {index} ({tag}): its {} is outside the default {}'s limits (too long, an \
+         empty body, or a character XML cannot carry)",
         .parameter.as_str(),
         .parameter.as_str()
     )]
