@@ -334,6 +334,7 @@ async fn operator_commands_against_a_running_instance() {
     idempotency_keys(&fixture).await;
     schedules_and_pauses(&fixture).await;
     lists_and_groups(&fixture).await;
+    languages(&fixture).await;
     eprintln!("all steps done in {:?}", began.elapsed());
 }
 
@@ -1175,4 +1176,97 @@ async fn corrections_and_retractions(f: &Fixture) {
     let deleted = f.xb(&format!("delete {original} --domain {DOMAIN}")).await;
     let expected = format!("deleted job {original} of example.com\n");
     assert_eq!(deleted.expect(0).stdout, expected);
+}
+
+/// `start --language --translation TAG=FILE`: a translation file may begin with its subject;
+/// one may come from standard input; `show` lists the languages and each translation; the
+/// message sent carries every body with its `xml:lang`. `correct` keeps the language, and warns
+/// that it drops the translations it was not given. A bad tag is refused, nothing created.
+async fn languages(f: &Fixture) {
+    let dir = support::scratch_dir("cli-languages");
+    let german = dir.path().join("notice.de.txt");
+    std::fs::write(&german, "Subject: Wartung\n\nHeute Abend.\nBis 23 Uhr.\n").unwrap();
+    let line = format!(
+        "--subject Maintenance --body Tonight. --language en --translation de={} \
+         --translation fr=- --watch",
+        german.display()
+    );
+    let start = format!("start --domain {DOMAIN} --name languages --sender {SENDER}");
+    let line = format!("{start} --rate {FAST} --interval {INTERVAL} {line}");
+    let run = f.xb_with_stdin(&line, b"Ce soir.\n").await.expect(0);
+    let id = run.started_id();
+    let job = f.api_job(id).await;
+    assert_eq!(job["language"], "en");
+    assert_eq!(
+        job["translations"],
+        json!([
+            {"language": "de", "messageSubject": "Wartung", "messageBody": "Heute Abend.\nBis 23 Uhr."},
+            {"language": "fr", "messageSubject": "", "messageBody": "Ce soir."},
+        ])
+    );
+    let shown = f
+        .xb(&format!("show {id} --domain {DOMAIN}"))
+        .await
+        .expect(0);
+    assert!(
+        shown.stdout.contains("languages:      en, de, fr\n"),
+        "{}",
+        shown.stdout
+    );
+    assert!(
+        shown.stdout.ends_with(
+            "body:\n  Tonight.\nsubject (de): Wartung\nbody (de):\n  Heute Abend.\n  Bis 23 \
+             Uhr.\nbody (fr):\n  Ce soir.\n"
+        ),
+        "{}",
+        shown.stdout
+    );
+    let sent = f.app.server.seen(|seen| {
+        let message = seen.messages.last().expect("a message");
+        message.xml.clone()
+    });
+    assert!(sent.contains("xml:lang='en'"), "{sent}");
+    assert!(
+        sent.contains("<body xml:lang='fr'>Ce soir.</body>"),
+        "{sent}"
+    );
+
+    let correct = format!("correct {id} --domain {DOMAIN} --body Midnight. --json");
+    let run = f.xb(&correct).await.expect(0);
+    assert!(
+        run.stderr.contains(&format!(
+            "warning: job {id} has translations (de, fr); a correction replaces the whole message"
+        )),
+        "{}",
+        run.stderr
+    );
+    let correction = run.json()["id"].as_i64().expect("id");
+    let job = f.api_job(correction).await;
+    assert_eq!(
+        (&job["language"], &job["translations"]),
+        (&json!("en"), &json!([]))
+    );
+
+    let jobs = f.app.admin().get_broadcasts(DOMAIN).await.len();
+    let bad = format!(
+        "--body b --language en_US --translation de={}",
+        german.display()
+    );
+    let run = f.start_job("bad", FAST, &bad).await.expect(2);
+    assert!(run.stderr.contains("(bad_parameter)"), "{}", run.stderr);
+    assert!(run.stderr.contains("en_US"), "{}", run.stderr);
+    let run = f
+        .start_job(
+            "missing",
+            FAST,
+            "--body b --language en --translation de=/nonexistent",
+        )
+        .await
+        .expect(2);
+    assert!(
+        run.stderr.contains("cannot read /nonexistent"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(f.app.admin().get_broadcasts(DOMAIN).await.len(), jobs);
 }

@@ -34,6 +34,8 @@ async fn a_batch_cut_by_a_disconnect_is_sent_again_before_it_counts() {
         rate: 200, // one batch of up to 2000 recipients
         recipient_group: RecipientGroup::AllUsersInDomain,
         group: None,
+        language: None,
+        translations: Vec::new(),
     };
     let lease_time = Duration::from_secs(60);
     let id = store

@@ -151,6 +151,8 @@ struct Declared {
     descriptions: BTreeMap<(String, String), String>,
     enums: BTreeMap<String, Vec<String>>,
     scalars: Vec<String>,
+    /// Input object types (MongooseIM's `broadcast` category has none).
+    inputs: Vec<String>,
 }
 
 type DeclaredArg = (String, String, Option<String>);
@@ -207,6 +209,7 @@ fn declared(sdl: &str) -> Declared {
                         declared.enums.insert(name, values);
                     }
                     TypeKind::Scalar => declared.scalars.push(name),
+                    TypeKind::InputObject(_) => declared.inputs.push(name),
                     other => panic!("unexpected kind of type {name}: {other:?}"),
                 }
             }
@@ -262,11 +265,17 @@ const OUR_ADDITIONS: &[(&str, &str)] = &[
     ("Broadcast", "status"),
     ("Broadcast", "startAt"),
     ("Broadcast", "pausedAt"),
+    ("Broadcast", "language"),
+    ("Broadcast", "translations"),
     ("Broadcast", "group"),
     ("Broadcast", "unknownRecipientCount"),
     ("Broadcast", "unknownRecipients"),
 ];
-const OUR_TYPES: &[&str] = &["BroadcastRecipientsPreview"];
+const OUR_TYPES: &[&str] = &[
+    "BroadcastRecipientsPreview",
+    "BroadcastTranslation",
+    "BroadcastTranslationInput",
+];
 /// Arguments xmpp-broadcast adds to MongooseIM's fields (object, field, argument): optional,
 /// after theirs, so that MongooseIM's clients send the same requests.
 const OUR_ARGUMENTS: &[(&str, &str, &str)] = &[
@@ -274,6 +283,8 @@ const OUR_ARGUMENTS: &[(&str, &str, &str)] = &[
     ("BroadcastAdminMutation", "startBroadcast", "startAt"),
     ("BroadcastAdminMutation", "startBroadcast", "recipients"),
     ("BroadcastAdminMutation", "startBroadcast", "group"),
+    ("BroadcastAdminMutation", "startBroadcast", "language"),
+    ("BroadcastAdminMutation", "startBroadcast", "translations"),
 ];
 
 /// `field` without our arguments, which must be optional and come after MongooseIM's.
@@ -360,6 +371,15 @@ fn the_schema_matches_mongooseim_field_by_field() {
         .filter(|name| !OUR_TYPES.contains(&name.as_str()))
         .collect();
     assert!(extra.is_empty(), "object types MongooseIM lacks: {extra:?}");
+    let extra_inputs: Vec<&String> = declared
+        .inputs
+        .iter()
+        .filter(|name| !OUR_TYPES.contains(&name.as_str()))
+        .collect();
+    assert!(
+        extra_inputs.is_empty(),
+        "input types MongooseIM lacks: {extra_inputs:?}"
+    );
 
     for root in [ROOT_QUERY, ROOT_MUTATION] {
         let description = declared

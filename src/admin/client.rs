@@ -33,16 +33,18 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 const JOB_FIELDS: &str = "id name domain messageSubject messageBody senderJid messageRate \
     ownerNode createTimestamp startTimestamp stopTimestamp executionState abortionReason \
     recipientGroup recipientCount recipientsProcessed waitingReason kind amends status startAt \
-    pausedAt group unknownRecipientCount unknownRecipients";
+    pausedAt language translations { language messageSubject messageBody } group \
+    unknownRecipientCount unknownRecipients";
 
 const START: &str = "mutation Start($name: String!, $domain: DomainName!, \
     $subject: String!, $body: String!, $sender: BareJID!, $rate: PosInt!, $key: String, \
-    $at: DateTime, $recipientGroup: BroadcastRecipientGroup!, $recipients: [BareJID!], \
-    $group: String) { \
+    $at: DateTime, $language: String, $translations: [BroadcastTranslationInput!], \
+    $recipientGroup: BroadcastRecipientGroup!, $recipients: [BareJID!], $group: String) { \
     broadcast { startBroadcast(name: $name, domain: $domain, messageSubject: $subject, \
     messageBody: $body, senderJid: $sender, messageRate: $rate, \
     recipientGroup: $recipientGroup, recipients: $recipients, group: $group, \
-    idempotencyKey: $key, startAt: $at) { message ids } } }";
+    idempotencyKey: $key, startAt: $at, language: $language, translations: $translations) \
+    { message ids } } }";
 const PAUSE: &str = "mutation Pause($domain: DomainName!, $id: Int!) { broadcast { \
     pauseBroadcast(domain: $domain, id: $id) { message ids } } }";
 const RESUME: &str = "mutation Resume($domain: DomainName!, $id: Int!) { broadcast { \
@@ -56,9 +58,10 @@ const DELETE_BY_IDS: &str = "mutation DeleteByIds($domain: DomainName!, $ids: [I
 const DELETE_BY_DOMAIN: &str = "mutation DeleteByDomain($domain: DomainName!) { broadcast { \
     deleteInactiveBroadcastsByDomain(domain: $domain) { message ids } } }";
 const CORRECT: &str = "mutation Correct($domain: DomainName!, $id: Int!, $subject: String!, \
-    $body: String!, $rate: PosInt!, $key: String) { broadcast { correctBroadcast(domain: $domain, \
+    $body: String!, $rate: PosInt!, $key: String, $language: String, \
+    $translations: [BroadcastTranslationInput!]) { broadcast { correctBroadcast(domain: $domain, \
     id: $id, messageSubject: $subject, messageBody: $body, messageRate: $rate, \
-    idempotencyKey: $key) { message ids } } }";
+    idempotencyKey: $key, language: $language, translations: $translations) { message ids } } }";
 const RETRACT: &str = "mutation Retract($domain: DomainName!, $id: Int!, $rate: PosInt!, \
     $key: String) { broadcast { retractBroadcast(domain: $domain, id: $id, messageRate: $rate, \
     idempotencyKey: $key) { message ids } } }";
@@ -129,6 +132,10 @@ pub struct ApiJob {
     pub start_at: Option<String>,
     /// When it was paused, while it is.
     pub paused_at: Option<String>,
+    /// The language tag of the subject and body, if given.
+    pub language: Option<String>,
+    /// The message in other languages.
+    pub translations: Vec<ApiTranslation>,
     /// The configured group it is for (recipient group GROUP).
     #[serde(default)]
     pub group: Option<String>,
@@ -138,6 +145,25 @@ pub struct ApiJob {
     /// For a list: the first names that were not accounts.
     #[serde(default)]
     pub unknown_recipients: Option<Vec<String>>,
+}
+
+/// The text of a message in one more language, as the API takes it
+/// (`BroadcastTranslationInput`) and shows it (`BroadcastTranslation`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ApiTranslation {
+    pub language: String,
+    pub message_subject: String,
+    pub message_body: String,
+}
+
+/// `translations` as a request's variable: null for none.
+fn translations_variable(translations: &[ApiTranslation]) -> Value {
+    if translations.is_empty() {
+        Value::Null
+    } else {
+        json!(translations)
+    }
 }
 
 /// The answer of a mutation: what was done, to which jobs.
@@ -207,6 +233,10 @@ pub struct StartRequest {
     pub start_at: Option<String>,
     /// Who it is for.
     pub audience: Audience,
+    /// The language tag of the subject and body.
+    pub language: Option<String>,
+    /// The message in other languages.
+    pub translations: Vec<ApiTranslation>,
 }
 
 /// The arguments of `correctBroadcast`: the new subject and body for everyone job `id` reached.
@@ -219,6 +249,10 @@ pub struct CorrectRequest {
     pub rate: i64,
     /// Makes a retry answer with the job the first attempt created.
     pub idempotency_key: Option<String>,
+    /// The language tag of the corrected subject and body.
+    pub language: Option<String>,
+    /// The corrected message in other languages (the correction replaces every language).
+    pub translations: Vec<ApiTranslation>,
 }
 
 /// Why a call failed.
@@ -422,6 +456,8 @@ impl AdminClient {
             "rate": broadcast.rate,
             "key": broadcast.idempotency_key,
             "at": broadcast.start_at,
+            "language": broadcast.language,
+            "translations": translations_variable(&broadcast.translations),
         });
         for (name, value) in broadcast.audience.variables() {
             variables[name] = value;
@@ -438,6 +474,8 @@ impl AdminClient {
             "body": correction.body,
             "rate": correction.rate,
             "key": correction.idempotency_key,
+            "language": correction.language,
+            "translations": translations_variable(&correction.translations),
         });
         self.create(CORRECT, "correctBroadcast", variables).await
     }
@@ -662,7 +700,8 @@ mod tests {
             .filter_map(|line| line.trim().split_once(':').map(|(name, _)| name))
             .filter(|name| !name.contains(' '))
             .collect();
-        let asked: Vec<&str> = JOB_FIELDS.split_whitespace().collect();
+        let asked = job_field_names();
+        let asked: Vec<&str> = asked.iter().map(String::as_str).collect();
         assert_eq!(asked, schema_fields);
         let serialised = serde_json::to_value(job()).unwrap();
         let names: Vec<&str> = serialised
@@ -702,23 +741,40 @@ mod tests {
             status: Status::AbortAdmin,
             start_at: Some("2026-01-01T00:00:00Z".into()),
             paused_at: None,
+            language: Some("en".into()),
+            translations: vec![ApiTranslation {
+                language: "de".into(),
+                message_subject: String::new(),
+                message_body: "b".into(),
+            }],
             group: None,
             unknown_recipient_count: None,
             unknown_recipients: None,
         }
     }
 
+    /// The names of [`JOB_FIELDS`], without the fields selected inside them.
+    fn job_field_names() -> Vec<String> {
+        let mut depth = 0;
+        let mut names = Vec::new();
+        for word in JOB_FIELDS.split_whitespace() {
+            match word {
+                "{" => depth += 1,
+                "}" => depth -= 1,
+                name if depth == 0 => names.push(name.to_owned()),
+                _ => {}
+            }
+        }
+        names
+    }
+
     #[test]
     fn a_job_serialises_to_the_selected_fields_in_order() {
         let text = serde_json::to_string(&job()).unwrap();
         let object: serde_json::Map<String, Value> = serde_json::from_str(&text).unwrap();
-        assert_eq!(
-            object.len(),
-            JOB_FIELDS.split_whitespace().count(),
-            "{text}"
-        );
+        assert_eq!(object.len(), job_field_names().len(), "{text}");
         let mut rest = text.as_str();
-        for field in JOB_FIELDS.split_whitespace() {
+        for field in job_field_names() {
             let key = format!("\"{field}\":");
             let at = rest
                 .find(&key)
@@ -732,8 +788,9 @@ mod tests {
         assert!(
             text.ends_with(
                 "\"kind\":\"CORRECTION\",\"amends\":3,\"status\":\"ABORT_ADMIN\",\
-                 \"startAt\":\"2026-01-01T00:00:00Z\",\"pausedAt\":null,\"group\":null,\
-                 \"unknownRecipientCount\":null,\"unknownRecipients\":null}"
+                 \"startAt\":\"2026-01-01T00:00:00Z\",\"pausedAt\":null,\"language\":\"en\",\
+                 \"translations\":[{\"language\":\"de\",\"messageSubject\":\"\",\"messageBody\":\"b\"}],\
+                 \"group\":null,\"unknownRecipientCount\":null,\"unknownRecipients\":null}"
             ),
             "{text}"
         );

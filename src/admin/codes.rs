@@ -98,6 +98,9 @@ error_codes! {
     BroadcastNotFound = "broadcast_not_found", 200, NotFound;
     /// An argument is out of its limits.
     BadParameter = "bad_parameter", 200, InvalidInput;
+    /// The message, with every language, would be larger than XMPP servers accept from a
+    /// component; nothing was created.
+    MessageTooLarge = "message_too_large", 200, InvalidInput;
     /// The sender is not an account of the domain.
     SenderNotFound = "sender_not_found", 200, InvalidInput;
     /// The domain has no user to send to.

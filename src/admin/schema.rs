@@ -4,7 +4,7 @@
 //! codes and messages (`extensions.code`, plus the operation's arguments as context).
 
 use async_graphql::{
-    Context, EmptySubscription, Enum, ErrorExtensions, Object, Schema, SimpleObject,
+    Context, EmptySubscription, Enum, ErrorExtensions, InputObject, Object, Schema, SimpleObject,
 };
 
 use super::auth::Principal;
@@ -14,7 +14,7 @@ use crate::broadcast::{
     AbortError, Accepted, BroadcastService, FollowUp, HoldError, QueryError, StartError,
 };
 use crate::job::spec::Parameter;
-use crate::job::{self, BroadcastRequest, InvalidRequest, Job};
+use crate::job::{self, BroadcastRequest, InvalidRequest, Job, Translation};
 use crate::store::StoreError;
 
 /// Deepest selection accepted: the broadcast queries are three fields deep. The same bound is
@@ -272,6 +272,18 @@ impl BroadcastAdminMutation {
                           (xmpp-broadcast's own addition)"
         )]
         start_at: Option<DateTime>,
+        #[graphql(
+            desc = "BCP 47 language tag of messageSubject and messageBody (such as en \
+                          or pt-BR): the message's xml:lang; required with translations \
+                          (xmpp-broadcast's own addition)"
+        )]
+        language: Option<String>,
+        #[graphql(
+            desc = "The message in other languages, sent in the same stanza after the \
+                          default subject and body, each with its xml:lang; at most 64, no \
+                          language twice (xmpp-broadcast's own addition)"
+        )]
+        translations: Option<Vec<BroadcastTranslationInput>>,
     ) -> async_graphql::Result<Option<BroadcastMutationResult>> {
         let context = [
             ("domain", domain.0.clone().into()),
@@ -286,6 +298,8 @@ impl BroadcastAdminMutation {
             sender: sender_jid.0,
             rate: message_rate.0,
             audience: audience_request(recipient_group, recipients, group),
+            language,
+            translations: translations_of(translations),
         };
         let accepted = service(ctx)
             .start(request, idempotency_key, start_at.map(|at| at.0))
@@ -403,12 +417,25 @@ impl BroadcastAdminMutation {
                           arguments answers with the job it created first; 1-128 printable \
                           ASCII characters (xmpp-broadcast's own addition)")]
         idempotency_key: Option<String>,
+        #[graphql(
+            desc = "BCP 47 language tag of the corrected subject and body; required \
+                          with translations. The correction replaces the whole message: give \
+                          every language it should have (xmpp-broadcast's own addition)"
+        )]
+        language: Option<String>,
+        #[graphql(
+            desc = "The corrected message in other languages, as in startBroadcast \
+                          (xmpp-broadcast's own addition)"
+        )]
+        translations: Option<Vec<BroadcastTranslationInput>>,
     ) -> async_graphql::Result<Option<BroadcastMutationResult>> {
         let context = [("domain", domain.0.clone().into()), ("id", id.into())];
         authorize(ctx, &domain, "correctBroadcast")?;
         let follow_up = FollowUp::Correction {
             subject: message_subject,
             body: message_body,
+            language,
+            translations: translations_of(translations),
         };
         let started = service(ctx)
             .amend(
@@ -754,6 +781,26 @@ impl BroadcastObject {
         self.0.paused_at.map(DateTime)
     }
 
+    /// The BCP 47 tag of messageSubject and messageBody (the message's xml:lang); null when
+    /// none was given (xmpp-broadcast's own addition)
+    async fn language(&self) -> Option<&str> {
+        self.0.language.as_deref()
+    }
+
+    /// The message in other languages, in the order they are sent; empty for none
+    /// (xmpp-broadcast's own addition)
+    async fn translations(&self) -> Vec<BroadcastTranslation> {
+        self.0
+            .translations
+            .iter()
+            .map(|translation| BroadcastTranslation {
+                language: translation.language.clone(),
+                message_subject: translation.subject.clone(),
+                message_body: translation.body.clone(),
+            })
+            .collect()
+    }
+
     /// The configured group the job is for, with recipientGroup GROUP (xmpp-broadcast's own
     /// addition)
     async fn group(&self) -> Option<&str> {
@@ -777,6 +824,42 @@ impl BroadcastObject {
             .as_ref()
             .map(|unknown| unknown.sample.iter().cloned().map(Jid).collect())
     }
+}
+
+/// The text of a broadcast in one more language.
+#[derive(InputObject)]
+pub struct BroadcastTranslationInput {
+    /// BCP 47 language tag, such as de or pt-BR
+    language: String,
+    /// Subject in this language; empty (the default) for none
+    #[graphql(default)]
+    message_subject: String,
+    /// Body in this language
+    message_body: String,
+}
+
+/// The translations of a request: none when absent.
+fn translations_of(translations: Option<Vec<BroadcastTranslationInput>>) -> Vec<Translation> {
+    translations
+        .unwrap_or_default()
+        .into_iter()
+        .map(|translation| Translation {
+            language: translation.language,
+            subject: translation.message_subject,
+            body: translation.message_body,
+        })
+        .collect()
+}
+
+/// The text of a broadcast in one more language (xmpp-broadcast's own addition).
+#[derive(SimpleObject)]
+pub struct BroadcastTranslation {
+    /// BCP 47 language tag
+    language: String,
+    /// Subject in this language (may be empty)
+    message_subject: String,
+    /// Body in this language
+    message_body: String,
 }
 
 /// Where a broadcast job is in its life: `BroadcastJobState`, with the holds a job can be in
@@ -878,9 +961,12 @@ fn operation_error(
 fn start_error(err: StartError, context: &ErrorContext<'_>) -> async_graphql::Error {
     let code = match &err {
         StartError::DomainNotFound => ErrorCode::DomainNotFound,
-        StartError::Invalid(InvalidRequest::BadParameter(_) | InvalidRequest::StartAt(_)) => {
-            ErrorCode::BadParameter
-        }
+        StartError::Invalid(
+            InvalidRequest::BadParameter(_)
+            | InvalidRequest::StartAt(_)
+            | InvalidRequest::Language { .. },
+        ) => ErrorCode::BadParameter,
+        StartError::Invalid(InvalidRequest::MessageTooLarge { .. }) => ErrorCode::MessageTooLarge,
         StartError::Invalid(InvalidRequest::SenderNotInDomain) | StartError::SenderNotFound => {
             ErrorCode::SenderNotFound
         }
@@ -939,7 +1025,15 @@ fn argument_of(err: &StartError) -> Option<&'static str> {
             Parameter::Subject => "messageSubject",
             Parameter::Body => "messageBody",
             Parameter::IdempotencyKey => "idempotencyKey",
+            Parameter::Language => "language",
+            Parameter::Translations => "translations",
         }),
+        StartError::Invalid(InvalidRequest::Language { problem }) => {
+            Some(match problem.parameter() {
+                Parameter::Language => "language",
+                _ => "translations",
+            })
+        }
         StartError::Invalid(InvalidRequest::SenderNotInDomain) | StartError::SenderNotFound => {
             Some("senderJid")
         }

@@ -1051,6 +1051,8 @@ mod tests {
                 rate: 100,
                 recipient_group: RecipientGroup::AllUsersInDomain,
                 group: None,
+                language: None,
+                translations: Vec::new(),
             };
             let users = Snapshot::Listed(vec!["u1".into(), "u2".into(), "u3".into()]);
             let id = self
@@ -1177,6 +1179,43 @@ mod tests {
             instance.assert_never_taken_up_again(id).await;
             let job = instance.store.get_job(id).await.unwrap().unwrap();
             assert_eq!(job.recipients_processed, 0);
+            instance.shut_down().await;
+        }
+    }
+
+    /// Stored translations that make a message larger than Prosody takes from a component would
+    /// end the component's stream at every attempt: the job ends as ABORT_ERROR before sending.
+    /// A stored language that breaks the request's rules ends it alike, naming the column.
+    #[tokio::test]
+    async fn a_stored_message_over_the_size_limit_ends_the_job_before_sending() {
+        let translations: Vec<serde_json::Value> = (0..8)
+            .map(|n| {
+                let body = "&".repeat(16_000);
+                serde_json::json!({"language": format!("x-l{n}"), "subject": "", "body": body})
+            })
+            .collect();
+        let translations = serde_json::to_string(&translations).unwrap();
+        for (corruption, column, problem) in [
+            (
+                format!("language = 'en', translations = '{translations}'"),
+                "translations",
+                "make a message of",
+            ),
+            ("language = 'en_US'".to_owned(), "language", "en_US"),
+        ] {
+            let instance = Instance::new().await;
+            let id = instance.job_stored_with(&corruption).await;
+            assert_eq!(instance.manager.resume_owned_jobs().await.unwrap(), 1);
+            let (state, reason) = instance.ended(id).await;
+            assert_eq!(state, "abort_error");
+            let reason = reason.unwrap();
+            assert!(
+                reason.contains(&format!("its {column}")) && reason.contains(problem),
+                "{reason}"
+            );
+            instance.assert_never_taken_up_again(id).await;
+            let job = instance.store.get_job(id).await.unwrap().unwrap();
+            assert!(job.started_at.is_none(), "nothing was started: {job:?}");
             instance.shut_down().await;
         }
     }

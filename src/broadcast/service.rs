@@ -17,10 +17,11 @@ use crate::broadcast::Manager;
 use crate::directory::{Directory, DirectoryError};
 use crate::job::spec::{self, BroadcastRequest, InvalidRequest, JobSpec, batch_size};
 use crate::job::{
-    Audience, AudienceRequest, ExecutionState, Idempotency, Job, JobId, JobKind, Lease,
-    RETRACTION_FALLBACK_BODY, Snapshot, Status, Unknown,
+    Audience, AudienceRequest, ExecutionState, Idempotency, Job, JobId, JobKind, Lease, MAX_JOB_ID,
+    RETRACTION_FALLBACK_BODY, Snapshot, Status, Translation, Unknown,
 };
 use crate::store::{Created, KeyMatch, Store, StoreError, Unheld};
+use crate::xmpp::{Announcement, Content, Texts};
 
 /// Why a broadcast could not be started. Nothing was written in any case.
 #[derive(Debug, thiserror::Error)]
@@ -100,8 +101,14 @@ impl Reached {
 /// A follow-up of a broadcast: what it sends.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FollowUp {
-    /// A XEP-0308 correction with a new subject and body.
-    Correction { subject: String, body: String },
+    /// A XEP-0308 correction with a new subject and body, in `language` and with
+    /// `translations` (the correction replaces the whole message).
+    Correction {
+        subject: String,
+        body: String,
+        language: Option<String>,
+        translations: Vec<Translation>,
+    },
     /// A XEP-0424 retraction.
     Retraction,
 }
@@ -234,6 +241,36 @@ enum Once {
     Key(Option<Idempotency>),
 }
 
+/// Adds a request's languages to the `arguments` its idempotency fingerprint is made of, only
+/// when given, so that a request without them keeps the fingerprint it had before languages
+/// existed. No translations and an empty list are the same request.
+fn add_languages(
+    arguments: &mut serde_json::Value,
+    language: Option<&str>,
+    translations: &[Translation],
+) {
+    if let Some(language) = language {
+        arguments["language"] = language.into();
+    }
+    if !translations.is_empty() {
+        arguments["translations"] = serde_json::to_value(translations).expect("strings serialise");
+    }
+}
+
+/// The largest message a job of `spec` sending `content` would write (for the longest
+/// recipient address of its domain) must fit what the servers accept from a component.
+fn check_message_size(spec: &JobSpec, content: Content) -> Result<(), InvalidRequest> {
+    let texts = Texts {
+        language: spec.language.as_deref(),
+        subject: &spec.subject,
+        body: &spec.body,
+        translations: &spec.translations,
+    };
+    // Every id has the same length: the largest job id stands for the job's.
+    let announcement = Announcement::with_texts(MAX_JOB_ID, spec.sender.clone(), texts, content);
+    spec::check_message_size(announcement.largest_message_len(&spec.domain))
+}
+
 /// Logs that a retry was answered with the job its key created earlier; returns its id.
 fn earlier(id: JobId, domain: &str) -> JobId {
     tracing::info!(
@@ -298,6 +335,11 @@ impl BroadcastService {
             if let Some(group) = &asked.group_name {
                 arguments["group"] = group.as_str().into();
             }
+            add_languages(
+                &mut arguments,
+                request.language.as_deref(),
+                &request.translations,
+            );
             arguments
         };
         let once = self
@@ -339,6 +381,7 @@ impl BroadcastService {
             return Err(StartError::NoRecipients);
         }
         let mut spec = JobSpec::parse(request)?;
+        check_message_size(&spec, Content::Broadcast)?;
         spec.recipient_group = audience.recipient_group();
         spec.group = audience.group().map(str::to_owned);
         let node = self.manager.node();
@@ -457,13 +500,22 @@ impl BroadcastService {
     ) -> Result<JobId, StartError> {
         self.check_may_start(domain)?;
         let arguments = || match &follow_up {
-            FollowUp::Correction { subject, body } => serde_json::json!({
-                "operation": "correctBroadcast",
-                "id": id,
-                "subject": subject,
-                "body": body,
-                "rate": rate,
-            }),
+            FollowUp::Correction {
+                subject,
+                body,
+                language,
+                translations,
+            } => {
+                let mut arguments = serde_json::json!({
+                    "operation": "correctBroadcast",
+                    "id": id,
+                    "subject": subject,
+                    "body": body,
+                    "rate": rate,
+                });
+                add_languages(&mut arguments, language.as_deref(), translations);
+                arguments
+            }
             FollowUp::Retraction => serde_json::json!({
                 "operation": "retractBroadcast",
                 "id": id,
@@ -485,12 +537,19 @@ impl BroadcastService {
         if reach == 0 {
             return Err(StartError::NoRecipients);
         }
-        let (kind, subject, body) = match follow_up {
-            FollowUp::Correction { subject, body } => (JobKind::Correction, subject, body),
+        let (kind, subject, body, language, translations) = match follow_up {
+            FollowUp::Correction {
+                subject,
+                body,
+                language,
+                translations,
+            } => (JobKind::Correction, subject, body, language, translations),
             FollowUp::Retraction => (
                 JobKind::Retraction,
                 String::new(),
                 RETRACTION_FALLBACK_BODY.to_owned(),
+                None,
+                Vec::new(),
             ),
         };
         let spec = JobSpec::parse(BroadcastRequest {
@@ -501,7 +560,18 @@ impl BroadcastService {
             sender,
             rate,
             audience: Default::default(),
+            language,
+            translations,
         })?;
+        let content = match kind {
+            JobKind::Retraction => Content::Retraction {
+                original: original.id,
+            },
+            _ => Content::Correction {
+                original: original.id,
+            },
+        };
+        check_message_size(&spec, content)?;
         let node = self.manager.node();
         let created = self
             .store

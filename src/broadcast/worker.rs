@@ -33,11 +33,11 @@ use crate::broadcast::Safety;
 use crate::broadcast::recipients::{PageError, Recipients};
 use crate::directory::Directory;
 use crate::directory::DirectoryError;
-use crate::job::spec::batch_size;
-use crate::job::{Job, JobEnd, JobKind, Lease, Sending};
+use crate::job::spec::{MAX_MESSAGE_BYTES, batch_size};
+use crate::job::{InvalidRow, Job, JobEnd, JobKind, Lease, RowProblem, Sending};
 use crate::metrics::Metrics;
 use crate::store::{Outcome, Store, StoreError};
-use crate::xmpp::{Announcement, Connection, Content, LinkDown};
+use crate::xmpp::{Announcement, Connection, Content, LinkDown, Texts};
 
 /// Longest pause between retries of a failed database call.
 const RETRY_MAX: Duration = Duration::from_secs(10);
@@ -95,7 +95,13 @@ fn announcement(job: &Job, sender: BareJid) -> Announcement {
         },
         _ => Content::Broadcast,
     };
-    Announcement::with_content(job.id, sender, &job.subject, &job.body, content)
+    let texts = Texts {
+        language: job.language.as_deref(),
+        subject: &job.subject,
+        body: &job.body,
+        translations: &job.translations,
+    };
+    Announcement::with_texts(job.id, sender, texts, content)
 }
 
 /// Chunks a worker sends per second at most: each is one wake-up and one socket write, which
@@ -244,11 +250,24 @@ impl Worker {
         let Sending { sender, rate } = job
             .sending()
             .map_err(|bad| Interrupt::Failed(bad.to_string()))?;
+        // A message larger than the server accepts would end the stream at every attempt.
+        let announcement = announcement(job, sender);
+        let bytes = announcement.largest_message_len(&job.domain);
+        if bytes > MAX_MESSAGE_BYTES {
+            let problem = RowProblem::MessageTooLarge {
+                bytes,
+                limit: MAX_MESSAGE_BYTES,
+            };
+            // One language within its limits stays far below the bound: only translations
+            // can pass it.
+            let bad = InvalidRow::new(job.id, "translations", problem)
+                .in_domain(Some(job.domain.clone()));
+            return Err(Interrupt::Failed(bad.to_string()));
+        }
         if !self.retry(|| self.shared.store.mark_started(lease)).await? {
             return Err(Interrupt::LeaseLost);
         }
         let domain = job.domain.as_str();
-        let announcement = announcement(job, sender);
         let pace = Pace::new(rate, self.chunk);
         let recipients = Recipients::of(job, &self.shared.store, &self.shared.directory);
         let mut cursor = job.cursor.clone();

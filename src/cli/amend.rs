@@ -7,7 +7,7 @@ use crate::admin::client::CorrectRequest;
 use super::exit::{CommandError, Exit};
 use super::instance::Target;
 use super::jobs::JobArgs;
-use super::message::MessageArgs;
+use super::message::{LanguageArgs, MessageArgs};
 use super::output::Planned;
 use super::start::{LaunchArgs, launch};
 
@@ -23,6 +23,8 @@ pub struct CorrectArgs {
     #[command(flatten)]
     pub message: MessageArgs,
     #[command(flatten)]
+    pub languages: LanguageArgs,
+    #[command(flatten)]
     pub launch: LaunchArgs,
 }
 
@@ -36,18 +38,43 @@ pub struct RetractArgs {
     pub launch: LaunchArgs,
 }
 
-/// Runs `correct`. Without a subject, the correction keeps the subject of job `ID`.
+/// Runs `correct`. Without a subject, the correction keeps the subject of job `ID`; without
+/// `--language`, its language. Its translations are never kept (they translate the text being
+/// corrected): a warning names them when the correction has none.
 pub async fn correct(args: CorrectArgs) -> Result<Exit, CommandError> {
     let texts = args.message.read()?;
+    let translations = args.languages.read(&args.message)?;
     let target = args.job.target()?;
     let Target { client, domain } = &target;
     let id = args.job.id;
     let (rate, idempotency_key) = (args.launch.rate, args.launch.idempotency_key.clone());
+    let language = args.languages.language;
     let created = async move {
-        let subject = match texts.subject {
-            Some(subject) => subject,
-            None => client.get(domain, id).await?.message_subject,
+        let corrected = match (&texts.subject, &language) {
+            (Some(_), Some(_)) if !translations.is_empty() => None,
+            _ => Some(client.get(domain, id).await?),
         };
+        if let Some(corrected) = &corrected
+            && translations.is_empty()
+            && !corrected.translations.is_empty()
+        {
+            let tags: Vec<&str> = corrected
+                .translations
+                .iter()
+                .map(|translation| translation.language.as_str())
+                .collect();
+            eprintln!(
+                "warning: job {id} has translations ({}); a correction replaces the whole \
+                 message, and this one has none (give --translation for each language)",
+                tags.join(", ")
+            );
+        }
+        let subject = match (texts.subject, &corrected) {
+            (Some(subject), _) => subject,
+            (None, Some(corrected)) => corrected.message_subject.clone(),
+            (None, None) => String::new(),
+        };
+        let language = language.or_else(|| corrected.and_then(|corrected| corrected.language));
         let correction = CorrectRequest {
             domain: domain.clone(),
             id,
@@ -55,6 +82,8 @@ pub async fn correct(args: CorrectArgs) -> Result<Exit, CommandError> {
             body: texts.body,
             rate,
             idempotency_key,
+            language,
+            translations,
         };
         client.correct(&correction).await
     };

@@ -78,7 +78,9 @@ pub enum Command {
     /// show who it would reach.
     ///
     /// The subject and body come from a flag, a file, or standard input ('-'), so a
-    /// multi-line notice needs no quoting. With --watch, follow the job to its end.
+    /// multi-line notice needs no quoting. With --language and --translation, one message
+    /// carries the text in several languages and each client shows its user's. With --watch,
+    /// follow the job to its end.
     ///
     /// Example: xmpp-broadcast start --config /etc/xmpp-broadcast/component.toml
     /// --domain example.com --name maintenance --sender admin@example.com
@@ -87,6 +89,10 @@ pub enum Command {
     /// Example: xmpp-broadcast start --url http://127.0.0.1:5551 --user admin
     /// --domain example.com --name maintenance --sender admin@example.com
     /// --body-file - --dry-run < notice.txt
+    ///
+    /// Example: xmpp-broadcast start --domain example.com --name maintenance
+    /// --sender admin@example.com --body-file notice.txt --language en
+    /// --translation de=notice.de.txt --translation fr=notice.fr.txt
     #[command(after_long_help = exit::codes_help())]
     Start(start::StartArgs),
     /// Correct what a broadcast sent (XEP-0308): a follow-up job sends everyone the broadcast
@@ -94,7 +100,9 @@ pub enum Command {
     /// of a correction corrects the broadcast again. --dry-run shows who would get it.
     ///
     /// The subject and body come as for `start`; without a subject the correction keeps the
-    /// corrected job's. The broadcast must have ended. With --watch, follow the new job to its
+    /// corrected job's, and without --language its language. The correction replaces the
+    /// whole message: give --translation again for every language. The broadcast must have
+    /// ended. With --watch, follow the new job to its
     /// end.
     ///
     /// Example: xmpp-broadcast correct 7 --domain example.com

@@ -190,16 +190,37 @@ pub fn job_details(job: &ApiJob) -> String {
     if let Some(reason) = &job.waiting_reason {
         fields.push(("waiting", one_line(reason)));
     }
+    if job.language.is_some() || !job.translations.is_empty() {
+        let mut languages = vec![one_line(job.language.as_deref().unwrap_or("-"))];
+        languages.extend(job.translations.iter().map(|t| one_line(&t.language)));
+        fields.push(("languages", languages.join(", ")));
+    }
     fields.push(("subject", one_line(&job.message_subject)));
     let mut text: String = fields
         .into_iter()
         .map(|(label, value)| format!("{:<16}{value}\n", format!("{label}:")))
         .collect();
-    text.push_str("body:\n");
-    for line in job.message_body.lines() {
-        text.push_str("  ");
-        text.push_str(line);
-        text.push('\n');
+    let indented = |text: &mut String, label: &str, body: &str| {
+        text.push_str(label);
+        text.push_str(":\n");
+        for line in body.lines() {
+            text.push_str("  ");
+            text.push_str(line);
+            text.push('\n');
+        }
+    };
+    indented(&mut text, "body", &job.message_body);
+    for translation in &job.translations {
+        let language = one_line(&translation.language);
+        if !translation.message_subject.is_empty() {
+            let subject = one_line(&translation.message_subject);
+            text.push_str(&format!("subject ({language}): {subject}\n"));
+        }
+        indented(
+            &mut text,
+            &format!("body ({language})"),
+            &translation.message_body,
+        );
     }
     text.trim_end().to_owned()
 }
@@ -358,6 +379,8 @@ mod tests {
             status: Status::Running,
             start_at: None,
             paused_at: None,
+            language: None,
+            translations: Vec::new(),
             group: None,
             unknown_recipient_count: None,
             unknown_recipients: None,
@@ -399,6 +422,41 @@ mod tests {
         huge.recipients_processed = i64::MAX;
         let expected = format!("{}/40 processed (23058430092136939517%)", i64::MAX);
         assert_eq!(progress(&huge), expected, "no overflow");
+    }
+
+    /// The languages are listed, and each translation follows the default body.
+    #[test]
+    fn details_show_the_languages_and_each_translation() {
+        use crate::admin::client::ApiTranslation;
+        let translated = ApiJob {
+            language: Some("en".into()),
+            translations: vec![
+                ApiTranslation {
+                    language: "de".into(),
+                    message_subject: "Wartung".into(),
+                    message_body: "Heute.\nUm 22 Uhr.".into(),
+                },
+                ApiTranslation {
+                    language: "fr".into(),
+                    message_subject: String::new(),
+                    message_body: "Ce soir.".into(),
+                },
+            ],
+            ..job(7, "notice")
+        };
+        let details = job_details(&translated);
+        assert!(
+            details.contains("languages:      en, de, fr\n"),
+            "{details}"
+        );
+        assert!(
+            details.ends_with(
+                "body:\n  Tonight.\n  At 22:00.\nsubject (de): Wartung\nbody (de):\n  Heute.\n  \
+                 Um 22 Uhr.\nbody (fr):\n  Ce soir."
+            ),
+            "{details}"
+        );
+        assert!(!job_details(&job(7, "notice")).contains("languages:"));
     }
 
     #[test]

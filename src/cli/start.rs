@@ -8,7 +8,7 @@ use crate::admin::client::{AdminClient, Audience, ClientError, StartRequest, Sta
 use super::audience::AudienceArgs;
 use super::exit::{CommandError, Exit};
 use super::instance::{DomainArg, InstanceArgs, Target};
-use super::message::MessageArgs;
+use super::message::{LanguageArgs, MessageArgs};
 use super::output::{self, Planned};
 use super::watch::{self, PollArg};
 
@@ -29,6 +29,8 @@ pub struct StartArgs {
     pub message: MessageArgs,
     #[command(flatten)]
     pub audience: AudienceArgs,
+    #[command(flatten)]
+    pub languages: LanguageArgs,
     /// Schedule the job instead of starting it now: it starts at this time (RFC 3339, such as
     /// 2026-12-01T22:00:00Z or 2026-12-01T23:00:00+01:00), on whichever instance serves the
     /// domain, and its recipients are fixed then; at most 366 days ahead (`abort` cancels it)
@@ -72,14 +74,15 @@ pub struct LaunchArgs {
 
 /// Runs `start`.
 pub async fn run(args: StartArgs) -> Result<Exit, CommandError> {
-    if args.audience.reads_stdin() && args.message.reads_stdin() {
+    if args.audience.reads_stdin() && (args.message.reads_stdin() || args.languages.reads_stdin()) {
         return Err(CommandError::usage(
-            "only one of --recipients-file, --subject-file and --body-file can be standard \
-             input ('-')",
+            "only one of --recipients-file, --subject-file, --body-file and --translation can \
+             be standard input ('-')",
         ));
     }
     let texts = args.message.read()?;
     let audience = args.audience.read()?;
+    let translations = args.languages.read(&args.message)?;
     let target = args.instance.target(args.domain.domain.as_deref())?;
     let broadcast = StartRequest {
         name: args.name,
@@ -90,6 +93,8 @@ pub async fn run(args: StartArgs) -> Result<Exit, CommandError> {
         rate: args.launch.rate,
         idempotency_key: args.launch.idempotency_key.clone(),
         start_at: args.at.map(|at| at.to_rfc3339()),
+        language: args.languages.language,
+        translations,
         audience,
     };
     let created = target.client.start(&broadcast);

@@ -550,6 +550,8 @@ async fn the_users_database_can_hold_the_jobs() {
                 rate: 10,
                 recipient_group: RecipientGroup::AllUsersInDomain,
                 group: None,
+                language: None,
+                translations: Vec::new(),
             };
             let id = store
                 .create_job(

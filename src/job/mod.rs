@@ -10,7 +10,7 @@ pub mod spec;
 
 pub use audience::{Audience, AudienceRequest, Unknown};
 pub use idempotency::Idempotency;
-pub use spec::{BroadcastRequest, InvalidRequest, JobSpec, RecipientGroup};
+pub use spec::{BroadcastRequest, InvalidRequest, JobSpec, RecipientGroup, Translation};
 
 use std::num::NonZeroU32;
 
@@ -65,6 +65,12 @@ pub enum RowProblem {
     /// The text breaks the limits a request's text of this kind is checked against.
     #[error("is not a valid {}: too long, or with a character XML cannot carry", .0.as_str())]
     BadText(Parameter),
+    /// The language or the translations break the request's rules (the reason).
+    #[error("cannot be sent: {0}")]
+    BadLanguages(String),
+    /// The message written from the stored texts is larger than the component may send.
+    #[error("make a message of {bytes} bytes, over the {limit} bytes the servers accept")]
+    MessageTooLarge { bytes: usize, limit: usize },
     #[error("cannot be decoded ({0})")]
     Undecodable(String),
     #[error("is not a known recipient group")]
@@ -433,6 +439,10 @@ pub struct Job {
     pub group: Option<String>,
     /// For a list: the names that were not accounts of the domain when it was checked.
     pub unknown: Option<Unknown>,
+    /// The BCP 47 tag of `subject` and `body` (the message's `xml:lang`), if given.
+    pub language: Option<String>,
+    /// The message in other languages, sent in the same stanza after the default text.
+    pub translations: Vec<Translation>,
 }
 
 impl Job {
@@ -486,8 +496,8 @@ impl std::fmt::Display for UsersDatabase {
 impl Job {
     /// The sender and the rate of a stored job, after checking every stored value that goes
     /// into its messages against the limits its request was checked against when it was
-    /// started: the sender (`sender_jid`), the rate (`message_rate`), the subject and the body.
-    /// A job that fails cannot be sent as it is.
+    /// started: the sender (`sender_jid`), the rate (`message_rate`), the subject and the body,
+    /// the language and the translations. A job that fails cannot be sent as it is.
     pub fn sending(&self) -> Result<Sending, InvalidRow> {
         let bad = |column: &str, problem| {
             InvalidRow::new(self.id, column, problem).in_domain(Some(self.domain.clone()))
@@ -515,6 +525,17 @@ impl Job {
             spec::check_text(text, parameter)
                 .map_err(|_| bad(column, RowProblem::BadText(parameter)))?;
         }
+        spec::check_languages(self.language.as_deref(), self.translations.clone()).map_err(
+            |err| {
+                let column = match &err {
+                    InvalidRequest::Language {
+                        problem: spec::LanguageProblem::BadDefault(_),
+                    } => "language",
+                    _ => "translations",
+                };
+                bad(column, RowProblem::BadLanguages(err.to_string()))
+            },
+        )?;
         Ok(Sending { sender, rate })
     }
 }
@@ -615,6 +636,8 @@ mod tests {
             recipient_group: RecipientGroup::AllUsersInDomain,
             group: None,
             unknown: None,
+            language: None,
+            translations: Vec::new(),
         }
     }
 
@@ -684,5 +707,46 @@ mod tests {
         assert_eq!(long.column, "body");
         let heavy = blamed(|job| job.body = format!("e{}", "\u{301}".repeat(100_000)));
         assert_eq!(heavy.column, "body");
+    }
+
+    /// Stored languages are checked as a request's: a bad default tag blames `language`,
+    /// anything wrong with the translations blames `translations`.
+    #[test]
+    fn stored_languages_that_cannot_be_sent_name_their_column() {
+        let translation = |language: &str, body: &str| Translation {
+            language: language.into(),
+            subject: String::new(),
+            body: body.into(),
+        };
+        let mut ok = job();
+        ok.language = Some("en".into());
+        ok.translations = vec![translation("de", "Heute Abend.")];
+        assert!(ok.sending().is_ok());
+        let bad_tag = blamed(|job| job.language = Some("en_US".into()));
+        assert_eq!(bad_tag.column, "language");
+        assert!(
+            matches!(bad_tag.problem, RowProblem::BadLanguages(_)),
+            "{bad_tag}"
+        );
+        for change in [
+            // Translations without a default language.
+            Box::new(|job: &mut Job| job.translations = vec![translation("de", "x")])
+                as Box<dyn FnOnce(&mut Job)>,
+            Box::new(|job: &mut Job| {
+                job.language = Some("en".into());
+                job.translations = vec![translation("EN", "x")];
+            }),
+            Box::new(|job: &mut Job| {
+                job.language = Some("en".into());
+                job.translations = vec![translation("de", "a\u{0}b")];
+            }),
+            Box::new(|job: &mut Job| {
+                job.language = Some("en".into());
+                job.translations = vec![translation("d e", "x")];
+            }),
+        ] {
+            let bad = blamed(change);
+            assert_eq!(bad.column, "translations", "{bad}");
+        }
     }
 }

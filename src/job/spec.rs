@@ -45,6 +45,21 @@ pub const RATE: std::ops::RangeInclusive<u32> = 1..=1000;
 pub const START_AT_GRACE: chrono::TimeDelta = chrono::TimeDelta::seconds(60);
 /// How far ahead a job may be scheduled.
 pub const START_AT_HORIZON: chrono::TimeDelta = chrono::TimeDelta::days(366);
+/// Most translations of one message. A stanza carries them all, so [`MAX_MESSAGE_BYTES`]
+/// bounds their texts; this bound keeps a job's list short enough to read and catches a
+/// script that appends in a loop. 64 is more than any country's official languages (the EU
+/// has 24, India 22 with English) and than the languages large services translate their
+/// notices into.
+pub const MAX_TRANSLATIONS: usize = 64;
+/// Longest language tag, in characters (the `language` column of MySQL/MariaDB is
+/// `VARCHAR(64)`). Real tags have a handful of subtags; RFC 5646 asks implementations to
+/// support at least 35 characters.
+pub const LANGUAGE_TAG_LENGTH: usize = 64;
+/// The largest message the component sends, in bytes as written on the stream: Prosody's
+/// default `component_stanza_size_limit` (512 KiB). Prosody ends the component's stream with
+/// a stream error on a larger stanza, so a job with one would reconnect and fail again for
+/// ever; ejabberd's `ejabberd_service` accepts any size unless `max_stanza_size` is set.
+pub const MAX_MESSAGE_BYTES: usize = 512 * 1024;
 
 /// A request field that failed validation; the names are MongooseIM's (`bad_parameter`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,6 +69,10 @@ pub enum Parameter {
     Subject,
     Body,
     IdempotencyKey,
+    /// The language of the default subject and body.
+    Language,
+    /// The translations: their number, tags and texts.
+    Translations,
 }
 
 impl Parameter {
@@ -61,7 +80,10 @@ impl Parameter {
     /// points; `None` for the rate and the idempotency key.
     pub fn text_limits(self) -> Option<(std::ops::RangeInclusive<usize>, usize)> {
         match self {
-            Parameter::MessageRate | Parameter::IdempotencyKey => None,
+            Parameter::MessageRate
+            | Parameter::IdempotencyKey
+            | Parameter::Language
+            | Parameter::Translations => None,
             Parameter::Name => Some((NAME_LENGTH, NAME_CODE_POINTS)),
             Parameter::Subject => Some((SUBJECT_LENGTH, SUBJECT_CODE_POINTS)),
             Parameter::Body => Some((BODY_LENGTH, BODY_CODE_POINTS)),
@@ -76,6 +98,8 @@ impl Parameter {
             Parameter::Subject => "subject",
             Parameter::Body => "body",
             Parameter::IdempotencyKey => "idempotency_key",
+            Parameter::Language => "language",
+            Parameter::Translations => "translations",
         }
     }
 }
@@ -94,6 +118,66 @@ pub enum InvalidRequest {
     /// Recipients that cannot be named so.
     #[error("Invalid parameter: {} ({})", .0.argument(), .0)]
     Audience(AudienceProblem),
+    /// A language tag or a translation that cannot be sent.
+    #[error("Invalid parameter: {} ({problem})", .problem.parameter().as_str())]
+    Language { problem: LanguageProblem },
+    /// The message, written for the longest address a recipient can have, is larger than
+    /// the servers accept from a component.
+    #[error(
+        "The message would be {bytes} bytes on the XMPP stream (texts escaped, for the \
+         longest recipient address), over the {limit} bytes XMPP servers accept from a \
+         component (Prosody's default); shorten the texts or send fewer translations"
+    )]
+    MessageTooLarge { bytes: usize, limit: usize },
+}
+
+/// Why a language tag or a translation is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LanguageProblem {
+    /// `language` is not a well-formed BCP 47 tag.
+    #[error("{0:?} is not a BCP 47 language tag such as en, de-CH or zh-Hant")]
+    BadDefault(String),
+    /// A translation's tag is not a well-formed BCP 47 tag.
+    #[error(
+        "translation {index}: {tag:?} is not a BCP 47 language tag such as en, de-CH or zh-Hant"
+    )]
+    BadTag { index: usize, tag: String },
+    /// Translations were given without the language of the default text.
+    #[error(
+        "translations need `language`, the language of the default subject and body, so that \
+         clients can tell the texts apart"
+    )]
+    NoDefault,
+    /// A language is given twice (tags compare without case; the default counts).
+    #[error(
+        "translation {index}: language {tag} is given twice (tags compare without case, and the \
+         default language counts)"
+    )]
+    Duplicate { index: usize, tag: String },
+    #[error("{given} translations, at most {MAX_TRANSLATIONS}")]
+    TooMany { given: usize },
+    /// A translation's subject or body breaks the limits of the default subject or body.
+    #[error(
+        "translation {index} ({tag}): its {} is outside the default {}'s limits (too long, an \
+         empty body, or a character XML cannot carry)",
+        .parameter.as_str(),
+        .parameter.as_str()
+    )]
+    BadText {
+        index: usize,
+        tag: String,
+        parameter: Parameter,
+    },
+}
+
+impl LanguageProblem {
+    /// The request parameter at fault.
+    pub fn parameter(&self) -> Parameter {
+        match self {
+            LanguageProblem::BadDefault(_) => Parameter::Language,
+            _ => Parameter::Translations,
+        }
+    }
 }
 
 /// Why a start time is refused.
@@ -161,6 +245,18 @@ impl RecipientGroup {
     }
 }
 
+/// The text of a message in one more language, sent in the same stanza after the default
+/// subject and body (`xml:lang` = `language`). Also how a job stores it (a JSON array of these
+/// in `xb_jobs.translations`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Translation {
+    /// A BCP 47 tag, such as `de` or `pt-BR`.
+    pub language: String,
+    /// May be empty: the message then has no subject in this language.
+    pub subject: String,
+    pub body: String,
+}
+
 /// A broadcast request as it arrives, with the domain already known to be served.
 #[derive(Debug, Clone)]
 pub struct BroadcastRequest {
@@ -172,6 +268,10 @@ pub struct BroadcastRequest {
     pub rate: i64,
     /// Who it is for, as the request names them.
     pub audience: AudienceRequest,
+    /// The language of `subject` and `body`, if given.
+    pub language: Option<String>,
+    /// The message in other languages.
+    pub translations: Vec<Translation>,
 }
 
 /// A validated broadcast: every field is within its limits.
@@ -186,16 +286,25 @@ pub struct JobSpec {
     pub recipient_group: RecipientGroup,
     /// The configured group's name, for [`RecipientGroup::Group`].
     pub group: Option<String>,
+    /// The language of `subject` and `body`: a BCP 47 tag, its case normalised (`de-CH`).
+    pub language: Option<String>,
+    /// Each a BCP 47 tag (case normalised) none of which is another's or `language`, with
+    /// texts within the limits of the default subject and body.
+    pub translations: Vec<Translation>,
 }
 
 impl JobSpec {
-    /// Checks a request in MongooseIM's order: rate, sender, then name, subject and body.
+    /// Checks a request in MongooseIM's order: rate, sender, then name, subject and body; then
+    /// the languages ([`check_languages`]). The size of the whole message is checked where it
+    /// is written (`xmpp::stanza`), against [`MAX_MESSAGE_BYTES`] ([`check_message_size`]).
     pub fn parse(request: BroadcastRequest) -> Result<Self, InvalidRequest> {
         let rate = check_rate(request.rate)?;
         check_sender(&request.sender, &request.domain)?;
         check_text(&request.name, Parameter::Name)?;
         check_text(&request.subject, Parameter::Subject)?;
         check_text(&request.body, Parameter::Body)?;
+        let (language, translations) =
+            check_languages(request.language.as_deref(), request.translations)?;
         Ok(JobSpec {
             name: request.name,
             domain: request.domain,
@@ -205,6 +314,8 @@ impl JobSpec {
             rate,
             recipient_group: request.audience.group,
             group: request.audience.group_name,
+            language,
+            translations,
         })
     }
 
@@ -253,6 +364,93 @@ pub fn check_text(text: &str, parameter: Parameter) -> Result<(), InvalidRequest
     Ok(())
 }
 
+/// Checks the languages of a message: `language` and each translation's tag well-formed BCP
+/// 47 tags of at most [`LANGUAGE_TAG_LENGTH`] characters, translations only with `language`,
+/// at most [`MAX_TRANSLATIONS`] of them, no language twice (tags compare without case, the
+/// default's included), and every translated text within the default subject's or body's
+/// limits ([`check_text`]). Returns the tags with their case normalised (`DE-ch` → `de-CH`),
+/// as clients compare them.
+pub fn check_languages(
+    language: Option<&str>,
+    translations: Vec<Translation>,
+) -> Result<(Option<String>, Vec<Translation>), InvalidRequest> {
+    let refused = |problem| Err(InvalidRequest::Language { problem });
+    let language = match language {
+        None => None,
+        Some(tag) => match normalised_tag(tag) {
+            Some(tag) => Some(tag),
+            None => return refused(LanguageProblem::BadDefault(tag.to_owned())),
+        },
+    };
+    if translations.is_empty() {
+        return Ok((language, translations));
+    }
+    let Some(default) = &language else {
+        return refused(LanguageProblem::NoDefault);
+    };
+    if translations.len() > MAX_TRANSLATIONS {
+        return refused(LanguageProblem::TooMany {
+            given: translations.len(),
+        });
+    }
+    let mut seen = vec![default.to_ascii_lowercase()];
+    let mut checked = Vec::with_capacity(translations.len());
+    for (index, translation) in (1..).zip(translations) {
+        let Some(tag) = normalised_tag(&translation.language) else {
+            return refused(LanguageProblem::BadTag {
+                index,
+                tag: translation.language,
+            });
+        };
+        let folded = tag.to_ascii_lowercase();
+        if seen.contains(&folded) {
+            return refused(LanguageProblem::Duplicate { index, tag });
+        }
+        seen.push(folded);
+        for (text, parameter) in [
+            (&translation.subject, Parameter::Subject),
+            (&translation.body, Parameter::Body),
+        ] {
+            if check_text(text, parameter).is_err() {
+                return refused(LanguageProblem::BadText {
+                    index,
+                    tag,
+                    parameter,
+                });
+            }
+        }
+        checked.push(Translation {
+            language: tag,
+            ..translation
+        });
+    }
+    Ok((language, checked))
+}
+
+/// `tag` with its case normalised, if it is a well-formed BCP 47 language tag of at most
+/// [`LANGUAGE_TAG_LENGTH`] characters. Such a tag is ASCII letters, digits and hyphens only:
+/// nothing in it needs escaping in XML.
+fn normalised_tag(tag: &str) -> Option<String> {
+    if tag.len() > LANGUAGE_TAG_LENGTH {
+        return None;
+    }
+    oxilangtag::LanguageTag::parse_and_normalize(tag)
+        .ok()
+        .map(oxilangtag::LanguageTag::into_inner)
+}
+
+/// Whether a message of `bytes` bytes, as written on the stream, may be sent: at most
+/// [`MAX_MESSAGE_BYTES`].
+pub fn check_message_size(bytes: usize) -> Result<(), InvalidRequest> {
+    if bytes > MAX_MESSAGE_BYTES {
+        return Err(InvalidRequest::MessageTooLarge {
+            bytes,
+            limit: MAX_MESSAGE_BYTES,
+        });
+    }
+    Ok(())
+}
+
 /// Whether XML 1.0 allows this character in a document (the `Char` production).
 pub fn is_xml_char(c: char) -> bool {
     matches!(c, '\u{9}' | '\u{A}' | '\u{D}' | '\u{20}'..='\u{D7FF}' | '\u{E000}'..='\u{FFFD}' | '\u{10000}'..)
@@ -271,6 +469,8 @@ mod tests {
             sender: BareJid::new("admin@example.com").unwrap(),
             rate: 100,
             audience: AudienceRequest::default(),
+            language: None,
+            translations: Vec::new(),
         }
     }
 
@@ -416,6 +616,208 @@ mod tests {
         let mut ok = request();
         ok.body = "tab\tnew\nline\r\n\u{10FFFF}".into();
         assert!(JobSpec::parse(ok).is_ok());
+    }
+
+    fn translation(language: &str, subject: &str, body: &str) -> Translation {
+        Translation {
+            language: language.into(),
+            subject: subject.into(),
+            body: body.into(),
+        }
+    }
+
+    /// The problem a request changed by `change` is refused for.
+    fn language_problem(change: impl FnOnce(&mut BroadcastRequest)) -> LanguageProblem {
+        match refused(change) {
+            InvalidRequest::Language { problem } => problem,
+            other => panic!("refused for {other:?}"),
+        }
+    }
+
+    #[test]
+    fn languages_are_bcp_47_tags_normalised() {
+        let mut ok = request();
+        ok.language = Some("EN-gb".into());
+        ok.translations = vec![
+            translation("de-ch", "Wartung", "Heute Abend."),
+            translation("zh-hant-tw", "", "今晚"),
+            translation("sr-Latn", "", "Večeras."),
+        ];
+        let spec = JobSpec::parse(ok).unwrap();
+        assert_eq!(spec.language.as_deref(), Some("en-GB"));
+        let tags: Vec<&str> = spec
+            .translations
+            .iter()
+            .map(|t| t.language.as_str())
+            .collect();
+        assert_eq!(tags, ["de-CH", "zh-Hant-TW", "sr-Latn"]);
+        assert_eq!(spec.translations[0].subject, "Wartung");
+
+        // A language alone, without translations, is fine; no language at all too.
+        let mut alone = request();
+        alone.language = Some("fr".into());
+        assert_eq!(JobSpec::parse(alone).unwrap().translations, []);
+
+        for bad in [
+            "",
+            "en_US",
+            "englishlanguage",
+            "e",
+            "de-",
+            "-de",
+            "d e",
+            "de\u{0}",
+            "x".repeat(65).as_str(),
+        ] {
+            assert_eq!(
+                language_problem(|r| r.language = Some(bad.into())),
+                LanguageProblem::BadDefault(bad.into()),
+                "{bad:?}"
+            );
+        }
+        let problem = language_problem(|r| {
+            r.language = Some("en".into());
+            r.translations = vec![translation("de", "", "x"), translation("de_AT", "", "x")];
+        });
+        assert_eq!(
+            problem,
+            LanguageProblem::BadTag {
+                index: 2,
+                tag: "de_AT".into()
+            }
+        );
+        let refusal = refused(|r| r.language = Some("en_US".into()));
+        assert_eq!(
+            refusal.to_string(),
+            "Invalid parameter: language (\"en_US\" is not a BCP 47 language tag such as en, de-CH or zh-Hant)"
+        );
+    }
+
+    #[test]
+    fn no_language_twice_whatever_its_case() {
+        let problem = language_problem(|r| {
+            r.language = Some("en".into());
+            r.translations = vec![translation("de", "", "a"), translation("DE", "", "b")];
+        });
+        assert_eq!(
+            problem,
+            LanguageProblem::Duplicate {
+                index: 2,
+                tag: "de".into()
+            }
+        );
+        let problem = language_problem(|r| {
+            r.language = Some("pt-BR".into());
+            r.translations = vec![translation("pt-br", "", "a")];
+        });
+        assert_eq!(
+            problem,
+            LanguageProblem::Duplicate {
+                index: 1,
+                tag: "pt-BR".into()
+            }
+        );
+        // Different regions are different languages.
+        let mut ok = request();
+        ok.language = Some("pt-BR".into());
+        ok.translations = vec![translation("pt-PT", "", "a"), translation("pt", "", "b")];
+        assert!(JobSpec::parse(ok).is_ok());
+    }
+
+    #[test]
+    fn translations_need_the_default_language_and_are_bounded() {
+        assert_eq!(
+            language_problem(|r| r.translations = vec![translation("de", "", "x")]),
+            LanguageProblem::NoDefault
+        );
+        // An empty list is no translations.
+        let mut ok = request();
+        ok.translations = Vec::new();
+        assert!(JobSpec::parse(ok).is_ok());
+
+        let many = |n: usize| {
+            (0..n)
+                .map(|i| translation(&format!("x-l{i}"), "", "x"))
+                .collect::<Vec<_>>()
+        };
+        let mut most = request();
+        most.language = Some("en".into());
+        most.translations = many(MAX_TRANSLATIONS);
+        assert!(JobSpec::parse(most).is_ok());
+        assert_eq!(
+            language_problem(|r| {
+                r.language = Some("en".into());
+                r.translations = many(MAX_TRANSLATIONS + 1);
+            }),
+            LanguageProblem::TooMany { given: 65 }
+        );
+        assert_eq!(
+            refused(|r| {
+                r.language = Some("en".into());
+                r.translations = many(MAX_TRANSLATIONS + 1);
+            })
+            .to_string(),
+            "Invalid parameter: translations (65 translations, at most 64)"
+        );
+    }
+
+    #[test]
+    fn translated_texts_obey_the_default_texts_limits() {
+        let with = |t: Translation| {
+            language_problem(move |r| {
+                r.language = Some("en".into());
+                r.translations = vec![translation("fr", "", "ok"), t];
+            })
+        };
+        let bad = |parameter| LanguageProblem::BadText {
+            index: 2,
+            tag: "de".into(),
+            parameter,
+        };
+        assert_eq!(with(translation("de", "", "")), bad(Parameter::Body));
+        assert_eq!(
+            with(translation("de", "", &"x".repeat(16_001))),
+            bad(Parameter::Body)
+        );
+        assert_eq!(
+            with(translation("de", &"x".repeat(1025), "b")),
+            bad(Parameter::Subject)
+        );
+        assert_eq!(
+            with(translation("de", "a\u{1B}", "b")),
+            bad(Parameter::Subject)
+        );
+        assert_eq!(
+            with(translation(
+                "de",
+                "",
+                &format!("e{}", "\u{301}".repeat(64_000))
+            )),
+            bad(Parameter::Body)
+        );
+        let mut ok = request();
+        ok.language = Some("en".into());
+        ok.translations = vec![translation("de", &"x".repeat(1024), &"y".repeat(16_000))];
+        assert!(JobSpec::parse(ok).is_ok());
+    }
+
+    #[test]
+    fn message_size_is_bounded() {
+        assert_eq!(check_message_size(MAX_MESSAGE_BYTES), Ok(()));
+        let refused = check_message_size(MAX_MESSAGE_BYTES + 1).unwrap_err();
+        assert_eq!(
+            refused,
+            InvalidRequest::MessageTooLarge {
+                bytes: 524_289,
+                limit: 524_288
+            }
+        );
+        assert!(
+            refused
+                .to_string()
+                .starts_with("The message would be 524289 bytes"),
+            "{refused}"
+        );
     }
 
     #[test]

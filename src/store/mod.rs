@@ -27,7 +27,8 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 
 use crate::job::{
     Amends, ExecutionState, Hold, Idempotency, InvalidRow, Job, JobId, JobKind, JobSpec, Lease,
-    MAX_JOB_ID, RecipientGroup, RowProblem, Snapshot, Unknown, UsersDatabase, audience,
+    MAX_JOB_ID, RecipientGroup, RowProblem, Snapshot, Translation, Unknown, UsersDatabase,
+    audience,
 };
 
 use crate::database::{ConnectError, Target};
@@ -641,6 +642,9 @@ impl Store {
     ) -> Result<Created, StoreError> {
         let sql = self.sql();
         let spec = job.spec;
+        // No translations are stored as NULL, as a job stored before there were any.
+        let translations = (!spec.translations.is_empty())
+            .then(|| serde_json::to_string(&spec.translations).expect("strings serialise"));
         let result: Result<Result<JobId, JobId>, sqlx::Error> = on_pool!(self, pool => async {
             let mut tx = pool.begin().await?;
             sqlx::query(sql.insert_job)
@@ -666,6 +670,8 @@ impl Store {
                 .bind(job.unknown.map(|unknown| {
                     serde_json::Value::from(unknown.sample.clone()).to_string()
                 }))
+                .bind(spec.language.as_deref())
+                .bind(translations.as_deref())
                 .execute(&mut *tx)
                 .await?;
             let id: JobId = sqlx::query_scalar(sql.last_insert_id).fetch_one(&mut *tx).await?;
@@ -1350,6 +1356,8 @@ struct JobRow {
     audience_group: Option<String>,
     unknown_recipients: Option<i64>,
     unknown_sample: Option<String>,
+    language: Option<String>,
+    translations: Option<String>,
     owner: Option<String>,
     lease_expires_at: Option<DateTime<Utc>>,
     database_now: DateTime<Utc>,
@@ -1443,6 +1451,14 @@ impl JobRow {
                 ));
             }
         };
+        // The tags and texts are checked before sending (`Job::sending`); a value that is not
+        // a JSON array of translations cannot even be shown.
+        let translations = match self.translations.as_deref() {
+            None => Vec::new(),
+            Some(json) => serde_json::from_str::<Vec<Translation>>(json).map_err(|err| {
+                InvalidRow::new(id, "translations", RowProblem::Undecodable(err.to_string()))
+            })?,
+        };
         Ok(Job {
             id,
             name: self.name,
@@ -1476,6 +1492,8 @@ impl JobRow {
             recipient_group,
             group,
             unknown,
+            language: self.language,
+            translations,
         })
     }
 }

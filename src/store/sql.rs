@@ -21,6 +21,7 @@ macro_rules! job_select {
             "j.stopped_at, j.cursor_username, j.recipients_processed, j.snapshot_at, ",
             "j.users_database, j.kind, j.amends, j.reach, j.hold, j.start_at, j.paused_at, ",
             "j.recipient_group, j.audience_group, j.unknown_recipients, j.unknown_sample, ",
+            "j.language, j.translations, ",
             "l.owner, ",
             "l.expires_at AS lease_expires_at, ",
             $now,
@@ -62,7 +63,8 @@ pub struct Statements {
     /// `$1` name … `$8` recipient count, `$9` snapshot instant (or NULL), `$10` users
     /// database, `$11` kind, `$12` amended job, `$13` reach (both NULL for a broadcast),
     /// `$14` idempotency key, `$15` request fingerprint (both NULL without a key), `$16` hold
-    /// ('scheduled' or NULL), `$17` start time (or NULL).
+    /// ('scheduled' or NULL), `$17` start time (or NULL), `$18` language, `$19` translations
+    /// (JSON; both NULL when none).
     pub insert_job: &'static str,
     /// `$1` domain, `$2` idempotency key: the job created with the key, and its request's
     /// fingerprint.
@@ -166,12 +168,12 @@ macro_rules! statements {
                 "INSERT INTO xb_jobs (name, domain, sender_jid, subject, body, message_rate, ",
                 "recipient_group, recipient_count, snapshot_at, users_database, kind, amends, ",
                 "reach, idempotency_key, request_fingerprint, hold, start_at, audience_group, ",
-                "unknown_recipients, unknown_sample) ",
+                "unknown_recipients, unknown_sample, language, translations) ",
                 "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, ",
                 $instant_open,
                 "$17",
                 $instant_close,
-                ", $18, $19, $20)"
+                ", $18, $19, $20, $21, $22)"
             )),
             select_job_by_key: $finish(
                 "SELECT id, request_fingerprint FROM xb_jobs \

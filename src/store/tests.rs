@@ -70,6 +70,8 @@ fn spec(domain: &str) -> JobSpec {
         rate: 10,
         recipient_group: RecipientGroup::AllUsersInDomain,
         group: None,
+        language: None,
+        translations: Vec::new(),
     }
 }
 
@@ -140,6 +142,7 @@ on_every_dialect!(
     a_scheduled_job_waits_then_starts_once_with_its_recipients_fixed_then,
     held_jobs_are_aborted_not_deleted_and_not_taken_over,
     audiences_round_trip_and_bad_ones_are_reported,
+    languages_round_trip_and_bad_stored_ones_are_reported,
 );
 
 async fn creates_a_running_owned_job_with_its_snapshot(store: Store) {
@@ -508,6 +511,8 @@ async fn unicode_at_the_limits_round_trips(store: Store) {
         sender: BareJid::new("admin@example.com").unwrap(),
         rate: 1000,
         audience: Default::default(),
+        language: None,
+        translations: Vec::new(),
     };
     let spec = JobSpec::parse(request).expect("the texts are at the limits, not beyond");
     let recipients: Vec<String> = ["zoë", "Zed", "émile", "ärger", "日本", "u\u{1F600}", "a"]
@@ -1701,4 +1706,71 @@ async fn audiences_round_trip_and_bad_ones_are_reported(store: Store) {
         .await;
     let bad = invalid_row(store.get_job(group_job).await);
     assert_eq!(bad.column, "audience_group");
+}
+
+/// A job's language and translations are stored and read back as given (texts at their
+/// limits, in any script); a job without them stores NULLs. A stored value that is not a JSON
+/// array of translations is an [`InvalidRow`] naming `translations`; one that decodes but breaks
+/// the request's rules (a bad tag) is read, and refused by `Job::sending`.
+async fn languages_round_trip_and_bad_stored_ones_are_reported(store: Store) {
+    use crate::job::Translation;
+
+    let plain = store
+        .create_job(&spec("other.org"), "node1", LEASE, &users(1), &users_db())
+        .await
+        .unwrap();
+    let job = store.get_job(plain).await.unwrap().unwrap();
+    assert_eq!((job.language, job.translations), (None, Vec::new()));
+    let stored = |column: &str, id: i64| {
+        let query = format!("SELECT {column} FROM xb_jobs WHERE id = {id}");
+        let store = store.clone();
+        async move { store.text_for_test(&query).await }
+    };
+    assert_eq!(stored("translations", plain).await, None);
+    assert_eq!(stored("language", plain).await, None);
+
+    let mut languages = spec("example.com");
+    languages.body = "Tonight.".into();
+    languages.language = Some("pt-BR".into());
+    languages.translations = vec![
+        Translation {
+            language: "de-CH".into(),
+            subject: "\u{1F1E9}\u{1F1EA}".repeat(1024),
+            body: "\u{1F600}".repeat(16_000),
+        },
+        Translation {
+            language: "zh-Hant".into(),
+            subject: String::new(),
+            body: "今晚維護 \"quoted\" \\ back\\slash\r\n".into(),
+        },
+    ];
+    let id = store
+        .create_job(&languages, "node1", LEASE, &users(2), &users_db())
+        .await
+        .unwrap();
+    let job = store.get_job(id).await.unwrap().unwrap();
+    assert_eq!(job.language.as_deref(), Some("pt-BR"));
+    assert_eq!(job.translations, languages.translations);
+    assert!(job.sending().is_ok());
+
+    for bad_json in ["not json", "[{\"language\": 1}]", "{}"] {
+        store
+            .execute_for_test(&format!(
+                "UPDATE xb_jobs SET translations = '{bad_json}' WHERE id = {id}"
+            ))
+            .await;
+        let bad = invalid_row(store.get_job(id).await);
+        assert_eq!((bad.job_id, bad.column.as_str()), (id, "translations"));
+        assert!(matches!(bad.problem, RowProblem::Undecodable(_)), "{bad}");
+    }
+    store
+        .execute_for_test(&format!(
+            "UPDATE xb_jobs SET translations = \
+             '[{{\"language\": \"de_CH\", \"subject\": \"\", \"body\": \"b\"}}]' WHERE id = {id}"
+        ))
+        .await;
+    let job = store.get_job(id).await.unwrap().unwrap();
+    let bad = job.sending().unwrap_err();
+    assert_eq!(bad.column, "translations", "{bad}");
+    assert!(bad.to_string().contains("de_CH"), "{bad}");
 }

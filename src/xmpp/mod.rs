@@ -8,4 +8,4 @@ mod connection;
 mod stanza;
 
 pub use connection::{Connection, HARD_TIMEOUT, Link, LinkDown, SOFT_TIMEOUT};
-pub use stanza::{Announcement, Content, message_id};
+pub use stanza::{Announcement, Content, Texts, message_id};

@@ -5,6 +5,7 @@ use jid::{BareJid, Jid};
 use sha1::{Digest, Sha1};
 use tokio_xmpp::Stanza;
 use tokio_xmpp::minidom::Element;
+use tokio_xmpp::minidom::rxml::Namespace;
 use tokio_xmpp::parsers::iq::Iq;
 use tokio_xmpp::parsers::message::{Id, Message, MessageType};
 use tokio_xmpp::parsers::message_correct::Replace;
@@ -13,7 +14,7 @@ use tokio_xmpp::parsers::ping::Ping;
 use tokio_xmpp::parsers::stanza_error::{DefinedCondition, ErrorType, StanzaError};
 use tokio_xmpp::parsers::stanza_id::OriginId;
 
-use crate::job::JobId;
+use crate::job::{JobId, Translation};
 
 /// The id of the message for `recipient` in job `job_id`, used both as the stanza id and as the
 /// XEP-0359 origin-id: `xb-` followed by the lower-case hex SHA-1 of `"{job_id}:{recipient}"`.
@@ -55,6 +56,29 @@ const FALLBACK: &str = "urn:xmpp:fallback:0";
 /// XEP-0334: asks the server to store the message for an offline recipient.
 const HINTS: &str = "urn:xmpp:hints";
 
+/// The texts of a message: the default subject and body, their language (the message's
+/// `xml:lang`) and the translations, each a `<subject xml:lang>` (unless empty) and a
+/// `<body xml:lang>` after the default ones, in the order given.
+#[derive(Debug, Clone, Copy)]
+pub struct Texts<'a> {
+    pub language: Option<&'a str>,
+    pub subject: &'a str,
+    pub body: &'a str,
+    pub translations: &'a [Translation],
+}
+
+impl<'a> Texts<'a> {
+    /// A subject and a body in no stated language, without translations.
+    pub fn plain(subject: &'a str, body: &'a str) -> Self {
+        Texts {
+            language: None,
+            subject,
+            body,
+            translations: &[],
+        }
+    }
+}
+
 /// What a job's message is: the broadcast itself, or a follow-up naming the message of the
 /// broadcast `original` (a job id) that it corrects or retracts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,8 +103,10 @@ pub enum Content {
 pub struct Announcement {
     job_id: JobId,
     sender: BareJid,
+    language: Option<String>,
     subject: String,
     body: String,
+    translations: Vec<Translation>,
     content: Content,
     /// [`id_hasher`] of the job.
     ids: Sha1,
@@ -108,7 +134,29 @@ impl Announcement {
         body: &str,
         content: Content,
     ) -> Self {
-        let mut head = b"<message type='chat' from='".to_vec();
+        Announcement::with_texts(job_id, sender, Texts::plain(subject, body), content)
+    }
+
+    /// The message of job `job_id` with `texts`, whose content is `content`. A retraction
+    /// carries only its fallback body (`texts.body`), in no stated language.
+    pub fn with_texts(job_id: JobId, sender: BareJid, texts: Texts<'_>, content: Content) -> Self {
+        let texts = match content {
+            Content::Retraction { .. } => Texts::plain("", texts.body),
+            _ => texts,
+        };
+        let Texts {
+            language,
+            subject,
+            body,
+            translations,
+        } = texts;
+        let mut head = b"<message type='chat'".to_vec();
+        if let Some(language) = language {
+            head.extend_from_slice(b" xml:lang='");
+            escape_into(&mut head, language);
+            head.push(b'\'');
+        }
+        head.extend_from_slice(b" from='");
         escape_into(&mut head, sender.as_str());
         head.extend_from_slice(b"' to='");
         let subject_and_body = |out: &mut Vec<u8>| {
@@ -117,6 +165,23 @@ impl Announcement {
             out.extend_from_slice(b"</subject><body>");
             escape_into(out, body);
             out.extend_from_slice(b"</body>");
+            for translation in translations {
+                let open = |out: &mut Vec<u8>, name: &[u8]| {
+                    out.push(b'<');
+                    out.extend_from_slice(name);
+                    out.extend_from_slice(b" xml:lang='");
+                    escape_into(out, &translation.language);
+                    out.extend_from_slice(b"'>");
+                };
+                if !translation.subject.is_empty() {
+                    open(out, b"subject");
+                    escape_into(out, &translation.subject);
+                    out.extend_from_slice(b"</subject>");
+                }
+                open(out, b"body");
+                escape_into(out, &translation.body);
+                out.extend_from_slice(b"</body>");
+            }
         };
         let origin_id = format!("<origin-id xmlns='{}' id='", ns::SID).into_bytes();
         let mut payload = b">".to_vec();
@@ -151,8 +216,10 @@ impl Announcement {
         Announcement {
             job_id,
             sender,
+            language: language.map(str::to_owned),
             subject: subject.to_owned(),
             body: body.to_owned(),
+            translations: translations.to_vec(),
             content,
             ids: id_hasher(job_id),
             head,
@@ -180,9 +247,22 @@ impl Announcement {
         out.extend_from_slice(b"'/></message>");
     }
 
+    /// The size in bytes of the largest message of this job, [`Announcement::write_message`]
+    /// for a recipient with the longest address an account of `domain` can have: a localpart
+    /// of 1023 bytes, the most RFC 7622 allows. A JID has no character XML escapes, so the
+    /// address adds its own length, whatever the ids (all of one length).
+    pub fn largest_message_len(&self, domain: &str) -> usize {
+        /// RFC 7622: a localpart is at most 1023 bytes.
+        const LONGEST_LOCALPART: usize = 1023;
+        let stand_in = BareJid::new("a@example.com").expect("a valid JID");
+        let mut out = Vec::new();
+        self.write_message(&stand_in, &mut out);
+        out.len() - stand_in.as_str().len() + LONGEST_LOCALPART + "@".len() + domain.len()
+    }
+
     /// The message for one recipient as an element tree, built with the XMPP parsers: the same
     /// message [`Announcement::write_message`] writes.
-    pub fn message_to(&self, recipient: BareJid) -> Stanza {
+    pub fn message_to(&self, recipient: BareJid) -> Element {
         let id = message_id(self.job_id, &recipient);
         let mut message =
             Message::new_with_type(MessageType::Chat, Some(Jid::from(recipient.clone())));
@@ -190,14 +270,29 @@ impl Announcement {
         message.id = Some(Id(id.clone()));
         let text =
             |name: &str, text: &str| Element::builder(name, ns::DEFAULT_NS).append(text).build();
-        match self.content {
-            Content::Broadcast => {
-                message.payloads.push(text("subject", &self.subject));
-                message.payloads.push(text("body", &self.body));
+        let texts = |payloads: &mut Vec<Element>| {
+            payloads.push(text("subject", &self.subject));
+            payloads.push(text("body", &self.body));
+            for translation in &self.translations {
+                let in_language = |name: &str, text: &str| {
+                    let mut element = Element::builder(name, ns::DEFAULT_NS).append(text).build();
+                    element.attrs_mut().insert(
+                        Namespace::XML,
+                        "lang".try_into().expect("a name"),
+                        translation.language.clone(),
+                    );
+                    element
+                };
+                if !translation.subject.is_empty() {
+                    payloads.push(in_language("subject", &translation.subject));
+                }
+                payloads.push(in_language("body", &translation.body));
             }
+        };
+        match self.content {
+            Content::Broadcast => texts(&mut message.payloads),
             Content::Correction { original } => {
-                message.payloads.push(text("subject", &self.subject));
-                message.payloads.push(text("body", &self.body));
+                texts(&mut message.payloads);
                 let id = Id(message_id(original, &recipient));
                 message.payloads.push(Replace { id }.into());
             }
@@ -220,7 +315,15 @@ impl Announcement {
             }
         }
         message.payloads.push(OriginId { id }.into());
-        Stanza::Message(message)
+        let mut element = Element::from(Stanza::Message(message));
+        if let Some(language) = &self.language {
+            element.attrs_mut().insert(
+                Namespace::XML,
+                "lang".try_into().expect("a name"),
+                language.clone(),
+            );
+        }
+        element
     }
 }
 
@@ -320,9 +423,14 @@ fn server_domain(component: &BareJid) -> BareJid {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::job::MAX_JOB_ID;
 
     fn xml(stanza: &Stanza) -> String {
         String::from(&Element::from(stanza))
+    }
+
+    fn text_of(element: &Element) -> String {
+        String::from(element)
     }
 
     #[test]
@@ -341,7 +449,7 @@ mod tests {
         let announcement = Announcement::new(7, sender, "Maintenance <tonight>", "a & b");
         let recipient = BareJid::new("u1@example.com").unwrap();
         let id = message_id(7, &recipient);
-        let text = xml(&announcement.message_to(recipient));
+        let text = text_of(&announcement.message_to(recipient));
         let subject_at = text
             .find("<subject>Maintenance &lt;tonight&gt;</subject>")
             .unwrap();
@@ -389,7 +497,7 @@ mod tests {
                     Announcement::with_content(job_id, sender.clone(), subject, body, content);
                 for user in ["u1", "x.y_z-1", "\u{e9}l\u{e8}ve"] {
                     let recipient = BareJid::new(&format!("{user}@example.com")).unwrap();
-                    let built = Element::from(announcement.message_to(recipient.clone()));
+                    let built = announcement.message_to(recipient.clone());
                     assert_eq!(
                         written(&announcement, &recipient),
                         built,
@@ -417,7 +525,7 @@ mod tests {
             "At 23:00",
             Content::Correction { original: 7 },
         );
-        let text = xml(&correction.message_to(recipient.clone()));
+        let text = text_of(&correction.message_to(recipient.clone()));
         let parts = [
             "<subject>Fixed</subject>".to_owned(),
             "<body>At 23:00</body>".to_owned(),
@@ -434,7 +542,7 @@ mod tests {
             "withdrawn",
             Content::Retraction { original: 7 },
         );
-        let text = xml(&retraction.message_to(recipient));
+        let text = text_of(&retraction.message_to(recipient));
         let parts = [
             format!("<retract xmlns='urn:xmpp:message-retract:1' id='{original}'/>"),
             "<fallback xmlns='urn:xmpp:fallback:0' for='urn:xmpp:message-retract:1'/>".to_owned(),
@@ -444,6 +552,119 @@ mod tests {
         ];
         assert_in_order(&text, &parts);
         assert!(!text.contains("<subject"), "{text}");
+    }
+
+    fn translations() -> Vec<Translation> {
+        vec![
+            Translation {
+                language: "de".into(),
+                subject: "Wartung <heute>".into(),
+                body: "Heute Abend & morgen.".into(),
+            },
+            Translation {
+                language: "pt-BR".into(),
+                subject: String::new(),
+                body: "Hoje à noite.\r\n".into(),
+            },
+        ]
+    }
+
+    /// Several languages: the message's `xml:lang` is the default's; the default subject and
+    /// body come first, then each translation's subject (unless empty) and body with its
+    /// `xml:lang`, in the order given, then the origin-id; the written message is the built
+    /// one, for a broadcast and a correction; a retraction keeps its plain fallback.
+    #[test]
+    fn several_languages_in_one_message() {
+        let sender = BareJid::new("admin@example.com").unwrap();
+        let recipient = BareJid::new("u1@example.com").unwrap();
+        let translations = translations();
+        let texts = Texts {
+            language: Some("en"),
+            subject: "Maintenance",
+            body: "Tonight.",
+            translations: &translations,
+        };
+        let id = message_id(7, &recipient);
+        for content in [
+            Content::Broadcast,
+            Content::Correction { original: 3 },
+            Content::Retraction { original: 3 },
+        ] {
+            let announcement = Announcement::with_texts(7, sender.clone(), texts, content);
+            let mut out = Vec::new();
+            announcement.write_message(&recipient, &mut out);
+            let wire = String::from_utf8(out).unwrap();
+            assert_eq!(
+                written(&announcement, &recipient),
+                announcement.message_to(recipient.clone()),
+                "{content:?}"
+            );
+            if let Content::Retraction { .. } = content {
+                assert!(!wire.contains("xml:lang"), "{wire}");
+                continue;
+            }
+            assert!(
+                wire.starts_with("<message type='chat' xml:lang='en' from='admin@example.com' "),
+                "{wire}"
+            );
+            let parts = [
+                "<subject>Maintenance</subject>".to_owned(),
+                "<body>Tonight.</body>".to_owned(),
+                "<subject xml:lang='de'>Wartung &lt;heute&gt;</subject>".to_owned(),
+                "<body xml:lang='de'>Heute Abend &amp; morgen.</body>".to_owned(),
+                "<body xml:lang='pt-BR'>Hoje à noite.&#13;\n</body>".to_owned(),
+                format!("<origin-id xmlns='urn:xmpp:sid:0' id='{id}'/>"),
+            ];
+            assert_in_order(&wire, &parts);
+            assert!(!wire.contains("<subject xml:lang='pt-BR'"), "{wire}");
+            // A parser reads each language's text back.
+            let message = written(&announcement, &recipient);
+            assert_eq!(message.attr_ns(&Namespace::XML, "lang"), Some("en"));
+            let bodies: Vec<(Option<&str>, String)> = message
+                .children()
+                .filter(|child| child.name() == "body")
+                .map(|child| (child.attr_ns(&Namespace::XML, "lang"), child.text()))
+                .collect();
+            assert_eq!(
+                bodies,
+                [
+                    (None, "Tonight.".to_owned()),
+                    (Some("de"), "Heute Abend & morgen.".to_owned()),
+                    (Some("pt-BR"), "Hoje à noite.\r\n".to_owned()),
+                ]
+            );
+        }
+    }
+
+    /// The largest message is the one to the longest address an account can have, and no
+    /// message of the job is larger.
+    #[test]
+    fn the_largest_message_is_to_the_longest_address() {
+        let sender = BareJid::new("admin@example.com").unwrap();
+        let translations = translations();
+        let texts = Texts {
+            language: Some("en"),
+            subject: "S",
+            body: "B & b",
+            translations: &translations,
+        };
+        let announcement = Announcement::with_texts(12, sender, texts, Content::Broadcast);
+        let largest = announcement.largest_message_len("example.com");
+        let longest = BareJid::new(&format!("{}@example.com", "x".repeat(1023))).unwrap();
+        let mut out = Vec::new();
+        announcement.write_message(&longest, &mut out);
+        assert_eq!(largest, out.len());
+        out.clear();
+        announcement.write_message(&BareJid::new("u1@example.com").unwrap(), &mut out);
+        assert_eq!(largest - out.len(), 1023 - 2);
+        // Job ids of any length give ids of the same length.
+        let other = Announcement::with_texts(
+            MAX_JOB_ID,
+            BareJid::new("admin@example.com").unwrap(),
+            texts,
+            Content::Broadcast,
+        );
+        assert_eq!(other.largest_message_len("example.com"), largest);
     }
 
     /// Each of `parts` is in `text`, in this order.
@@ -578,6 +799,8 @@ mod tests {
                     sender: sender.clone(),
                     rate: 10,
                     audience: Default::default(),
+                    language: None,
+                    translations: Vec::new(),
                 };
                 // The texts are far below the length limits: only their characters and an
                 // empty body are reasons to refuse them.
@@ -602,7 +825,7 @@ mod tests {
                 let origin = message.get_child("origin-id", ns::SID).unwrap();
                 prop_assert_eq!(origin.attr("id"), Some(id.as_str()));
                 // The message built with the XMPP parsers carries the same texts.
-                let built = Element::from(announcement.message_to(recipient));
+                let built = announcement.message_to(recipient);
                 prop_assert_eq!(child_text(&built, "subject"), child_text(&message, "subject"));
                 prop_assert_eq!(child_text(&built, "body"), child_text(&message, "body"));
             }

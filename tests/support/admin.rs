@@ -14,7 +14,8 @@ use super::secrets::assert_no_secret;
 const BROADCAST_FIELDS: &str = "id name domain messageSubject messageBody senderJid messageRate \
     ownerNode createTimestamp startTimestamp stopTimestamp executionState abortionReason \
     recipientGroup recipientCount recipientsProcessed waitingReason kind amends status startAt \
-    pausedAt group unknownRecipientCount unknownRecipients";
+    pausedAt language translations { language messageSubject messageBody } group \
+    unknownRecipientCount unknownRecipients";
 
 /// `startBroadcast` with every argument a variable (`name`, `domain`, `subject`, `body`,
 /// `sender`, `rate`), selecting `message ids`; operation name `Start`.

@@ -92,6 +92,20 @@ impl RawComponent {
             .expect("send stanza on component stream");
     }
 
+    /// Writes one serialized stanza; an error if the server closed the connection meanwhile.
+    pub async fn try_send(&mut self, stanza: &str) -> Result<(), String> {
+        write(&mut self.stream, stanza).await
+    }
+
+    /// Closes the stream and returns everything the server wrote until it closed its own
+    /// (a `<stream:error>` if it ended the stream on an earlier stanza), or the error if
+    /// the connection broke first.
+    pub async fn close_and_read(mut self) -> Result<String, String> {
+        // The server may have closed already: its reply is still in the socket to be read.
+        let _ = write(&mut self.stream, "</stream:stream>").await;
+        read_until(&mut self.stream, |text| text.contains("</stream:stream>")).await
+    }
+
     /// Closes the stream and waits for the server's closing tag, which the server sends
     /// only after it has processed every stanza sent before (streams are ordered).
     pub async fn close(mut self) {

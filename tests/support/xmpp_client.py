@@ -1,6 +1,6 @@
 """A real XMPP client for the integration tests (driven by tests/support/xmpp_client.rs).
 
-Usage: xmpp_client.py JID PASSWORD HOST PORT
+Usage: xmpp_client.py JID PASSWORD HOST PORT [LANGUAGE]
 
 Logs in with slixmpp over a plaintext loopback c2s connection (TLS off, SASL allowed
 without encryption), sends initial presence (which makes Prosody flush the offline
@@ -8,7 +8,11 @@ store) and prints one JSON object per line on stdout:
 
     {"event": "online"}                         (initial presence processed by the server)
     {"event": "message", "from": ..., "to": ..., "type": ..., "id": ..., "subject": ...,
-     "body": ..., "origin_id": ..., "replace_id": ..., "retract_id": ..., "delayed": true|false}
+     "body": ..., "origin_id": ..., "replace_id": ..., "retract_id": ..., "delayed": true|false,
+     "lang": the message's xml:lang, "subjects"/"bodies": [[xml:lang or "", text], ...] in
+     document order, "body_in_language": the body slixmpp gives for LANGUAGE (msg['body|LANGUAGE'])}
+
+With LANGUAGE, the client's stream has that xml:lang (as a client set to that language).
     {"event": "error", "reason": ...}          (then exits with status 1)
 
 Diagnostics go to stderr. The process runs until it is killed.
@@ -31,11 +35,16 @@ def emit(**event):
     print(json.dumps(event), flush=True)
 
 
+XML_LANG = "{http://www.w3.org/XML/1998/namespace}lang"
+
+
 class Client(slixmpp.ClientXMPP):
-    def __init__(self, jid, password):
+    def __init__(self, jid, password, language=None):
+        self.language = language
         super().__init__(
             jid,
             password,
+            lang=language,
             plugin_config={
                 "feature_mechanisms": {"unencrypted_plain": True, "unencrypted_scram": True}
             },
@@ -66,6 +75,13 @@ class Client(slixmpp.ClientXMPP):
             element = msg.xml.find(child)
             return None if element is None else element.get("id")
 
+        def texts(name):
+            return [
+                [child.get(XML_LANG, ""), child.text or ""]
+                for child in msg.xml
+                if child.tag == "{jabber:client}" + name
+            ]
+
         emit(
             event="message",
             **{"from": str(msg["from"])},
@@ -78,13 +94,18 @@ class Client(slixmpp.ClientXMPP):
             replace_id=id_of(REPLACE),
             retract_id=id_of(RETRACT),
             delayed=msg.xml.find(DELAY) is not None,
+            lang=msg.xml.get(XML_LANG),
+            subjects=texts("subject"),
+            bodies=texts("body"),
+            body_in_language=msg["body|" + self.language] if self.language else None,
         )
 
 
 def main():
     jid, password, host, port = sys.argv[1:5]
+    language = sys.argv[5] if len(sys.argv) > 5 else None
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
-    client = Client(jid, password)
+    client = Client(jid, password, language)
     client.connect(host=host, port=int(port))
     client.loop.run_forever()
 

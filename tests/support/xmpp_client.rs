@@ -35,6 +35,18 @@ pub struct ReceivedMessage {
     pub retract_id: Option<String>,
     /// Whether it carried a XEP-0203 `<delay/>`, i.e. came from the offline store.
     pub delayed: bool,
+    /// The message's `xml:lang`.
+    #[serde(default)]
+    pub lang: Option<String>,
+    /// Each `<subject/>` as `(xml:lang or "", text)`, in document order.
+    #[serde(default)]
+    pub subjects: Vec<(String, String)>,
+    /// Each `<body/>` as `(xml:lang or "", text)`, in document order.
+    #[serde(default)]
+    pub bodies: Vec<(String, String)>,
+    /// For a client logged in with a language: the body slixmpp picks for it.
+    #[serde(default)]
+    pub body_in_language: Option<String>,
 }
 
 /// One line of the client's stdout.
@@ -66,12 +78,19 @@ pub struct XmppClient {
 impl XmppClient {
     /// Starts logging in as `jid` on the plaintext c2s port `c2s_port` of 127.0.0.1.
     pub fn login(jid: &str, password: &str, c2s_port: u16) -> Self {
+        Self::login_in(jid, password, c2s_port, None)
+    }
+
+    /// [`XmppClient::login`] with the stream's `xml:lang` set to `language` (a client set to
+    /// that language), reporting the body it picks for it.
+    pub fn login_in(jid: &str, password: &str, c2s_port: u16, language: Option<&str>) -> Self {
         let python = venv_python();
         let stderr_file = tempfile::NamedTempFile::new().expect("client stderr file");
         let stderr = LogFile::new(stderr_file.path(), format!("xmpp client {jid} stderr"));
         let mut child = Command::new(&python)
             .arg(SCRIPT)
             .args([jid, password, "127.0.0.1", &c2s_port.to_string()])
+            .args(language)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(stderr.append_handle())
