@@ -192,7 +192,11 @@ impl BroadcastAdminQuery {
             None => service(ctx)
                 .preview(&domain.0, audience, sample)
                 .await
-                .map_err(|err| start_error(err, &context)),
+                .map_err(|err| match err {
+                    // A count creates nothing: the users database's failure as the queries say it.
+                    StartError::Directory(err) => query_error(QueryError::Directory(err), &context),
+                    err => start_error(err, &context),
+                }),
             Some(id) => {
                 let context = [("domain", domain.0.clone().into()), ("amends", id.into())];
                 service(ctx)
