@@ -309,9 +309,8 @@ impl BroadcastService {
         let recipients = match start_at {
             Some(_) => self.directory.snapshot(&request.domain).await?,
             None => {
-                self.directory
-                    .recipients_for_new_job(&request.domain)
-                    .await?
+                let reading = self.directory.recipients_for_new_job(&request.domain);
+                with_progress(&request.domain, "reading the recipients", reading).await?
             }
         };
         if recipients.is_empty() {
@@ -334,17 +333,16 @@ impl BroadcastService {
             self.manager.wake_scheduler();
             return Ok(Accepted::Scheduled(id));
         }
-        let created = self
-            .store
-            .create_job_once(
-                once.as_ref(),
-                &spec,
-                node,
-                lease_time,
-                &recipients,
-                users_database,
-            )
-            .await?;
+        let storing = self.store.create_job_once(
+            once.as_ref(),
+            &spec,
+            node,
+            lease_time,
+            &recipients,
+            users_database,
+        );
+        let step = format!("storing the job and its {} recipients", recipients.len());
+        let created = with_progress(&spec.domain, &step, storing).await?;
         let id = match created {
             Created::New(id) => id,
             Created::Existing(id) => return Ok(accepted(earlier(id, &spec.domain))),
@@ -703,6 +701,31 @@ impl BroadcastService {
             Ok(())
         } else {
             Err(QueryError::DomainNotFound)
+        }
+    }
+}
+
+/// How long a step of a start runs before its progress is logged, and then how often.
+const PROGRESS_EVERY: Duration = Duration::from_secs(1);
+
+/// Runs `work`, a `step` of a start on `domain`; if it takes longer than [`PROGRESS_EVERY`],
+/// logs every [`PROGRESS_EVERY`] that it is still under way, and how long it took in the end.
+async fn with_progress<T>(domain: &str, step: &str, work: impl Future<Output = T>) -> T {
+    let began = std::time::Instant::now();
+    let mut work = std::pin::pin!(work);
+    let mut ticks =
+        tokio::time::interval_at(tokio::time::Instant::now() + PROGRESS_EVERY, PROGRESS_EVERY);
+    loop {
+        tokio::select! {
+            done = &mut work => {
+                if began.elapsed() >= PROGRESS_EVERY {
+                    tracing::info!(domain, step, took_ms = began.elapsed().as_millis() as u64, "start step done");
+                }
+                return done;
+            }
+            _ = ticks.tick() => {
+                tracing::info!(domain, step, elapsed_s = began.elapsed().as_secs(), "starting a broadcast: still {step}");
+            }
         }
     }
 }
