@@ -3,10 +3,12 @@
 //! At start it takes up the job database in the background, retrying while it cannot be
 //! reached (the instance serves meanwhile, but runs and starts nothing: safety mode), then
 //! resumes the running jobs whose lease names this instance (raising each lease's
-//! epoch, so that a worker of an earlier life of this instance is fenced out). While it runs it
-//! renews its leases every third of the lease time, and every second it checks that it still
-//! holds the lease of each of its workers: a job aborted from any instance (its lease deleted) or
-//! taken over (its epoch raised) stops sending within about a second. On shutdown it stops its
+//! epoch, so that a worker of an earlier life of this instance is fenced out). While it runs its
+//! lease loop renews its leases every third of the lease time while it may hold any, and every
+//! round ([`ROUND`]) reads in one statement the expired leases of others, the scheduled jobs and
+//! its own leases; while it runs workers it checks every second that it still holds the lease
+//! of each: a job aborted from any instance (its lease deleted) or taken over (its epoch raised)
+//! stops sending within about a second. Idle, it makes one statement per round. On shutdown it stops its
 //! workers and lets its leases expire at once, so the jobs can continue without waiting
 //! (design invariant 7). A job of its own whose stored row cannot be read as a job is ended as
 //! ABORT_ERROR wherever it is met (resume, takeover, adoption), never launched.
