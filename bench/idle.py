@@ -78,46 +78,60 @@ class MyCounter:
         while True:
             client, _ = self.listener.accept()
             server = socket.create_connection(MARIADB)
-            threading.Thread(target=PgCounter.pipe, args=(server, client), daemon=True).start()
-            threading.Thread(target=self.read_client, args=(client, server), daemon=True).start()
+            connection = {"pending": [], "named": {}, "lock": threading.Lock()}
+            threading.Thread(target=self.read_server, args=(server, client, connection), daemon=True).start()
+            threading.Thread(target=self.read_client, args=(client, server, connection), daemon=True).start()
 
-    def read_client(self, client, server):
-        """Forwards the client's bytes and parses its packets: a packet with sequence number 0
-        starts a command; COM_STMT_PREPARE (0x16) names a statement, COM_STMT_EXECUTE (0x17)
-        runs one, COM_QUERY (0x03) is a text statement, COM_PING (0x0e) a ping. The handshake
-        response (sequence 1) is skipped."""
-        buffer, prepared, pending = b"", [], {}
+    @staticmethod
+    def packets(sock, sink):
+        """Yields each whole packet (sequence, payload) of `sock`, then forwards its bytes to
+        `sink`: a prepare is noted before the server can answer it."""
+        buffer = b""
         try:
-            while data := client.recv(65536):
-                server.sendall(data)
+            while data := sock.recv(65536):
                 buffer += data
-                while len(buffer) >= 4:
-                    size = int.from_bytes(buffer[:3], "little")
-                    if len(buffer) < 4 + size:
-                        break
-                    seq, body, buffer = buffer[3], buffer[4:4 + size], buffer[4 + size:]
-                    if seq != 0 or not body:
-                        continue
-                    command = body[0]
-                    if command == 0x16:
-                        prepared.append(body[1:].decode(errors="replace"))
-                    elif command == 0x17:
-                        # The statement id is the server's; ids are handed out in order of the
-                        # prepares on this connection, starting at 1.
-                        statement_id = struct.unpack("<I", body[1:5])[0]
-                        text = prepared[statement_id - 1] if 0 < statement_id <= len(prepared) else "?"
-                        with self.lock:
-                            self.statements[text] = self.statements.get(text, 0) + 1
-                    elif command == 0x03:
-                        text = body[1:].decode(errors="replace")
-                        with self.lock:
-                            self.statements[text] = self.statements.get(text, 0) + 1
-                    elif command == 0x0E:
-                        with self.lock:
-                            self.pings += 1
+                while len(buffer) >= 4 and len(buffer) >= 4 + (size := int.from_bytes(buffer[:3], "little")):
+                    yield buffer[3], buffer[4:4 + size]
+                    buffer = buffer[4 + size:]
+                sink.sendall(data)
         except OSError:
             pass
-        shut(client, server)
+        shut(sock, sink)
+
+    def read_server(self, server, client, connection):
+        """The server's answer to COM_STMT_PREPARE (the first packet after it, sequence 1) is
+        COM_STMT_PREPARE_OK, 12 bytes from 0x00, with the statement id the server chose."""
+        for seq, body in self.packets(server, client):
+            with connection["lock"]:
+                if seq != 1 or not connection["pending"]:
+                    continue
+                text = connection["pending"].pop(0)
+                if len(body) == 12 and body[0] == 0:
+                    connection["named"][struct.unpack("<I", body[1:5])[0]] = text
+
+    def read_client(self, client, server, connection):
+        """Parses the client's packets: a packet with sequence number 0 starts a command;
+        COM_STMT_PREPARE (0x16) names a statement, COM_STMT_EXECUTE (0x17) runs one, COM_QUERY
+        (0x03) is a text statement, COM_PING (0x0e) a ping. The handshake response (sequence 1)
+        is skipped."""
+        for seq, body in self.packets(client, server):
+            if seq != 0 or not body:
+                continue
+            command, text = body[0], None
+            if command == 0x16:
+                with connection["lock"]:
+                    connection["pending"].append(body[1:].decode(errors="replace"))
+            elif command == 0x17:
+                with connection["lock"]:
+                    text = connection["named"].get(struct.unpack("<I", body[1:5])[0], "?")
+            elif command == 0x03:
+                text = body[1:].decode(errors="replace")
+            elif command == 0x0E:
+                with self.lock:
+                    self.pings += 1
+            if text is not None:
+                with self.lock:
+                    self.statements[text] = self.statements.get(text, 0) + 1
 
 
 def mysql(sql):
