@@ -177,8 +177,9 @@ def report(args, results, users):
               "(`SELECT DISTINCT \"user\"`) and holds it in memory, and still writes it inside the request, "
               "so it grows with the number of users — what remains to reach the goal is to take the copy after "
               "answering, from a snapshot the database holds (PostgreSQL: a REPEATABLE READ transaction opened "
-              "at the request; SQLite: a read transaction on Prosody's file, which Prosody's own commits do not "
-              "wait for in WAL mode), or to copy inside the database when users and jobs share one.",
+              "at the request), or to copy inside the database when users and jobs share one; Prosody's SQLite "
+              "file may only be read in one short read (invariant 4), so there the list is still read in the "
+              "request, but could be written after answering.",
               END]
     return "\n".join(lines)
 
