@@ -3,10 +3,12 @@
 //! At start it takes up the job database in the background, retrying while it cannot be
 //! reached (the instance serves meanwhile, but runs and starts nothing: safety mode), then
 //! resumes the running jobs whose lease names this instance (raising each lease's
-//! epoch, so that a worker of an earlier life of this instance is fenced out). While it runs it
-//! renews its leases every third of the lease time, and every second it checks that it still
-//! holds the lease of each of its workers: a job aborted from any instance (its lease deleted) or
-//! taken over (its epoch raised) stops sending within about a second. On shutdown it stops its
+//! epoch, so that a worker of an earlier life of this instance is fenced out). While it runs its
+//! lease loop renews its leases every third of the lease time while it may hold any, and every
+//! round ([`ROUND`]) reads in one statement the expired leases of others, the scheduled jobs and
+//! its own leases; while it runs workers it checks every second that it still holds the lease
+//! of each: a job aborted from any instance (its lease deleted) or taken over (its epoch raised)
+//! stops sending within about a second. Idle, it makes one statement per round. On shutdown it stops its
 //! workers and lets its leases expire at once, so the jobs can continue without waiting
 //! (design invariant 7). A job of its own whose stored row cannot be read as a job is ended as
 //! ABORT_ERROR wherever it is met (resume, takeover, adoption), never launched.
@@ -29,8 +31,9 @@
 //! job over.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -42,7 +45,7 @@ use crate::broadcast::worker::{Shared, Worker};
 use crate::directory::Directory;
 use crate::job::{ExecutionState, Hold, InvalidRow, Job, JobEnd, JobId, Lease};
 use crate::metrics::Metrics;
-use crate::store::{ExpiredLease, Store, StoreError};
+use crate::store::{ExpiredLease, Round, ScheduledJob, Store, StoreError};
 use crate::xmpp::Connection;
 
 /// Runs this instance's workers; cheap to clone.
@@ -71,6 +74,16 @@ struct Inner {
     pending_aborts: Mutex<HashMap<JobId, PendingAbort>>,
     /// Wakes the scheduler: a job was scheduled here, or a job of this instance ended.
     wake_scheduler: tokio::sync::Notify,
+    /// The scheduled jobs as the last round of the lease loop read them, for the scheduler.
+    scheduled: tokio::sync::watch::Sender<Vec<ScheduledJob>>,
+    /// Kept so that the scheduler, subscribing after the first round, still sees it.
+    scheduled_seen: tokio::sync::watch::Receiver<Vec<ScheduledJob>>,
+    /// Whether this instance may hold a lease without a worker: its last read of its leases
+    /// found some, or it claimed one since that it may not have launched. Until a read finds
+    /// none, the ownership check and the renewal run even with no worker.
+    may_hold_leases: AtomicBool,
+    /// Wakes the lease loop: a worker started, so its lease is renewed on time.
+    wake_lease_loop: tokio::sync::Notify,
 }
 
 /// A live worker: the epoch of the lease it runs under and the token that stops it.
@@ -95,8 +108,15 @@ struct PendingAbort {
 /// process what it sent, before answering; MongooseIM waits 6 s for its worker.
 const STOP_WAIT: Duration = Duration::from_secs(6);
 
-/// How often an instance checks that it still holds the leases of its workers.
+/// How often an instance checks that it still holds the leases of its workers (only while it
+/// runs workers or may hold a lease).
 const OWNERSHIP_CHECK: Duration = Duration::from_secs(1);
+/// The longest usual pause between two reads of the lease loop (expired leases of other
+/// instances, scheduled jobs, own leases: one statement), a third of the lease time if that
+/// is shorter; each pause is up to a fifth longer, so that instances started together do not
+/// act in step. It bounds how late a scheduled job whose instance died starts, and how soon
+/// an expired lease is taken over.
+pub const ROUND: Duration = Duration::from_secs(10);
 /// How often renewal is retried while it fails (safety mode).
 const SAFETY_RETRY: Duration = Duration::from_secs(1);
 /// Pause after the first failed attempt to take up the job database at start; it doubles
@@ -109,6 +129,16 @@ const TAKE_UP_MAX_RETRY: Duration = Duration::from_secs(10);
 /// twice the lease time, and at least 20 seconds.
 fn fault_limit(lease_time: Duration) -> Duration {
     (lease_time * 2).max(Duration::from_secs(20))
+}
+
+/// The usual pause between two reads of the lease loop with leases of `lease_time`.
+fn round_period(lease_time: Duration) -> Duration {
+    ROUND.min(lease_time / 3)
+}
+
+/// `period` and up to a fifth more, so that instances started together do not act in step.
+fn up_to_a_fifth_later(period: Duration) -> Duration {
+    jittered(period) + period / 5
 }
 
 /// `period` give or take a fifth, so that instances started together do not act in step.
@@ -181,6 +211,7 @@ impl Manager {
         scope: Scope,
         lease_time: Duration,
     ) -> Self {
+        let (scheduled, scheduled_seen) = tokio::sync::watch::channel(Vec::new());
         Manager {
             inner: Arc::new(Inner {
                 store,
@@ -196,6 +227,10 @@ impl Manager {
                 workers: Mutex::new(HashMap::new()),
                 pending_aborts: Mutex::new(HashMap::new()),
                 wake_scheduler: tokio::sync::Notify::new(),
+                scheduled,
+                scheduled_seen,
+                may_hold_leases: AtomicBool::new(true),
+                wake_lease_loop: tokio::sync::Notify::new(),
             }),
         }
     }
@@ -243,6 +278,11 @@ impl Manager {
     /// Resolves when the manager shuts down.
     pub(super) async fn stopping(&self) {
         self.inner.stop.cancelled().await
+    }
+
+    /// The scheduled jobs as each round of the lease loop reads them.
+    pub(super) fn scheduled_rounds(&self) -> tokio::sync::watch::Receiver<Vec<ScheduledJob>> {
+        self.inner.scheduled_seen.clone()
     }
 
     /// Resolves when [`Manager::wake_scheduler`] is called (or was, since the last time).
@@ -338,12 +378,34 @@ impl Manager {
                 self.launch(job, lease, new);
             }
             Ok(None) => {}
-            Err(err) => tracing::warn!(
-                job_id,
-                error = %err,
-                "cannot read a job just claimed back; the ownership check resumes it"
-            ),
+            Err(err) => {
+                self.may_hold_unattended_lease();
+                tracing::warn!(
+                    job_id,
+                    error = %err,
+                    "cannot read a job just claimed back; the ownership check resumes it"
+                )
+            }
         }
+    }
+
+    /// Notes that this instance may hold a lease without a worker (one it claimed but could
+    /// not launch), so that the ownership check looks for it.
+    fn may_hold_unattended_lease(&self) {
+        self.inner.may_hold_leases.store(true, Ordering::Release);
+    }
+
+    /// Whether this instance may hold a lease: it runs a worker, an abort waits to be
+    /// recorded, or its last read of its leases found one (or it claimed one since).
+    fn may_hold_leases(&self) -> bool {
+        self.inner.may_hold_leases.load(Ordering::Acquire)
+            || self.live_jobs() > 0
+            || !self
+                .inner
+                .pending_aborts
+                .lock()
+                .expect("pending abort lock")
+                .is_empty()
     }
 
     /// Enters a worker of `job_id` under a lease of `epoch` in the map and counts it live;
@@ -381,6 +443,8 @@ impl Manager {
             };
             workers.insert(job_id, running);
         }
+        // Its lease is renewed from now on.
+        inner.wake_lease_loop.notify_one();
         if new {
             inner.metrics.job_started(domain);
         }
@@ -609,6 +673,11 @@ impl Manager {
                     _ = inner.stop.cancelled() => break,
                     _ = tokio::time::sleep(OWNERSHIP_CHECK) => {}
                 }
+                // Idle: no worker to stop, no lease to adopt, no abort to record.
+                if !manager.may_hold_leases() {
+                    unattended.clear();
+                    continue;
+                }
                 manager.record_pending_aborts().await;
                 let held = match inner.store.owned_leases(&inner.node).await {
                     Ok(held) => held,
@@ -617,6 +686,9 @@ impl Manager {
                         continue;
                     }
                 };
+                inner
+                    .may_hold_leases
+                    .store(!held.is_empty(), Ordering::Release);
                 let mut orphans = Vec::new();
                 {
                     manager.stop_workers_without(&held);
@@ -738,43 +810,106 @@ impl Manager {
         self.inner.workers.lock().expect("worker map lock").len()
     }
 
-    /// Renews this instance's leases every third of the lease time until shutdown. While
-    /// renewal fails the instance is in safety mode: it retries every second, refuses new jobs,
-    /// and its workers pause before their leases could expire.
-    pub fn spawn_lease_renewal(&self) {
+    /// Runs the lease loop until shutdown. While this instance may hold leases it renews them
+    /// every third of the lease time; every [`round_period`] it reads, in one statement, the
+    /// expired leases of other instances (of which it takes over one it may run), the scheduled
+    /// jobs (for the scheduler) and its own leases. An instance that holds no lease and runs no
+    /// worker thus makes one statement per round, and that read is what vouches for the job
+    /// database (safety mode): with nothing held, a read that succeeds is all a renewal would
+    /// prove. While renewal (or, with nothing held, the read) fails the instance is in safety
+    /// mode: it retries every second, refuses new jobs, and its workers pause before their
+    /// leases could expire.
+    pub fn spawn_lease_loop(&self) {
         let manager = self.clone();
         self.inner.tasks.spawn(async move {
             let inner = &manager.inner;
-            let mut failing = false;
+            let mut renewal_failing = false;
+            let mut read_failing = false;
             let mut waiting = Waiting::default();
+            // `take_up_jobs` has just renewed; the first read is now.
+            let mut next_renewal = Instant::now() + jittered(inner.lease_time / 3);
+            let mut next_read = Instant::now();
             loop {
-                let pause = if failing {
-                    SAFETY_RETRY
+                let wake_at = if renewal_failing || read_failing {
+                    Instant::now() + SAFETY_RETRY
+                } else if manager.may_hold_leases() {
+                    next_read.min(next_renewal)
                 } else {
-                    jittered(inner.lease_time / 3)
+                    next_read
                 };
                 tokio::select! {
                     _ = inner.stop.cancelled() => break,
-                    _ = tokio::time::sleep(pause) => {}
+                    _ = tokio::time::sleep_until(wake_at.into()) => {}
+                    // A worker started: its lease's renewal may now be due.
+                    _ = inner.wake_lease_loop.notified() => continue,
                 }
-                match manager.renew().await {
-                    Ok(renewed) => {
-                        if failing {
-                            tracing::warn!(renewed, "job database reachable again; leaving safety mode");
+                let now = Instant::now();
+                if renewal_failing || (manager.may_hold_leases() && now >= next_renewal) {
+                    match manager.renew().await {
+                        Ok(renewed) => {
+                            if renewal_failing {
+                                tracing::warn!(renewed, "job database reachable again; leaving safety mode");
+                            }
+                            renewal_failing = false;
+                            next_renewal = now + jittered(inner.lease_time / 3);
                         }
-                        failing = false;
-                        manager.take_over_one(&mut waiting).await;
+                        Err(err) => {
+                            if !renewal_failing {
+                                tracing::error!(error = %err, "cannot renew leases; safety mode: new jobs are refused and sending pauses before the leases could expire");
+                            }
+                            renewal_failing = true;
+                            inner.safety.renewal_failed();
+                            continue;
+                        }
                     }
-                    Err(err) => {
-                        if !failing {
-                            tracing::error!(error = %err, "cannot renew leases; safety mode: new jobs are refused and sending pauses before the leases could expire");
+                }
+                if read_failing || now >= next_read {
+                    match manager.read_round(&mut waiting).await {
+                        Ok(()) => {
+                            if read_failing {
+                                tracing::warn!("job database readable again");
+                            }
+                            read_failing = false;
+                            next_read = now + up_to_a_fifth_later(round_period(inner.lease_time));
                         }
-                        failing = true;
-                        inner.safety.renewal_failed();
+                        Err(err) => {
+                            if !read_failing {
+                                tracing::error!(error = %err, "cannot read the leases and scheduled jobs; retrying every second (with no lease held: safety mode, new jobs are refused)");
+                            }
+                            read_failing = true;
+                        }
                     }
                 }
             }
         });
+    }
+
+    /// One read of the lease loop ([`Store::lease_round`]): with no lease held and no worker it
+    /// vouches for the job database; it takes over one expired lease, hands the scheduled jobs
+    /// to the scheduler and notes whether this instance holds leases.
+    async fn read_round(&self, waiting: &mut Waiting) -> Result<(), StoreError> {
+        let inner = &self.inner;
+        let began = Instant::now();
+        let round: Round = match inner.store.lease_round(&inner.node).await {
+            Ok(round) => round,
+            Err(err) => {
+                if !self.may_hold_leases() {
+                    inner.safety.renewal_failed();
+                }
+                return Err(err);
+            }
+        };
+        inner
+            .may_hold_leases
+            .store(!round.owned.is_empty(), Ordering::Release);
+        if !self.may_hold_leases() {
+            // Nothing held when the read began, and a lease claimed since expires a lease
+            // time after its claim: later than any deadline this read sets.
+            inner.safety.renewed(began);
+        }
+        self.take_over_one(round.expired, waiting).await;
+        inner.scheduled.send_replace(round.scheduled);
+        Ok(())
     }
 
     /// Renews this instance's leases once; returns how many. Workers whose lease was taken
@@ -788,6 +923,9 @@ impl Manager {
             .renew_leases(&inner.node, inner.lease_time)
             .await?;
         let held = inner.store.owned_leases(&inner.node).await?;
+        inner
+            .may_hold_leases
+            .store(!held.is_empty(), Ordering::Release);
         self.stop_workers_without(&held);
         inner.safety.renewed(began);
         Ok(renewed)
@@ -845,7 +983,7 @@ impl Manager {
         self.inner.store.reach().await?;
         let resumed = self.resume_owned_jobs().await?;
         self.renew().await?;
-        self.spawn_lease_renewal();
+        self.spawn_lease_loop();
         self.spawn_ownership_check();
         self.spawn_scheduler();
         Ok(resumed)
@@ -855,15 +993,8 @@ impl Manager {
     /// instance may run, so that the jobs of a lost instance spread over the instances that
     /// remain instead of all going to the first. Counts the jobs that nobody holds, and warns
     /// once about each that waits longer than a lease time for an instance that may run it.
-    async fn take_over_one(&self, waiting: &mut Waiting) {
+    async fn take_over_one(&self, expired: Vec<ExpiredLease>, waiting: &mut Waiting) {
         let inner = &self.inner;
-        let expired = match inner.store.expired_leases(&inner.node).await {
-            Ok(expired) => expired,
-            Err(err) => {
-                tracing::warn!(error = %err, "cannot look for abandoned jobs");
-                return;
-            }
-        };
         let taken = if inner.safety.accepts_new_jobs() {
             let mine = expired.iter().find(|expired| {
                 inner
@@ -920,6 +1051,7 @@ impl Manager {
             Err(StoreError::InvalidRow(bad)) => self.end_unusable(&lease, &bad).await,
             // The lease is ours: the next ownership round resumes the job.
             Err(err) => {
+                self.may_hold_unattended_lease();
                 tracing::warn!(job_id = lease.job_id, error = %err, "cannot read a job taken over")
             }
         }
@@ -1244,7 +1376,7 @@ mod tests {
         let id = instance
             .job_of("node2", expired, "recipients_processed = -2")
             .await;
-        instance.manager.spawn_lease_renewal();
+        instance.manager.spawn_lease_loop();
         let (state, reason) = instance.ended(id).await;
         assert_eq!(state, "abort_error");
         assert!(reason.unwrap().contains("recipients_processed is -2"));
@@ -1401,7 +1533,7 @@ mod tests {
         let id = instance
             .job_of("node2", expired, "users_database = 'prosody@elsewhere'")
             .await;
-        instance.manager.spawn_lease_renewal();
+        instance.manager.spawn_lease_loop();
         let deadline = std::time::Instant::now() + DEADLINE;
         while instance.metric("xmpp_broadcast_waiting_jobs") != "1" {
             assert!(

@@ -1,16 +1,19 @@
 //! Scheduled starts (design invariant 12): each instance watches the scheduled jobs it may run
 //! and starts each when its time has come, exactly once across the instances.
 //!
-//! The scheduler reads the scheduled jobs (one statement) every [`SCAN`], and sooner when this
-//! instance scheduled a job or one of its jobs ended ([`Manager::wake_scheduler`]); it sleeps
-//! until the earliest start time it knows. A due job starts if no other job of its domain
+//! The scheduler is handed the scheduled jobs by each round of the lease loop (which reads
+//! them in its one statement, every [`ROUND`] at most and up to a fifth more), and reads them
+//! itself when this instance scheduled a job or one of its jobs ended
+//! ([`Manager::wake_scheduler`]) and when the earliest start time it knows has come: with no
+//! scheduled job it makes no statement of its own. A due job starts if no other job of its domain
 //! sends: its recipients are fixed then (the users database is read at that moment, as for a
 //! job started by a request) and one transaction guarded by the hold lifts it, claims its lease
 //! for this instance and stores the snapshot, so that of several instances racing, one starts
 //! it. A due job whose domain is busy is tried again every [`BUSY_RETRY`] (a cheap check of the
 //! domain first, so the users database is read only when it can start), and starts after the
 //! running job, the oldest due first. A job scheduled by another instance that then died is
-//! seen at the next scan, so it starts on time if it was scheduled at least [`SCAN`] ahead.
+//! seen at the next round, so it starts on time if it was scheduled at least [`ROUND`] and a
+//! fifth (12 s) ahead.
 
 use std::time::Duration;
 
@@ -18,10 +21,8 @@ use crate::job::{JobEnd, JobId, RecipientGroup, Snapshot};
 use crate::store::{ScheduledJob, StoreError, Unheld};
 
 use super::Manager;
-
-/// How often an instance reads the scheduled jobs, when nothing wakes it sooner: how late a
-/// job scheduled by an instance that died before its time may start at worst.
-pub const SCAN: Duration = Duration::from_secs(10);
+#[cfg(doc)]
+use super::manager::ROUND;
 /// How soon a due job whose domain has a running job, or that failed to start, is tried again.
 const BUSY_RETRY: Duration = Duration::from_secs(1);
 
@@ -45,10 +46,27 @@ impl Manager {
     /// Runs the scheduler until shutdown.
     pub(super) fn spawn_scheduler(&self) {
         let manager = self.clone();
+        let mut rounds = self.scheduled_rounds();
         self.tasks().spawn(async move {
             let mut failing = false;
+            // Until when to wait before reading the scheduled jobs here; `None`: until the
+            // next round of the lease loop, or a wake-up.
+            let mut pause: Option<Duration> = None;
             loop {
-                let pause = match manager.store().scheduled_jobs().await {
+                let read = tokio::select! {
+                    _ = manager.stopping() => break,
+                    _ = tokio::time::sleep(pause.unwrap_or_default()), if pause.is_some() => None,
+                    _ = manager.scheduler_woken() => None,
+                    changed = rounds.changed() => match changed {
+                        Ok(()) => Some(rounds.borrow_and_update().clone()),
+                        Err(_) => break,
+                    },
+                };
+                let jobs = match read {
+                    Some(jobs) => Ok(jobs),
+                    None => manager.store().scheduled_jobs().await,
+                };
+                pause = match jobs {
                     Ok(jobs) => {
                         if failing {
                             tracing::info!("scheduled jobs readable again");
@@ -61,22 +79,18 @@ impl Manager {
                             tracing::warn!(error = %err, "cannot read the scheduled jobs; retrying every second");
                             failing = true;
                         }
-                        BUSY_RETRY
+                        Some(BUSY_RETRY)
                     }
                 };
-                tokio::select! {
-                    _ = manager.stopping() => break,
-                    _ = tokio::time::sleep(pause) => {}
-                    _ = manager.scheduler_woken() => {}
-                }
             }
         });
     }
 
     /// Starts the due jobs among `jobs` that this instance may run; returns how long to wait
-    /// before looking again.
-    async fn start_due(&self, jobs: &[ScheduledJob]) -> Duration {
-        let mut pause = SCAN;
+    /// before looking again, `None` if nothing is to be done before the next round.
+    async fn start_due(&self, jobs: &[ScheduledJob]) -> Option<Duration> {
+        let mut pause: Option<Duration> = None;
+        let mut sooner = |wait: Duration| pause = Some(pause.map_or(wait, |p| p.min(wait)));
         let mine = jobs.iter().filter(|job| {
             self.scope()
                 .may_run(&job.domain, job.users_database.as_ref())
@@ -84,16 +98,16 @@ impl Manager {
         });
         for job in mine {
             if !job.due_in.is_zero() {
-                pause = pause.min(job.due_in);
+                sooner(job.due_in);
                 continue;
             }
             if !self.safety().accepts_new_jobs() {
-                pause = pause.min(BUSY_RETRY);
+                sooner(BUSY_RETRY);
                 continue;
             }
             match self.start_scheduled(job).await {
                 Attempt::Done => {}
-                Attempt::Later => pause = pause.min(BUSY_RETRY),
+                Attempt::Later => sooner(BUSY_RETRY),
             }
         }
         pause

@@ -41,6 +41,11 @@ const JOB_DATABASE: &str = "the job database";
 const JOB_DATABASE_KEY: &str = "database.url";
 /// How long a statement waits for a free connection of the pool.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
+// The pools of PostgreSQL and MySQL do not ping a connection before each use (sqlx's
+// `test_before_acquire`): a round trip per statement, most of what an idle instance would
+// send. sqlx still pings each connection when it is given back, and closes one that fails, so
+// a connection broken while idle (the server restarted) fails one statement, which its caller
+// retries like any failure of the database.
 
 /// The job database's SQLite options (WAL, foreign keys, busy timeout), without creating it.
 fn sqlite_options(url: &str, target: &Target) -> Result<SqliteConnectOptions, ConnectError> {
@@ -193,6 +198,17 @@ pub struct ScheduledJob {
     pub due_in: Duration,
 }
 
+/// What one read of the lease loop found ([`Store::lease_round`]).
+#[derive(Debug, Default)]
+pub struct Round {
+    /// As [`Store::expired_leases`].
+    pub expired: Vec<ExpiredLease>,
+    /// As [`Store::scheduled_jobs`].
+    pub scheduled: Vec<ScheduledJob>,
+    /// As [`Store::owned_leases`].
+    pub owned: Vec<(JobId, i64)>,
+}
+
 /// What lifting a job's hold did ([`Store::resume_job`], [`Store::start_scheduled`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Unheld {
@@ -260,19 +276,114 @@ macro_rules! on_pool {
     };
 }
 
-/// Stores `$recipients`, the listed snapshot of job `$id`, in transaction `$tx`, in chunks of
-/// [`SNAPSHOT_CHUNK`] rows; `?` on failure.
+/// Stores `$recipients`, the listed snapshot of job `$id`, in transaction `$tx`
+/// ([`WriteSnapshot`]); `?` on failure.
 macro_rules! insert_recipients {
     ($tx:ident, $sql:ident, $id:expr, $recipients:expr) => {
-        for chunk in $recipients.chunks(SNAPSHOT_CHUNK) {
-            let names = serde_json::to_string(chunk).expect("strings serialise to JSON");
-            sqlx::query($sql.insert_recipients)
-                .bind($id)
-                .bind(names)
-                .execute(&mut *$tx)
-                .await?;
+        WriteSnapshot::write_snapshot(&mut *$tx, $sql, $id, $recipients).await?
+    };
+}
+
+/// Writing a listed snapshot into `xb_recipients`, the fastest way each dialect has.
+trait WriteSnapshot {
+    async fn write_snapshot(
+        &mut self,
+        sql: &Statements,
+        job_id: JobId,
+        usernames: &[String],
+    ) -> Result<(), sqlx::Error>;
+}
+
+/// Writes a listed snapshot on MySQL/MariaDB and SQLite: in chunks of [`SNAPSHOT_CHUNK`]
+/// names, each a JSON array that the database expands, one statement per chunk.
+macro_rules! write_snapshot_as_json {
+    ($connection:ty) => {
+        impl WriteSnapshot for $connection {
+            async fn write_snapshot(
+                &mut self,
+                sql: &Statements,
+                job_id: JobId,
+                usernames: &[String],
+            ) -> Result<(), sqlx::Error> {
+                for chunk in usernames.chunks(SNAPSHOT_CHUNK) {
+                    let names = serde_json::to_string(chunk).expect("strings serialise to JSON");
+                    sqlx::query(sql.insert_recipients)
+                        .bind(job_id)
+                        .bind(names)
+                        .execute(&mut *self)
+                        .await?;
+                }
+                Ok(())
+            }
         }
     };
+}
+
+write_snapshot_as_json!(sqlx::MySqlConnection);
+write_snapshot_as_json!(sqlx::SqliteConnection);
+
+/// Bytes of `COPY` data sent to PostgreSQL at a time.
+const COPY_CHUNK: usize = 1 << 20;
+
+/// PostgreSQL: one `COPY ... FROM STDIN` in text format, sent [`COPY_CHUNK`] bytes at a time,
+/// so the rows are written without a statement each.
+impl WriteSnapshot for sqlx::PgConnection {
+    async fn write_snapshot(
+        &mut self,
+        _sql: &Statements,
+        job_id: JobId,
+        usernames: &[String],
+    ) -> Result<(), sqlx::Error> {
+        if usernames.is_empty() {
+            return Ok(());
+        }
+        let mut copy = self
+            .copy_in_raw("COPY xb_recipients (job_id, username) FROM STDIN")
+            .await?;
+        let mut data = String::with_capacity(COPY_CHUNK + 1024);
+        for username in usernames {
+            copy_row(&mut data, job_id, username);
+            if data.len() >= COPY_CHUNK {
+                if let Err(err) = copy.send(data.as_bytes()).await {
+                    copy.abort("the snapshot could not be sent").await.ok();
+                    return Err(err);
+                }
+                data.clear();
+            }
+        }
+        if !data.is_empty()
+            && let Err(err) = copy.send(data.as_bytes()).await
+        {
+            copy.abort("the snapshot could not be sent").await.ok();
+            return Err(err);
+        }
+        let rows = copy.finish().await?;
+        if rows != usernames.len() as u64 {
+            return Err(sqlx::Error::Protocol(format!(
+                "COPY stored {rows} recipients of {}",
+                usernames.len()
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Appends the row (`job_id`, `username`) to `data` in `COPY`'s text format: a tab between
+/// the columns, a line feed after, and the backslash, tab, line feed and carriage return of a
+/// name escaped.
+fn copy_row(data: &mut String, job_id: JobId, username: &str) {
+    use std::fmt::Write as _;
+    write!(data, "{job_id}\t").expect("writing to a String");
+    for c in username.chars() {
+        match c {
+            '\\' => data.push_str("\\\\"),
+            '\t' => data.push_str("\\t"),
+            '\n' => data.push_str("\\n"),
+            '\r' => data.push_str("\\r"),
+            c => data.push(c),
+        }
+    }
+    data.push('\n');
 }
 
 /// Claims the lease of job `$id` for `$owner` for `$lease_time` in transaction `$tx`, its epoch
@@ -367,6 +478,7 @@ impl Store {
                 MySqlPoolOptions::new()
                     .max_connections(max_connections)
                     .acquire_timeout(ACQUIRE_TIMEOUT)
+                    .test_before_acquire(false)
                     .connect_lazy_with(options),
             )
         } else if url.starts_with("sqlite:") {
@@ -383,6 +495,7 @@ impl Store {
                 PgPoolOptions::new()
                     .max_connections(max_connections)
                     .acquire_timeout(ACQUIRE_TIMEOUT)
+                    .test_before_acquire(false)
                     .connect_lazy_with(options),
             )
         };
@@ -1035,6 +1148,10 @@ impl Store {
                     .await?
                     .rows_affected();
                 if rows == 1 {
+                    sqlx::query(self.sql().delete_job_recipients)
+                        .bind(id)
+                        .execute(&mut *tx)
+                        .await?;
                     deleted.push(id);
                 }
             }
@@ -1264,6 +1381,66 @@ impl Store {
                     .unwrap_or_default(),
             })
             .collect())
+    }
+
+    /// In one statement, what a round of the lease loop of `owner` reads: the expired leases of
+    /// other instances ([`Store::expired_leases`]), the scheduled jobs
+    /// ([`Store::scheduled_jobs`]) and the leases `owner` holds ([`Store::owned_leases`]).
+    pub async fn lease_round(&self, owner: &str) -> Result<Round, StoreError> {
+        type Row = (
+            String,
+            JobId,
+            Option<String>,
+            Option<i64>,
+            Option<String>,
+            Option<String>,
+            Option<DateTime<Utc>>,
+            DateTime<Utc>,
+        );
+        let rows: Vec<Row> = on_pool!(self, pool => {
+            sqlx::query_as(self.sql().select_round)
+                .bind(owner)
+                .bind(owner)
+                .fetch_all(pool)
+                .await?
+        });
+        let mut round = Round::default();
+        for (kind, job_id, lease_owner, epoch, domain, users_database, at, now) in rows {
+            let users_database = users_database.map(UsersDatabase::new);
+            match (kind.as_str(), lease_owner, epoch, domain) {
+                ("expired", Some(lease_owner), Some(epoch), Some(domain)) => {
+                    round.expired.push(ExpiredLease {
+                        previous_owner: (lease_owner != NO_OWNER).then(|| lease_owner.clone()),
+                        lease: Lease {
+                            job_id,
+                            owner: lease_owner,
+                            epoch,
+                        },
+                        domain,
+                        users_database,
+                        expired_for: at
+                            .and_then(|at| (now - at).to_std().ok())
+                            .unwrap_or_default(),
+                    })
+                }
+                ("scheduled", _, _, Some(domain)) => round.scheduled.push(ScheduledJob {
+                    id: job_id,
+                    domain,
+                    users_database,
+                    // A scheduled job stored without a time is due.
+                    due_in: at
+                        .and_then(|at| (at - now).to_std().ok())
+                        .unwrap_or_default(),
+                }),
+                ("owned", _, Some(epoch), _) => round.owned.push((job_id, epoch)),
+                (kind, ..) => {
+                    return Err(StoreError::Database(sqlx::Error::Protocol(format!(
+                        "a lease round read a row of kind {kind:?} without its columns"
+                    ))));
+                }
+            }
+        }
+        Ok(round)
     }
 
     /// The job of `domain` that sends (running and not held), if any.

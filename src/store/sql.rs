@@ -114,6 +114,9 @@ pub struct Statements {
     /// `$1` job id, `$2` domain: deletes a job that is not running and that no running
     /// follow-up pages.
     pub delete_inactive_job: &'static str,
+    /// `$1` job id: the listed snapshot of a job just deleted (PostgreSQL's has no foreign key
+    /// to cascade from; elsewhere the cascade has removed it already).
+    pub delete_job_recipients: &'static str,
     /// `$1` domain: the jobs `delete_inactive_job` would delete, oldest first.
     pub select_inactive_job_ids: &'static str,
     /// `$1` owner: the running jobs of other owners whose lease expired, oldest expiry
@@ -146,6 +149,11 @@ pub struct Statements {
     pub claim_lease: &'static str,
     /// The scheduled jobs, the earliest first, with what decides who may start them.
     pub select_scheduled_jobs: &'static str,
+    /// `$1` owner, `$2` owner: one round of the lease loop in one read — the rows of
+    /// `select_expired_leases` (kind 'expired'), then of `select_scheduled_jobs` (kind
+    /// 'scheduled'), then the leases `$2` holds (kind 'owned'); columns: kind, job id, owner,
+    /// epoch, domain, users database, instant (expiry or start time), the database's now.
+    pub select_round: &'static str,
     /// `$1` domain: the job of the domain that sends (running, not held; at most one).
     pub select_sending_job_ids: &'static str,
     /// `$1` reason, `$2` job id: ends a scheduled job that cannot start as ABORT_ERROR.
@@ -271,6 +279,7 @@ macro_rules! statements {
                 "AND ",
                 no_running_follow_up!()
             )),
+            delete_job_recipients: $finish("DELETE FROM xb_recipients WHERE job_id = $1"),
             select_inactive_job_ids: $finish(concat!(
                 "SELECT id FROM xb_jobs WHERE domain = $1 AND execution_state <> 'running' AND ",
                 no_running_follow_up!(),
@@ -284,6 +293,22 @@ macro_rules! statements {
                 "AND l.expires_at < ",
                 $now,
                 " ORDER BY l.expires_at, l.job_id"
+            )),
+            select_round: $finish(concat!(
+                "SELECT 'expired' AS kind, l.job_id, l.owner, l.epoch, j.domain, j.users_database, ",
+                "l.expires_at AS at, ",
+                $now,
+                " AS database_now FROM xb_leases l JOIN xb_jobs j ON j.id = l.job_id ",
+                "WHERE l.owner <> $1 AND j.execution_state = 'running' AND j.hold IS NULL ",
+                "AND l.expires_at < ",
+                $now,
+                " UNION ALL SELECT 'scheduled', id, NULL, NULL, domain, users_database, start_at, ",
+                $now,
+                " FROM xb_jobs WHERE execution_state = 'running' AND hold = 'scheduled' ",
+                "UNION ALL SELECT 'owned', job_id, owner, epoch, NULL, NULL, NULL, ",
+                $now,
+                " FROM xb_leases WHERE owner = $2 ",
+                "ORDER BY 1, 7, 2"
             )),
             select_running_jobs: $finish(
                 "SELECT j.id, j.domain, j.users_database, l.owner FROM xb_jobs j \
