@@ -437,12 +437,12 @@ async fn kill_and_resume(
 async fn a_killed_list_job_resumes() {
     let prosody = Prosody::start(ProsodyStorage::Sqlite).await;
     let (accounts, sender) = accounts_and_sender(&prosody, 399).await;
+    // Three accounts of every four.
     let listed: Vec<String> = accounts
         .iter()
-        .step_by(4)
-        .chain(accounts.iter().skip(1).step_by(4))
-        .chain(accounts.iter().skip(2).step_by(4))
-        .cloned()
+        .enumerate()
+        .filter(|(i, _)| i % 4 != 3)
+        .map(|(_, jid)| jid.clone())
         .collect();
     assert_eq!(listed.len(), 300);
     let mut serve = Serve::start(ServeConfig::for_prosody(&prosody, JobStore::Sqlite)).await;

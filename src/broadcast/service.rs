@@ -437,18 +437,20 @@ impl BroadcastService {
         Ok(Accepted::Started(id))
     }
 
-    /// Who a job of `audience` on `domain` reaches if it starts now (invariant 13), or, for a
-    /// job scheduled (`later`), how many it would reach now: every account (only counted when
-    /// `later`, as the recipients of a scheduled job are fixed when it starts), the listed
-    /// names that are accounts (with those that are not), or the group's members.
+    /// Who a job of `audience` on `domain` reaches if it starts now (invariant 13): every
+    /// account (only counted with `count_only`: a dry run, or a scheduled job, whose recipients
+    /// are fixed when it starts), the listed names that are accounts (with those that are not),
+    /// or the group's members.
     async fn recipients(
         &self,
         domain: &str,
         audience: &Audience,
-        later: bool,
+        count_only: bool,
     ) -> Result<Reached, StartError> {
         Ok(match audience {
-            Audience::AllUsers if later => Reached::all(self.directory.snapshot(domain).await?),
+            Audience::AllUsers if count_only => {
+                Reached::all(self.directory.snapshot(domain).await?)
+            }
             Audience::AllUsers => {
                 Reached::all(self.directory.recipients_for_new_job(domain).await?)
             }
@@ -795,10 +797,7 @@ impl BroadcastService {
             return Err(StartError::DomainNotFound);
         }
         let audience = audience.check(domain)?;
-        let reached = match &audience {
-            Audience::AllUsers => Reached::all(self.directory.snapshot(domain).await?),
-            _ => self.recipients(domain, &audience, false).await?,
-        };
+        let reached = self.recipients(domain, &audience, true).await?;
         let first = match &reached.snapshot {
             Snapshot::Listed(users) => users.iter().take(sample).cloned().collect(),
             Snapshot::CreatedBy { at, .. } if sample > 0 => {
