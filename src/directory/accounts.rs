@@ -7,10 +7,8 @@ use crate::config::{COUNT_SQL, EXISTS_SQL, PAGE_SQL, PAGE_SQL_CURSOR, UsersSchem
 use crate::job::Snapshot;
 
 use super::clock::Clock;
+use super::open::END_OF_TIME;
 use super::{Arg, Dialect, DirectoryError, Query, UsersPool};
-
-/// A snapshot instant later than any account, to ask whether a domain has accounts at all.
-const END_OF_TIME: &str = "9999-12-31 23:59:59";
 
 #[derive(Debug)]
 pub(super) struct Dated {
@@ -20,7 +18,7 @@ pub(super) struct Dated {
     /// (built-in schemas; the custom schema asks `exists` for each name).
     pub(super) existing: Option<Query>,
     count: Query,
-    page: Query,
+    pub(super) page: Query,
     /// ejabberd's default schema holds the accounts of this one domain.
     only_domain: Option<String>,
     clock: Clock,
@@ -257,6 +255,25 @@ impl Dated {
         let args: [Arg; COUNT_SQL.parameters.len()] = [Arg::Text(domain), Arg::Text(&at)];
         let count = self.count.integer(pool, &args).await?;
         Ok(Snapshot::CreatedBy { at, count })
+    }
+
+    /// The current instant of the users database, once its clock has passed it.
+    pub(super) async fn instant(&self, pool: &UsersPool) -> Result<String, DirectoryError> {
+        self.clock.snapshot_instant(pool).await
+    }
+
+    /// The number of accounts of `domain` created up to `at`.
+    pub(super) async fn count(
+        &self,
+        pool: &UsersPool,
+        domain: &str,
+        at: &str,
+    ) -> Result<i64, DirectoryError> {
+        if !self.serves(domain) {
+            return Ok(0);
+        }
+        let args: [Arg; COUNT_SQL.parameters.len()] = [Arg::Text(domain), Arg::Text(at)];
+        self.count.integer(pool, &args).await
     }
 
     pub(super) async fn page(

@@ -20,6 +20,8 @@ mod clock;
 mod identity;
 mod prosody;
 
+pub use self::open::{Fixed, OpenList};
+
 use std::collections::BTreeMap;
 use std::str::FromStr;
 use std::sync::Arc;
@@ -158,6 +160,8 @@ macro_rules! bound {
         query
     }};
 }
+
+mod open;
 
 impl Query {
     /// `sql` uses `$1 … $N`; on MySQL the identifiers it quotes with `"` get backquotes.

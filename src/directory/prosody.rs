@@ -7,8 +7,8 @@ use super::{Arg, Dialect, DirectoryError, Query, UsersPool};
 pub(super) struct Prosody {
     check: Query,
     pub(super) exists: Query,
-    usernames: Query,
-    any: Query,
+    pub(super) usernames: Query,
+    pub(super) any: Query,
     /// `$1` domain, `$2 …` [`super::EXISTING_CHUNK`] usernames: those that are accounts.
     pub(super) existing: Query,
 }

@@ -7,10 +7,12 @@
 pub mod audience;
 pub mod idempotency;
 pub mod spec;
+pub mod usernames;
 
 pub use audience::{Audience, AudienceRequest, Unknown};
 pub use idempotency::Idempotency;
 pub use spec::{BroadcastRequest, InvalidRequest, JobSpec, RecipientGroup, Translation};
+pub use usernames::Usernames;
 
 use std::num::NonZeroU32;
 
@@ -396,7 +398,11 @@ pub struct Job {
     pub subject: String,
     pub body: String,
     pub rate: u32,
+    /// The number of recipients, once counted (0 before: see `recipients_counted`).
     pub recipient_count: i64,
+    /// Whether `recipient_count` is known (invariant 4a): a job of a large domain answers
+    /// before its fixed recipient set has been counted, and its worker stores the number.
+    pub recipients_counted: bool,
     pub state: ExecutionState,
     pub abortion_reason: Option<String>,
     pub created_at: DateTime<Utc>,
@@ -466,7 +472,12 @@ impl Job {
             _ if self.started_at.is_none() => self.recipients_processed,
             _ => self.recipients_processed.saturating_add(batch),
         };
-        reached.min(self.recipient_count)
+        // Before its recipients are counted, a job has not reached past what it processed.
+        if self.recipients_counted {
+            reached.min(self.recipient_count)
+        } else {
+            reached
+        }
     }
 }
 
@@ -615,6 +626,7 @@ mod tests {
             body: "line 1\r\nline 2".into(),
             rate: 50,
             recipient_count: 10,
+            recipients_counted: true,
             state: ExecutionState::Running,
             abortion_reason: None,
             created_at: Utc::now(),

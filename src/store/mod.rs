@@ -27,8 +27,8 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 
 use crate::job::{
     Amends, ExecutionState, Hold, Idempotency, InvalidRow, Job, JobId, JobKind, JobSpec, Lease,
-    MAX_JOB_ID, RecipientGroup, RowProblem, Snapshot, Translation, Unknown, UsersDatabase,
-    audience,
+    MAX_JOB_ID, RecipientGroup, RowProblem, Snapshot, Translation, Unknown, Usernames,
+    UsersDatabase, audience,
 };
 
 use crate::database::{ConnectError, Target};
@@ -74,6 +74,8 @@ struct NewJob<'a> {
     start_at: Option<DateTime<Utc>>,
     /// For a list: the names that were not accounts.
     unknown: Option<&'a Unknown>,
+    /// Whether `recipient_count` is the number of recipients (invariant 4a).
+    counted: bool,
 }
 
 /// What a create call did: created the job, or found the one created first with the same
@@ -286,11 +288,11 @@ macro_rules! insert_recipients {
 
 /// Writing a listed snapshot into `xb_recipients`, the fastest way each dialect has.
 trait WriteSnapshot {
-    async fn write_snapshot(
+    async fn write_snapshot<'n>(
         &mut self,
         sql: &Statements,
         job_id: JobId,
-        usernames: &[String],
+        usernames: impl ExactSizeIterator<Item = &'n str>,
     ) -> Result<(), sqlx::Error>;
 }
 
@@ -299,21 +301,26 @@ trait WriteSnapshot {
 macro_rules! write_snapshot_as_json {
     ($connection:ty) => {
         impl WriteSnapshot for $connection {
-            async fn write_snapshot(
+            async fn write_snapshot<'n>(
                 &mut self,
                 sql: &Statements,
                 job_id: JobId,
-                usernames: &[String],
+                mut usernames: impl ExactSizeIterator<Item = &'n str>,
             ) -> Result<(), sqlx::Error> {
-                for chunk in usernames.chunks(SNAPSHOT_CHUNK) {
-                    let names = serde_json::to_string(chunk).expect("strings serialise to JSON");
+                let mut chunk: Vec<&str> = Vec::with_capacity(SNAPSHOT_CHUNK);
+                loop {
+                    chunk.clear();
+                    chunk.extend(usernames.by_ref().take(SNAPSHOT_CHUNK));
+                    if chunk.is_empty() {
+                        return Ok(());
+                    }
+                    let names = serde_json::to_string(&chunk).expect("strings serialise to JSON");
                     sqlx::query(sql.insert_recipients)
                         .bind(job_id)
                         .bind(names)
                         .execute(&mut *self)
                         .await?;
                 }
-                Ok(())
             }
         }
     };
@@ -328,13 +335,14 @@ const COPY_CHUNK: usize = 1 << 20;
 /// PostgreSQL: one `COPY ... FROM STDIN` in text format, sent [`COPY_CHUNK`] bytes at a time,
 /// so the rows are written without a statement each.
 impl WriteSnapshot for sqlx::PgConnection {
-    async fn write_snapshot(
+    async fn write_snapshot<'n>(
         &mut self,
         _sql: &Statements,
         job_id: JobId,
-        usernames: &[String],
+        usernames: impl ExactSizeIterator<Item = &'n str>,
     ) -> Result<(), sqlx::Error> {
-        if usernames.is_empty() {
+        let expected = usernames.len();
+        if expected == 0 {
             return Ok(());
         }
         let mut copy = self
@@ -358,10 +366,9 @@ impl WriteSnapshot for sqlx::PgConnection {
             return Err(err);
         }
         let rows = copy.finish().await?;
-        if rows != usernames.len() as u64 {
+        if rows != expected as u64 {
             return Err(sqlx::Error::Protocol(format!(
-                "COPY stored {rows} recipients of {}",
-                usernames.len()
+                "COPY stored {rows} recipients of {expected}"
             )));
         }
         Ok(())
@@ -666,8 +673,71 @@ impl Store {
             idempotency,
             start_at: None,
             unknown,
+            counted: true,
         };
         self.insert(&row, owner, lease_time, recipients).await
+    }
+
+    /// [`Store::create_job_once`] for a job whose recipients are fixed but not yet counted
+    /// (invariant 4a): every account created up to the instant `at` of a dated users database,
+    /// or (`at` = `None`) those of an open read of the users database, which the job's worker
+    /// lists; its worker stores their number ([`Store::record_recipients`]).
+    #[allow(clippy::too_many_arguments)]
+    pub async fn create_uncounted(
+        &self,
+        idempotency: Option<&Idempotency>,
+        spec: &JobSpec,
+        owner: &str,
+        lease_time: Duration,
+        at: Option<&str>,
+        users_database: &UsersDatabase,
+    ) -> Result<Created, StoreError> {
+        let row = NewJob {
+            spec,
+            recipient_count: 0,
+            snapshot_at: at,
+            users_database: Some(users_database),
+            kind: JobKind::Broadcast,
+            amends: None,
+            idempotency,
+            start_at: None,
+            unknown: None,
+            counted: false,
+        };
+        self.insert(&row, owner, lease_time, &[]).await
+    }
+
+    /// Stores the number of a running job's recipients and, for a set its worker listed, the
+    /// names (`listed`), in one transaction fenced by `lease` (invariant 4a). Returns false,
+    /// writing nothing, if the lease is lost, the job no longer runs, or it was counted before.
+    pub async fn record_recipients(
+        &self,
+        lease: &Lease,
+        count: i64,
+        listed: Option<&Usernames>,
+    ) -> Result<bool, StoreError> {
+        let sql = self.sql();
+        let recorded = on_pool!(self, pool => async {
+            let mut tx = pool.begin().await?;
+            let counted = sqlx::query(sql.record_count)
+                .bind(count)
+                .bind(lease.job_id)
+                .bind(&lease.owner)
+                .bind(lease.epoch)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            if counted != 1 {
+                tx.rollback().await?;
+                return Ok::<bool, sqlx::Error>(false);
+            }
+            if let Some(names) = listed {
+                insert_recipients!(tx, sql, lease.job_id, names.iter());
+            }
+            tx.commit().await?;
+            Ok(true)
+        }.await)?;
+        Ok(recorded)
     }
 
     /// Creates a job scheduled to start at `start_at` (design invariant 12): held, with a lease
@@ -701,6 +771,7 @@ impl Store {
             idempotency,
             start_at: Some(start_at),
             unknown,
+            counted: true,
         };
         self.insert(&row, NO_OWNER, Duration::ZERO, recipients)
             .await
@@ -735,6 +806,7 @@ impl Store {
             idempotency,
             start_at: None,
             unknown: None,
+            counted: true,
         };
         self.insert(&row, owner, lease_time, &[]).await
     }
@@ -785,6 +857,7 @@ impl Store {
                 }))
                 .bind(spec.language.as_deref())
                 .bind(translations.as_deref())
+                .bind(job.counted)
                 .execute(&mut *tx)
                 .await?;
             let id: JobId = sqlx::query_scalar(sql.last_insert_id).fetch_one(&mut *tx).await?;
@@ -799,7 +872,7 @@ impl Store {
                 .bind(lease_time.as_secs_f64())
                 .execute(&mut *tx)
                 .await?;
-            insert_recipients!(tx, sql, id, recipients);
+            insert_recipients!(tx, sql, id, recipients.iter().map(String::as_str));
             tx.commit().await?;
             Ok(Ok(id))
         }.await);
@@ -1335,7 +1408,7 @@ impl Store {
                     return Ok(None);
                 }
                 let epoch = claim_lease!(tx, sql, job_id, owner, lease_time);
-                insert_recipients!(tx, sql, job_id, recipients);
+                insert_recipients!(tx, sql, job_id, recipients.iter().map(String::as_str));
                 tx.commit().await?;
                 Ok(Some(epoch))
             }.await))
@@ -1535,6 +1608,7 @@ struct JobRow {
     unknown_sample: Option<String>,
     language: Option<String>,
     translations: Option<String>,
+    recipients_counted: bool,
     owner: Option<String>,
     lease_expires_at: Option<DateTime<Utc>>,
     database_now: DateTime<Utc>,
@@ -1645,6 +1719,7 @@ impl JobRow {
             body: self.body,
             rate,
             recipient_count,
+            recipients_counted: self.recipients_counted,
             state,
             abortion_reason: self.abortion_reason,
             created_at: self.created_at,

@@ -21,7 +21,7 @@ macro_rules! job_select {
             "j.stopped_at, j.cursor_username, j.recipients_processed, j.snapshot_at, ",
             "j.users_database, j.kind, j.amends, j.reach, j.hold, j.start_at, j.paused_at, ",
             "j.recipient_group, j.audience_group, j.unknown_recipients, j.unknown_sample, ",
-            "j.language, j.translations, ",
+            "j.language, j.translations, j.recipients_counted, ",
             "l.owner, ",
             "l.expires_at AS lease_expires_at, ",
             $now,
@@ -102,6 +102,7 @@ pub struct Statements {
     pub update_progress: &'static str,
     /// `$1` state, `$2` reason, `$3` processed, `$4` job id, `$5` owner, `$6` epoch.
     pub complete_job: &'static str,
+    pub record_count: &'static str,
     /// `$1` reason, `$2` job id, `$3` owner, `$4` epoch: ends a job whose stored data is
     /// unusable as ABORT_ERROR, leaving its other columns as they are.
     pub abandon_job: &'static str,
@@ -176,12 +177,12 @@ macro_rules! statements {
                 "INSERT INTO xb_jobs (name, domain, sender_jid, subject, body, message_rate, ",
                 "recipient_group, recipient_count, snapshot_at, users_database, kind, amends, ",
                 "reach, idempotency_key, request_fingerprint, hold, start_at, audience_group, ",
-                "unknown_recipients, unknown_sample, language, translations) ",
+                "unknown_recipients, unknown_sample, language, translations, recipients_counted) ",
                 "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, ",
                 $instant_open,
                 "$17",
                 $instant_close,
-                ", $18, $19, $20, $21, $22)"
+                ", $18, $19, $20, $21, $22, $23)"
             )),
             select_job_by_key: $finish(
                 "SELECT id, request_fingerprint FROM xb_jobs \
@@ -257,6 +258,11 @@ macro_rules! statements {
                 $now,
                 " WHERE id = $4 AND ",
                 fenced!("$5", "$6")
+            )),
+            record_count: $finish(concat!(
+                "UPDATE xb_jobs SET recipient_count = $1, recipients_counted = TRUE ",
+                "WHERE id = $2 AND recipients_counted = FALSE AND ",
+                fenced!("$3", "$4")
             )),
             abandon_job: $finish(concat!(
                 "UPDATE xb_jobs SET execution_state = 'abort_error', abortion_reason = $1, ",

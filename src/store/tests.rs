@@ -9,7 +9,7 @@ use jid::BareJid;
 use super::{Created, KeyMatch, Outcome, Store, StoreError, Unheld};
 use crate::job::{
     Amends, ExecutionState, Hold, Idempotency, JobKind, JobSpec, Lease, RecipientGroup, Snapshot,
-    Status, Unknown, UsersDatabase,
+    Status, Unknown, Usernames, UsersDatabase,
 };
 use crate::job::{InvalidRow, MAX_JOB_ID, RowProblem};
 use crate::test_support::Scratch;
@@ -146,6 +146,7 @@ on_every_dialect!(
     a_large_listed_snapshot_round_trips_in_byte_order,
     a_deleted_job_takes_its_listed_snapshot_with_it,
     a_lease_round_reads_expired_scheduled_and_owned_in_one_statement,
+    an_uncounted_job_is_counted_once_under_its_lease,
 );
 
 async fn creates_a_running_owned_job_with_its_snapshot(store: Store) {
@@ -621,6 +622,95 @@ async fn a_dated_snapshot_is_stored_without_usernames(store: Store) {
         store.get_job(listed).await.unwrap().unwrap().snapshot_at,
         None
     );
+}
+
+/// A job created before its recipients were counted (invariant 4a) shows as uncounted until
+/// its worker records the number, with the listed names in the same transaction; the record is
+/// fenced by the lease and made once.
+async fn an_uncounted_job_is_counted_once_under_its_lease(store: Store) {
+    let create = |domain: &'static str, at: Option<&'static str>| {
+        let store = store.clone();
+        async move {
+            store
+                .create_uncounted(None, &spec(domain), "node1", LEASE, at, &users_db())
+                .await
+                .unwrap()
+                .id()
+        }
+    };
+    let listed = create("example.com", None).await;
+    let job = store.get_job(listed).await.unwrap().unwrap();
+    assert!(!job.recipients_counted);
+    assert_eq!((job.recipient_count, job.snapshot_at), (0, None));
+    let names: Usernames = ["zed", "alice", "bob"].into_iter().collect();
+    // Another epoch (a worker fenced out) writes nothing.
+    assert!(
+        !store
+            .record_recipients(&lease(listed, 2), 3, Some(&names))
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .snapshot_page(listed, None, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let first = Lease::first(listed, "node1");
+    assert!(
+        store
+            .record_recipients(&first, 3, Some(&names))
+            .await
+            .unwrap()
+    );
+    let job = store.get_job(listed).await.unwrap().unwrap();
+    assert!(job.recipients_counted);
+    assert_eq!(job.recipient_count, 3);
+    assert_eq!(
+        store.snapshot_page(listed, None, 10).await.unwrap(),
+        ["alice", "bob", "zed"]
+    );
+    // Counted once: a second record changes nothing.
+    assert!(
+        !store
+            .record_recipients(&first, 9, Some(&names))
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store
+            .get_job(listed)
+            .await
+            .unwrap()
+            .unwrap()
+            .recipient_count,
+        3
+    );
+
+    let dated = create("other.org", Some("2026-11-29 04:39:25.123456")).await;
+    let lease = Lease::first(dated, "node1");
+    assert!(
+        store
+            .record_recipients(&lease, 10_000_000, None)
+            .await
+            .unwrap()
+    );
+    let job = store.get_job(dated).await.unwrap().unwrap();
+    assert!(job.recipients_counted);
+    assert_eq!(job.recipient_count, 10_000_000);
+    assert!(
+        store
+            .snapshot_page(dated, None, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // A job that ended is not counted any more.
+    let ended = create("third.net", Some("2026-11-29 04:39:25.123456")).await;
+    let lease = Lease::first(ended, "node1");
+    assert!(store.complete(&lease, &Outcome::Finished, 0).await.unwrap());
+    assert!(!store.record_recipients(&lease, 5, None).await.unwrap());
 }
 
 /// MySQL sessions are UTC whatever the URL or the server's zone say: `NOW(6)` fills DATETIME
