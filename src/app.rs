@@ -72,7 +72,8 @@ pub async fn run(
     );
 
     let ready_connection = connection.clone();
-    let broadcasts = BroadcastService::new(store.clone(), directory, manager.clone());
+    let broadcasts = BroadcastService::new(store.clone(), directory, manager.clone())
+        .with_count_wait(config.count_wait);
     let api = AdminApi::new(
         admin::build_schema(Some(broadcasts)),
         Credentials::for_global(

@@ -37,6 +37,9 @@ pub const MAX_LEASE_TIME_SECS: u64 = 3600;
 /// `lease_time` when the file has none, in seconds.
 pub const DEFAULT_LEASE_TIME_SECS: u64 = 600;
 
+/// The longest `count_wait_ms`: a minute, the admin client's own patience is about as long.
+pub const MAX_COUNT_WAIT_MS: u64 = 60_000;
+
 /// The most connections to the job database (`database.max_connections`). An instance runs at
 /// most one job per domain plus its lease renewal and the admin API, so a few connections
 /// suffice; PostgreSQL's own default limit for the whole server is 100. The pool reserves
@@ -104,6 +107,9 @@ pub struct Config {
     pub node_name: String,
     /// How long a lease lasts without renewal.
     pub lease_time: Duration,
+    /// How long startBroadcast waits for the recipients to be counted before it answers
+    /// (invariant 4a).
+    pub count_wait: Duration,
     pub component: ComponentConfig,
     pub database: DatabaseConfig,
     pub users: UsersConfig,
@@ -637,6 +643,8 @@ struct RawConfig {
     log_format: Option<String>,
     #[serde(default = "default_lease_time")]
     lease_time: i64,
+    #[serde(default = "default_count_wait_ms")]
+    count_wait_ms: i64,
     #[serde(default = "default_backend")]
     backend: String,
     component: RawComponent,
@@ -645,6 +653,10 @@ struct RawConfig {
     admin: RawAdmin,
     #[serde(default)]
     domains: BTreeMap<String, RawDomain>,
+}
+
+fn default_count_wait_ms() -> i64 {
+    crate::broadcast::COUNT_WAIT.as_millis() as i64
 }
 
 fn default_lease_time() -> i64 {
@@ -860,6 +872,12 @@ impl RawConfig {
             MIN_LEASE_TIME_SECS..=MAX_LEASE_TIME_SECS,
             " seconds",
         )?;
+        let count_wait_ms = in_range(
+            "count_wait_ms",
+            self.count_wait_ms,
+            0..=MAX_COUNT_WAIT_MS,
+            " milliseconds",
+        )?;
         if self.backend != "rdbms" {
             return Err(invalid(
                 "backend",
@@ -993,6 +1011,7 @@ impl RawConfig {
         Ok(Config {
             node_name: self.node_name,
             lease_time: Duration::from_secs(lease_time),
+            count_wait: Duration::from_millis(count_wait_ms),
             component: ComponentConfig {
                 jid,
                 secret: Secret::new(component_secret),
@@ -1358,6 +1377,24 @@ mod tests {
             let config =
                 Config::from_toml(&with_top(&format!("lease_time = {good}")), &[]).unwrap();
             assert_eq!(config.lease_time, Duration::from_secs(good));
+        }
+    }
+
+    #[test]
+    fn count_wait_is_bounded() {
+        let config = Config::from_toml(&with_top(""), &[]).unwrap();
+        assert_eq!(config.count_wait, crate::broadcast::COUNT_WAIT);
+        for bad in ["-1", "60001", "9223372036854775807"] {
+            assert_refused(
+                &with_top(&format!("count_wait_ms = {bad}")),
+                "count_wait_ms",
+                &["between 0 and 60000 milliseconds", bad],
+            );
+        }
+        for good in [0, 1500, MAX_COUNT_WAIT_MS] {
+            let config =
+                Config::from_toml(&with_top(&format!("count_wait_ms = {good}")), &[]).unwrap();
+            assert_eq!(config.count_wait, Duration::from_millis(good));
         }
     }
 

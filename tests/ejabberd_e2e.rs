@@ -5,7 +5,9 @@
 //! * ejabberd on PostgreSQL with its default schema (`[users] schema = "ejabberd"`, mapped to
 //!   the domain), jobs on PostgreSQL;
 //! * ejabberd on MariaDB with `new_sql_schema` (`schema = "ejabberd_new"`), jobs on MariaDB;
-//! * ejabberd on SQLite with its default schema, jobs on SQLite (delivery only).
+//! * ejabberd on SQLite with its default schema, jobs on SQLite (delivery only);
+//! * on PostgreSQL and MariaDB also with startBroadcast answering before the accounts are
+//!   counted (`count_wait_ms = 0`).
 //!
 //! Offline delivery is checked in ejabberd's `spool` table, where ejabberd stores the stanza
 //! rewritten (namespace, `<delay/>`, another child order).
@@ -57,4 +59,16 @@ async fn killed_serve_resumes_with_mariadb_ejabberd() {
 async fn broadcast_with_sqlite_ejabberd_and_sqlite_jobs() {
     let ejabberd = Ejabberd::start(EjabberdStorage::Sqlite).await;
     scenarios::broadcast_reaches_every_account(&ejabberd, JobStore::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn answered_before_counting_with_postgres_ejabberd_and_postgres_jobs() {
+    let (ejabberd, jobs) = on_postgres().await;
+    scenarios::broadcast_answered_before_counting(&ejabberd, jobs).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn answered_before_counting_with_mariadb_ejabberd_and_mariadb_jobs() {
+    let (ejabberd, jobs) = on_mariadb().await;
+    scenarios::broadcast_answered_before_counting(&ejabberd, jobs).await;
 }

@@ -270,6 +270,7 @@ const OUR_ADDITIONS: &[(&str, &str)] = &[
     ("Broadcast", "group"),
     ("Broadcast", "unknownRecipientCount"),
     ("Broadcast", "unknownRecipients"),
+    ("Broadcast", "recipientsCounted"),
 ];
 const OUR_TYPES: &[&str] = &[
     "BroadcastRecipientsPreview",

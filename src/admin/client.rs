@@ -32,8 +32,8 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 /// Every field of `Broadcast`, in the order of [`ApiJob`].
 const JOB_FIELDS: &str = "id name domain messageSubject messageBody senderJid messageRate \
     ownerNode createTimestamp startTimestamp stopTimestamp executionState abortionReason \
-    recipientGroup recipientCount recipientsProcessed waitingReason kind amends status startAt \
-    pausedAt language translations { language messageSubject messageBody } group \
+    recipientGroup recipientCount recipientsCounted recipientsProcessed waitingReason kind amends \
+    status startAt pausedAt language translations { language messageSubject messageBody } group \
     unknownRecipientCount unknownRecipients";
 
 const START: &str = "mutation Start($name: String!, $domain: DomainName!, \
@@ -119,6 +119,9 @@ pub struct ApiJob {
     pub abortion_reason: Option<String>,
     pub recipient_group: String,
     pub recipient_count: i64,
+    /// Whether `recipient_count` is the number of recipients, not only those processed while
+    /// they are being counted.
+    pub recipients_counted: bool,
     pub recipients_processed: i64,
     /// Why no instance runs this running job now, if none does.
     pub waiting_reason: Option<String>,
@@ -734,6 +737,7 @@ mod tests {
             abortion_reason: None,
             recipient_group: "ALL_USERS_IN_DOMAIN".into(),
             recipient_count: 2,
+            recipients_counted: true,
             recipients_processed: 0,
             waiting_reason: None,
             kind: JobKind::Correction,

@@ -735,8 +735,15 @@ impl BroadcastObject {
         self.0.recipient_group.into()
     }
 
+    /// The number of recipients; while they are being counted (recipientsCounted false),
+    /// the recipients processed so far, and at least 1
     async fn recipient_count(&self) -> PosInt {
-        PosInt(self.0.recipient_count)
+        let job = &self.0;
+        if job.recipients_counted {
+            PosInt(job.recipient_count)
+        } else {
+            PosInt(job.recipients_processed.max(1))
+        }
     }
 
     async fn recipients_processed(&self) -> NonNegInt {
@@ -827,6 +834,13 @@ impl BroadcastObject {
             .unknown
             .as_ref()
             .map(|unknown| unknown.sample.iter().cloned().map(Jid).collect())
+    }
+
+    /// Whether recipientCount is the number of recipients: a job for every user of a large
+    /// domain answers before they are counted, its set already fixed, and is counted while it
+    /// sends, within seconds (xmpp-broadcast's own addition)
+    async fn recipients_counted(&self) -> bool {
+        self.0.recipients_counted
     }
 }
 

@@ -41,7 +41,7 @@ use tokio_util::task::TaskTracker;
 use crate::broadcast::safety::Safety;
 use crate::broadcast::scope::{ConflictKind, Scope};
 use crate::broadcast::supervise::{Panicked, supervised};
-use crate::broadcast::worker::{Shared, Worker};
+use crate::broadcast::worker::{Handover, Shared, Worker};
 use crate::directory::Directory;
 use crate::job::{ExecutionState, Hold, InvalidRow, Job, JobEnd, JobId, Lease};
 use crate::metrics::Metrics;
@@ -350,6 +350,12 @@ impl Manager {
     /// waiting to be recorded, or that has a worker here already, is not launched: returns
     /// whether a worker started.
     pub fn launch(&self, job: Job, lease: Lease, new: bool) -> bool {
+        self.launch_with(job, lease, new, Handover::default())
+    }
+
+    /// [`Manager::launch`], handing the worker what the request that created the job holds
+    /// for it.
+    fn launch_with(&self, job: Job, lease: Lease, new: bool, handover: Handover) -> bool {
         let inner = &self.inner;
         let Some(stop) = self.register(job.id, &job.domain, lease.epoch, new) else {
             return false;
@@ -363,7 +369,7 @@ impl Manager {
             fault_limit: fault_limit(inner.lease_time),
         };
         let domain = job.domain.clone();
-        let worker = Worker::new(shared, job, lease.clone(), stop);
+        let worker = Worker::new(shared, job, lease.clone(), stop, handover);
         self.supervise(lease, domain, worker.run());
         true
     }
@@ -372,10 +378,17 @@ impl Manager {
     /// started from its schedule here) and launches its worker ([`Manager::launch`]). If it
     /// cannot be read, the lease stays this instance's and the ownership check adopts the job.
     pub async fn launch_stored(&self, lease: Lease, new: bool) {
+        self.launch_stored_with(lease, new, Handover::default())
+            .await
+    }
+
+    /// [`Manager::launch_stored`] for a job created here before its recipients were counted
+    /// (invariant 4a), handing its worker what the request holds for it.
+    pub async fn launch_stored_with(&self, lease: Lease, new: bool, handover: Handover) {
         let job_id = lease.job_id;
         match self.inner.store.get_job(job_id).await {
             Ok(Some(job)) => {
-                self.launch(job, lease, new);
+                self.launch_with(job, lease, new, handover);
             }
             Ok(None) => {}
             Err(err) => {
@@ -1096,6 +1109,22 @@ mod tests {
     /// How long a test waits for a job to end.
     const DEADLINE: Duration = Duration::from_secs(10);
 
+    /// The job of the tests: a broadcast to every user of example.com.
+    fn job_spec() -> JobSpec {
+        JobSpec {
+            name: "maintenance".into(),
+            domain: "example.com".into(),
+            subject: "Tonight".into(),
+            body: "The server restarts at 22:00.".into(),
+            sender: BareJid::new("admin@example.com").unwrap(),
+            rate: 100,
+            recipient_group: RecipientGroup::AllUsersInDomain,
+            group: None,
+            language: None,
+            translations: Vec::new(),
+        }
+    }
+
     /// A manager of `node1` on a job store in a scratch SQLite file, which is also its (Prosody)
     /// users database, with a component connection to a port nothing listens on: the jobs here
     /// end before they would send.
@@ -1174,18 +1203,7 @@ mod tests {
         /// A running job of example.com owned by `owner` for `lease_time`, with `corruption`
         /// applied to its row.
         async fn job_of(&self, owner: &str, lease_time: Duration, corruption: &str) -> JobId {
-            let spec = JobSpec {
-                name: "maintenance".into(),
-                domain: "example.com".into(),
-                subject: "Tonight".into(),
-                body: "The server restarts at 22:00.".into(),
-                sender: BareJid::new("admin@example.com").unwrap(),
-                rate: 100,
-                recipient_group: RecipientGroup::AllUsersInDomain,
-                group: None,
-                language: None,
-                translations: Vec::new(),
-            };
+            let spec = job_spec();
             let users = Snapshot::Listed(vec!["u1".into(), "u2".into(), "u3".into()]);
             let id = self
                 .store
@@ -1263,6 +1281,48 @@ mod tests {
             self.stop_connection.cancel();
             self.store.close().await;
         }
+    }
+
+    /// A job whose instance stopped between answering and storing its recipients (invariant
+    /// 4a) is listed and counted by the worker that resumes it, from the accounts there are
+    /// then, before it sends anything.
+    #[tokio::test]
+    async fn a_resumed_uncounted_job_lists_its_recipients_then() {
+        let instance = Instance::new().await;
+        for user in ["u2", "u1"] {
+            instance
+                .store
+                .execute_for_test(&format!(
+                    "INSERT INTO prosody VALUES ('example.com', '{user}', 'accounts', 'salt', \
+                     'string', 'x')"
+                ))
+                .await;
+        }
+        let spec = job_spec();
+        let users_database = instance.manager.scope().users_database().clone();
+        let id = instance
+            .store
+            .create_uncounted(None, &spec, "node1", LEASE_TIME, None, &users_database)
+            .await
+            .unwrap()
+            .id();
+        assert_eq!(instance.manager.resume_owned_jobs().await.unwrap(), 1);
+        let deadline = std::time::Instant::now() + DEADLINE;
+        let job = loop {
+            let job = instance.store.get_job(id).await.unwrap().unwrap();
+            if job.recipients_counted {
+                break job;
+            }
+            assert!(std::time::Instant::now() < deadline, "job {id} not counted");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        assert_eq!(job.recipient_count, 2);
+        assert_eq!(job.recipients_processed, 0, "nothing sent: no server");
+        assert_eq!(
+            instance.store.snapshot_page(id, None, 10).await.unwrap(),
+            ["u1", "u2"]
+        );
+        instance.shut_down().await;
     }
 
     /// A stored sender that no longer parses ends the job as ABORT_ERROR, naming the column,

@@ -14,5 +14,6 @@ pub use manager::Manager;
 pub use safety::Safety;
 pub use scope::{Conflict, ConflictKind, NotServed, Scope};
 pub use service::{
-    AbortError, Accepted, BroadcastService, FollowUp, HoldError, Preview, QueryError, StartError,
+    AbortError, Accepted, BroadcastService, COUNT_WAIT, FollowUp, HoldError, Preview, QueryError,
+    StartError,
 };

@@ -14,7 +14,8 @@ use std::time::Duration;
 use chrono::{DateTime, SecondsFormat, Utc};
 
 use crate::broadcast::Manager;
-use crate::directory::{Directory, DirectoryError};
+use crate::broadcast::worker::Handover;
+use crate::directory::{Directory, DirectoryError, Fixed};
 use crate::job::spec::{self, BroadcastRequest, InvalidRequest, JobSpec, batch_size};
 use crate::job::{
     Audience, AudienceRequest, ExecutionState, Idempotency, Job, JobId, JobKind, Lease, MAX_JOB_ID,
@@ -287,7 +288,14 @@ pub struct BroadcastService {
     store: Store,
     directory: Directory,
     manager: Manager,
+    /// How long a start waits for its recipients to be counted before it answers
+    /// (invariant 4a).
+    count_wait: Duration,
 }
+
+/// [`BroadcastService::count_wait`] unless configured (`users.count_wait_ms`): long enough to
+/// count a domain of a few hundred thousand accounts, short enough to answer within a second.
+pub const COUNT_WAIT: Duration = Duration::from_millis(500);
 
 impl BroadcastService {
     /// The operations on `store`, for the domains of `manager`'s scope.
@@ -296,7 +304,15 @@ impl BroadcastService {
             store,
             directory,
             manager,
+            count_wait: COUNT_WAIT,
         }
+    }
+
+    /// The same operations, a start waiting at most `wait` for its recipients to be counted
+    /// before it answers; a larger domain is counted while it is sent to (invariant 4a).
+    pub fn with_count_wait(mut self, wait: Duration) -> Self {
+        self.count_wait = wait;
+        self
     }
 
     /// Validates a request, fixes its recipients, stores the job and starts sending. With an
@@ -374,6 +390,9 @@ impl BroadcastService {
             return Err(StartError::SenderNotFound);
         }
         let audience = asked.check(&request.domain)?;
+        if start_at.is_none() && matches!(audience, Audience::AllUsers) {
+            return self.start_uncounted(request, once).await;
+        }
         let reading = self.recipients(&request.domain, &audience, start_at.is_some());
         let recipients = with_progress(&request.domain, "reading the recipients", reading).await?;
         if recipients.snapshot.is_empty() {
@@ -434,6 +453,57 @@ impl BroadcastService {
         self.manager
             .launch_stored(Lease::first(id, self.manager.node()), true)
             .await;
+        Ok(Accepted::Started(id))
+    }
+
+    /// Starts a job for every account of the domain (invariant 4a): its recipients are fixed
+    /// in the users database ([`Directory::fix`]), the job is stored before they are counted,
+    /// and its worker counts them (listing them into the job store where they must be listed)
+    /// while this waits at most [`BroadcastService::count_wait`] to answer.
+    async fn start_uncounted(
+        &self,
+        request: BroadcastRequest,
+        once: Option<Idempotency>,
+    ) -> Result<Accepted, StartError> {
+        let fixing = self.directory.fix(&request.domain);
+        let Some(fixed) = with_progress(&request.domain, "fixing the recipients", fixing).await?
+        else {
+            return Err(StartError::NoRecipients);
+        };
+        let mut spec = JobSpec::parse(request)?;
+        check_message_size(&spec, Content::Broadcast)?;
+        spec.recipient_group = Audience::AllUsers.recipient_group();
+        let (list, at) = match fixed {
+            Fixed::Listed(list) => (Some(list), None),
+            Fixed::CreatedBy { at } => (None, Some(at)),
+        };
+        let created = self
+            .store
+            .create_uncounted(
+                once.as_ref(),
+                &spec,
+                self.manager.node(),
+                self.manager.lease_time(),
+                at.as_deref(),
+                self.manager.scope().users_database(),
+            )
+            .await?;
+        let id = match created {
+            Created::New(id) => id,
+            Created::Existing(id) => return Ok(Accepted::Started(earlier(id, &spec.domain))),
+        };
+        tracing::info!(job_id = id, domain = %spec.domain, name = %spec.name, audience = spec.recipient_group.as_db_str(), rate = spec.rate, "broadcast started; counting its recipients");
+        let (counted, answer) = tokio::sync::oneshot::channel();
+        let handover = Handover {
+            list,
+            counted: Some(counted),
+        };
+        self.manager
+            .launch_stored_with(Lease::first(id, self.manager.node()), true, handover)
+            .await;
+        if tokio::time::timeout(self.count_wait, answer).await.is_err() {
+            tracing::info!(job_id = id, domain = %spec.domain, waited = ?self.count_wait, "answering before the recipients are counted; the job is sending meanwhile");
+        }
         Ok(Accepted::Started(id))
     }
 
@@ -869,7 +939,7 @@ const PROGRESS_EVERY: Duration = Duration::from_secs(1);
 
 /// Runs `work`, a `step` of a start on `domain`; if it takes longer than [`PROGRESS_EVERY`],
 /// logs every [`PROGRESS_EVERY`] that it is still under way, and how long it took in the end.
-async fn with_progress<T>(domain: &str, step: &str, work: impl Future<Output = T>) -> T {
+pub(super) async fn with_progress<T>(domain: &str, step: &str, work: impl Future<Output = T>) -> T {
     let began = tokio::time::Instant::now();
     let mut work = std::pin::pin!(work);
     let mut ticks =

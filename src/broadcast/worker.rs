@@ -31,10 +31,11 @@ use tokio_util::sync::CancellationToken;
 
 use crate::broadcast::Safety;
 use crate::broadcast::recipients::{PageError, Recipients};
+use crate::broadcast::service::with_progress;
 use crate::directory::Directory;
-use crate::directory::DirectoryError;
+use crate::directory::{DirectoryError, OpenList};
 use crate::job::spec::{MAX_MESSAGE_BYTES, batch_size};
-use crate::job::{InvalidRow, Job, JobEnd, JobKind, Lease, RowProblem, Sending};
+use crate::job::{InvalidRow, Job, JobEnd, JobKind, Lease, RowProblem, Sending, Usernames};
 use crate::metrics::Metrics;
 use crate::store::{Outcome, Store, StoreError};
 use crate::xmpp::{Announcement, Connection, Content, LinkDown, Texts};
@@ -67,13 +68,31 @@ pub struct Worker {
     committed: AtomicI64,
     /// Messages sent together: [`chunk_size`] of the job's rate.
     chunk: NonZeroU32,
+    /// What the request that created the job hands its first worker.
+    handover: Handover,
+}
+
+/// What the request that created a job before counting its recipients hands the job's first
+/// worker (invariant 4a): the open read that fixed a listed set, and where to say that the
+/// recipients are counted (the request waits for it, for a while, before it answers).
+#[derive(Default)]
+pub struct Handover {
+    pub list: Option<OpenList>,
+    pub counted: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
 impl Worker {
     /// The worker of `job` under `lease`, from its committed progress; it stops when `stop` is
     /// cancelled.
-    pub fn new(shared: Shared, job: Job, lease: Lease, stop: CancellationToken) -> Worker {
+    pub fn new(
+        shared: Shared,
+        job: Job,
+        lease: Lease,
+        stop: CancellationToken,
+        handover: Handover,
+    ) -> Worker {
         Worker {
+            handover,
             committed: AtomicI64::new(job.recipients_processed),
             chunk: chunk_size(job.rate),
             shared,
@@ -202,9 +221,10 @@ impl Worker {
     /// Runs the job until it ends here ([`JobEnd::Finished`], or [`JobEnd::AbortedByError`]
     /// recorded by this worker), or until it stops without ending it (`None`: told to stop, or
     /// the lease is gone; the manager finds out why).
-    pub async fn run(self) -> Option<JobEnd> {
+    pub async fn run(mut self) -> Option<JobEnd> {
         let job_id = self.job.id;
-        match self.run_batches().await {
+        let handover = std::mem::take(&mut self.handover);
+        match self.run_batches(handover).await {
             Ok(()) => Some(JobEnd::Finished),
             Err(Interrupt::Stop) => {
                 tracing::info!(
@@ -243,7 +263,7 @@ impl Worker {
         }
     }
 
-    async fn run_batches(&self) -> Result<(), Interrupt> {
+    async fn run_batches(&self, handover: Handover) -> Result<(), Interrupt> {
         let job = &self.job;
         let lease = &self.lease;
         // Stored data that cannot be sent ends the job at once: retrying cannot mend it.
@@ -264,9 +284,111 @@ impl Worker {
                 .in_domain(Some(job.domain.clone()));
             return Err(Interrupt::Failed(bad.to_string()));
         }
-        if !self.retry(|| self.shared.store.mark_started(lease)).await? {
+        let counting = self.count_recipients(handover);
+        let processed = if job.snapshot_at.is_none() {
+            // A listed set is stored before its first page is read.
+            counting.await?;
+            self.mark_started().await?;
+            self.send_batches(rate, &announcement).await?
+        } else {
+            // Accounts created up to an instant are paged while they are counted.
+            self.mark_started().await?;
+            let ((), processed) =
+                tokio::try_join!(counting, self.send_batches(rate, &announcement))?;
+            processed
+        };
+        if !self
+            .retry(|| {
+                self.shared
+                    .store
+                    .complete(lease, &Outcome::Finished, processed)
+            })
+            .await?
+        {
             return Err(Interrupt::LeaseLost);
         }
+        tracing::info!(job_id = job.id, processed, "job finished");
+        Ok(())
+    }
+
+    async fn mark_started(&self) -> Result<(), Interrupt> {
+        if self
+            .retry(|| self.shared.store.mark_started(&self.lease))
+            .await?
+        {
+            Ok(())
+        } else {
+            Err(Interrupt::LeaseLost)
+        }
+    }
+
+    /// Counts (and, where the set is listed, stores) the recipients of a job created before
+    /// they were counted (invariant 4a), from the open read its request `handover`s, and says
+    /// so to the request. A worker that resumes such a job without that read lists the
+    /// accounts there are now: the read ended with the instance that opened it.
+    async fn count_recipients(&self, handover: Handover) -> Result<(), Interrupt> {
+        let Handover { list, counted } = handover;
+        let job = &self.job;
+        if !job.recipients_counted {
+            let directory = &self.shared.directory;
+            let (count, names) = match job.snapshot_at.as_deref() {
+                Some(at) => {
+                    let counting = self.retry(|| directory.count(&job.domain, at));
+                    let count =
+                        with_progress(&job.domain, "counting the recipients", counting).await?;
+                    (count, None)
+                }
+                None => {
+                    if list.is_none() {
+                        tracing::warn!(
+                            job_id = job.id,
+                            "listing the recipients now: the read that fixed them at the \
+                             request ended before they were stored; accounts registered since \
+                             are recipients too"
+                        );
+                    }
+                    let handed = std::sync::Mutex::new(list);
+                    let listing = self.retry(|| async {
+                        let handed = handed.lock().expect("handed list lock").take();
+                        let list = match handed {
+                            Some(list) => Some(list),
+                            None => directory.open_list(&job.domain).await?,
+                        };
+                        match list {
+                            Some(list) => list.read().await,
+                            None => Ok(Usernames::new()),
+                        }
+                    });
+                    let names =
+                        with_progress(&job.domain, "listing the recipients", listing).await?;
+                    (names.len() as i64, Some(names))
+                }
+            };
+            let store = &self.shared.store;
+            let step = format!("storing the {count} recipients");
+            let recording =
+                self.retry(|| store.record_recipients(&self.lease, count, names.as_ref()));
+            if !with_progress(&job.domain, &step, recording).await? {
+                return Err(Interrupt::LeaseLost);
+            }
+            tracing::info!(job_id = job.id, recipients = count, "recipients counted");
+        }
+        if let Some(counted) = counted {
+            // The request may have answered already.
+            counted.send(()).ok();
+        }
+        Ok(())
+    }
+
+    /// Sends every batch from the job's committed progress on; returns the recipients
+    /// processed.
+    async fn send_batches(
+        &self,
+        rate: NonZeroU32,
+        announcement: &Announcement,
+    ) -> Result<i64, Interrupt> {
+        let job = &self.job;
+        let lease = &self.lease;
         let domain = job.domain.as_str();
         let pace = Pace::new(rate, self.chunk);
         let recipients = Recipients::of(job, &self.shared.store, &self.shared.directory);
@@ -298,7 +420,7 @@ impl Worker {
                 })
                 .collect();
             loop {
-                match self.deliver(&announcement, &messages, &pace).await? {
+                match self.deliver(announcement, &messages, &pace).await? {
                     Ok(()) => break,
                     Err(LinkDown) => {
                         tracing::warn!(
@@ -323,18 +445,7 @@ impl Worker {
             tracing::debug!(job_id = job.id, processed, "batch committed");
             cursor = Some(last);
         }
-        if !self
-            .retry(|| {
-                self.shared
-                    .store
-                    .complete(lease, &Outcome::Finished, processed)
-            })
-            .await?
-        {
-            return Err(Interrupt::LeaseLost);
-        }
-        tracing::info!(job_id = job.id, processed, "job finished");
-        Ok(())
+        Ok(processed)
     }
 
     /// Sends one batch on one connection and waits for the server's acknowledgement.

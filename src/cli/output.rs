@@ -130,7 +130,10 @@ pub fn jobs_table(jobs: &[ApiJob]) -> String {
             [
                 job.id.to_string(),
                 job.status.to_string(),
-                format!("{}/{}", job.recipients_processed, job.recipient_count),
+                match job.recipients_counted {
+                    true => format!("{}/{}", job.recipients_processed, job.recipient_count),
+                    false => format!("{}/?", job.recipients_processed),
+                },
                 format!("{}/s", job.message_rate),
                 job.create_timestamp.clone(),
                 job.kind.to_string(),
@@ -258,6 +261,12 @@ pub fn kind(job: &ApiJob) -> String {
 
 /// `processed/count processed (percent)`.
 pub fn progress(job: &ApiJob) -> String {
+    if !job.recipients_counted {
+        return format!(
+            "{} processed (recipients still being counted)",
+            job.recipients_processed
+        );
+    }
     let percent = if job.recipient_count > 0 {
         // In i128: whatever the API answers, the percentage cannot overflow.
         i128::from(job.recipients_processed) * 100 / i128::from(job.recipient_count)
@@ -372,6 +381,7 @@ mod tests {
             abortion_reason: None,
             recipient_group: "ALL_USERS_IN_DOMAIN".into(),
             recipient_count: 40,
+            recipients_counted: true,
             recipients_processed: 10,
             waiting_reason: None,
             kind: JobKind::Broadcast,
@@ -406,6 +416,23 @@ mod tests {
              12  RUNNING  10/40      100/s  2026-03-01T12:00:00Z  BROADCAST   -       two lines\n\
              3   RUNNING  10/40      100/s  2026-03-01T12:00:00Z  BROADCAST   -       x"
         );
+    }
+
+    /// A job answered before its recipients were counted shows what it processed, and that
+    /// the count is still to come, in the table and the details.
+    #[test]
+    fn an_uncounted_job_says_it_is_being_counted() {
+        let counting = ApiJob {
+            recipients_counted: false,
+            recipient_count: 10,
+            ..job(4, "big")
+        };
+        assert_eq!(
+            progress(&counting),
+            "10 processed (recipients still being counted)"
+        );
+        let table = jobs_table(&[counting]);
+        assert!(table.lines().nth(1).unwrap().contains(" 10/?  "), "{table}");
     }
 
     #[test]

@@ -13,7 +13,7 @@ use super::secrets::assert_no_secret;
 /// Every field of the `Broadcast` object.
 const BROADCAST_FIELDS: &str = "id name domain messageSubject messageBody senderJid messageRate \
     ownerNode createTimestamp startTimestamp stopTimestamp executionState abortionReason \
-    recipientGroup recipientCount recipientsProcessed waitingReason kind amends status startAt \
+    recipientGroup recipientCount recipientsCounted recipientsProcessed waitingReason kind amends status startAt \
     pausedAt language translations { language messageSubject messageBody } group \
     unknownRecipientCount unknownRecipients";
 

@@ -102,13 +102,34 @@ pub async fn accounts_and_sender(server: &impl XmppServer, n: usize) -> (Vec<Str
 /// the job reports FINISHED with full counts, and an account registered after the start is
 /// not a recipient.
 pub async fn broadcast_reaches_every_account(server: &impl XmppServer, jobs: JobStore) {
+    reaches_every_account(server, server.serve_config(jobs)).await;
+}
+
+/// [`broadcast_reaches_every_account`] with `count_wait_ms = 0`: startBroadcast answers
+/// before the recipients are counted (invariant 4a; `serve`'s log says so), the account
+/// registered right after the answer is still not a recipient, and the job ends counted.
+pub async fn broadcast_answered_before_counting(server: &impl XmppServer, jobs: JobStore) {
+    let mut config = server.serve_config(jobs);
+    config.count_wait_ms = Some(0);
+    let serve = reaches_every_account(server, config).await;
+    let log = serve.log();
+    assert!(
+        log.contains("answering before the recipients are counted"),
+        "{log}"
+    );
+    assert!(log.contains("recipients counted"), "{log}");
+}
+
+/// The body of [`broadcast_reaches_every_account`], with `serve` configured by `config`;
+/// returns the instance, still running.
+async fn reaches_every_account(server: &impl XmppServer, config: ServeConfig) -> Serve {
     // 200 accounts: u0001..u0199 and the sender, who is a recipient too.
     let (recipients, sender) = accounts_and_sender(server, 199).await;
     let (online_user, offline_user) = (recipients[0].clone(), recipients[1].clone());
 
     let mut online = XmppClient::login(&online_user, PASSWORD, server.c2s_port());
     online.wait_online(LOGIN_TIMEOUT).await;
-    let serve = Serve::start(server.serve_config(jobs)).await;
+    let serve = Serve::start(config).await;
     let admin = serve.admin();
 
     let spec = BroadcastSpec {
@@ -124,6 +145,7 @@ pub async fn broadcast_reaches_every_account(server: &impl XmppServer, jobs: Job
 
     let job = admin.wait_state(job_id, "FINISHED", JOB_TIMEOUT).await;
     assert_eq!(job["recipientCount"], 200, "{job}");
+    assert_eq!(job["recipientsCounted"], true, "{job}");
     assert_eq!(job["recipientsProcessed"], 200, "{job}");
     assert_eq!(job["id"], job_id, "{job}");
     assert_eq!(job["name"], spec.name, "{job}");
@@ -197,6 +219,7 @@ pub async fn broadcast_reaches_every_account(server: &impl XmppServer, jobs: Job
         delayed.delayed,
         "delivery from the offline store carries <delay/>"
     );
+    serve
 }
 
 /// Checks the offline store after a job: every one of `recipients` holds `announcement` at

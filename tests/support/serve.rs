@@ -89,6 +89,8 @@ pub struct ServeConfig {
     pub admin_tls: Option<AdminTlsFiles>,
     /// Named groups of the first domain: `(name, members_sql)`.
     pub groups: Vec<(String, String)>,
+    /// `count_wait_ms`, if not the default.
+    pub count_wait_ms: Option<u64>,
 }
 
 /// The PEM files of an instance's HTTPS.
@@ -113,6 +115,7 @@ impl ServeConfig {
             domains: vec![DOMAIN.into()],
             admin_tls: None,
             groups: Vec::new(),
+            count_wait_ms: None,
         }
     }
 
@@ -129,6 +132,7 @@ impl ServeConfig {
             domains: vec![DOMAIN.into()],
             admin_tls: None,
             groups: Vec::new(),
+            count_wait_ms: None,
         }
     }
 
@@ -159,7 +163,7 @@ impl ServeConfig {
             })
             .unwrap_or_default();
         format!(
-            "node_name = {node:?}\nlease_time = {lease}\nbackend = \"rdbms\"\n\n\
+            "node_name = {node:?}\nlease_time = {lease}\nbackend = \"rdbms\"\n{count_wait}\n\
              [component]\njid = {jid:?}\nsecret = {COMPONENT_SECRET:?}\nserver = {server:?}\n\n\
              [database]\nurl = {jobs_url:?}\n\n\
              [users]\nschema = {schema:?}\nurl = {users:?}\n{users_domain}\n\
@@ -167,6 +171,10 @@ impl ServeConfig {
              {tls}{domains}",
             node = self.node_name,
             lease = self.lease_time,
+            count_wait = self
+                .count_wait_ms
+                .map(|ms| format!("count_wait_ms = {ms}\n"))
+                .unwrap_or_default(),
             jid = self.component_jid,
             server = self.component_server,
             users = self.users_url,

@@ -16,7 +16,7 @@
     id name domain messageSubject messageBody senderJid messageRate ownerNode
     createTimestamp startTimestamp stopTimestamp executionState abortionReason
     recipientCount recipientsProcessed waitingReason kind amends status startAt pausedAt
-    recipientGroup group unknownRecipientCount unknownRecipients }`;
+    recipientGroup group unknownRecipientCount unknownRecipients recipientsCounted }`;
   const Q_DOMAINS = 'query ConsoleDomains { broadcast { getBroadcastDomains } }';
   const Q_JOBS = `query ConsoleJobs($domain: DomainName!, $limit: PosInt, $index: NonNegInt) {
     broadcast { getBroadcasts(domain: $domain, limit: $limit, index: $index) { ...ConsoleJob } } }
@@ -239,6 +239,10 @@
   function progress(job) {
     const total = job.recipientCount;
     const done = job.recipientsProcessed;
+    if (job.recipientsCounted === false) {
+      // A large domain answers before its recipients are counted: a few seconds.
+      return { percent: 0, text: done + ' recipients so far, still counting them' };
+    }
     const percent = total > 0 ? Math.floor((done * 100) / total) : 100;
     let text = done + ' of ' + total + ' recipients (' + percent + ' %)';
     if (stateOf(job) === 'RUNNING') {
@@ -284,8 +288,11 @@
     card.append(title);
     if (job.recipientCount > 0) {
       const p = progress(job);
-      const bar = el('progress', { max: String(job.recipientCount), value: String(job.recipientsProcessed),
-        'aria-label': 'Progress of job ' + job.id });
+      // Without a value while the recipients are counted: an indeterminate bar.
+      const bar = el('progress', job.recipientsCounted === false
+        ? { 'aria-label': 'Progress of job ' + job.id }
+        : { max: String(job.recipientCount), value: String(job.recipientsProcessed),
+          'aria-label': 'Progress of job ' + job.id });
       card.append(bar, el('p', { class: 'progress' }, p.text));
     }
     const facts = el('dl', {});
@@ -367,8 +374,12 @@
     box.dataset.state = stateOf(job);
     $('followed-title').textContent = 'Job #' + job.id + ' ' + job.name + ': ' + (STATE_WORDS[stateOf(job)] || stateOf(job));
     const bar = $('followed-bar');
-    bar.max = Math.max(1, job.recipientCount);
-    bar.value = job.recipientsProcessed;
+    if (job.recipientsCounted === false) {
+      bar.removeAttribute('value');
+    } else {
+      bar.max = Math.max(1, job.recipientCount);
+      bar.value = job.recipientsProcessed;
+    }
     const said = STATE_WORDS[stateOf(job)] || stateOf(job);
     const text = progress(job).text + '. ' + said.charAt(0).toUpperCase() + said.slice(1) + '.';
     if ($('followed-status').textContent !== text) { $('followed-status').textContent = text; }
@@ -717,8 +728,9 @@
       } else if (name === 'abort') {
         ask({
           title: 'Abort job #' + id + '?', danger: true, confirm: 'Abort job #' + id,
-          text: 'Sending stops now; the ' + (job.recipientCount - job.recipientsProcessed) +
-            ' recipients not reached yet will not get "' + job.name + '".',
+          text: 'Sending stops now; the ' + (job.recipientsCounted === false ? ''
+            : (job.recipientCount - job.recipientsProcessed) + ' ') +
+            'recipients not reached yet will not get "' + job.name + '".',
           run: () => call(M_ABORT, { domain: domain, id: id }),
         });
       } else if (name === 'delete') {
