@@ -8,7 +8,7 @@
 //! the snapshot of the broadcast it amends: the same listed usernames, or the same instant.
 
 use crate::directory::{Directory, DirectoryError};
-use crate::job::Job;
+use crate::job::{Job, Usernames};
 use crate::store::{Store, StoreError};
 
 /// A failure to read a page of recipients; the worker retries it.
@@ -22,6 +22,9 @@ pub enum PageError {
 
 /// The recipient snapshot of one job.
 pub enum Recipients<'a> {
+    /// Usernames listed by this worker, in byte order, while they are being stored
+    /// (invariant 4a): the same pages as the job store's once they are.
+    InMemory(&'a Usernames),
     /// Usernames listed in the job store.
     Listed { store: &'a Store, job: &'a Job },
     /// Accounts of the job's domain created up to `at`, in the users database.
@@ -44,6 +47,7 @@ impl<'a> Recipients<'a> {
     /// The next `limit` usernames after `after` (from the start with `None`).
     pub async fn page(&self, after: Option<&str>, limit: u32) -> Result<Vec<String>, PageError> {
         Ok(match self {
+            Recipients::InMemory(names) => names.page(after, limit as usize),
             Recipients::Listed { store, job } => {
                 store
                     .snapshot_page(job.snapshot_job(), after, limit)

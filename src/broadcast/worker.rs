@@ -284,19 +284,32 @@ impl Worker {
                 .in_domain(Some(job.domain.clone()));
             return Err(Interrupt::Failed(bad.to_string()));
         }
-        let counting = self.count_recipients(handover);
-        let processed = if job.snapshot_at.is_none() {
-            // A listed set is stored before its first page is read.
-            counting.await?;
-            self.mark_started().await?;
-            self.send_batches(rate, &announcement).await?
-        } else {
-            // Accounts created up to an instant are paged while they are counted.
-            self.mark_started().await?;
-            let ((), processed) =
-                tokio::try_join!(counting, self.send_batches(rate, &announcement))?;
-            processed
+        let Handover { list, counted } = handover;
+        // An uncounted listed set is listed first and sent from memory while it is stored;
+        // no batch is committed before it is.
+        let listed = match (job.recipients_counted, job.snapshot_at.as_deref()) {
+            (false, None) => Some(self.list_recipients(list).await?),
+            _ => None,
         };
+        let (stored, gate) = tokio::sync::watch::channel(listed.is_none());
+        let counting = async {
+            if !job.recipients_counted {
+                self.record_count(listed.as_ref()).await?;
+                stored.send_replace(true);
+            }
+            if let Some(counted) = counted {
+                // The request may have answered already.
+                counted.send(()).ok();
+            }
+            Ok(())
+        };
+        self.mark_started().await?;
+        let recipients = match &listed {
+            Some(names) => Recipients::InMemory(names),
+            None => Recipients::of(job, &self.shared.store, &self.shared.directory),
+        };
+        let sending = self.send_batches(rate, &announcement, recipients, gate);
+        let ((), processed) = tokio::try_join!(counting, sending)?;
         if !self
             .retry(|| {
                 self.shared
@@ -322,76 +335,74 @@ impl Worker {
         }
     }
 
-    /// Counts (and, where the set is listed, stores) the recipients of a job created before
-    /// they were counted (invariant 4a), from the open read its request `handover`s, and says
-    /// so to the request. A worker that resumes such a job without that read lists the
-    /// accounts there are now: the read ended with the instance that opened it.
-    async fn count_recipients(&self, handover: Handover) -> Result<(), Interrupt> {
-        let Handover { list, counted } = handover;
+    /// Lists the recipients of a job created before they were counted (invariant 4a), in byte
+    /// order, from the open read its request handed over. A worker that resumes such a job
+    /// without that read lists the accounts there are now: the read ended with the instance
+    /// or worker that opened it.
+    async fn list_recipients(&self, handed: Option<OpenList>) -> Result<Usernames, Interrupt> {
         let job = &self.job;
-        if !job.recipients_counted {
-            let directory = &self.shared.directory;
-            let (count, names) = match job.snapshot_at.as_deref() {
-                Some(at) => {
-                    let counting = self.retry(|| directory.count(&job.domain, at));
-                    let count =
-                        with_progress(&job.domain, "counting the recipients", counting).await?;
-                    (count, None)
-                }
-                None => {
-                    if list.is_none() {
-                        tracing::warn!(
-                            job_id = job.id,
-                            "listing the recipients now: the read that fixed them at the \
-                             request ended before they were stored; accounts registered since \
-                             are recipients too"
-                        );
-                    }
-                    let handed = std::sync::Mutex::new(list);
-                    let listing = self.retry(|| async {
-                        let handed = handed.lock().expect("handed list lock").take();
-                        let list = match handed {
-                            Some(list) => Some(list),
-                            None => directory.open_list(&job.domain).await?,
-                        };
-                        match list {
-                            Some(list) => list.read().await,
-                            None => Ok(Usernames::new()),
-                        }
-                    });
-                    let names =
-                        with_progress(&job.domain, "listing the recipients", listing).await?;
-                    (names.len() as i64, Some(names))
-                }
+        let directory = &self.shared.directory;
+        if handed.is_none() {
+            tracing::warn!(
+                job_id = job.id,
+                "listing the recipients now: the read that fixed them at the request ended \
+                 before they were stored; accounts registered since are recipients too"
+            );
+        }
+        let handed = std::sync::Mutex::new(handed);
+        let listing = self.retry(|| async {
+            let handed = handed.lock().expect("handed list lock").take();
+            let list = match handed {
+                Some(list) => Some(list),
+                None => directory.open_list(&job.domain).await?,
             };
-            let store = &self.shared.store;
-            let step = format!("storing the {count} recipients");
-            let recording =
-                self.retry(|| store.record_recipients(&self.lease, count, names.as_ref()));
-            if !with_progress(&job.domain, &step, recording).await? {
-                return Err(Interrupt::LeaseLost);
+            match list {
+                Some(list) => list.read().await,
+                None => Ok(Usernames::new()),
             }
-            tracing::info!(job_id = job.id, recipients = count, "recipients counted");
+        });
+        let names = with_progress(&job.domain, "listing the recipients", listing).await?;
+        Ok(names.sorted())
+    }
+
+    /// Stores the number of recipients of a job created before they were counted (invariant
+    /// 4a) and, for a listed set, the names: counts a dated set first (the same instant, the
+    /// same number).
+    async fn record_count(&self, listed: Option<&Usernames>) -> Result<(), Interrupt> {
+        let job = &self.job;
+        let count = match (listed, job.snapshot_at.as_deref()) {
+            (Some(names), _) => names.len() as i64,
+            (None, Some(at)) => {
+                let directory = &self.shared.directory;
+                let counting = self.retry(|| directory.count(&job.domain, at));
+                with_progress(&job.domain, "counting the recipients", counting).await?
+            }
+            (None, None) => unreachable!("a listed set is listed before it is counted"),
+        };
+        let store = &self.shared.store;
+        let step = format!("storing the {count} recipients");
+        let recording = self.retry(|| store.record_recipients(&self.lease, count, listed));
+        if !with_progress(&job.domain, &step, recording).await? {
+            return Err(Interrupt::LeaseLost);
         }
-        if let Some(counted) = counted {
-            // The request may have answered already.
-            counted.send(()).ok();
-        }
+        tracing::info!(job_id = job.id, recipients = count, "recipients counted");
         Ok(())
     }
 
     /// Sends every batch from the job's committed progress on; returns the recipients
     /// processed.
+    /// `gate` turns true once the recipients are stored: no batch is committed before.
     async fn send_batches(
         &self,
         rate: NonZeroU32,
         announcement: &Announcement,
+        recipients: Recipients<'_>,
+        mut gate: tokio::sync::watch::Receiver<bool>,
     ) -> Result<i64, Interrupt> {
         let job = &self.job;
         let lease = &self.lease;
         let domain = job.domain.as_str();
         let pace = Pace::new(rate, self.chunk);
-        let recipients = Recipients::of(job, &self.shared.store, &self.shared.directory);
         let mut cursor = job.cursor.clone();
         let mut processed = job.recipients_processed;
         tracing::info!(job_id = job.id, processed, cursor = ?cursor, "worker started");
@@ -431,6 +442,14 @@ impl Worker {
                 }
             }
             processed += page.len() as i64;
+            if self
+                .interruptible(gate.wait_for(|stored| *stored))
+                .await?
+                .is_err()
+            {
+                // The count was given up: its error ends the job.
+                return Err(Interrupt::Stop);
+            }
             if !self
                 .retry(|| self.shared.store.commit_progress(lease, &last, processed))
                 .await?
