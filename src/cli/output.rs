@@ -8,7 +8,7 @@ use std::io::{ErrorKind, Write as _};
 
 use serde::Serialize;
 
-use crate::admin::client::{ApiJob, JobKind, RecipientsPreview};
+use crate::admin::client::{ApiJob, ExecutionState, JobKind, RecipientsPreview};
 
 /// Longest job name shown in a table; `show` prints it whole.
 const TABLE_NAME_CHARS: usize = 80;
@@ -262,10 +262,11 @@ pub fn kind(job: &ApiJob) -> String {
 /// `processed/count processed (percent)`.
 pub fn progress(job: &ApiJob) -> String {
     if !job.recipients_counted {
-        return format!(
-            "{} processed (recipients still being counted)",
-            job.recipients_processed
-        );
+        let why = match job.execution_state {
+            ExecutionState::Running => "recipients still being counted",
+            _ => "recipients not counted: the job ended first",
+        };
+        return format!("{} processed ({why})", job.recipients_processed);
     }
     let percent = if job.recipient_count > 0 {
         // In i128: whatever the API answers, the percentage cannot overflow.
@@ -362,7 +363,7 @@ fn one_line(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::admin::client::{ExecutionState, Status};
+    use crate::admin::client::Status;
 
     fn job(id: i64, name: &str) -> ApiJob {
         ApiJob {
@@ -431,8 +432,16 @@ mod tests {
             progress(&counting),
             "10 processed (recipients still being counted)"
         );
-        let table = jobs_table(&[counting]);
+        let table = jobs_table(&[counting.clone()]);
         assert!(table.lines().nth(1).unwrap().contains(" 10/?  "), "{table}");
+        let aborted = ApiJob {
+            execution_state: ExecutionState::AbortAdmin,
+            ..counting
+        };
+        assert_eq!(
+            progress(&aborted),
+            "10 processed (recipients not counted: the job ended first)"
+        );
     }
 
     #[test]

@@ -3,11 +3,14 @@
 //! separate strings (a heap block and a 24-byte header each), which keeps a start on a large
 //! Prosody domain within its memory bound (invariant 4a).
 
-/// Usernames in the order they were added.
+/// Usernames in the order they were added, and once sorted ([`Usernames::sorted`]) the
+/// byte order of them, for pages.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Usernames {
     text: String,
     ends: Vec<usize>,
+    /// Indexes of the names in byte order, each name once; empty until sorted.
+    order: Vec<usize>,
 }
 
 impl Usernames {
@@ -15,9 +18,11 @@ impl Usernames {
         Usernames::default()
     }
 
+    /// Adds a name (a sorted list is no longer sorted).
     pub fn push(&mut self, name: &str) {
         self.text.push_str(name);
         self.ends.push(self.text.len());
+        self.order.clear();
     }
 
     pub fn len(&self) -> usize {
@@ -34,28 +39,37 @@ impl Usernames {
         &self.text[start..self.ends[index]]
     }
 
-    /// The same names in byte order, each once: the order of a listed snapshot's pages.
-    pub fn sorted(self) -> Usernames {
+    /// The same names, with their byte order for [`Usernames::page`] (the order of a listed
+    /// snapshot's pages) and each once.
+    /// The order is kept beside the names, not as a sorted copy of them: half the memory.
+    pub fn sorted(mut self) -> Usernames {
         let mut order: Vec<usize> = (0..self.len()).collect();
         order.sort_unstable_by(|&a, &b| self.get(a).cmp(self.get(b)));
-        order.dedup_by(|a, b| self.get(*a) == self.get(*b));
-        let mut sorted = Usernames {
-            text: String::with_capacity(self.text.len()),
-            ends: Vec::with_capacity(order.len()),
-        };
-        for index in order {
-            sorted.push(self.get(index));
+        order.dedup_by(|later, earlier| self.get(*later) == self.get(*earlier));
+        if order.len() < self.len() {
+            // Rebuilt without the repeats, so that every name is written once.
+            let mut kept = vec![false; self.len()];
+            for &index in &order {
+                kept[index] = true;
+            }
+            let mut unique = Usernames::new();
+            for index in (0..self.len()).filter(|&index| kept[index]) {
+                unique.push(self.get(index));
+            }
+            return unique.sorted();
         }
-        sorted
+        self.order = order;
+        self
     }
 
-    /// Of names in byte order ([`Usernames::sorted`]): the first `limit` after `after` (after
-    /// the empty name with `None`), as a job store's listed snapshot pages them.
+    /// Of sorted names ([`Usernames::sorted`]): the first `limit` in byte order after
+    /// `after` (after the empty name with `None`), as a job store's listed snapshot pages them.
     pub fn page(&self, after: Option<&str>, limit: usize) -> Vec<String> {
         let after = after.unwrap_or("");
-        let first = partition(self.len(), |index| self.get(index) <= after);
-        (first..self.len().min(first.saturating_add(limit)))
-            .map(|index| self.get(index).to_owned())
+        let first = partition(self.order.len(), |rank| self.get(self.order[rank]) <= after);
+        self.order[first..self.order.len().min(first.saturating_add(limit))]
+            .iter()
+            .map(|&index| self.get(index).to_owned())
             .collect()
     }
 
@@ -101,10 +115,11 @@ mod tests {
         assert_eq!(usernames.iter().collect::<Vec<_>>(), names);
         assert!(Usernames::new().is_empty());
         let sorted = usernames.sorted();
-        assert_eq!(
-            sorted.iter().collect::<Vec<_>>(),
-            ["", "alice", "bob", "élodie"]
-        );
+        // Each name once; pages in byte order.
+        let mut kept: Vec<&str> = sorted.iter().collect();
+        kept.sort_unstable();
+        assert_eq!(kept, ["", "alice", "bob", "élodie"]);
+        assert_eq!(sorted.len(), 4);
         // The empty name is never paged, as the job store's pages start after ''.
         assert_eq!(sorted.page(None, 2), ["alice", "bob"]);
         assert_eq!(sorted.page(Some(""), 2), ["alice", "bob"]);

@@ -241,7 +241,9 @@
     const done = job.recipientsProcessed;
     if (job.recipientsCounted === false) {
       // A large domain answers before its recipients are counted: a few seconds.
-      return { percent: 0, text: done + ' recipients so far, still counting them' };
+      return { percent: 0, text: done + (job.executionState === 'RUNNING'
+        ? ' recipients so far, still counting them'
+        : ' recipients; not counted, the job ended first') };
     }
     const percent = total > 0 ? Math.floor((done * 100) / total) : 100;
     let text = done + ' of ' + total + ' recipients (' + percent + ' %)';
