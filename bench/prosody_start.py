@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Prosody's start: startBroadcast on a 1,000,000-user Prosody domain, whose recipients are
-copied into the job database inside the request, for one or more binaries side by side.
+fixed at the request and copied into the job database, for one or more binaries side by side.
 
     python3 bench/prosody_start.py [--binary LABEL=PATH ...] [--pairs pg-pg,sqlite-sqlite,pg-mariadb]
                                    [--users 1000000] [--no-write] [--keep]
@@ -15,10 +15,13 @@ and release builds. No XMPP server: the component talks to bench/scale.py's sink
    database and one SQLite file, shared by the runs.
 2. Per pair (users → jobs) and binary, the binaries taking turns: a fresh, empty job database,
    `serve` (`[users] schema = "prosody"`), and once /health says connected: the wall time of the
-   startBroadcast POST (1000 msg/s, ALL_USERS_IN_DOMAIN), the time to the first message at the
-   sink, VmRSS every 0.1 s during the request and VmHWM (the kernel's peak of the process's
-   life, start-up included) 5 s after it, the job's recipientCount; then abortBroadcast and
-   `serve` is stopped; a start that takes over a second must have logged its progress.
+   startBroadcast POST (1000 msg/s, ALL_USERS_IN_DOMAIN), the time from the answer to the first
+   message at the sink and to the recipients counted (getBroadcast's recipientsCounted, polled
+   every 0.05 s; a binary without that field counted them before answering), VmRSS every 0.1 s
+   from the request until they are counted, and VmHWM (the kernel's peak of the process's life,
+   start-up included) after 5 more seconds of sending, the job's recipientCount; then
+   abortBroadcast and `serve` is stopped; a step that takes over a second must have logged its
+   progress.
 3. Prints the figures and replaces its own section of BENCHMARKS.md.
 Everything it creates is removed on exit, error or Ctrl-C (logs are kept on error).
 """
@@ -40,7 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from cluster import ADMIN, SECRET, Lab, fresh_database, git, psql, until  # noqa: E402
 from idle import mysql  # noqa: E402
 from rate import replace_block  # noqa: E402
-from scale import COMPONENT_JID, DOMAIN, Serve, Sink, hwm_kib, rss_kib  # noqa: E402
+from scale import COMPONENT_JID, DOMAIN, Serve, Sink, counted, hwm_kib, rss_kib  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 BEGIN, END = "<!-- BEGIN bench/prosody_start.py -->", "<!-- END bench/prosody_start.py -->"
@@ -132,25 +135,27 @@ def one_start(lab, binary, sink, users_url, jobs_kind, label, users):
         try:
             job = serve.start_job(DOMAIN, RATE)
             start_s = time.monotonic() - t0
+            counted_s = until("the recipients counted", lambda: counted(serve, job) and time.monotonic(), 120) - t0
         finally:
             done.set()
             sampler.join()
         first = until("the first message", lambda: sink.arrivals and sink.arrivals[0][0], 30) - t0
-        time.sleep(5)  # the first batches go out: VmHWM then includes sending
+        time.sleep(5)  # batches go out: VmHWM then includes sending
         hwm = hwm_kib(pid)
         state = serve.job(job, DOMAIN)
         serve.abort(job)
         log = (lab.dir / f"{label}.out").read_text(errors="replace")
     finally:
         serve.stop()
-    return dict(start_s=start_s, first_s=first, rss_before_mib=rss_before / 1024,
+    return dict(start_s=start_s, first_s=first - start_s, counted_s=counted_s - start_s,
+                rss_before_mib=rss_before / 1024,
                 rss_start_peak_mib=max(samples, default=0) / 1024, vmhwm_mib=hwm / 1024,
                 recipient_count=state["recipientCount"], progress_logged="still" in log)
 
 
 def report(args, results, users):
     met = lambda ok: "yes" if ok else "**no**"
-    lines = [BEGIN, f"## Prosody's start: {users:,} users copied at startBroadcast (`bench/prosody_start.py`)", "",
+    lines = [BEGIN, f"## Prosody's start: {users:,} users fixed at startBroadcast (`bench/prosody_start.py`)", "",
              f"* Date: {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC",
              f"* Command: `{shlex.join(['python3', 'bench/prosody_start.py', *sys.argv[1:]])}`",
              f"* Repository at `{git('rev-parse', '--short', 'HEAD')}`"
@@ -159,27 +164,27 @@ def report(args, results, users):
              f"* Users: Prosody's `prosody` table, {users:,} accounts × {len(KEYS)} rows; one run per case, the "
              "binaries taking turns; a shared 2-core machine", "",
              f"| users → jobs | binary | startBroadcast, s (goal < {TARGET_START_S:g}) | first message after the "
-             f"request began, s | RSS before, MiB | RSS peak during the request (0.1 s samples), MiB | VmHWM 5 s "
-             f"after, MiB (goal < {TARGET_RSS_MIB:g}) | recipientCount | progress logged |",
-             "|---|---|---:|---:|---:|---:|---:|---:|---|"]
+             f"answer, s (goal < 1) | recipients counted after the answer, s | RSS before, MiB | RSS peak from the "
+             f"request to the count (0.1 s samples), MiB | VmHWM after 5 s more of sending, MiB (goal < "
+             f"{TARGET_RSS_MIB:g}) | recipientCount | progress logged |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---|"]
     for (pair, label), r in results.items():
         users_kind, jobs_kind = PAIRS[pair]
-        lines.append(f"| {users_kind} → {jobs_kind} | {label} | **{r['start_s']:.2f}** | {r['first_s']:.2f} | "
-                     f"{r['rss_before_mib']:.1f} | {r['rss_start_peak_mib']:.1f} | **{r['vmhwm_mib']:.1f}** | "
-                     f"{r['recipient_count']:,} | {'yes' if r['progress_logged'] else 'no'} |")
+        lines.append(f"| {users_kind} → {jobs_kind} | {label} | **{r['start_s']:.2f}** | **{r['first_s']:.2f}** | "
+                     f"{r['counted_s']:.2f} | {r['rss_before_mib']:.1f} | {r['rss_start_peak_mib']:.1f} | "
+                     f"**{r['vmhwm_mib']:.1f}** | {r['recipient_count']:,} | "
+                     f"{'yes' if r['progress_logged'] else 'no'} |")
+    last = [r for (_, l), r in results.items() if l == args.labelled[-1][0]]
     lines += ["", f"Goals met (every case of the last binary): start < {TARGET_START_S:g} s — "
-              + met(all(r["start_s"] < TARGET_START_S for (_, l), r in results.items() if l == args.labelled[-1][0]))
-              + f"; RSS < {TARGET_RSS_MIB:g} MiB — "
-              + met(all(r["vmhwm_mib"] < TARGET_RSS_MIB for (_, l), r in results.items() if l == args.labelled[-1][0])),
+              + met(all(r["start_s"] < TARGET_START_S for r in last))
+              + "; first message < 1 s after the answer — " + met(all(r["first_s"] < 1 for r in last))
+              + f"; RSS < {TARGET_RSS_MIB:g} MiB — " + met(all(r["vmhwm_mib"] < TARGET_RSS_MIB for r in last)),
               "",
               "What the figures miss: one run per case on a loaded shared machine (the same case varies by "
-              "tens of per cent from run to run); the start still reads Prosody's whole list "
-              "(`SELECT DISTINCT \"user\"`) and holds it in memory, and still writes it inside the request, "
-              "so it grows with the number of users — what remains to reach the goal is to take the copy after "
-              "answering, from a snapshot the database holds (PostgreSQL: a REPEATABLE READ transaction opened "
-              "at the request), or to copy inside the database when users and jobs share one; Prosody's SQLite "
-              "file may only be read in one short read (invariant 4), so there the list is still read in the "
-              "request, but could be written after answering.",
+              "tens of per cent from run to run); the users database on this machine (no network between "
+              "them); Prosody itself is not running, so nothing competes for the users database. The exactness "
+              "of the snapshot is not measured here but tested (`src/directory/tests.rs`, every schema and "
+              "database; `tests/prosody_e2e.rs`).",
               END]
     return "\n".join(lines)
 
@@ -218,7 +223,8 @@ def main():
                 print(f"{pair}, {label} ...", flush=True)
                 r = one_start(lab, binary, sink, users_url[PAIRS[pair][0]], PAIRS[pair][1],
                               f"{label}_{pair}".replace("-", "_"), args.users)
-                print(f"  start {r['start_s']:.2f} s, VmHWM {r['vmhwm_mib']:.1f} MiB, "
+                print(f"  start {r['start_s']:.2f} s, first message +{r['first_s']:.2f} s, counted "
+                      f"+{r['counted_s']:.2f} s, VmHWM {r['vmhwm_mib']:.1f} MiB, "
                       f"{r['recipient_count']} recipients", flush=True)
                 results[(pair, label)] = r
     except BaseException:
