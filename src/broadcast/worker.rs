@@ -377,7 +377,11 @@ impl Worker {
                 let counting = self.retry(|| directory.count(&job.domain, at));
                 with_progress(&job.domain, "counting the recipients", counting).await?
             }
-            (None, None) => unreachable!("a listed set is listed before it is counted"),
+            (None, None) => {
+                // run_batches lists such a set first; reaching here is a defect, reported.
+                let problem = "a listed set must be listed before it is counted";
+                return Err(Interrupt::Failed(problem.into()));
+            }
         };
         let store = &self.shared.store;
         let step = format!("storing the {count} recipients");

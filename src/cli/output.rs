@@ -432,7 +432,7 @@ mod tests {
             progress(&counting),
             "10 processed (recipients still being counted)"
         );
-        let table = jobs_table(&[counting.clone()]);
+        let table = jobs_table(std::slice::from_ref(&counting));
         assert!(table.lines().nth(1).unwrap().contains(" 10/?  "), "{table}");
         let aborted = ApiJob {
             execution_state: ExecutionState::AbortAdmin,
