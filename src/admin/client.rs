@@ -32,9 +32,9 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 /// Every field of `Broadcast`, in the order of [`ApiJob`].
 const JOB_FIELDS: &str = "id name domain messageSubject messageBody senderJid messageRate \
     ownerNode createTimestamp startTimestamp stopTimestamp executionState abortionReason \
-    recipientGroup recipientCount recipientsCounted recipientsProcessed waitingReason kind amends \
+    recipientGroup recipientCount recipientsProcessed waitingReason kind amends \
     status startAt pausedAt language translations { language messageSubject messageBody } group \
-    unknownRecipientCount unknownRecipients";
+    unknownRecipientCount unknownRecipients recipientsCounted";
 
 const START: &str = "mutation Start($name: String!, $domain: DomainName!, \
     $subject: String!, $body: String!, $sender: BareJID!, $rate: PosInt!, $key: String, \
@@ -119,9 +119,6 @@ pub struct ApiJob {
     pub abortion_reason: Option<String>,
     pub recipient_group: String,
     pub recipient_count: i64,
-    /// Whether `recipient_count` is the number of recipients, not only those processed while
-    /// they are being counted.
-    pub recipients_counted: bool,
     pub recipients_processed: i64,
     /// Why no instance runs this running job now, if none does.
     pub waiting_reason: Option<String>,
@@ -148,6 +145,9 @@ pub struct ApiJob {
     /// For a list: the first names that were not accounts.
     #[serde(default)]
     pub unknown_recipients: Option<Vec<String>>,
+    /// Whether `recipient_count` is the number of recipients, not only those processed while
+    /// they are being counted.
+    pub recipients_counted: bool,
 }
 
 /// The text of a message in one more language, as the API takes it
@@ -794,7 +794,8 @@ mod tests {
                 "\"kind\":\"CORRECTION\",\"amends\":3,\"status\":\"ABORT_ADMIN\",\
                  \"startAt\":\"2026-01-01T00:00:00Z\",\"pausedAt\":null,\"language\":\"en\",\
                  \"translations\":[{\"language\":\"de\",\"messageSubject\":\"\",\"messageBody\":\"b\"}],\
-                 \"group\":null,\"unknownRecipientCount\":null,\"unknownRecipients\":null}"
+                 \"group\":null,\"unknownRecipientCount\":null,\"unknownRecipients\":null,\
+                 \"recipientsCounted\":true}"
             ),
             "{text}"
         );
