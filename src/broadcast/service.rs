@@ -15,7 +15,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 
 use crate::broadcast::Manager;
 use crate::broadcast::worker::Handover;
-use crate::directory::{Directory, DirectoryError, Fixed};
+use crate::directory::{Directory, DirectoryError, Fixed, Measuring};
 use crate::job::spec::{self, BroadcastRequest, InvalidRequest, JobSpec, batch_size};
 use crate::job::{
     Audience, AudienceRequest, ExecutionState, Idempotency, Job, JobId, JobKind, Lease, MAX_JOB_ID,
@@ -473,9 +473,26 @@ impl BroadcastService {
         let mut spec = JobSpec::parse(request)?;
         check_message_size(&spec, Content::Broadcast)?;
         spec.recipient_group = Audience::AllUsers.recipient_group();
-        let (list, at) = match fixed {
-            Fixed::Listed(list) => (Some(list), None),
-            Fixed::CreatedBy { at } => (None, Some(at)),
+        let at = match &fixed {
+            Fixed::CreatedBy { at } => Some(at.clone()),
+            Fixed::Listed(_) => None,
+        };
+        // The set is listed or counted from now on; a failure within the wait changes
+        // nothing, as a failure to read the recipients always did.
+        let began = tokio::time::Instant::now();
+        let directory = self.directory.clone();
+        let domain = spec.domain.clone();
+        let mut task = tokio::spawn(async move { fixed.measure(&directory, &domain).await });
+        let measuring = match tokio::time::timeout(self.count_wait, &mut task).await {
+            Ok(Ok(Err(err))) => return Err(err.into()),
+            Ok(Ok(Ok(measured))) => Measuring::Done(Ok(measured)),
+            Ok(Err(panicked)) => {
+                return Err(DirectoryError::Layout(format!(
+                    "reading the recipients failed: {panicked}"
+                ))
+                .into());
+            }
+            Err(_) => Measuring::Running(task),
         };
         let created = self
             .store
@@ -495,13 +512,14 @@ impl BroadcastService {
         tracing::info!(job_id = id, domain = %spec.domain, name = %spec.name, audience = spec.recipient_group.as_db_str(), rate = spec.rate, "broadcast started; counting its recipients");
         let (counted, answer) = tokio::sync::oneshot::channel();
         let handover = Handover {
-            list,
+            measuring: Some(measuring),
             counted: Some(counted),
         };
         self.manager
             .launch_stored_with(Lease::first(id, self.manager.node()), true, handover)
             .await;
-        if tokio::time::timeout(self.count_wait, answer).await.is_err() {
+        let left = self.count_wait.saturating_sub(began.elapsed());
+        if tokio::time::timeout(left, answer).await.is_err() {
             tracing::info!(job_id = id, domain = %spec.domain, waited = ?self.count_wait, "answering before the recipients are counted; the job is sending meanwhile");
         }
         Ok(Accepted::Started(id))

@@ -33,7 +33,7 @@ use crate::broadcast::Safety;
 use crate::broadcast::recipients::{PageError, Recipients};
 use crate::broadcast::service::with_progress;
 use crate::directory::Directory;
-use crate::directory::{DirectoryError, OpenList};
+use crate::directory::{DirectoryError, Measured, Measuring};
 use crate::job::spec::{MAX_MESSAGE_BYTES, batch_size};
 use crate::job::{InvalidRow, Job, JobEnd, JobKind, Lease, RowProblem, Sending, Usernames};
 use crate::metrics::Metrics;
@@ -73,11 +73,12 @@ pub struct Worker {
 }
 
 /// What the request that created a job before counting its recipients hands the job's first
-/// worker (invariant 4a): the open read that fixed a listed set, and where to say that the
-/// recipients are counted (the request waits for it, for a while, before it answers).
+/// worker (invariant 4a): the listing or count of the set it fixed, finished or running, and
+/// where to say that the recipients are stored and counted (the request waits for it, for a
+/// while, before it answers).
 #[derive(Default)]
 pub struct Handover {
-    pub list: Option<OpenList>,
+    pub measuring: Option<Measuring>,
     pub counted: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
@@ -284,17 +285,17 @@ impl Worker {
                 .in_domain(Some(job.domain.clone()));
             return Err(Interrupt::Failed(bad.to_string()));
         }
-        let Handover { list, counted } = handover;
+        let Handover { measuring, counted } = handover;
         // An uncounted listed set is listed first and sent from memory while it is stored;
         // no batch is committed before it is.
-        let listed = match (job.recipients_counted, job.snapshot_at.as_deref()) {
-            (false, None) => Some(self.list_recipients(list).await?),
-            _ => None,
+        let (listed, measuring) = match (job.recipients_counted, job.snapshot_at.as_deref()) {
+            (false, None) => (Some(self.list_recipients(measuring).await?), None),
+            _ => (None, measuring),
         };
         let (stored, gate) = tokio::sync::watch::channel(listed.is_none());
         let counting = async {
             if !job.recipients_counted {
-                self.record_count(listed.as_ref()).await?;
+                self.record_count(listed.as_ref(), measuring).await?;
                 stored.send_replace(true);
             }
             if let Some(counted) = counted {
@@ -336,27 +337,38 @@ impl Worker {
     }
 
     /// Lists the recipients of a job created before they were counted (invariant 4a), in byte
-    /// order, from the open read its request handed over. A worker that resumes such a job
-    /// without that read lists the accounts there are now: the read ended with the instance
-    /// or worker that opened it.
-    async fn list_recipients(&self, handed: Option<OpenList>) -> Result<Usernames, Interrupt> {
+    /// order: the listing its request started, from the read that fixed them. A worker that
+    /// resumes such a job without it, or whose listing failed, lists the accounts there are
+    /// now: the read ended with the instance or worker that opened it.
+    async fn list_recipients(&self, measuring: Option<Measuring>) -> Result<Usernames, Interrupt> {
         let job = &self.job;
+        let handed = match measuring {
+            Some(measuring) => {
+                let listing = measuring.result();
+                self.interruptible(with_progress(
+                    &job.domain,
+                    "listing the recipients",
+                    listing,
+                ))
+                .await?
+            }
+            None => None,
+        };
+        let failure = match handed {
+            Some(Ok(Measured::Listed(names))) => return Ok(names.sorted()),
+            Some(Ok(Measured::Counted(_))) => "it was counted, not listed".to_owned(),
+            Some(Err(err)) => err.to_string(),
+            None => "the instance or worker that read them stopped first".to_owned(),
+        };
+        tracing::warn!(
+            job_id = job.id,
+            reason = %failure,
+            "listing the recipients now: the read that fixed them at the request did not list \
+             them; accounts registered since are recipients too"
+        );
         let directory = &self.shared.directory;
-        if handed.is_none() {
-            tracing::warn!(
-                job_id = job.id,
-                "listing the recipients now: the read that fixed them at the request ended \
-                 before they were stored; accounts registered since are recipients too"
-            );
-        }
-        let handed = std::sync::Mutex::new(handed);
         let listing = self.retry(|| async {
-            let handed = handed.lock().expect("handed list lock").take();
-            let list = match handed {
-                Some(list) => Some(list),
-                None => directory.open_list(&job.domain).await?,
-            };
-            match list {
+            match directory.open_list(&job.domain).await? {
                 Some(list) => list.read().await,
                 None => Ok(Usernames::new()),
             }
@@ -366,16 +378,37 @@ impl Worker {
     }
 
     /// Stores the number of recipients of a job created before they were counted (invariant
-    /// 4a) and, for a listed set, the names: counts a dated set first (the same instant, the
-    /// same number).
-    async fn record_count(&self, listed: Option<&Usernames>) -> Result<(), Interrupt> {
+    /// 4a) and, for a listed set, the names; a dated set's count is the one its request
+    /// started, or is taken again (the same instant, the same number).
+    async fn record_count(
+        &self,
+        listed: Option<&Usernames>,
+        measuring: Option<Measuring>,
+    ) -> Result<(), Interrupt> {
         let job = &self.job;
         let count = match (listed, job.snapshot_at.as_deref()) {
             (Some(names), _) => names.len() as i64,
             (None, Some(at)) => {
-                let directory = &self.shared.directory;
-                let counting = self.retry(|| directory.count(&job.domain, at));
-                with_progress(&job.domain, "counting the recipients", counting).await?
+                let handed = match measuring {
+                    Some(measuring) => {
+                        let counting = measuring.result();
+                        let step = "counting the recipients";
+                        self.interruptible(with_progress(&job.domain, step, counting))
+                            .await?
+                    }
+                    None => None,
+                };
+                match handed {
+                    Some(Ok(Measured::Counted(count))) => count,
+                    other => {
+                        if let Some(Err(err)) = other {
+                            tracing::warn!(job_id = job.id, error = %err, "counting the recipients again");
+                        }
+                        let directory = &self.shared.directory;
+                        let counting = self.retry(|| directory.count(&job.domain, at));
+                        with_progress(&job.domain, "counting the recipients", counting).await?
+                    }
+                }
             }
             (None, None) => {
                 // run_batches lists such a set first; reaching here is a defect, reported.

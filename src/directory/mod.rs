@@ -20,7 +20,7 @@ mod clock;
 mod identity;
 mod prosody;
 
-pub use self::open::{Fixed, OpenList};
+pub use self::open::{Fixed, Measured, Measuring, OpenList};
 
 use std::collections::BTreeMap;
 use std::str::FromStr;

@@ -39,6 +39,45 @@ pub enum Fixed {
     Listed(OpenList),
 }
 
+/// A fixed set, listed or counted ([`Fixed::measure`]).
+pub enum Measured {
+    /// The names of a [`Fixed::Listed`] set, in no particular order.
+    Listed(Usernames),
+    /// The size of a [`Fixed::CreatedBy`] set.
+    Counted(i64),
+}
+
+/// The measure of a fixed set, finished or still running in a task of its own: the request
+/// that fixed the set starts it and hands it to the job's worker if it outlasts the wait.
+pub enum Measuring {
+    Done(Result<Measured, DirectoryError>),
+    Running(tokio::task::JoinHandle<Result<Measured, DirectoryError>>),
+}
+
+impl Measuring {
+    /// The measure, once finished; `None` if its task ended without one (it panicked).
+    pub async fn result(self) -> Option<Result<Measured, DirectoryError>> {
+        match self {
+            Measuring::Done(result) => Some(result),
+            Measuring::Running(task) => task.await.ok(),
+        }
+    }
+}
+
+impl Fixed {
+    /// Lists or counts the set, ending a listed set's transaction.
+    pub async fn measure(
+        self,
+        directory: &Directory,
+        domain: &str,
+    ) -> Result<Measured, DirectoryError> {
+        match self {
+            Fixed::Listed(list) => list.read().await.map(Measured::Listed),
+            Fixed::CreatedBy { at } => directory.count(domain, &at).await.map(Measured::Counted),
+        }
+    }
+}
+
 /// A read-only transaction of the users database that has fixed a domain's accounts.
 pub struct OpenList {
     read: OpenRead,
