@@ -162,7 +162,11 @@ impl OpenRead {
             let mut rows = bound!(sqlx::query_scalar::<_, String>(query.text()), args)
                 .fetch(&mut **conn);
             while let Some(name) = rows.try_next().await? {
-                names.push(&name);
+                // An account's rows come together: a repeat of the last name is dropped at
+                // once (any other repeat when the names are sorted).
+                if names.last() != Some(name.as_str()) {
+                    names.push(&name);
+                }
             }
         });
         Ok(())
@@ -189,8 +193,8 @@ impl OpenRead {
 }
 
 impl OpenList {
-    /// The usernames the transaction sees, in no particular order, each once; the
-    /// transaction ends.
+    /// The usernames the transaction sees, in no particular order (each once after
+    /// [`Usernames::sorted`]); the transaction ends.
     pub async fn read(mut self) -> Result<Usernames, DirectoryError> {
         let mut names = Usernames::new();
         self.read
@@ -224,7 +228,7 @@ impl Directory {
     /// [`OpenList::read`]; `None` if it sees no account.
     pub async fn open_list(&self, domain: &str) -> Result<Option<OpenList>, DirectoryError> {
         let (names, first) = match &*self.layout {
-            Layout::Prosody(prosody) => (prosody.usernames.clone(), &prosody.any),
+            Layout::Prosody(prosody) => (prosody.listing.clone(), &prosody.any),
             Layout::Dated(dated) => {
                 if !dated.serves(domain) {
                     return Ok(None);

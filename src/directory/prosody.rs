@@ -8,6 +8,11 @@ pub(super) struct Prosody {
     check: Query,
     pub(super) exists: Query,
     pub(super) usernames: Query,
+    /// Every row's username, for a list read in one go ([`super::OpenList`]): on MySQL/MariaDB
+    /// without `DISTINCT`, whose temporary table over a `TEXT` column took 13.8 s for a million
+    /// accounts (4 rows each) against 3.0 s for the plain scan; the repeats of an account's
+    /// rows are dropped while reading and sorting ([`crate::job::Usernames`]).
+    pub(super) listing: Query,
     pub(super) any: Query,
     /// `$1` domain, `$2 …` [`super::EXISTING_CHUNK`] usernames: those that are accounts.
     pub(super) existing: Query,
@@ -31,6 +36,17 @@ impl Prosody {
             ),
             usernames: Query::new(
                 r#"SELECT DISTINCT "user" FROM "prosody" WHERE "host" = $1 AND "store" = 'accounts'"#,
+                dialect,
+            ),
+            listing: Query::new(
+                match dialect {
+                    Dialect::MySql => {
+                        r#"SELECT "user" FROM "prosody" WHERE "host" = $1 AND "store" = 'accounts'"#
+                    }
+                    Dialect::Postgres | Dialect::Sqlite => {
+                        r#"SELECT DISTINCT "user" FROM "prosody" WHERE "host" = $1 AND "store" = 'accounts'"#
+                    }
+                },
                 dialect,
             ),
             existing: Query::new(

@@ -355,11 +355,13 @@ async fn a_new_jobs_recipients_are_fixed_at_the_request(case: Case) {
     for name in ["carol", "alice", "bob"] {
         case.register(name, DOMAIN, None).await;
     }
-    if case.kind == Kind::Prosody {
-        case.register("bob", DOMAIN, None).await; // a second row of the same account
-    }
     if case.kind != Kind::Ejabberd {
         case.register("mallory", OTHER, None).await;
+    }
+    if case.kind == Kind::Prosody {
+        // A second row of an account, apart from its first: read twice on MySQL, kept once.
+        case.register("carol", DOMAIN, None).await;
+        case.register("bob", DOMAIN, None).await;
     }
     let directory = case.directory().await;
     assert!(directory.fix("empty.net").await.unwrap().is_none());
@@ -379,15 +381,10 @@ async fn a_new_jobs_recipients_are_fixed_at_the_request(case: Case) {
     );
     match fixed {
         super::Fixed::Listed(list) => {
-            let mut names: Vec<String> = list
-                .read()
-                .await
-                .unwrap()
-                .iter()
-                .map(str::to_owned)
-                .collect();
-            names.sort();
-            assert_eq!(names, ["alice", "bob", "carol"]);
+            // As the worker takes them: sorted, each once.
+            let names = list.read().await.unwrap().sorted();
+            assert_eq!(names.page(None, 10), ["alice", "bob", "carol"]);
+            assert_eq!(names.len(), 3);
         }
         super::Fixed::CreatedBy { at } => {
             assert_eq!(directory.count(DOMAIN, &at).await.unwrap(), 3);
@@ -399,7 +396,7 @@ async fn a_new_jobs_recipients_are_fixed_at_the_request(case: Case) {
     }
     // A list opened again, as a worker that resumes the job does, sees the accounts now.
     let again = directory.open_list(DOMAIN).await.unwrap().unwrap();
-    assert_eq!(again.read().await.unwrap().len(), 4);
+    assert_eq!(again.read().await.unwrap().sorted().len(), 4);
     case.finish().await;
 }
 

@@ -25,6 +25,11 @@ impl Usernames {
         self.order.clear();
     }
 
+    /// The name added last.
+    pub fn last(&self) -> Option<&str> {
+        self.len().checked_sub(1).map(|index| self.get(index))
+    }
+
     pub fn len(&self) -> usize {
         self.ends.len()
     }
@@ -114,6 +119,8 @@ mod tests {
         assert_eq!(usernames.len(), 5);
         assert_eq!(usernames.iter().collect::<Vec<_>>(), names);
         assert!(Usernames::new().is_empty());
+        assert_eq!(usernames.last(), Some("alice"));
+        assert_eq!(Usernames::new().last(), None);
         let sorted = usernames.sorted();
         // Each name once; pages in byte order.
         let mut kept: Vec<&str> = sorted.iter().collect();
