@@ -2,6 +2,7 @@
 //! workers, and the operations the admin API calls. What a job is lives in [`crate::job`].
 
 mod manager;
+mod progress;
 mod recipients;
 mod safety;
 mod schedule;

@@ -30,8 +30,8 @@ use jid::BareJid;
 use tokio_util::sync::CancellationToken;
 
 use crate::broadcast::Safety;
+use crate::broadcast::progress::with_progress;
 use crate::broadcast::recipients::{PageError, Recipients};
-use crate::broadcast::service::with_progress;
 use crate::directory::Directory;
 use crate::directory::{DirectoryError, Measured, Measuring};
 use crate::job::spec::{MAX_MESSAGE_BYTES, batch_size};

@@ -96,11 +96,11 @@ enum OpenRead {
 
 /// Runs the same expression on whichever connection an [`OpenRead`] holds.
 macro_rules! on_read {
-    ($read:expr, $each:ident => $body:expr) => {
+    ($read:expr, $($each:ident)+ => $body:expr) => {
         match $read {
-            OpenRead::Postgres($each) => $body,
-            OpenRead::MySql($each) => $body,
-            OpenRead::Sqlite($each) => $body,
+            OpenRead::Postgres($($each)+) => $body,
+            OpenRead::MySql($($each)+) => $body,
+            OpenRead::Sqlite($($each)+) => $body,
         }
     };
 }
@@ -174,20 +174,10 @@ impl OpenRead {
 
     /// Ends the transaction (it wrote nothing) and closes the connection.
     async fn end(self) -> Result<(), DirectoryError> {
-        match self {
-            OpenRead::Postgres(mut conn) => {
-                sqlx::raw_sql("ROLLBACK").execute(&mut *conn).await?;
-                conn.close().await?;
-            }
-            OpenRead::MySql(mut conn) => {
-                sqlx::raw_sql("ROLLBACK").execute(&mut *conn).await?;
-                conn.close().await?;
-            }
-            OpenRead::Sqlite(mut conn) => {
-                sqlx::raw_sql("ROLLBACK").execute(&mut *conn).await?;
-                conn.close().await?;
-            }
-        }
+        on_read!(self, mut conn => {
+            sqlx::raw_sql("ROLLBACK").execute(&mut *conn).await?;
+            conn.close().await?;
+        });
         Ok(())
     }
 }
